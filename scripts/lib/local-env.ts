@@ -1,0 +1,79 @@
+import { randomBytes } from "node:crypto";
+import { ensureStack } from "../stack.ts";
+import type { Stack } from "../stack.ts";
+import { startUpstashAdapter } from "../upstash-adapter.ts";
+import { startWsProxy } from "../ws-proxy.ts";
+import { createDatabase, closePgProxy, databaseUrl, dropDatabase } from "./pg.ts";
+import { migrate } from "../migrate.ts";
+
+/**
+ * Everything a local Worker needs, in one call shared by `npm run dev`, the test setup and the
+ * benchmarks: the stack (reused or started), a migrated database, the WebSocket proxy for the
+ * Neon driver, the Upstash-compatible adapter, and the bindings that point at them.
+ */
+
+/** Options of {@link startLocalEnv}. */
+export interface LocalEnvOptions {
+  /** Database to create (if missing) and migrate. */
+  database: string;
+  /** Drop the database on close (tests). */
+  dropOnClose?: boolean;
+  /** Prefix of every Redis key; tests use a per-run prefix and delete it on close. */
+  redisKeyPrefix: string;
+  /** RabbitMQ exchange and queue prefix; tests use per-run names. */
+  rabbitmqExchange?: string;
+  rabbitmqQueuePrefix?: string;
+  /** Fixed ports for the proxies (dev), else free ports. */
+  wsProxyPort?: number;
+  upstashPort?: number;
+  log?: (msg: string) => void;
+}
+
+/** A running local environment. */
+export interface LocalEnv {
+  /** Worker bindings (secrets and vars) pointing at the local servers. */
+  bindings: Record<string, string>;
+  stack: Stack;
+  close(): Promise<void>;
+}
+
+/** The dev/test JWT secret (never used in production: there it is a `wrangler secret`). */
+export const LOCAL_JWT_SECRET = "dev-secret-change-me-0123456789abcdef";
+
+/** Brings the local environment up. */
+export async function startLocalEnv(opts: LocalEnvOptions): Promise<LocalEnv> {
+  const log = opts.log ?? (() => {});
+  const stack = await ensureStack({ log });
+  const dbUrl = databaseUrl(stack.postgresUrl, opts.database);
+  await createDatabase(stack.postgresUrl, opts.database);
+  const migrated = await migrate(dbUrl, "migrations", log);
+  log(`database ${opts.database}: ${migrated.applied.length} migration(s) applied`);
+
+  const proxy = await startWsProxy({ port: opts.wsProxyPort ?? 0 });
+  const upstashToken = randomBytes(16).toString("hex");
+  const upstash = await startUpstashAdapter({ redisUrl: stack.redisUrl, token: upstashToken, port: opts.upstashPort ?? 0 });
+
+  const bindings: Record<string, string> = {
+    DATABASE_URL: dbUrl,
+    DATABASE_WS_PROXY: proxy.address,
+    UPSTASH_REDIS_REST_URL: upstash.url,
+    UPSTASH_REDIS_REST_TOKEN: upstashToken,
+    REDIS_KEY_PREFIX: opts.redisKeyPrefix,
+    RABBITMQ_URL: stack.rabbitmqUrl,
+    AUTH_JWT_SECRET: LOCAL_JWT_SECRET,
+    ...(opts.rabbitmqExchange ? { RABBITMQ_EXCHANGE: opts.rabbitmqExchange } : {}),
+    ...(opts.rabbitmqQueuePrefix ? { RABBITMQ_QUEUE_PREFIX: opts.rabbitmqQueuePrefix } : {}),
+  };
+
+  return {
+    bindings,
+    stack,
+    async close() {
+      await upstash.close().catch(() => undefined);
+      await proxy.close().catch(() => undefined);
+      if (opts.dropOnClose) await dropDatabase(stack.postgresUrl, opts.database).catch((e) => log(`drop failed: ${e}`));
+      await closePgProxy();
+      await stack.stop();
+    },
+  };
+}

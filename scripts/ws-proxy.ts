@@ -1,0 +1,94 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import net from "node:net";
+import { pathToFileURL } from "node:url";
+import { WebSocketServer } from "ws";
+
+/**
+ * WebSocket-to-TCP proxy for the Neon serverless driver, so Workers (and Node scripts) reach a
+ * plain local Postgres the way they reach Neon in production. The driver connects to
+ * `ws://<proxy>/v2?address=<host>:<port>` (see `configureNeonForProxy`) and speaks the Postgres
+ * wire protocol inside binary frames; we pipe those bytes to a TCP socket and back.
+ */
+
+/** Options of {@link startWsProxy}. */
+export interface WsProxyOptions {
+  /** Listen address (default 127.0.0.1). */
+  host?: string;
+  /** Listen port (0 = any free port). */
+  port?: number;
+  /** Only these `host:port` targets may be reached (default: loopback Postgres only). */
+  allow?: (host: string, port: number) => boolean;
+}
+
+/** A running proxy. */
+export interface WsProxy {
+  /** `host:port`, the value of `DATABASE_WS_PROXY`. */
+  address: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const loopbackOnly = (host: string) => host === "127.0.0.1" || host === "localhost" || host === "::1";
+
+/** Starts the proxy. */
+export async function startWsProxy(opts: WsProxyOptions = {}): Promise<WsProxy> {
+  const allow = opts.allow ?? loopbackOnly;
+  const server = createServer((_req, res) => {
+    res.writeHead(426, { "content-type": "text/plain" }).end("WebSocket upgrade required\n");
+  });
+  const wss = new WebSocketServer({ server });
+  const sockets = new Set<net.Socket>();
+
+  wss.on("connection", (ws, req) => {
+    const target = new URL(req.url ?? "/", "http://proxy").searchParams.get("address") ?? "";
+    const sep = target.lastIndexOf(":");
+    const host = target.slice(0, sep).replace(/^\[|\]$/g, "");
+    const port = Number(target.slice(sep + 1));
+    if (sep < 0 || !Number.isInteger(port) || !allow(host, port)) {
+      ws.close(1008, "address not allowed");
+      return;
+    }
+    const tcp = net.connect({ host, port });
+    sockets.add(tcp);
+    tcp.setNoDelay(true);
+    // Frames that arrive before the TCP connect completes are buffered by the socket itself.
+    ws.on("message", (data: Buffer | ArrayBuffer | Buffer[]) => {
+      tcp.write(Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer));
+    });
+    tcp.on("data", (chunk) => {
+      if (ws.readyState === ws.OPEN) ws.send(chunk, { binary: true });
+    });
+    const closeBoth = () => {
+      sockets.delete(tcp);
+      tcp.destroy();
+      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close();
+    };
+    tcp.on("close", closeBoth);
+    tcp.on("error", closeBoth);
+    ws.on("close", closeBoth);
+    ws.on("error", closeBoth);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port ?? 0, opts.host ?? "127.0.0.1", () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    address: `${opts.host ?? "127.0.0.1"}:${port}`,
+    port,
+    async close() {
+      for (const s of sockets) s.destroy();
+      for (const c of wss.clients) c.terminate();
+      await new Promise<void>((r) => wss.close(() => r()));
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const port = Number(process.argv[process.argv.indexOf("--port") + 1] || 8790);
+  const proxy = await startWsProxy({ port: process.argv.includes("--port") ? port : 8790 });
+  console.log(`ws-proxy listening on ${proxy.address}`);
+}

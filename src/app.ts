@@ -1,0 +1,16 @@
+import { createApp } from "./platform/create-app.ts";
+import { healthRoutes } from "./platform/health.ts";
+import { identityRoutes } from "./platform/me.ts";
+import { mountOpenApi } from "./platform/openapi.ts";
+
+/** The HTTP API: the platform shell with every service's routes mounted. */
+export function buildApp() {
+  const app = createApp();
+  app.route("/", healthRoutes);
+  app.route("/", identityRoutes);
+  mountOpenApi(app);
+  return app;
+}
+
+/** The application instance the Worker serves. */
+export const app = buildApp();

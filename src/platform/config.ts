@@ -1,0 +1,154 @@
+import { z } from "zod";
+import { ConfigurationError } from "./errors.ts";
+
+/**
+ * The Worker's configuration, parsed once per env object from the bindings (wrangler `[vars]`,
+ * secrets, `.dev.vars`). Replaces the seed's per-service `config.js`: `databaseUrl`, Redis,
+ * `rabbitmqUrl` and each service's settings live here, with defaults only where a default is
+ * safe — never for a secret.
+ */
+
+const int = (min: number, max: number, fallback: number) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+const bool = (fallback: boolean) =>
+  z
+    .enum(["true", "false", "1", "0"])
+    .default(fallback ? "true" : "false")
+    .transform((v) => v === "true" || v === "1");
+
+const envSchema = z.object({
+  ENVIRONMENT: z.enum(["development", "test", "production"]).default("production"),
+  DATABASE_URL: z
+    .string({ error: "is required" })
+    .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
+  DATABASE_WS_PROXY: z
+    .string()
+    .regex(/^[\w.-]+:\d+$/, "must be host:port of the local WebSocket-to-TCP proxy")
+    .optional(),
+  UPSTASH_REDIS_REST_URL: z.url({ error: "must be the Upstash REST URL" }),
+  UPSTASH_REDIS_REST_TOKEN: z.string({ error: "is required" }).min(1, "is required"),
+  REDIS_KEY_PREFIX: z.string().default("cm:"),
+  RABBITMQ_URL: z.string({ error: "is required" }).regex(/^amqps?:\/\//, "must be an amqp:// or amqps:// URL"),
+  RABBITMQ_EXCHANGE: z.string().min(1).default("cloudmatrix.events"),
+  RABBITMQ_QUEUE_PREFIX: z.string().default("cloudmatrix-edge."),
+  AUTH_JWT_SECRET: z.string({ error: "is required" }).min(32, "must be at least 32 characters"),
+  AUTH_JWT_ISSUER: z.string().min(1).default("cloudmatrix"),
+  AUTH_JWT_AUDIENCE: z.string().min(1).default("cloudmatrix-edge"),
+  MAX_BODY_BYTES: int(1024, 50 * 1024 * 1024, 1024 * 1024),
+  USERS_SERVICE_URL: z.url().optional(),
+  // Webhooks (seed Task 3).
+  WEBHOOK_TIMEOUT_MS: int(100, 120_000, 30_000),
+  WEBHOOK_MAX_ATTEMPTS: int(1, 50, 15),
+  WEBHOOK_BACKOFF_BASE_MS: int(100, 3_600_000, 1_000),
+  WEBHOOK_BACKOFF_CAP_MS: int(1_000, 86_400_000, 3_600_000),
+  WEBHOOK_CONCURRENCY: int(1, 64, 4),
+  WEBHOOK_CIRCUIT_FAILURE_THRESHOLD: int(1, 1_000, 5),
+  WEBHOOK_CIRCUIT_SUCCESS_THRESHOLD: int(1, 1_000, 2),
+  WEBHOOK_CIRCUIT_COOLDOWN_MS: int(1_000, 86_400_000, 60_000),
+  WEBHOOK_SECRET_OVERLAP_MS: int(0, 30 * 86_400_000, 86_400_000),
+  WEBHOOK_ALLOW_LOCAL_HTTP: bool(false),
+  // Usage (seed Task 1).
+  USAGE_LATE_EVENT_HORIZON_DAYS: int(1, 400, 35),
+  USAGE_INGEST_RATE_LIMIT_PER_MINUTE: int(1, 10_000_000, 600),
+  // Teams (seed Task 2).
+  TEAMS_MAX_DEPTH: int(1, 100, 20),
+  TEAMS_INVITATION_TTL_DAYS: int(1, 30, 7),
+  TEAMS_INVITATION_RATE_LIMIT: int(1, 100_000, 50),
+});
+
+/** Typed configuration of the Worker. */
+export interface Config {
+  /** `development` enables dev-only routes (captured e-mails) and local conveniences. */
+  environment: "development" | "test" | "production";
+  /** Postgres connection string (Neon in production, local Postgres through the proxy in dev). */
+  databaseUrl: string;
+  /** `host:port` of the local WebSocket-to-TCP proxy; unset in production (Neon speaks WSS itself). */
+  databaseWsProxy?: string;
+  /** Upstash REST endpoint, token, and the prefix every key gets (tests isolate runs with it). */
+  redis: { url: string; token: string; keyPrefix: string };
+  /** RabbitMQ: connection URL, the platform's topic exchange, and the prefix of this project's queues. */
+  rabbitmq: { url: string; exchange: string; queuePrefix: string };
+  /** JWT verification: HS256 secret, required `iss` and `aud`. */
+  auth: { secret: string; issuer: string; audience: string };
+  /** Largest accepted request body in bytes. */
+  maxBodyBytes: number;
+  /** Base URL of the platform's users service, when there is one. */
+  usersServiceUrl?: string;
+  /** Webhook delivery settings. */
+  webhooks: {
+    timeoutMs: number;
+    maxAttempts: number;
+    backoffBaseMs: number;
+    backoffCapMs: number;
+    concurrency: number;
+    circuit: { failureThreshold: number; successThreshold: number; cooldownMs: number };
+    secretOverlapMs: number;
+    /** Allow `http://127.0.0.1`/`localhost` receivers; only `npm run dev` turns it on. */
+    allowLocalHttp: boolean;
+  };
+  /** Usage analytics settings. */
+  usage: { lateEventHorizonDays: number; ingestRateLimitPerMinute: number };
+  /** Team management settings. */
+  teams: { maxDepth: number; invitationTtlDays: number; invitationRateLimit: number };
+}
+
+/** Parses raw bindings into a {@link Config}; throws {@link ConfigurationError} naming every bad variable. */
+export function parseConfig(env: Record<string, unknown>): Config {
+  // Empty strings count as unset so `FOO=` in .dev.vars falls back to the default (or fails if required).
+  const raw = Object.fromEntries(Object.entries(env).filter(([, v]) => typeof v === "string" && v !== ""));
+  const parsed = envSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`);
+    throw new ConfigurationError(`invalid configuration: ${problems.join("; ")}`, {
+      details: { variables: parsed.error.issues.map((i) => i.path.join(".")) },
+    });
+  }
+  const e = parsed.data;
+  return {
+    environment: e.ENVIRONMENT,
+    databaseUrl: e.DATABASE_URL,
+    databaseWsProxy: e.DATABASE_WS_PROXY,
+    redis: { url: e.UPSTASH_REDIS_REST_URL, token: e.UPSTASH_REDIS_REST_TOKEN, keyPrefix: e.REDIS_KEY_PREFIX },
+    rabbitmq: { url: e.RABBITMQ_URL, exchange: e.RABBITMQ_EXCHANGE, queuePrefix: e.RABBITMQ_QUEUE_PREFIX },
+    auth: { secret: e.AUTH_JWT_SECRET, issuer: e.AUTH_JWT_ISSUER, audience: e.AUTH_JWT_AUDIENCE },
+    maxBodyBytes: e.MAX_BODY_BYTES,
+    usersServiceUrl: e.USERS_SERVICE_URL,
+    webhooks: {
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      maxAttempts: e.WEBHOOK_MAX_ATTEMPTS,
+      backoffBaseMs: e.WEBHOOK_BACKOFF_BASE_MS,
+      backoffCapMs: e.WEBHOOK_BACKOFF_CAP_MS,
+      concurrency: e.WEBHOOK_CONCURRENCY,
+      circuit: {
+        failureThreshold: e.WEBHOOK_CIRCUIT_FAILURE_THRESHOLD,
+        successThreshold: e.WEBHOOK_CIRCUIT_SUCCESS_THRESHOLD,
+        cooldownMs: e.WEBHOOK_CIRCUIT_COOLDOWN_MS,
+      },
+      secretOverlapMs: e.WEBHOOK_SECRET_OVERLAP_MS,
+      allowLocalHttp: e.WEBHOOK_ALLOW_LOCAL_HTTP && e.ENVIRONMENT !== "production",
+    },
+    usage: {
+      lateEventHorizonDays: e.USAGE_LATE_EVENT_HORIZON_DAYS,
+      ingestRateLimitPerMinute: e.USAGE_INGEST_RATE_LIMIT_PER_MINUTE,
+    },
+    teams: {
+      maxDepth: e.TEAMS_MAX_DEPTH,
+      invitationTtlDays: e.TEAMS_INVITATION_TTL_DAYS,
+      invitationRateLimit: e.TEAMS_INVITATION_RATE_LIMIT,
+    },
+  };
+}
+
+// Keyed by the env object: the runtime hands the same object to every request of an isolate,
+// so parsing happens once, and a changed deployment (new env) is parsed anew.
+const cache = new WeakMap<object, Config>();
+
+/** Returns the parsed, cached configuration for a Worker env. */
+export function getConfig(env: object): Config {
+  let config = cache.get(env);
+  if (!config) {
+    config = parseConfig(env as Record<string, unknown>);
+    cache.set(env, config);
+  }
+  return config;
+}

@@ -1,0 +1,101 @@
+import { Pool, neonConfig } from "@neondatabase/serverless";
+import type { PoolClient } from "@neondatabase/serverless";
+import type { Config } from "./config.ts";
+import { ServiceUnavailableError } from "./errors.ts";
+
+/**
+ * Postgres access over `@neondatabase/serverless` (Pool/Client over WebSocket, so transactions
+ * work). A pool lives inside one request or one queue batch — Workers must not share I/O objects
+ * across requests — and is closed with `ctx.waitUntil(db.end())`.
+ */
+
+/** Result of a query. */
+export interface QueryResult<T> {
+  rows: T[];
+  rowCount: number;
+}
+
+/** Anything that runs parameterised SQL: the pool or a transaction's client. */
+export interface Queryable {
+  /** Runs `text` with `$1…$n` bound to `params`. */
+  query<T = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<QueryResult<T>>;
+}
+
+/** A request-scoped database handle. */
+export interface Db extends Queryable {
+  /**
+   * Runs `fn` inside BEGIN … COMMIT on one connection; any throw rolls back and re-throws.
+   * @param fn - receives the transaction's connection
+   */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Closes the pool; call through `ctx.waitUntil`. */
+  end(): Promise<void>;
+}
+
+/** Points the Neon driver at the local WebSocket-to-TCP proxy (dev and tests only). */
+export function configureNeonForProxy(proxy: string): void {
+  neonConfig.wsProxy = (host, port) => `${proxy}/v2?address=${host}:${port}`;
+  neonConfig.useSecureWebSocket = false;
+  neonConfig.pipelineTLS = false;
+  neonConfig.pipelineConnect = false;
+}
+
+const wrap = (client: Pick<PoolClient, "query">): Queryable => ({
+  async query<T>(text: string, params?: readonly unknown[]) {
+    const res = await client.query(text, params as unknown[] | undefined);
+    return { rows: res.rows as T[], rowCount: res.rowCount ?? 0 };
+  },
+});
+
+/** Whether an error means the database could not be reached (as opposed to a SQL error). */
+function isConnectionError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  // SQL errors carry a 5-character SQLSTATE; anything else from the driver is transport-level.
+  return !(typeof code === "string" && /^[0-9A-Z]{5}$/.test(code));
+}
+
+/**
+ * Creates a request-scoped {@link Db}. The pool connects lazily on the first query.
+ * @param config - parsed configuration (database URL, optional local proxy)
+ * @param onError - receives background socket errors (closing a pool can raise one)
+ */
+export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">, onError?: (err: unknown) => void): Db {
+  if (config.databaseWsProxy) configureNeonForProxy(config.databaseWsProxy);
+  const pool = new Pool({ connectionString: config.databaseUrl, max: 4 });
+  // An idle client losing its socket emits 'error' on the pool; unhandled, it would crash the isolate.
+  pool.on("error", (err: Error) => onError?.(err));
+  let ended = false;
+
+  const guard = async <T>(run: () => Promise<T>): Promise<T> => {
+    try {
+      return await run();
+    } catch (err) {
+      if (isConnectionError(err)) throw new ServiceUnavailableError("database unavailable", { cause: err });
+      throw err;
+    }
+  };
+
+  return {
+    query: (text, params) => guard(() => wrap(pool).query(text, params)),
+    async transaction(fn) {
+      const client = await guard(() => pool.connect());
+      client.on("error", (err: unknown) => onError?.(err));
+      try {
+        await client.query("BEGIN");
+        const result = await fn(wrap(client));
+        await client.query("COMMIT");
+        return result;
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
+    async end() {
+      if (ended) return;
+      ended = true;
+      await pool.end().catch((err: unknown) => onError?.(err));
+    },
+  };
+}

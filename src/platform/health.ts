@@ -1,0 +1,75 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { withAmqp } from "./amqp.ts";
+import { createRouter } from "./create-app.ts";
+import { AppError } from "./errors.ts";
+import type { Platform } from "./platform.ts";
+
+/** Result of one dependency probe. */
+export interface CheckResult {
+  ok: boolean;
+  latencyMs: number;
+  error?: string;
+}
+
+/** A named readiness probe. */
+export type Check = (platform: Platform) => Promise<unknown>;
+
+const TIMEOUT_MS = 3_000;
+
+/** Probes of the three backing services; services may add their own (e.g. outbox lag). */
+export const dependencyChecks: Record<string, Check> = {
+  postgres: (p) => p.db.query("select 1"),
+  redis: (p) => p.redis.ping(),
+  rabbitmq: (p) => withAmqp(p.config.rabbitmq.url, async () => undefined),
+};
+
+async function probe(check: Check, platform: Platform): Promise<CheckResult> {
+  const started = Date.now();
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  try {
+    await Promise.race([
+      check(platform),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${TIMEOUT_MS} ms`)), TIMEOUT_MS))),
+    ]);
+    return { ok: true, latencyMs: Date.now() - started };
+  } catch (err) {
+    const cause = err instanceof AppError && err.cause instanceof Error ? err.cause : err;
+    return { ok: false, latencyMs: Date.now() - started, error: cause instanceof Error ? cause.message : String(cause) };
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
+
+/** Runs every check in parallel. */
+export async function runChecks(platform: Platform, checks: Record<string, Check> = dependencyChecks) {
+  const entries = await Promise.all(Object.entries(checks).map(async ([name, check]) => [name, await probe(check, platform)] as const));
+  return Object.fromEntries(entries) as Record<string, CheckResult>;
+}
+
+const checkSchema = z.object({ ok: z.boolean(), latencyMs: z.number(), error: z.string().optional() });
+
+const readyz = createRoute({
+  method: "get",
+  path: "/readyz",
+  tags: ["health"],
+  security: [],
+  summary: "Readiness: Postgres, Redis and RabbitMQ answer",
+  responses: {
+    200: {
+      description: "All dependencies answer",
+      content: { "application/json": { schema: z.object({ status: z.literal("ready"), checks: z.record(z.string(), checkSchema) }) } },
+    },
+    503: { description: "`service_unavailable`; `details.checks` names what is down" },
+  },
+});
+
+/** `/readyz` (and `/healthz` is served by the app shell so it works without configuration). */
+export const healthRoutes = createRouter().openapi(readyz, async (c) => {
+  const checks = await runChecks(c.var.platform);
+  const down = Object.entries(checks).filter(([, r]) => !r.ok).map(([n]) => n);
+  if (down.length > 0) {
+    throw new AppError("service_unavailable", { message: `not ready: ${down.join(", ")} down`, details: { checks } });
+  }
+  return c.json({ status: "ready" as const, checks }, 200);
+});
+

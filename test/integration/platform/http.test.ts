@@ -1,0 +1,132 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { env } from "cloudflare:workers";
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { app } from "../../../src/app.ts";
+import { assertScope } from "../../../src/platform/auth.ts";
+import { createApp, createRouter } from "../../../src/platform/create-app.ts";
+import { jsonBody } from "../../../src/platform/openapi.ts";
+import { api, tokenFor } from "../support/api.ts";
+
+// A throwaway app on the real shell, to exercise the conventions every service route inherits.
+const echo = createRoute({
+  method: "post",
+  path: "/v1/orgs/{organizationId}/echo",
+  request: {
+    params: z.object({ organizationId: z.string() }),
+    body: jsonBody(z.object({ url: z.url(), count: z.number().int().min(1) })),
+  },
+  responses: { 200: { description: "echo" } },
+});
+const testApp = createApp();
+testApp.route(
+  "/",
+  createRouter().openapi(echo, (c) => {
+    assertScope(c.var.principal, "webhooks:write");
+    return c.json(c.req.valid("json"), 200);
+  }),
+);
+
+async function call(path: string, init: RequestInit, bindings: object = env, target: { request: typeof testApp.request } = testApp) {
+  const ctx = createExecutionContext();
+  const res = await target.request(path, init, bindings, ctx);
+  await waitOnExecutionContext(ctx);
+  return res;
+}
+
+const post = async (body: string, token?: string, extra: Record<string, string> = {}) =>
+  call("/v1/orgs/org_1/echo", {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${token ?? (await tokenFor())}`, ...extra },
+    body,
+  });
+
+describe("HTTP conventions", () => {
+  it("answers /healthz", async () => {
+    const res = await api("/healthz", { token: null });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ok" });
+  });
+
+  it("reports every real dependency ready on /readyz", async () => {
+    const res = await api("/readyz", { token: null });
+    const body = (await res.json()) as { status: string; checks: Record<string, { ok: boolean }> };
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(Object.keys(body.checks).sort()).toEqual(["postgres", "rabbitmq", "redis"]);
+    expect(Object.values(body.checks).every((c) => c.ok)).toBe(true);
+  });
+
+  it("answers 503 naming what is down", async () => {
+    const broken = { ...env, RABBITMQ_URL: "amqp://guest:guest@127.0.0.1:1", UPSTASH_REDIS_REST_TOKEN: "wrong" };
+    const res = await call("/readyz", {}, broken, app);
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as { error: { code: string; message: string; details: { checks: Record<string, { ok: boolean }> } } };
+    expect(body.error.code).toBe("service_unavailable");
+    expect(body.error.message).toMatch(/rabbitmq/);
+    expect(body.error.message).toMatch(/redis/);
+    expect(body.error.details.checks.postgres?.ok).toBe(true);
+  });
+
+  it("serves the OpenAPI 3.1 document and the reference page", async () => {
+    const doc = (await (await api("/openapi.json", { token: null })).json()) as { openapi: string; paths: Record<string, unknown>; components: { securitySchemes: object } };
+    expect(doc.openapi).toBe("3.1.0");
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/readyz", "/v1/me", "/v1/orgs/{organizationId}/me"]));
+    expect(doc.components.securitySchemes).toHaveProperty("bearerAuth");
+    const docs = await api("/docs", { token: null });
+    expect(docs.headers.get("content-type")).toMatch(/text\/html/);
+    expect(await docs.text()).toContain("/openapi.json");
+  });
+
+  it("answers unknown routes with a 404 envelope carrying the request id", async () => {
+    const res = await api("/nope", { token: null, headers: { "x-request-id": "req-abc" } });
+    expect(res.status).toBe(404);
+    expect(res.headers.get("x-request-id")).toBe("req-abc");
+    expect(await res.json()).toEqual({ error: { code: "not_found", message: "no route for GET /nope", requestId: "req-abc" } });
+  });
+
+  it("generates a request id when none (or a malformed one) is sent", async () => {
+    const res = await api("/healthz", { token: null, headers: { "x-request-id": "bad id with spaces" } });
+    expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("turns malformed JSON into 400 invalid_json", async () => {
+    const res = await post("{not json");
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("invalid_json");
+  });
+
+  it("turns schema violations into 400 validation_error with field paths", async () => {
+    const res = await post(JSON.stringify({ url: "nope", count: 0 }));
+    expect(res.status).toBe(400);
+    const { error } = (await res.json()) as { error: { code: string; details: { issues: { path: string; in: string }[] } } };
+    expect(error.code).toBe("validation_error");
+    expect(error.details.issues.map((i) => i.path).sort()).toEqual(["count", "url"]);
+    expect(error.details.issues[0]?.in).toBe("json");
+  });
+
+  it("accepts a valid body", async () => {
+    const res = await post(JSON.stringify({ url: "https://example.com/", count: 2 }));
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ url: "https://example.com/", count: 2 });
+  });
+
+  it("rejects bodies over the limit with 413", async () => {
+    const res = await post(JSON.stringify({ url: "https://example.com/", count: 1, pad: "x".repeat(1_100_000) }));
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("payload_too_large");
+  });
+
+  it("fails with a configuration_error naming the variable when a secret is missing", async () => {
+    const res = await call("/v1/me", { headers: { authorization: `Bearer ${await tokenFor()}` } }, { ...env, AUTH_JWT_SECRET: "" });
+    expect(res.status).toBe(500);
+    const { error } = (await res.json()) as { error: { code: string; message: string } };
+    expect(error.code).toBe("configuration_error");
+    expect(error.message).toMatch(/AUTH_JWT_SECRET/);
+  });
+
+  it("answers 403 when the token lacks the route's scope", async () => {
+    const res = await post(JSON.stringify({ url: "https://example.com/", count: 1 }), await tokenFor({ scopes: ["webhooks:read"] }));
+    expect(res.status).toBe(403);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/webhooks:write/);
+  });
+});

@@ -1,0 +1,35 @@
+import { fileURLToPath } from "node:url";
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+/**
+ * Three projects: `unit` (pure domain code in Node, fakes behind interfaces), `tooling` (Node
+ * scripts against the real local servers) and `integration` (the Worker inside workerd against the
+ * real servers). The global setup brings the local stack up once and provides the bindings.
+ */
+export default defineConfig({
+  root: fileURLToPath(new URL("..", import.meta.url)),
+  test: {
+    globalSetup: ["./test/setup/global.ts"],
+    hookTimeout: 120_000,
+    // Request logs are JSON lines on stdout; show them only for failing tests.
+    silent: "passed-only",
+    projects: [
+      { extends: true, test: { name: "unit", include: ["test/unit/**/*.test.ts"], environment: "node" } },
+      {
+        extends: true,
+        test: { name: "tooling", include: ["test/tooling/**/*.test.ts"], environment: "node", testTimeout: 240_000 },
+      },
+      {
+        extends: true,
+        plugins: [
+          cloudflareTest(async ({ inject }) => ({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: { bindings: { ...inject<Record<string, string>>("bindings"), ENVIRONMENT: "test" } },
+          })),
+        ],
+        test: { name: "integration", include: ["test/integration/**/*.test.ts"], testTimeout: 30_000 },
+      },
+    ],
+  },
+});
