@@ -35,6 +35,10 @@ const envSchema = z.object({
   AUTH_JWT_ISSUER: z.string().min(1).default("cloudmatrix"),
   AUTH_JWT_AUDIENCE: z.string().min(1).default("cloudmatrix-edge"),
   MAX_BODY_BYTES: int(1024, 50 * 1024 * 1024, 1024 * 1024),
+  EVENTS_INBOUND_POLL_MS: int(50, 86_400_000, 1_000),
+  EVENTS_INBOUND_BURST_MAX: int(1, 5_000, 500),
+  EVENTS_INBOUND_BURST_MS: int(10, 25_000, 5_000),
+  EVENTS_OUTBOX_LAG_ALERT_SECONDS: int(1, 86_400, 300),
   USERS_SERVICE_URL: z.url().optional(),
   // Webhooks (seed Task 3).
   WEBHOOK_TIMEOUT_MS: int(100, 120_000, 30_000),
@@ -68,6 +72,8 @@ export interface Config {
   redis: { url: string; token: string; keyPrefix: string };
   /** RabbitMQ: connection URL, the platform's topic exchange, and the prefix of this project's queues. */
   rabbitmq: { url: string; exchange: string; queuePrefix: string };
+  /** Event bus: inbound RabbitMQ burst sizes and polling, and the outbox lag that fails readiness. */
+  events: { inboundPollMs: number; inboundBurstMax: number; inboundBurstMs: number; outboxLagAlertSeconds: number };
   /** JWT verification: HS256 secret, required `iss` and `aud`. */
   auth: { secret: string; issuer: string; audience: string };
   /** Largest accepted request body in bytes. */
@@ -110,6 +116,12 @@ export function parseConfig(env: Record<string, unknown>): Config {
     databaseWsProxy: e.DATABASE_WS_PROXY,
     redis: { url: e.UPSTASH_REDIS_REST_URL, token: e.UPSTASH_REDIS_REST_TOKEN, keyPrefix: e.REDIS_KEY_PREFIX },
     rabbitmq: { url: e.RABBITMQ_URL, exchange: e.RABBITMQ_EXCHANGE, queuePrefix: e.RABBITMQ_QUEUE_PREFIX },
+    events: {
+      inboundPollMs: e.EVENTS_INBOUND_POLL_MS,
+      inboundBurstMax: e.EVENTS_INBOUND_BURST_MAX,
+      inboundBurstMs: e.EVENTS_INBOUND_BURST_MS,
+      outboxLagAlertSeconds: e.EVENTS_OUTBOX_LAG_ALERT_SECONDS,
+    },
     auth: { secret: e.AUTH_JWT_SECRET, issuer: e.AUTH_JWT_ISSUER, audience: e.AUTH_JWT_AUDIENCE },
     maxBodyBytes: e.MAX_BODY_BYTES,
     usersServiceUrl: e.USERS_SERVICE_URL,

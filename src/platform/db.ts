@@ -54,12 +54,21 @@ function isConnectionError(err: unknown): boolean {
   return !(typeof code === "string" && /^[0-9A-Z]{5}$/.test(code));
 }
 
+/** Hooks of {@link createDb}. */
+export interface DbHooks {
+  /** Receives background socket errors (closing a pool can raise one). */
+  onError?: (err: unknown) => void;
+  /** Runs after every committed transaction with its connection (the event bus kicks its relay here). */
+  onCommit?: (tx: Queryable) => void;
+}
+
 /**
  * Creates a request-scoped {@link Db}. The pool connects lazily on the first query.
  * @param config - parsed configuration (database URL, optional local proxy)
- * @param onError - receives background socket errors (closing a pool can raise one)
+ * @param hooks - error and commit listeners
  */
-export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">, onError?: (err: unknown) => void): Db {
+export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">, hooks: DbHooks = {}): Db {
+  const { onError, onCommit } = hooks;
   if (config.databaseWsProxy) configureNeonForProxy(config.databaseWsProxy);
   const pool = new Pool({ connectionString: config.databaseUrl, max: 4 });
   // An idle client losing its socket emits 'error' on the pool; unhandled, it would crash the isolate.
@@ -82,8 +91,10 @@ export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">
       client.on("error", (err: unknown) => onError?.(err));
       try {
         await client.query("BEGIN");
-        const result = await fn(wrap(client));
+        const tx = wrap(client);
+        const result = await fn(tx);
         await client.query("COMMIT");
+        onCommit?.(tx);
         return result;
       } catch (err) {
         await client.query("ROLLBACK").catch(() => undefined);

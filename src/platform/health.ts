@@ -1,6 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { withAmqp } from "./amqp.ts";
 import { createRouter } from "./create-app.ts";
+import { outboxStats } from "../events/relay.ts";
 import { AppError } from "./errors.ts";
 import type { Platform } from "./platform.ts";
 
@@ -9,29 +10,38 @@ export interface CheckResult {
   ok: boolean;
   latencyMs: number;
   error?: string;
+  /** What the probe measured (e.g. the outbox lag). */
+  info?: Record<string, unknown>;
 }
 
-/** A named readiness probe. */
-export type Check = (platform: Platform) => Promise<unknown>;
+/** A readiness probe: throws when down, or reports `{ok:false}` with details; may attach info. */
+export type Check = (platform: Platform) => Promise<void | { ok: boolean; error?: string; info?: Record<string, unknown> }>;
 
 const TIMEOUT_MS = 3_000;
 
 /** Probes of the three backing services; services may add their own (e.g. outbox lag). */
 export const dependencyChecks: Record<string, Check> = {
-  postgres: (p) => p.db.query("select 1"),
-  redis: (p) => p.redis.ping(),
+  postgres: async (p) => void (await p.db.query("select 1")),
+  redis: async (p) => void (await p.redis.ping()),
   rabbitmq: (p) => withAmqp(p.config.rabbitmq.url, async () => undefined),
+  outbox: async (p) => {
+    const stats = await outboxStats(p.db);
+    const lag = stats.oldestPendingAgeSeconds ?? 0;
+    const ok = lag <= p.config.events.outboxLagAlertSeconds;
+    return { ok, info: { ...stats }, ...(ok ? {} : { error: `oldest pending event is ${lag}s old` }) };
+  },
 };
 
 async function probe(check: Check, platform: Platform): Promise<CheckResult> {
   const started = Date.now();
   let timer: ReturnType<typeof setTimeout> | null = null;
   try {
-    await Promise.race([
+    const outcome = await Promise.race([
       check(platform),
       new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${TIMEOUT_MS} ms`)), TIMEOUT_MS))),
     ]);
-    return { ok: true, latencyMs: Date.now() - started };
+    const report = (outcome ?? {}) as { ok?: boolean; error?: string; info?: Record<string, unknown> };
+    return { ok: report.ok ?? true, latencyMs: Date.now() - started, ...(report.error ? { error: report.error } : {}), ...(report.info ? { info: report.info } : {}) };
   } catch (err) {
     const cause = err instanceof AppError && err.cause instanceof Error ? err.cause : err;
     return { ok: false, latencyMs: Date.now() - started, error: cause instanceof Error ? cause.message : String(cause) };
@@ -46,7 +56,7 @@ export async function runChecks(platform: Platform, checks: Record<string, Check
   return Object.fromEntries(entries) as Record<string, CheckResult>;
 }
 
-const checkSchema = z.object({ ok: z.boolean(), latencyMs: z.number(), error: z.string().optional() });
+const checkSchema = z.object({ ok: z.boolean(), latencyMs: z.number(), error: z.string().optional(), info: z.record(z.string(), z.unknown()).optional() });
 
 const readyz = createRoute({
   method: "get",

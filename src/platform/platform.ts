@@ -1,6 +1,9 @@
+import type { EventBus } from "../events/bus.ts";
+import { OutboxEventBus, hasOutboxWrites } from "../events/bus.ts";
+import { relayWithConfig } from "../events/relay.ts";
 import type { Config } from "./config.ts";
 import { getConfig } from "./config.ts";
-import type { Db } from "./db.ts";
+import type { Db, Queryable } from "./db.ts";
 import { createDb } from "./db.ts";
 import type { Logger } from "./logger.ts";
 import type { Redis, RedisKeys } from "./redis.ts";
@@ -22,10 +25,42 @@ export interface Platform {
   readonly redis: Redis;
   /** Key builder under the configured prefix. */
   readonly keys: RedisKeys;
+  /**
+   * The event bus outside a transaction (inside one, use `withTransaction`). Either way the outbox
+   * relay is kicked in the background once the events are committed.
+   */
+  readonly events: EventBus;
+  /** Publishes pending outbox rows now (in the background via waitUntil); coalesces repeated kicks. */
+  kickRelay(): void;
+  /** Queue producers and other bindings the services use (typed structurally, so fakes fit). */
+  readonly bindings: PlatformBindings;
+  /** Registers a listener called after every committed transaction of {@link db}. */
+  afterCommit(listener: (tx: Queryable) => void): void;
   /** Keeps the invocation alive until `promise` settles (ctx.waitUntil). */
   waitUntil(promise: Promise<unknown>): void;
   /** Releases what was opened; call once at the end of the invocation. */
   close(): void;
+}
+
+/** A Cloudflare Queue producer, as far as the services use it. */
+export interface QueueProducer<T = unknown> {
+  send(body: T, options?: { contentType?: "json"; delaySeconds?: number }): Promise<unknown>;
+  sendBatch(messages: Iterable<{ body: T; contentType?: "json"; delaySeconds?: number }>): Promise<unknown>;
+}
+
+/** A Durable Object namespace, as far as the services use it. */
+export interface DoNamespace<T> {
+  idFromName(name: string): unknown;
+  get(id: never): T;
+}
+
+/** Bindings beyond configuration strings (see wrangler.toml). */
+export interface PlatformBindings {
+  /** Queue `platform-events`: every domain event, for in-Worker consumers. */
+  PLATFORM_EVENTS?: QueueProducer;
+  /** Queue `usage-events`: usage events to meter. */
+  USAGE_EVENTS?: QueueProducer;
+  [name: string]: unknown;
 }
 
 /** What {@link createPlatform} needs from the runtime's execution context. */
@@ -41,14 +76,36 @@ export interface WaitUntil {
  */
 export function createPlatform(env: object, ctx: WaitUntil, logger: Logger): Platform {
   const config = getConfig(env);
+  const bindings = env as PlatformBindings;
   let db: Db | undefined;
+  let relaying: Promise<void> | undefined;
+  let relayAgain = false;
+  const kickRelay = () => {
+    const queue = bindings.PLATFORM_EVENTS;
+    if (!queue) return; // no queue bound (e.g. a bare test app): the cron sweep relays later
+    if (relaying) {
+      relayAgain = true;
+      return;
+    }
+    relaying = (async () => {
+      do {
+        relayAgain = false;
+        await relayWithConfig({ config, queue, logger }).catch((err: unknown) => logger.error("outbox relay failed", { err }));
+      } while (relayAgain);
+    })().finally(() => (relaying = undefined));
+    ctx.waitUntil(relaying);
+  };
+  const commitListeners: ((tx: Queryable) => void)[] = [(tx) => hasOutboxWrites(tx) && kickRelay()];
   let redis: { redis: Redis; keys: RedisKeys } | undefined;
   const getRedis = () => (redis ??= createRedis(config));
   return {
     config,
     logger,
     get db() {
-      return (db ??= createDb(config, (err) => logger.warn("postgres socket error", { err })));
+      return (db ??= createDb(config, {
+        onError: (err) => logger.warn("postgres socket error", { err }),
+        onCommit: (tx) => commitListeners.forEach((l) => l(tx)),
+      }));
     },
     get redis() {
       return getRedis().redis;
@@ -56,6 +113,12 @@ export function createPlatform(env: object, ctx: WaitUntil, logger: Logger): Pla
     get keys() {
       return getRedis().keys;
     },
+    get events() {
+      return new OutboxEventBus(this.db, kickRelay);
+    },
+    kickRelay,
+    bindings,
+    afterCommit: (listener) => void commitListeners.push(listener),
     waitUntil: (p) => ctx.waitUntil(p),
     close() {
       if (db) ctx.waitUntil(db.end());

@@ -52,7 +52,7 @@ describe("HTTP conventions", () => {
     const res = await api("/readyz", { token: null });
     const body = (await res.json()) as { status: string; checks: Record<string, { ok: boolean }> };
     expect(res.status, JSON.stringify(body)).toBe(200);
-    expect(Object.keys(body.checks).sort()).toEqual(["postgres", "rabbitmq", "redis"]);
+    expect(Object.keys(body.checks).sort()).toEqual(["outbox", "postgres", "rabbitmq", "redis"]);
     expect(Object.values(body.checks).every((c) => c.ok)).toBe(true);
   });
 
