@@ -18,8 +18,8 @@ async function walk(dir: string): Promise<string[]> {
   return out;
 }
 
-const files = [];
-const skipped = [];
+const files: string[] = [];
+const skipped: string[] = [];
 for (const f of (await walk("src")).sort()) (WORKERS_ONLY.test(await readFile(f, "utf8")) ? skipped : files).push(f);
 
 const deno = (args: string[]) => spawnSync("deno", args, { stdio: "inherit", env: { ...process.env, NO_COLOR: "1" } }).status ?? 1;

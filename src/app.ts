@@ -1,3 +1,4 @@
+import { eventRoutes } from "./events/routes.ts";
 import { createApp } from "./platform/create-app.ts";
 import { healthRoutes } from "./platform/health.ts";
 import { identityRoutes } from "./platform/me.ts";
@@ -8,6 +9,7 @@ export function buildApp() {
   const app = createApp();
   app.route("/", healthRoutes);
   app.route("/", identityRoutes);
+  app.route("/", eventRoutes);
   mountOpenApi(app);
   return app;
 }

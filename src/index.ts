@@ -1,26 +1,42 @@
+import { RabbitInbound } from "../durable-objects/rabbit-inbound.ts";
 import { app } from "./app.ts";
+import { archiveHandler, consumeDeadLetters, consumeEventBatch } from "./events/consumers.ts";
+import { kickInbound, purgeEventBookkeeping, sweepOutbox } from "./events/jobs.ts";
 import { createLogger } from "./platform/logger.ts";
 import { createPlatform } from "./platform/platform.ts";
 import type { Platform } from "./platform/platform.ts";
 
+export { RabbitInbound };
+
 /** Handles one batch of one Cloudflare Queue; each service registers its consumer here. */
-export type QueueConsumer = (batch: MessageBatch<unknown>, platform: Platform) => Promise<void>;
+export type QueueConsumer = (batch: MessageBatch<unknown>, platform: Platform, env: CloudflareBindings) => Promise<void>;
 
 /** Handles one Cron Trigger firing. */
-export type CronJob = (controller: ScheduledController, platform: Platform) => Promise<void>;
+export type CronJob = (platform: Platform, env: CloudflareBindings) => Promise<void>;
 
 /** Queue consumers by queue name (wrangler.toml `[[queues.consumers]]`). */
-export const queueConsumers: Record<string, QueueConsumer> = {};
+export const queueConsumers: Record<string, QueueConsumer> = {
+  "platform-events": (batch, p) => consumeEventBatch(batch, [archiveHandler], p),
+  "usage-events": (batch, p) => consumeEventBatch(batch, [archiveHandler], p),
+  "platform-events-dlq": consumeDeadLetters,
+  "usage-events-dlq": consumeDeadLetters,
+};
 
 /** Cron jobs by cron expression (wrangler.toml `[triggers] crons`); every job of the expression runs. */
-export const cronJobs: Record<string, CronJob[]> = {};
+export const cronJobs: Record<string, CronJob[]> = {
+  "* * * * *": [
+    (p) => sweepOutbox(p),
+    (p, env) => kickInbound(p, (queue) => env.RABBIT_INBOUND.get(env.RABBIT_INBOUND.idFromName(queue))),
+  ],
+  "17 3 * * *": [(p) => purgeEventBookkeeping(p)],
+};
 
 export default {
   fetch: app.fetch,
 
   async queue(batch, env, ctx) {
     const logger = createLogger({ queue: batch.queue, messages: batch.messages.length });
-    const consumer = queueConsumers[batch.queue] ?? queueConsumers[batch.queue.replace(/-dlq$/, "")];
+    const consumer = queueConsumers[batch.queue];
     if (!consumer) {
       // Retrying keeps the messages for a deployment that knows the queue instead of dropping them.
       logger.error("no consumer for queue");
@@ -29,7 +45,7 @@ export default {
     }
     const platform = createPlatform(env, ctx, logger);
     try {
-      await consumer(batch, platform);
+      await consumer(batch, platform, env);
     } finally {
       platform.close();
     }
@@ -41,7 +57,7 @@ export default {
     try {
       const jobs = cronJobs[controller.cron] ?? [];
       // One failing job must not starve the others; report all failures together.
-      const results = await Promise.allSettled(jobs.map((job) => job(controller, platform)));
+      const results = await Promise.allSettled(jobs.map((job) => job(platform, env)));
       const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
       for (const f of failed) logger.error("cron job failed", { err: f.reason });
       if (failed.length > 0) throw new AggregateError(failed.map((f) => f.reason), `${failed.length} cron job(s) failed`);

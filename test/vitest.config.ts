@@ -25,7 +25,9 @@ export default defineConfig({
         plugins: [
           cloudflareTest(async ({ inject }) => ({
             wrangler: { configPath: "./wrangler.toml" },
-            miniflare: { bindings: { ...inject<Record<string, string>>("bindings"), ENVIRONMENT: "test" } },
+            // The inbound drainer's alarm would otherwise poll every second in the background; tests
+            // drive it with runDurableObjectAlarm instead.
+            miniflare: { bindings: { ...inject<Record<string, string>>("bindings"), ENVIRONMENT: "test", EVENTS_INBOUND_POLL_MS: "3600000" } },
           })),
         ],
         test: { name: "integration", include: ["test/integration/**/*.test.ts"], testTimeout: 30_000 },

@@ -5,6 +5,9 @@ import { startUpstashAdapter } from "../upstash-adapter.ts";
 import { startWsProxy } from "../ws-proxy.ts";
 import { createDatabase, closePgProxy, databaseUrl, dropDatabase } from "./pg.ts";
 import { migrate } from "../migrate.ts";
+import { topology } from "../../src/events/rabbit.ts";
+import { withAmqp } from "../../src/platform/amqp.ts";
+import { Redis } from "@upstash/redis";
 
 /**
  * Everything a local Worker needs, in one call shared by `npm run dev`, the test setup and the
@@ -16,7 +19,7 @@ import { migrate } from "../migrate.ts";
 export interface LocalEnvOptions {
   /** Database to create (if missing) and migrate. */
   database: string;
-  /** Drop the database on close (tests). */
+  /** Drop the database, delete the Redis keys and the RabbitMQ exchanges/queues on close (tests, benchmarks). */
   dropOnClose?: boolean;
   /** Prefix of every Redis key; tests use a per-run prefix and delete it on close. */
   redisKeyPrefix: string;
@@ -69,6 +72,10 @@ export async function startLocalEnv(opts: LocalEnvOptions): Promise<LocalEnv> {
     bindings,
     stack,
     async close() {
+      if (opts.dropOnClose) {
+        await deleteRedisPrefix(new Redis({ url: upstash.url, token: upstashToken }), opts.redisKeyPrefix).catch((e) => log(`redis cleanup failed: ${e}`));
+        await deleteRabbitNames(stack.rabbitmqUrl, bindings).catch((e) => log(`rabbitmq cleanup failed: ${e}`));
+      }
       await upstash.close().catch(() => undefined);
       await proxy.close().catch(() => undefined);
       if (opts.dropOnClose) await dropDatabase(stack.postgresUrl, opts.database).catch((e) => log(`drop failed: ${e}`));
@@ -76,4 +83,30 @@ export async function startLocalEnv(opts: LocalEnvOptions): Promise<LocalEnv> {
       await stack.stop();
     },
   };
+}
+
+/** Deletes every key under `prefix` (SCAN, never KEYS, so a shared server is not blocked). */
+async function deleteRedisPrefix(redis: Redis, prefix: string): Promise<void> {
+  let cursor: string | number = 0;
+  do {
+    const [next, keys]: [string | number, string[]] = await redis.scan(cursor, { match: `${prefix}*`, count: 1000 });
+    if (keys.length > 0) await redis.del(...keys);
+    cursor = next;
+  } while (String(cursor) !== "0");
+}
+
+/** Deletes the per-run exchanges and queues the event bus declared. */
+async function deleteRabbitNames(url: string, bindings: Record<string, string>): Promise<void> {
+  if (!bindings.RABBITMQ_EXCHANGE || !bindings.RABBITMQ_QUEUE_PREFIX) return;
+  const t = topology({ url, exchange: bindings.RABBITMQ_EXCHANGE, queuePrefix: bindings.RABBITMQ_QUEUE_PREFIX });
+  await withAmqp(url, async (client) => {
+    for (const q of [t.deadLetterQueue, ...t.inbound.map((i) => i.queue)]) {
+      const ch = await client.channel();
+      await ch.queueDelete(q).catch(() => undefined);
+    }
+    for (const x of [t.exchange, t.deadLetterExchange]) {
+      const ch = await client.channel();
+      await ch.exchangeDelete(x).catch(() => undefined);
+    }
+  });
 }

@@ -6,6 +6,8 @@ declare module "vitest" {
   export interface ProvidedContext {
     /** Worker bindings pointing at this run's database, Redis prefix and RabbitMQ names. */
     bindings: Record<string, string>;
+    /** Server URLs of the local stack (for tooling tests that need a server of their own too). */
+    stack: { postgresUrl: string; redisUrl: string; rabbitmqUrl: string };
   }
 }
 
@@ -24,5 +26,6 @@ export default async function setup(project: TestProject) {
     log: (m) => process.env.DEBUG_STACK && console.log(`[stack] ${m}`),
   });
   project.provide("bindings", env.bindings);
+  project.provide("stack", { postgresUrl: env.stack.postgresUrl, redisUrl: env.stack.redisUrl, rabbitmqUrl: env.stack.rabbitmqUrl });
   return () => env.close();
 }

@@ -1,0 +1,193 @@
+import { createServer } from "node:http";
+import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Worker } from "node:worker_threads";
+import type { Stack } from "../scripts/stack.ts";
+import type { PostLoopOptions, PostLoopResult } from "./lib.ts";
+
+/**
+ * The contract between `scripts/bench.ts` and a benchmark module `bench/<name>.ts`, plus Node-side
+ * helpers benchmarks share (local HTTP receivers, loose CLI args). Runtime-neutral helpers
+ * (percentiles, bounded loops) are in `./lib.ts`; raw baselines in `./baseline.ts`.
+ */
+
+/** Loosely parsed CLI flags: `--k v`, `--k=v` → "v"; a bare `--flag` → true. */
+export type BenchArgs = Record<string, string | boolean>;
+
+/** The Worker under test (bench/worker.ts in workerd, behind wrangler's dev proxy). */
+export interface BenchWorker {
+  /** Base URL, e.g. `http://127.0.0.1:41234`. */
+  url: string;
+  /** Node `fetch` against the Worker; `path` is resolved against {@link url}. */
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+  /** POSTs `body` as JSON (GET if undefined) and returns the parsed JSON; throws on non-2xx. */
+  json<T = unknown>(path: string, body?: unknown): Promise<T>;
+}
+
+/** What `run(ctx)` gets. */
+export interface BenchContext {
+  /** Benchmark name (`bench/<name>.ts`). */
+  name: string;
+  worker: BenchWorker;
+  /** Bindings the Worker runs with (local URLs, secrets, `ENVIRONMENT=development`). */
+  bindings: Record<string, string>;
+  /** URL of this run's fresh, migrated database `cm_bench_<id>` (dropped afterwards). */
+  pgUrl: string;
+  /** The local servers (admin Postgres URL, Redis URL, RabbitMQ URL). */
+  stack: Stack;
+  /** This run's Redis key prefix `cm:bench:<id>:` (its keys are deleted afterwards). */
+  redisKeyPrefix: string;
+  /** This run's RabbitMQ exchange and queue prefix (the event bus's exchanges/queues under them are deleted afterwards). */
+  rabbitmq: { exchange: string; queuePrefix: string };
+  /** Progress line on stderr. */
+  log(msg: string): void;
+  /** Remaining CLI flags. */
+  args: BenchArgs;
+  /** Aborted on Ctrl-C or when the run's overall time limit passes: stop loops early. */
+  signal: AbortSignal;
+  /** Registers teardown work; runs LIFO before the Worker and the local env are stopped, also on failure. */
+  defer(fn: () => unknown): void;
+  /** Starts a loopback HTTP receiver that is closed at teardown (see {@link startReceiver}). */
+  receiver(handler?: ReceiverHandler): Promise<Receiver>;
+  /** The last saved result of another benchmark (e.g. "baseline"), if any, to divide by. */
+  previous(name: string): BenchResultFile | undefined;
+}
+
+/** What `run` returns. Ratio keys name their baseline: `"worker_redis_get_p50 / node_resp_ping_p50"`. */
+export interface BenchResult {
+  name: string;
+  figures: Record<string, number>;
+  ratios: Record<string, number>;
+  /** Key of `figures` to print first. */
+  headline?: string;
+  /** Expectations by figure or ratio key, e.g. `"< 10"` or `">= 5000"`; checked and printed. */
+  targets?: Record<string, string>;
+  notes?: string[];
+}
+
+/** `bench/results/<name>.json`. */
+export interface BenchResultFile extends BenchResult {
+  timestamp: string;
+  durationMs: number;
+  commit: string;
+  node: string;
+  machine: { cpuModel: string; cpus: number; totalMemBytes: number; platform: string; release: string; arch: string };
+  /** Outcome of each target: "ok" | "missed" | "unknown". */
+  targetResults?: Record<string, string>;
+}
+
+/** Optional `export const config` of a benchmark module, read before the Worker starts. */
+export interface BenchConfig {
+  /** Extra/overriding Worker bindings, e.g. `{ WEBHOOK_ALLOW_LOCAL_HTTP: "true" }`. */
+  bindings?: Record<string, string>;
+}
+
+/** Shape of `bench/<name>.ts`. */
+export interface BenchModule {
+  default: (ctx: BenchContext) => Promise<BenchResult>;
+  config?: BenchConfig;
+}
+
+/** Reply of a {@link ReceiverHandler}; default 204 with no body. */
+export interface ReceiverReply {
+  status?: number;
+  headers?: OutgoingHttpHeaders;
+  body?: string;
+}
+
+/** Handles one request to a {@link Receiver}; the body is fully read. */
+export type ReceiverHandler = (req: IncomingMessage, body: Buffer) => ReceiverReply | void | Promise<ReceiverReply | void>;
+
+/** A running local HTTP receiver. */
+export interface Receiver {
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  port: number;
+  /** Requests answered so far. */
+  readonly requests: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a `node:http` server on 127.0.0.1:0 (webhook targets, fetch baselines). Answers 204
+ * unless `handler` says otherwise; a throwing handler answers 500.
+ */
+export async function startReceiver(handler?: ReceiverHandler): Promise<Receiver> {
+  let requests = 0;
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      Promise.resolve(handler?.(req, Buffer.concat(chunks)))
+        .then((reply) => {
+          requests++;
+          res.writeHead(reply?.status ?? 204, reply?.headers).end(reply?.body);
+        })
+        .catch(() => res.writeHead(500).end());
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    get requests() {
+      return requests;
+    },
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections(); // keep-alive sockets would hold close() open
+      });
+      return closing;
+    },
+  };
+}
+
+/**
+ * {@link postLoop} from Node, on a worker thread: the receiver (usually on the main thread) and the
+ * load generator then get their own event loops, as with workerd, which is a separate process.
+ */
+export function postLoopInThread(opts: PostLoopOptions): Promise<PostLoopResult> {
+  const thread = new Worker(new URL("./post-loop-thread.ts", import.meta.url), { workerData: opts });
+  const limitMs = (opts.timeLimitMs ?? 60_000) + (opts.requestTimeoutMs ?? 10_000) + 5_000;
+  return new Promise<PostLoopResult>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`post loop thread exceeded ${limitMs} ms`)), limitMs);
+    thread.once("message", (r: PostLoopResult) => resolve(r));
+    thread.once("error", reject);
+    thread.once("exit", (code) => reject(new Error(`post loop thread exited with ${code} before answering`)));
+    const done = () => {
+      clearTimeout(timer);
+      void thread.terminate();
+    };
+    thread.once("message", done).once("error", done).once("exit", done);
+  });
+}
+
+/** Parses `--k v`, `--k=v`, `--flag` loosely; stray positionals are ignored. */
+export function parseBenchArgs(argv: readonly string[]): BenchArgs {
+  const out: BenchArgs = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith("--")) continue;
+    const eq = a.indexOf("=");
+    if (eq !== -1) out[a.slice(2, eq)] = a.slice(eq + 1);
+    else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith("--")) out[a.slice(2)] = argv[++i]!;
+    else out[a.slice(2)] = true;
+  }
+  return out;
+}
+
+/** A numeric flag with a default; throws on garbage so a typo does not silently run the default. */
+export function numArg(args: BenchArgs, name: string, fallback: number): number {
+  const v = args[name];
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number, got ${String(v)}`);
+  return n;
+}

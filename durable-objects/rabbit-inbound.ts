@@ -1,0 +1,52 @@
+import { DurableObject } from "cloudflare:workers";
+import type { DrainResult } from "../src/events/inbound.ts";
+import { drainInbound } from "../src/events/inbound.ts";
+import { topology } from "../src/events/rabbit.ts";
+import { getConfig } from "../src/platform/config.ts";
+import { createLogger } from "../src/platform/logger.ts";
+
+/**
+ * One object per inbound RabbitMQ queue (named by the queue): an alarm drains a bounded burst into
+ * the `usage-events` Queue and re-arms — at once when the burst was full, else after the poll
+ * interval. Holds nothing but the queue name; the cron kicks it in case the alarm chain stopped.
+ */
+export class RabbitInbound extends DurableObject<CloudflareBindings> {
+  /** Remembers which queue this object drains and makes sure an alarm is armed. */
+  async kick(queue: string): Promise<void> {
+    if ((await this.ctx.storage.get<string>("queue")) !== queue) await this.ctx.storage.put("queue", queue);
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now());
+  }
+
+  /** Drains one burst now (operators and tests); the alarm keeps its own schedule. */
+  async drain(): Promise<DrainResult> {
+    const queue = await this.ctx.storage.get<string>("queue");
+    if (!queue) throw new Error("RabbitInbound: kick(queue) first");
+    const config = getConfig(this.env);
+    const logger = createLogger({ component: "rabbit-inbound", queue });
+    return drainInbound({
+      url: config.rabbitmq.url,
+      topology: topology(config.rabbitmq),
+      queue,
+      maxMessages: config.events.inboundBurstMax,
+      maxMs: config.events.inboundBurstMs,
+      deliver: async (events) => {
+        await this.env.USAGE_EVENTS.sendBatch(events.map((body) => ({ body, contentType: "json" })));
+      },
+      logger,
+    });
+  }
+
+  /** Drains a burst and re-arms; never throws, so a broker outage cannot wedge the alarm. */
+  override async alarm(): Promise<void> {
+    const poll = getConfig(this.env).events.inboundPollMs;
+    let next = Date.now() + poll;
+    try {
+      const result = await this.drain();
+      if (result.full) next = Date.now();
+    } catch (err) {
+      createLogger({ component: "rabbit-inbound" }).error("inbound drain failed", { err });
+      next = Date.now() + Math.max(poll, 5_000);
+    }
+    await this.ctx.storage.setAlarm(next);
+  }
+}

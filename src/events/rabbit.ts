@@ -1,0 +1,76 @@
+import type { AMQPChannel } from "@cloudamqp/amqp-client";
+import type { AMQPClient } from "../platform/amqp.ts";
+import type { Config } from "../platform/config.ts";
+import type { CloudEvent } from "./cloudevent.ts";
+
+/**
+ * RabbitMQ topology and publishing. The platform's events travel on one durable topic exchange
+ * (routing key = event type); this project's inbound queue binds the types it meters, and
+ * messages it cannot use go to a dead-letter exchange with the reason in a header.
+ */
+
+/** Names of everything this project declares on the broker. */
+export interface Topology {
+  exchange: string;
+  deadLetterExchange: string;
+  deadLetterQueue: string;
+  /** Inbound queues and the routing keys bound to each. */
+  inbound: { queue: string; bindings: string[] }[];
+}
+
+/** Routing keys of the events other CloudMatrix services publish for usage metering. */
+export const USAGE_BINDINGS = ["document.#", "collaboration.#", "storage.#", "presence.#", "api.#"];
+
+/** Derives the topology from configuration (tests get per-run names through the same settings). */
+export function topology(rabbit: Config["rabbitmq"]): Topology {
+  return {
+    exchange: rabbit.exchange,
+    deadLetterExchange: `${rabbit.exchange}.dlx`,
+    deadLetterQueue: `${rabbit.queuePrefix}dead-letter`,
+    inbound: [{ queue: `${rabbit.queuePrefix}usage-inbound`, bindings: USAGE_BINDINGS }],
+  };
+}
+
+/** Declares exchanges, queues and bindings (idempotent; cheap enough to run per connection). */
+export async function declareTopology(ch: AMQPChannel, t: Topology): Promise<void> {
+  await ch.exchangeDeclare(t.exchange, "topic", { durable: true });
+  await ch.exchangeDeclare(t.deadLetterExchange, "topic", { durable: true });
+  await ch.queueDeclare(t.deadLetterQueue, { durable: true });
+  await ch.queueBind(t.deadLetterQueue, t.deadLetterExchange, "#");
+  for (const q of t.inbound) {
+    await ch.queueDeclare(q.queue, { durable: true });
+    for (const key of q.bindings) await ch.queueBind(q.queue, t.exchange, key);
+  }
+}
+
+/** Serialises an event as a persistent structured-mode CloudEvents message. */
+export function eventMessage(event: CloudEvent) {
+  return {
+    body: JSON.stringify(event),
+    properties: {
+      contentType: "application/cloudevents+json",
+      deliveryMode: 2 as const,
+      messageId: event.id,
+      timestamp: new Date(event.time),
+      type: event.type,
+    },
+  };
+}
+
+/** Publishes events with publisher confirms; resolves once the broker confirmed every one. */
+export async function publishConfirmed(client: AMQPClient, exchange: string, events: readonly CloudEvent[]): Promise<void> {
+  const ch = await client.channel();
+  try {
+    await ch.confirmSelect();
+    await ch.exchangeDeclare(exchange, "topic", { durable: true });
+    // Publishing without awaiting each confirm keeps the pipe full; one channel keeps the order.
+    await Promise.all(
+      events.map((e) => {
+        const m = eventMessage(e);
+        return ch.basicPublish(exchange, e.type, m.body, m.properties);
+      }),
+    );
+  } finally {
+    await ch.close().catch(() => undefined);
+  }
+}

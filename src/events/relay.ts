@@ -1,0 +1,177 @@
+import type { AMQPClient } from "../platform/amqp.ts";
+import { connectAmqp } from "../platform/amqp.ts";
+import type { Config } from "../platform/config.ts";
+import type { Db } from "../platform/db.ts";
+import { createDb } from "../platform/db.ts";
+import type { Logger } from "../platform/logger.ts";
+import type { QueueProducer } from "../platform/platform.ts";
+import type { CloudEvent } from "./cloudevent.ts";
+import { publishConfirmed } from "./rabbit.ts";
+
+/**
+ * The outbox relay: takes pending rows in creation order under `FOR UPDATE SKIP LOCKED` (so two
+ * relays never take the same row), hands them to the Cloudflare Queue and to RabbitMQ (with
+ * publisher confirms), and marks them published in the same transaction. A crash between
+ * publishing and marking rolls the lock back and the rows go out again: at-least-once, and every
+ * consumer dedupes by event id.
+ */
+
+/** Where relayed events go. */
+export interface RelaySinks {
+  /** The `platform-events` Queue. */
+  queue: QueueProducer;
+  /** Publishes to RabbitMQ and resolves only when the broker confirmed all of them. */
+  publishToBroker(events: readonly CloudEvent[]): Promise<void>;
+}
+
+/** Options of {@link relayOutbox}. */
+export interface RelayOptions {
+  /** Rows per transaction (default 200). */
+  batchSize?: number;
+  /** Stop after this many batches (default 50), so one invocation stays bounded. */
+  maxBatches?: number;
+  logger?: Logger;
+  /** Test hook: runs after both sinks accepted a batch and before it is marked (simulate a crash by throwing). */
+  afterPublish?: (events: readonly CloudEvent[]) => Promise<void> | void;
+  /** Clock for backoff of failed rows. */
+  now?: () => number;
+}
+
+/** Outcome of one relay run. */
+export interface RelayResult {
+  published: number;
+  failed: number;
+  batches: number;
+}
+
+// Cloudflare Queues accept at most 100 messages and 256 KB per sendBatch.
+const QUEUE_BATCH = 100;
+const QUEUE_BATCH_BYTES = 250_000;
+
+/** Splits messages into sendBatch-sized chunks by count and serialized size. */
+export function chunkForQueue<T>(items: readonly T[], size: (t: T) => number = (t) => JSON.stringify(t).length): T[][] {
+  const chunks: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const b = size(item);
+    if (current.length > 0 && (current.length === QUEUE_BATCH || bytes + b > QUEUE_BATCH_BYTES)) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += b;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
+
+/** Backoff of a row whose publication failed `attempts` times: 1 s, 2 s, 4 s … capped at 5 min. */
+export function relayBackoffMs(attempts: number): number {
+  return Math.min(1000 * 2 ** Math.max(0, attempts - 1), 300_000);
+}
+
+/** Publishes pending outbox rows; safe to run concurrently with other relays. */
+export async function relayOutbox(db: Db, sinks: RelaySinks, opts: RelayOptions = {}): Promise<RelayResult> {
+  const batchSize = opts.batchSize ?? 200;
+  const maxBatches = opts.maxBatches ?? 50;
+  const result: RelayResult = { published: 0, failed: 0, batches: 0 };
+
+  while (result.batches < maxBatches) {
+    let taken: { seq: string; attempts: number; event: CloudEvent }[] = [];
+    try {
+      const n = await db.transaction(async (tx) => {
+        const { rows } = await tx.query<{ seq: string; attempts: number; event: CloudEvent }>(
+          `select seq, attempts, event from outbox
+           where published_at is null and next_attempt_at <= now()
+           order by seq limit $1 for update skip locked`,
+          [batchSize],
+        );
+        taken = rows;
+        if (rows.length === 0) return 0;
+        const events = rows.map((r) => r.event);
+        for (const chunk of chunkForQueue(events)) {
+          await sinks.queue.sendBatch(chunk.map((body) => ({ body, contentType: "json" as const })));
+        }
+        await sinks.publishToBroker(events);
+        await opts.afterPublish?.(events);
+        await tx.query("update outbox set published_at = now(), attempts = attempts + 1, last_error = null where seq = any($1::bigint[])", [
+          rows.map((r) => r.seq),
+        ]);
+        return rows.length;
+      });
+      if (n === 0) break;
+      result.published += n;
+      result.batches += 1;
+    } catch (err) {
+      result.failed += taken.length;
+      result.batches += 1;
+      opts.logger?.error("outbox relay failed", { err, events: taken.length, firstSeq: taken[0]?.seq });
+      if (taken.length > 0) {
+        // Recorded outside the rolled-back transaction so operators see why rows are stuck.
+        const attempts = Math.max(...taken.map((r) => r.attempts)) + 1;
+        await db
+          .query(
+            `update outbox set attempts = attempts + 1, last_error = $2,
+               next_attempt_at = now() + ($3::int * interval '1 millisecond')
+             where seq = any($1::bigint[]) and published_at is null`,
+            [taken.map((r) => r.seq), String((err as Error)?.message ?? err).slice(0, 1000), relayBackoffMs(attempts)],
+          )
+          .catch((e: unknown) => opts.logger?.error("outbox relay bookkeeping failed", { err: e }));
+      }
+      break;
+    }
+  }
+  return result;
+}
+
+/** Counts and lag of the outbox, for `/readyz` and the operator view. */
+export interface OutboxStats {
+  pending: number;
+  failing: number;
+  published: number;
+  oldestPendingAgeSeconds: number | null;
+}
+
+/** Reads {@link OutboxStats}. */
+export async function outboxStats(db: Pick<Db, "query">): Promise<OutboxStats> {
+  const { rows } = await db.query<{ pending: number; failing: number; published: number; age: number | null }>(
+    `select count(*) filter (where published_at is null)::int as pending,
+            count(*) filter (where published_at is null and attempts > 0)::int as failing,
+            count(*) filter (where published_at is not null)::int as published,
+            extract(epoch from now() - min(created_at) filter (where published_at is null))::float8 as age
+     from outbox`,
+  );
+  const r = rows[0]!;
+  return { pending: r.pending, failing: r.failing, published: r.published, oldestPendingAgeSeconds: r.age === null ? null : Math.round(r.age) };
+}
+
+/** What {@link relayWithConfig} needs: configuration, the Queue binding and a logger. */
+export interface RelayContext {
+  config: Pick<Config, "databaseUrl" | "databaseWsProxy" | "rabbitmq">;
+  queue: QueueProducer;
+  logger: Logger;
+}
+
+/**
+ * One relay run with its own pool (so its commits do not re-trigger the commit hook) and one
+ * RabbitMQ connection opened on first use.
+ */
+export async function relayWithConfig(ctx: RelayContext, opts: Omit<RelayOptions, "logger"> = {}): Promise<RelayResult> {
+  const db = createDb(ctx.config, { onError: (err) => ctx.logger.warn("relay socket error", { err }) });
+  let client: Promise<AMQPClient> | undefined;
+  try {
+    return await relayOutbox(
+      db,
+      {
+        queue: ctx.queue,
+        publishToBroker: async (events) => publishConfirmed(await (client ??= connectAmqp(ctx.config.rabbitmq.url)), ctx.config.rabbitmq.exchange, events),
+      },
+      { ...opts, logger: ctx.logger },
+    );
+  } finally {
+    if (client) await (await client.catch(() => undefined))?.close().catch(() => undefined);
+    await db.end();
+  }
+}

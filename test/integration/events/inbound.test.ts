@@ -1,0 +1,94 @@
+import { env } from "cloudflare:workers";
+import { runDurableObjectAlarm } from "cloudflare:test";
+import { describe, expect, it, vi } from "vitest";
+import type { CloudEvent } from "../../../src/events/cloudevent.ts";
+import { createEvent } from "../../../src/events/cloudevent.ts";
+import { REASON_HEADER, drainInbound } from "../../../src/events/inbound.ts";
+import { declareTopology, topology } from "../../../src/events/rabbit.ts";
+import { withAmqp } from "../../../src/platform/amqp.ts";
+import { config, withDb } from "../support/backends.ts";
+
+const t = () => topology(config().rabbitmq);
+const inboundQueue = () => t().inbound[0]!.queue;
+
+/** Publishes raw bodies to the platform exchange, as another CloudMatrix service would. */
+async function publishFromOtherService(messages: { routingKey: string; body: string }[]) {
+  await withAmqp(config().rabbitmq.url, async (client) => {
+    const ch = await client.channel();
+    await declareTopology(ch, t());
+    await ch.confirmSelect();
+    await Promise.all(messages.map((m) => ch.basicPublish(t().exchange, m.routingKey, m.body, { deliveryMode: 2, contentType: "application/cloudevents+json" })));
+  });
+}
+
+const docEvent = (): CloudEvent =>
+  createEvent({ type: "document.created", organizationId: "org_in", source: "/documents", subject: "documents/d1", data: { userId: "u1", resourceId: "d1", resourceType: "document" } });
+
+const drain = (deliver: (events: CloudEvent[]) => Promise<void>) =>
+  drainInbound({ url: config().rabbitmq.url, topology: t(), queue: inboundQueue(), deliver, idleMs: 100, maxMs: 3_000 });
+
+describe("inbound RabbitMQ → usage-events Queue", () => {
+  it("hands an event from another service to the usage-events consumer via the inbound object's alarm", async () => {
+    const e = docEvent();
+    await publishFromOtherService([{ routingKey: e.type, body: JSON.stringify(e) }]);
+    const stub = env.RABBIT_INBOUND.get(env.RABBIT_INBOUND.idFromName(inboundQueue()));
+    await stub.kick(inboundQueue());
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    await vi.waitFor(
+      async () => {
+        const { rows } = await withDb((db) => db.query("select type, organization_id, subject from events where id = $1", [e.id]));
+        expect(rows).toEqual([{ type: "document.created", organization_id: "org_in", subject: "documents/d1" }]);
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+  });
+
+  it("does not ack when the hand-off fails: the message comes back", async () => {
+    const e = docEvent();
+    await publishFromOtherService([{ routingKey: e.type, body: JSON.stringify(e) }]);
+    const failed = await drain(async () => {
+      throw new Error("queue unavailable");
+    });
+    expect(failed).toMatchObject({ received: 1, delivered: 0, requeued: 1 });
+    const got: CloudEvent[] = [];
+    const ok = await drain(async (events) => void got.push(...events));
+    expect(ok).toMatchObject({ received: 1, delivered: 1 });
+    expect(got.map((x) => x.id)).toEqual([e.id]);
+  });
+
+  it("dead-letters malformed messages with the reason and keeps the valid ones flowing", async () => {
+    const e = docEvent();
+    await publishFromOtherService([
+      { routingKey: "document.created", body: "{not json" },
+      { routingKey: "storage.upload", body: JSON.stringify({ ...docEvent(), type: "storage.exploded" }) },
+      { routingKey: e.type, body: JSON.stringify(e) },
+    ]);
+    const got: CloudEvent[] = [];
+    const r = await drain(async (events) => void got.push(...events));
+    expect(r).toMatchObject({ received: 3, delivered: 1, deadLettered: 2 });
+    expect(got.map((x) => x.id)).toEqual([e.id]);
+    const dead = await withAmqp(config().rabbitmq.url, async (client) => {
+      const ch = await client.channel();
+      const out: { reason: unknown; routingKey: string }[] = [];
+      for (let i = 0; i < 2; i++) {
+        const m = await ch.basicGet(t().deadLetterQueue, { noAck: true });
+        if (m) out.push({ reason: m.properties.headers?.[REASON_HEADER], routingKey: m.routingKey });
+      }
+      return out;
+    });
+    expect(dead).toHaveLength(2);
+    expect(dead.map((d) => d.routingKey).sort()).toEqual(["document.created", "storage.upload"]);
+    expect(dead.map((d) => String(d.reason)).join(" | ")).toMatch(/not JSON.*unknown event type|unknown event type.*not JSON/);
+  });
+
+  it("stops a burst at maxMessages and reports that more may wait", async () => {
+    const events = Array.from({ length: 30 }, docEvent);
+    await publishFromOtherService(events.map((e) => ({ routingKey: e.type, body: JSON.stringify(e) })));
+    const got: CloudEvent[] = [];
+    const first = await drainInbound({ url: config().rabbitmq.url, topology: t(), queue: inboundQueue(), deliver: async (x) => void got.push(...x), maxMessages: 20, idleMs: 200 });
+    expect(first).toMatchObject({ received: 20, delivered: 20, full: true });
+    const second = await drain(async (x) => void got.push(...x));
+    expect(second).toMatchObject({ received: 10, full: false });
+    expect(new Set(got.map((x) => x.id))).toEqual(new Set(events.map((e) => e.id)));
+  });
+});
