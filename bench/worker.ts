@@ -2,6 +2,12 @@ import real from "../src/index.ts";
 import { getConfig } from "../src/platform/config.ts";
 import { createDb } from "../src/platform/db.ts";
 import { createRedis } from "../src/platform/redis.ts";
+import { createEvent } from "../src/events/cloudevent.ts";
+import { drainInbound } from "../src/events/inbound.ts";
+import { eventMessage, topology } from "../src/events/rabbit.ts";
+import { relayWithConfig } from "../src/events/relay.ts";
+import { withAmqp } from "../src/platform/amqp.ts";
+import { createLogger } from "../src/platform/logger.ts";
 import { postLoop, round, runBounded, summarize } from "./lib.ts";
 
 /**
@@ -79,6 +85,61 @@ async function benchRoute(route: string, body: Record<string, unknown>, env: Clo
       } finally {
         ctx.waitUntil(db.end());
       }
+    }
+    case "amqp-publish": {
+      // Raw baseline: basicPublish with publisher confirms, pipelined in windows like the relay's batches.
+      const n = int(body.n, 10_000, MAX_N);
+      const window = int(body.window, 200, 10_000);
+      const exchange = config.rabbitmq.exchange;
+      // Serialised before the clock starts: the baseline is the publish loop alone.
+      const messages = Array.from({ length: n }, () => eventMessage(createEvent({ type: "api.call", organizationId: "org_bench", source: "/bench", data: {} })));
+      const t0 = performance.now();
+      await withAmqp(config.rabbitmq.url, async (client) => {
+        const ch = await client.channel();
+        await ch.confirmSelect();
+        await ch.exchangeDeclare(exchange, "topic", { durable: true });
+        for (let i = 0; i < n; i += window) {
+          await Promise.all(messages.slice(i, i + window).map((m) => ch.basicPublish(exchange, String(body.routingKey ?? "bench.raw"), m.body, m.properties)));
+        }
+      });
+      const ms = performance.now() - t0;
+      return json({ n, ms: round(ms), perSecond: round((n * 1000) / ms, 0) });
+    }
+    case "relay": {
+      // Our pipeline: outbox rows → Queue + RabbitMQ (confirms) → marked, until nothing is pending.
+      const t0 = performance.now();
+      let published = 0;
+      let failed = 0;
+      for (let i = 0; i < 1_000 && performance.now() - t0 < TIME_LIMIT_MS; i++) {
+        const r = await relayWithConfig({ config, queue: env.PLATFORM_EVENTS, logger: createLogger({ bench: "relay" }) }, { ...(body.batchSize ? { batchSize: int(body.batchSize, 1000, 5_000) } : {}), ...(body.lanes ? { lanes: int(body.lanes, 3, 4) } : {}) });
+        published += r.published;
+        failed += r.failed;
+        if (r.published === 0) break;
+      }
+      const ms = performance.now() - t0;
+      return json({ published, failed, ms: round(ms), perSecond: round((published * 1000) / ms, 0) });
+    }
+    case "inbound": {
+      // Drains the inbound queue into the usage-events Queue until it is empty.
+      const t = topology(config.rabbitmq);
+      const t0 = performance.now();
+      let delivered = 0;
+      let deadLettered = 0;
+      for (let i = 0; i < 10_000 && performance.now() - t0 < TIME_LIMIT_MS; i++) {
+        const r = await drainInbound({
+          url: config.rabbitmq.url,
+          topology: t,
+          queue: t.inbound[0]!.queue,
+          maxMessages: int(body.burst, 1000, 5_000),
+          idleMs: 100,
+          deliver: async (events) => void (await env.USAGE_EVENTS.sendBatch(events.map((e) => ({ body: e, contentType: "json" as const })))),
+        });
+        delivered += r.delivered;
+        deadLettered += r.deadLettered;
+        if (r.received === 0) break;
+      }
+      const ms = performance.now() - t0;
+      return json({ delivered, deadLettered, ms: round(ms), perSecond: round((delivered * 1000) / ms, 0) });
     }
     default:
       return json({ error: `unknown bench route ${route}` }, 404);

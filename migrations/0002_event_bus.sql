@@ -5,7 +5,7 @@ create table outbox (
   id               text not null unique,
   type             text not null,
   organization_id  text not null,
-  event            jsonb not null,
+  event            json not null,          -- json, not jsonb: relayed as stored text, never queried inside
   created_at       timestamptz not null default now(),
   published_at     timestamptz,
   attempts         integer not null default 0,

@@ -48,7 +48,7 @@ export class OutboxEventBus implements EventBus {
     const valid = events.map((e) => cloudEventSchema.parse(e));
     await this.db.query(
       `insert into outbox (id, type, organization_id, event)
-       select e->>'id', e->>'type', e->>'organizationid', e from jsonb_array_elements($1::jsonb) with ordinality as x(e, n)
+       select e->>'id', e->>'type', e->>'organizationid', e::json from jsonb_array_elements($1::jsonb) with ordinality as x(e, n)
        order by n
        on conflict (id) do nothing`,
       [JSON.stringify(valid)],

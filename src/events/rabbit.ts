@@ -1,5 +1,5 @@
 import type { AMQPChannel } from "@cloudamqp/amqp-client";
-import type { AMQPClient } from "../platform/amqp.ts";
+import { connectAmqp } from "../platform/amqp.ts";
 import type { Config } from "../platform/config.ts";
 import type { CloudEvent } from "./cloudevent.ts";
 
@@ -43,34 +43,41 @@ export async function declareTopology(ch: AMQPChannel, t: Topology): Promise<voi
   }
 }
 
-/** Serialises an event as a persistent structured-mode CloudEvents message. */
-export function eventMessage(event: CloudEvent) {
-  return {
-    body: JSON.stringify(event),
-    properties: {
-      contentType: "application/cloudevents+json",
-      deliveryMode: 2 as const,
-      messageId: event.id,
-      timestamp: new Date(event.time),
-      type: event.type,
-    },
-  };
+/** Properties of a persistent structured-mode CloudEvents message. */
+export function messageProperties(event: { id: string; type: string }) {
+  return { contentType: "application/cloudevents+json", deliveryMode: 2 as const, messageId: event.id, type: event.type };
 }
 
-/** Publishes events with publisher confirms; resolves once the broker confirmed every one. */
-export async function publishConfirmed(client: AMQPClient, exchange: string, events: readonly CloudEvent[]): Promise<void> {
-  const ch = await client.channel();
+/** Serialises an event as a persistent structured-mode CloudEvents message. */
+export function eventMessage(event: CloudEvent) {
+  return { body: JSON.stringify(event), properties: messageProperties(event) };
+}
+
+/** A confirm-mode channel on the platform exchange, kept for one relay run. */
+export interface BrokerPublisher {
+  /** Publishes in order; resolves once the broker confirmed every event. */
+  publish(events: readonly { id: string; type: string; body: string }[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Connects, declares the exchange and enables publisher confirms. */
+export async function openPublisher(rabbit: Pick<Config["rabbitmq"], "url" | "exchange">): Promise<BrokerPublisher> {
+  const client = await connectAmqp(rabbit.url);
   try {
+    const ch = await client.channel();
     await ch.confirmSelect();
-    await ch.exchangeDeclare(exchange, "topic", { durable: true });
-    // Publishing without awaiting each confirm keeps the pipe full; one channel keeps the order.
-    await Promise.all(
-      events.map((e) => {
-        const m = eventMessage(e);
-        return ch.basicPublish(exchange, e.type, m.body, m.properties);
-      }),
-    );
-  } finally {
-    await ch.close().catch(() => undefined);
+    await ch.exchangeDeclare(rabbit.exchange, "topic", { durable: true });
+    return {
+      async publish(events) {
+        // Publishing without awaiting each confirm keeps the pipe full; one channel keeps the order.
+        await Promise.all(
+          events.map((e) => ch.basicPublish(rabbit.exchange, e.type, e.body, messageProperties(e))),
+        );
+      },
+      close: () => client.close().catch(() => undefined),
+    };
+  } catch (err) {
+    await client.close().catch(() => undefined);
+    throw err;
   }
 }

@@ -39,6 +39,7 @@ const envSchema = z.object({
   EVENTS_INBOUND_BURST_MAX: int(1, 5_000, 500),
   EVENTS_INBOUND_BURST_MS: int(10, 25_000, 5_000),
   EVENTS_OUTBOX_LAG_ALERT_SECONDS: int(1, 86_400, 300),
+  EVENTS_RELAY_LANES: int(1, 3, 3),
   USERS_SERVICE_URL: z.url().optional(),
   // Webhooks (seed Task 3).
   WEBHOOK_TIMEOUT_MS: int(100, 120_000, 30_000),
@@ -73,7 +74,7 @@ export interface Config {
   /** RabbitMQ: connection URL, the platform's topic exchange, and the prefix of this project's queues. */
   rabbitmq: { url: string; exchange: string; queuePrefix: string };
   /** Event bus: inbound RabbitMQ burst sizes and polling, and the outbox lag that fails readiness. */
-  events: { inboundPollMs: number; inboundBurstMax: number; inboundBurstMs: number; outboxLagAlertSeconds: number };
+  events: { inboundPollMs: number; inboundBurstMax: number; inboundBurstMs: number; outboxLagAlertSeconds: number; relayLanes: number };
   /** JWT verification: HS256 secret, required `iss` and `aud`. */
   auth: { secret: string; issuer: string; audience: string };
   /** Largest accepted request body in bytes. */
@@ -121,6 +122,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
       inboundBurstMax: e.EVENTS_INBOUND_BURST_MAX,
       inboundBurstMs: e.EVENTS_INBOUND_BURST_MS,
       outboxLagAlertSeconds: e.EVENTS_OUTBOX_LAG_ALERT_SECONDS,
+      relayLanes: e.EVENTS_RELAY_LANES,
     },
     auth: { secret: e.AUTH_JWT_SECRET, issuer: e.AUTH_JWT_ISSUER, audience: e.AUTH_JWT_AUDIENCE },
     maxBodyBytes: e.MAX_BODY_BYTES,

@@ -44,8 +44,8 @@ export interface Platform {
 
 /** A Cloudflare Queue producer, as far as the services use it. */
 export interface QueueProducer<T = unknown> {
-  send(body: T, options?: { contentType?: "json"; delaySeconds?: number }): Promise<unknown>;
-  sendBatch(messages: Iterable<{ body: T; contentType?: "json"; delaySeconds?: number }>): Promise<unknown>;
+  send(body: T, options?: { contentType?: "json" | "text"; delaySeconds?: number }): Promise<unknown>;
+  sendBatch(messages: Iterable<{ body: T; contentType?: "json" | "text"; delaySeconds?: number }>): Promise<unknown>;
 }
 
 /** A Durable Object namespace, as far as the services use it. */
