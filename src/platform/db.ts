@@ -71,9 +71,12 @@ export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">
   const { onError, onCommit } = hooks;
   if (config.databaseWsProxy) configureNeonForProxy(config.databaseWsProxy);
   const pool = new Pool({ connectionString: config.databaseUrl, max: 4 });
-  // An idle client losing its socket emits 'error' on the pool; unhandled, it would crash the isolate.
-  pool.on("error", (err: Error) => onError?.(err));
   let ended = false;
+  // An idle client losing its socket emits 'error' on the pool; unhandled, it would crash the isolate.
+  // Closing the pool makes its sockets report a lost connection too: expected, so not reported.
+  pool.on("error", (err: Error) => {
+    if (!ended) onError?.(err);
+  });
 
   const guard = async <T>(run: () => Promise<T>): Promise<T> => {
     try {
@@ -88,7 +91,9 @@ export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">
     query: (text, params) => guard(() => wrap(pool).query(text, params)),
     async transaction(fn) {
       const client = await guard(() => pool.connect());
-      client.on("error", (err: unknown) => onError?.(err));
+      client.on("error", (err: unknown) => {
+        if (!ended) onError?.(err);
+      });
       try {
         await client.query("BEGIN");
         const tx = wrap(client);
