@@ -1,12 +1,14 @@
 import { RabbitInbound } from "../durable-objects/rabbit-inbound.ts";
+import { WebhookEndpoint } from "../durable-objects/webhook-endpoint.ts";
 import { app } from "./app.ts";
 import { archiveHandler, consumeDeadLetters, consumeEventBatch } from "./events/consumers.ts";
 import { kickInbound, purgeEventBookkeeping, sweepOutbox } from "./events/jobs.ts";
 import { createLogger } from "./platform/logger.ts";
 import { createPlatform } from "./platform/platform.ts";
+import { createWebhookService, webhookFanOut } from "./webhooks/service.ts";
 import type { Platform } from "./platform/platform.ts";
 
-export { RabbitInbound };
+export { RabbitInbound, WebhookEndpoint };
 
 /** Handles one batch of one Cloudflare Queue; each service registers its consumer here. */
 export type QueueConsumer = (batch: MessageBatch<unknown>, platform: Platform, env: CloudflareBindings) => Promise<void>;
@@ -16,7 +18,7 @@ export type CronJob = (platform: Platform, env: CloudflareBindings) => Promise<v
 
 /** Queue consumers by queue name (wrangler.toml `[[queues.consumers]]`). */
 export const queueConsumers: Record<string, QueueConsumer> = {
-  "platform-events": (batch, p) => consumeEventBatch(batch, [archiveHandler], p),
+  "platform-events": (batch, p) => consumeEventBatch(batch, [archiveHandler, webhookFanOut], p),
   "usage-events": (batch, p) => consumeEventBatch(batch, [archiveHandler], p),
   "platform-events-dlq": consumeDeadLetters,
   "usage-events-dlq": consumeDeadLetters,
@@ -27,6 +29,10 @@ export const cronJobs: Record<string, CronJob[]> = {
   "* * * * *": [
     (p) => sweepOutbox(p),
     (p, env) => kickInbound(p, (queue) => env.RABBIT_INBOUND.get(env.RABBIT_INBOUND.idFromName(queue))),
+    async (p) => {
+      const r = await createWebhookService(p).processQueue(500);
+      if (r.processed) p.logger.info("webhook sweep", r);
+    },
   ],
   "17 3 * * *": [(p) => purgeEventBookkeeping(p)],
 };

@@ -27,7 +27,20 @@ export default defineConfig({
             wrangler: { configPath: "./wrangler.toml" },
             // The inbound drainer's alarm would otherwise poll every second in the background; tests
             // drive it with runDurableObjectAlarm instead.
-            miniflare: { bindings: { ...inject<Record<string, string>>("bindings"), ENVIRONMENT: "test", EVENTS_INBOUND_POLL_MS: "3600000" } },
+            // Webhook tests deliver to the local receiver over http and exercise 1 s timeouts.
+            miniflare: {
+              bindings: {
+                ...inject<Record<string, string>>("bindings"),
+                ENVIRONMENT: "test",
+                EVENTS_INBOUND_POLL_MS: "3600000",
+                WEBHOOK_ALLOW_LOCAL_HTTP: "true",
+                WEBHOOK_TIMEOUT_MS: "1000",
+                // Retries and cooldowns far in the future: tests move time with timeTravel(), so no
+                // alarm fires behind their back.
+                WEBHOOK_BACKOFF_BASE_MS: "60000",
+                RECEIVER_URL: inject<string>("receiverUrl"),
+              },
+            },
           })),
         ],
         test: { name: "integration", include: ["test/integration/**/*.test.ts"], testTimeout: 30_000 },

@@ -4,10 +4,12 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { ZodError } from "zod";
 import type { Principal } from "./auth.ts";
-import { assertTenant, bearerToken, verifyToken } from "./auth.ts";
+import type { Scope } from "./auth.ts";
+import { assertScope, assertTenant, bearerToken, verifyToken } from "./auth.ts";
 import type { ErrorCode } from "./errors.ts";
 import { AppError, ValidationError, errorEnvelope, toAppError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
+import { zodIssuesOf } from "./validation.ts";
 import { createLogger } from "./logger.ts";
 import type { Platform } from "./platform.ts";
 import { createPlatform } from "./platform.ts";
@@ -27,22 +29,20 @@ export type AppEnv = {
   };
 };
 
-/** Turns a zod error into field issues with dotted paths. */
-export function zodIssues(error: ZodError, where?: string) {
-  return error.issues.map((i) => ({
-    path: i.path.map(String).join("."),
-    message: i.message,
-    code: i.code,
-    ...(where ? { in: where } : {}),
-  }));
-}
-
 /** `defaultHook` of every router: a failed zod validation becomes a 400 `validation_error`. */
 const onZodError = (result: { success: boolean; target: string; error?: ZodError }) => {
   if (!result.success && result.error) {
-    throw new ValidationError("request validation failed", zodIssues(result.error, result.target));
+    throw new ValidationError("request validation failed", zodIssuesOf(result.error, result.target));
   }
 };
+
+/** Route middleware: the token must hold `scope` (403 otherwise). */
+export function requireScope(scope: Scope): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    assertScope(c.var.principal, scope);
+    await next();
+  };
+}
 
 /** A router with the platform's validation hook; each service builds its routes on one. */
 export function createRouter(): OpenAPIHono<AppEnv> {

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { TestProject } from "vitest/node";
 import { startLocalEnv } from "../../scripts/lib/local-env.ts";
+import { startReceiver } from "./receiver.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -8,6 +9,8 @@ declare module "vitest" {
     bindings: Record<string, string>;
     /** Server URLs of the local stack (for tooling tests that need a server of their own too). */
     stack: { postgresUrl: string; redisUrl: string; rabbitmqUrl: string };
+    /** Base URL of the scriptable webhook receiver (test/setup/receiver.ts). */
+    receiverUrl: string;
   }
 }
 
@@ -25,7 +28,12 @@ export default async function setup(project: TestProject) {
     rabbitmqQueuePrefix: `cm.test.${runId}.`,
     log: (m) => process.env.DEBUG_STACK && console.log(`[stack] ${m}`),
   });
+  const receiver = await startReceiver();
+  project.provide("receiverUrl", receiver.url);
   project.provide("bindings", env.bindings);
   project.provide("stack", { postgresUrl: env.stack.postgresUrl, redisUrl: env.stack.redisUrl, rabbitmqUrl: env.stack.rabbitmqUrl });
-  return () => env.close();
+  return async () => {
+    await receiver.close();
+    await env.close();
+  };
 }

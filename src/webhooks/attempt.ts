@@ -1,0 +1,110 @@
+import type { AttemptOutcome, Job } from "./queue.ts";
+import { classifyStatus, parseRetryAfter } from "./queue.ts";
+import { signAll } from "./signing.ts";
+import type { UrlPolicy } from "./url-policy.ts";
+import { checkWebhookUrl } from "./url-policy.ts";
+
+/**
+ * One HTTP attempt: sign with every live secret, POST without following redirects, stop at the
+ * timeout (which covers the whole exchange, body included), keep the first 16 KiB of the answer.
+ */
+
+/** What an attempt needs to know about the endpoint. */
+export interface Endpoint {
+  id: string;
+  url: string;
+  /** Current secret first; the previous one too while its rotation overlap lasts. */
+  secrets: string[];
+  headers: Record<string, string>;
+}
+
+/** Settings of {@link attemptDelivery}. */
+export interface AttemptSettings {
+  timeoutMs: number;
+  policy: UrlPolicy;
+  /** The seed's `httpClient`: any fetch-compatible function (default: global fetch). */
+  fetch?: typeof fetch;
+  now?: () => number;
+}
+
+const MAX_BODY = 16 * 1024;
+const USER_AGENT = "CloudMatrix-Webhooks/1.0 (+https://cloudmatrix.dev/webhooks)";
+
+async function readPrefix(res: Response, limit: number): Promise<string> {
+  if (!res.body) return "";
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < limit) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.byteLength;
+    }
+  } finally {
+    // Whatever is left (a huge or endless body) is not our business: release the connection.
+    reader.cancel().catch(() => undefined);
+  }
+  const all = new Uint8Array(Math.min(size, limit));
+  let off = 0;
+  for (const c of chunks) {
+    const part = c.subarray(0, Math.min(c.byteLength, limit - off));
+    all.set(part, off);
+    off += part.byteLength;
+    if (off >= limit) break;
+  }
+  return new TextDecoder().decode(all);
+}
+
+/** The headers of a signed delivery request. */
+export async function deliveryHeaders(job: Pick<Job, "deliveryId" | "body">, endpoint: Endpoint, timestampSeconds: number): Promise<Record<string, string>> {
+  return {
+    ...endpoint.headers,
+    "content-type": "application/json",
+    "user-agent": USER_AGENT,
+    "webhook-id": job.deliveryId,
+    "webhook-timestamp": String(timestampSeconds),
+    "webhook-signature": await signAll(job.deliveryId, timestampSeconds, job.body, endpoint.secrets),
+  };
+}
+
+/** Performs one delivery attempt; never throws. */
+export async function attemptDelivery(job: Job, endpoint: Endpoint, s: AttemptSettings): Promise<AttemptOutcome> {
+  const now = s.now ?? Date.now;
+  const started = now();
+  const verdict = checkWebhookUrl(endpoint.url, s.policy);
+  if (!verdict.ok) return { success: false, responseTimeMs: 0, errorType: "ssrf_blocked", error: verdict.reason };
+
+  const signal = AbortSignal.timeout(s.timeoutMs);
+  let res: Response;
+  try {
+    res = await (s.fetch ?? fetch)(verdict.url.toString(), {
+      method: "POST",
+      headers: await deliveryHeaders(job, endpoint, Math.floor(started / 1000)),
+      body: job.body,
+      redirect: "manual",
+      signal,
+    });
+  } catch (err) {
+    const timedOut = signal.aborted || (err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError"));
+    return {
+      success: false,
+      responseTimeMs: now() - started,
+      errorType: timedOut ? "timeout" : "connection",
+      error: timedOut ? `no response within ${s.timeoutMs} ms` : `connection failed: ${err instanceof Error ? err.message : String(err)}`,
+    };
+  }
+  const responseTimeMs = now() - started;
+  // The status decides; a body that stalls past the timeout only shortens what we record.
+  const responseBody = await readPrefix(res, MAX_BODY).catch(() => "");
+  const { success, errorType } = classifyStatus(res.status);
+  return {
+    success,
+    statusCode: res.status,
+    responseTimeMs,
+    responseBody,
+    ...(success ? {} : { errorType, error: `HTTP ${res.status}${res.status >= 300 && res.status < 400 ? " (redirects are not followed)" : ""}` }),
+    retryAfterMs: parseRetryAfter(res.headers.get("retry-after"), now()),
+  };
+}

@@ -1,0 +1,149 @@
+/**
+ * The delivery queue of one endpoint: what a pending delivery (job) is, the storage interface the
+ * endpoint's Durable Object implements over SQLite, and the retry policy — exponential backoff with
+ * jitter, `Retry-After`, and what each outcome means for the delivery. Pure functions only.
+ */
+
+/** A pending delivery held by the endpoint object. */
+export interface Job {
+  /** Delivery id = the `webhook-id` header, stable across retries. */
+  deliveryId: string;
+  eventId: string;
+  eventType: string;
+  /** The exact request body (signed as is). */
+  body: string;
+  /** Attempts made so far. */
+  attempts: number;
+  /** Epoch ms when the next attempt is due. */
+  dueAt: number;
+  /** Epoch ms when the delivery was created (enqueue→delivered latency). */
+  createdAt: number;
+}
+
+/** Job storage of one endpoint (SQLite in the Durable Object; an array in unit tests). */
+export interface JobStore {
+  /** Adds jobs whose delivery id is not held yet; returns how many were new. */
+  add(jobs: readonly Job[]): number;
+  /** Due jobs (dueAt ≤ now), earliest first. */
+  due(now: number, limit: number): Job[];
+  /** One job by delivery id. */
+  get(deliveryId: string): Job | undefined;
+  /** Reschedules a job after a failed attempt. */
+  reschedule(deliveryId: string, dueAt: number, attempts: number): void;
+  /** Removes a finished job. */
+  remove(deliveryId: string): void;
+  /** Removes every job; returns how many there were. */
+  clear(): number;
+  /** Earliest dueAt, or null when empty. */
+  nextDue(): number | null;
+  /** Number of jobs held. */
+  size(): number;
+}
+
+/** Retry settings (config `WEBHOOK_*`). */
+export interface RetrySettings {
+  baseMs: number;
+  capMs: number;
+  maxAttempts: number;
+  /** ±fraction of jitter (default 0.2). */
+  jitter?: number;
+}
+
+/**
+ * Delay after the n-th failed attempt: base · 2^(n-1) (1 s, 2 s, 4 s … by default), capped, then
+ * spread by ±jitter so endpoints recovering from an outage are not hit in lockstep.
+ */
+export function backoffMs(attempts: number, s: RetrySettings, random: () => number = Math.random): number {
+  const raw = Math.min(s.baseMs * 2 ** Math.max(0, attempts - 1), s.capMs);
+  const j = s.jitter ?? 0.2;
+  return Math.max(0, Math.round(raw * (1 - j + 2 * j * random())));
+}
+
+/**
+ * Parses `Retry-After` (delta-seconds or an HTTP date) into milliseconds from `now`; null if
+ * absent or malformed.
+ */
+export function parseRetryAfter(value: string | null | undefined, now: number): number | null {
+  if (!value) return null;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+
+/** Why an attempt failed, for the health metrics' error breakdown. */
+export type ErrorType = "timeout" | "connection" | "http_3xx" | "http_4xx" | "http_5xx" | "ssrf_blocked" | "invalid_response";
+
+/** What one HTTP attempt produced. */
+export interface AttemptOutcome {
+  success: boolean;
+  statusCode?: number;
+  responseTimeMs: number;
+  /** First 16 KiB of the response body. */
+  responseBody?: string;
+  errorType?: ErrorType;
+  error?: string;
+  /** The endpoint's `Retry-After`, in ms. */
+  retryAfterMs?: number | null;
+}
+
+/** Classifies an HTTP status: 2xx success, 3xx (redirects are not followed) and the rest failures. */
+export function classifyStatus(status: number): { success: boolean; errorType?: ErrorType } {
+  if (status >= 200 && status < 300) return { success: true };
+  if (status >= 300 && status < 400) return { success: false, errorType: "http_3xx" };
+  if (status >= 400 && status < 500) return { success: false, errorType: "http_4xx" };
+  if (status >= 500 && status < 600) return { success: false, errorType: "http_5xx" };
+  return { success: false, errorType: "invalid_response" };
+}
+
+/** What happens to a delivery after an attempt. */
+export type Decision =
+  | { kind: "succeeded" }
+  | { kind: "retry"; at: number }
+  /** Retries exhausted (or the URL is now refused): ends `failed`, recoverable by hand. */
+  | { kind: "failed" }
+  /** 410 Gone: the endpoint asked to be removed; the webhook is disabled. */
+  | { kind: "disable" };
+
+/**
+ * Decides the delivery's fate after its `attempts`-th attempt. `Retry-After` on 429/503 is honoured
+ * but clamped to [1 s, cap] so an endpoint can neither hammer-loop nor park us for a day.
+ */
+export function decide(outcome: AttemptOutcome, attempts: number, s: RetrySettings, now: number, random: () => number = Math.random): Decision {
+  if (outcome.success) return { kind: "succeeded" };
+  if (outcome.statusCode === 410) return { kind: "disable" };
+  if (outcome.errorType === "ssrf_blocked") return { kind: "failed" };
+  if (attempts >= s.maxAttempts) return { kind: "failed" };
+  let delay = backoffMs(attempts, s, random);
+  if ((outcome.statusCode === 429 || outcome.statusCode === 503) && outcome.retryAfterMs != null) {
+    delay = Math.max(delay, Math.min(Math.max(outcome.retryAfterMs, 1_000), s.capMs));
+  }
+  return { kind: "retry", at: now + delay };
+}
+
+/** An in-memory {@link JobStore} (unit tests, and the shape the SQLite one must match). */
+export function memoryJobStore(): JobStore {
+  const jobs = new Map<string, Job>();
+  const sorted = () => [...jobs.values()].sort((a, b) => a.dueAt - b.dueAt || a.createdAt - b.createdAt);
+  return {
+    add(list) {
+      let n = 0;
+      for (const j of list) if (!jobs.has(j.deliveryId)) (jobs.set(j.deliveryId, { ...j }), n++);
+      return n;
+    },
+    due: (now, limit) => sorted().filter((j) => j.dueAt <= now).slice(0, limit),
+    get: (id) => jobs.get(id),
+    reschedule(id, dueAt, attempts) {
+      const j = jobs.get(id);
+      if (j) jobs.set(id, { ...j, dueAt, attempts });
+    },
+    remove: (id) => void jobs.delete(id),
+    clear() {
+      const n = jobs.size;
+      jobs.clear();
+      return n;
+    },
+    nextDue: () => sorted()[0]?.dueAt ?? null,
+    size: () => jobs.size,
+  };
+}

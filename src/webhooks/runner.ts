@@ -1,0 +1,115 @@
+import type { CircuitRecord, CircuitSettings, CircuitTransition } from "./circuit.ts";
+import { allowedInFlight, recordFailure, recordSuccess, tick } from "./circuit.ts";
+import type { Endpoint } from "./attempt.ts";
+import type { AttemptOutcome, Decision, Job, JobStore, RetrySettings } from "./queue.ts";
+import { decide } from "./queue.ts";
+
+/**
+ * One run of an endpoint's queue (its Durable Object's alarm): advance the breaker, take due jobs
+ * in waves of at most the allowed in-flight count (all while closed, one probe while half-open,
+ * none while open), attempt them in parallel, record the outcomes durably, then apply them to the
+ * queue and the breaker. Storage, clock and I/O are injected, so this is tested without workerd.
+ */
+
+/** One attempt as recorded in Postgres. */
+export interface AttemptRecord {
+  job: Job;
+  /** 1-based number of this attempt. */
+  attemptNumber: number;
+  attemptedAt: number;
+  outcome: AttemptOutcome;
+  decision: Decision;
+}
+
+/** What a run needs. */
+export interface RunDeps {
+  jobs: JobStore;
+  circuit: { get(): CircuitRecord; set(c: CircuitRecord): void };
+  /** The endpoint now: null when deleted, "inactive" when disabled (its jobs are held). */
+  loadEndpoint(): Promise<Endpoint | null | "inactive">;
+  attempt(job: Job, endpoint: Endpoint): Promise<AttemptOutcome>;
+  /** Persists attempts (history, delivery status, stats) before the queue forgets them. */
+  record(records: AttemptRecord[]): Promise<void>;
+  /** Breaker state changes (events). */
+  onTransition(t: CircuitTransition, circuit: CircuitRecord): Promise<void>;
+  /** The endpoint answered 410 Gone. */
+  onGone(): Promise<void>;
+  settings: { retry: RetrySettings; circuit: CircuitSettings; concurrency: number; maxRunMs: number };
+  now(): number;
+  random?: () => number;
+}
+
+/** Outcome of a run. */
+export interface RunResult {
+  processed: number;
+  succeeded: number;
+  failed: number;
+  /** When the run should happen again (epoch ms), or null when nothing is pending. */
+  nextWakeAt: number | null;
+}
+
+/** Applies breaker steps and reports transitions. */
+async function step(deps: RunDeps, fn: (c: CircuitRecord) => { circuit: CircuitRecord; transition: CircuitTransition | null }) {
+  const { circuit, transition } = fn(deps.circuit.get());
+  deps.circuit.set(circuit);
+  if (transition) await deps.onTransition(transition, circuit);
+}
+
+/** When to wake next: the half-open time of an open breaker, else the earliest due job. */
+export function nextWake(jobs: JobStore, circuit: CircuitRecord): number | null {
+  if (jobs.size() === 0) return null;
+  if (circuit.state === "open" && circuit.halfOpenAt !== null) return Math.max(circuit.halfOpenAt, jobs.nextDue() ?? 0);
+  return jobs.nextDue();
+}
+
+/** Runs due jobs; see the module comment. `only` restricts the run to one delivery (manual attempts). */
+export async function runDue(deps: RunDeps, only?: string): Promise<RunResult & { records: AttemptRecord[] }> {
+  const result = { processed: 0, succeeded: 0, failed: 0, nextWakeAt: null as number | null, records: [] as AttemptRecord[] };
+  const started = deps.now();
+  await step(deps, (c) => tick(c, started));
+
+  if (deps.circuit.get().state !== "open" && deps.jobs.size() > 0) {
+    const endpoint = await deps.loadEndpoint();
+    if (endpoint === null) {
+      deps.jobs.clear(); // deleted: its deliveries were cancelled in Postgres
+      return result;
+    }
+    if (endpoint !== "inactive") {
+      let gone = false;
+      while (!gone && deps.now() - started < deps.settings.maxRunMs) {
+        const allowed = allowedInFlight(deps.circuit.get(), deps.settings.concurrency);
+        if (allowed === 0) break;
+        const now = deps.now();
+        const wave = only ? [deps.jobs.get(only)].filter((j): j is Job => !!j) : deps.jobs.due(now, allowed);
+        if (wave.length === 0) break;
+        const outcomes = await Promise.all(wave.map((job) => deps.attempt(job, endpoint)));
+        const attemptedAt = deps.now();
+        const records = wave.map((job, i): AttemptRecord => {
+          const outcome = outcomes[i]!;
+          const attemptNumber = job.attempts + 1;
+          return { job, attemptNumber, attemptedAt, outcome, decision: decide(outcome, attemptNumber, deps.settings.retry, attemptedAt, deps.random) };
+        });
+        // Durable first: if recording fails, the jobs stay due and are attempted again (at-least-once).
+        await deps.record(records);
+        for (const r of records) {
+          if (r.decision.kind === "retry") deps.jobs.reschedule(r.job.deliveryId, r.decision.at, r.attemptNumber);
+          else deps.jobs.remove(r.job.deliveryId);
+          result.processed += 1;
+          if (r.outcome.success) {
+            result.succeeded += 1;
+            await step(deps, (c) => recordSuccess(c, deps.settings.circuit));
+          } else {
+            result.failed += 1;
+            await step(deps, (c) => recordFailure(c, deps.settings.circuit, attemptedAt));
+          }
+          if (r.decision.kind === "disable") gone = true;
+        }
+        result.records.push(...records);
+        if (gone) await deps.onGone();
+        if (only) break;
+      }
+    }
+  }
+  result.nextWakeAt = nextWake(deps.jobs, deps.circuit.get());
+  return result;
+}

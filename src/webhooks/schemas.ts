@@ -1,0 +1,207 @@
+import { z } from "@hono/zod-openapi";
+import { isKnownPattern } from "../events/catalog.ts";
+
+/**
+ * The seed's webhook data models as zod schemas: one definition gives request validation, the
+ * OpenAPI document and the TypeScript types used by the service, the routes and the Durable Object.
+ */
+
+const id = z.string().min(1).max(200);
+
+/** Header names the platform sets itself; custom headers may not override them. */
+export const RESERVED_HEADERS = ["webhook-id", "webhook-timestamp", "webhook-signature", "host", "content-length", "content-type", "transfer-encoding", "connection", "user-agent"];
+const RESERVED_PREFIXES = ["webhook-", "cf-", "x-forwarded-", "x-real-ip", "proxy-"];
+
+/** Custom headers: ≤ 20, token names, printable values ≤ 1 KiB, ≤ 8 KiB in all, none reserved. */
+export const customHeadersSchema = z
+  .record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/, "not a valid header name"), z.string().max(1024).regex(/^[\t\x20-\x7e]*$/, "must be printable ASCII"))
+  .superRefine((h, ctx) => {
+    const names = Object.keys(h);
+    if (names.length > 20) ctx.addIssue({ code: "custom", message: "at most 20 custom headers" });
+    if (names.reduce((n, k) => n + k.length + (h[k]?.length ?? 0), 0) > 8192) ctx.addIssue({ code: "custom", message: "custom headers exceed 8 KiB" });
+    for (const name of names) {
+      const lower = name.toLowerCase();
+      if (RESERVED_HEADERS.includes(lower) || RESERVED_PREFIXES.some((p) => lower.startsWith(p))) {
+        ctx.addIssue({ code: "custom", path: [name], message: `header ${name} is set by the platform and cannot be overridden` });
+      }
+    }
+  });
+
+/** Event type subscriptions: known types or wildcards (`*`, `team.*`). */
+export const eventPatternsSchema = z
+  .array(z.string().refine(isKnownPattern, { message: "unknown event type or pattern" }))
+  .min(1)
+  .max(100)
+  .transform((list) => [...new Set(list)]);
+
+/** Seed `WebhookRegistration`. */
+export const webhookRegistrationSchema = z
+  .object({
+    organizationId: id,
+    url: z.string().min(1).max(2048),
+    events: eventPatternsSchema,
+    description: z.string().max(1000).default(""),
+    headers: customHeadersSchema.default({}),
+    createdBy: id,
+  })
+  .openapi("WebhookRegistration");
+/** Input of `registerWebhook`. */
+export type WebhookRegistration = z.input<typeof webhookRegistrationSchema>;
+
+/** Seed `WebhookUpdate`. */
+export const webhookUpdateSchema = z
+  .object({
+    url: z.string().min(1).max(2048).optional(),
+    events: eventPatternsSchema.optional(),
+    active: z.boolean().optional(),
+    description: z.string().max(1000).optional(),
+    headers: customHeadersSchema.optional(),
+    rotateSecret: z.boolean().optional(),
+  })
+  .strict()
+  .openapi("WebhookUpdate");
+/** Input of `updateWebhook`. */
+export type WebhookUpdate = z.input<typeof webhookUpdateSchema>;
+
+/** Seed `WebhookStats`. */
+export const webhookStatsSchema = z
+  .object({
+    totalDeliveries: z.number().int(),
+    successfulDeliveries: z.number().int(),
+    failedDeliveries: z.number().int(),
+    averageResponseTimeMs: z.number(),
+    lastDeliveryAt: z.string().nullable(),
+    lastDeliveryStatus: z.string().nullable(),
+  })
+  .openapi("WebhookStats");
+/** Delivery statistics of a webhook. */
+export type WebhookStats = z.infer<typeof webhookStatsSchema>;
+
+/** Seed `Webhook` (the secret is masked except on creation and `GET …/secret`). */
+export const webhookSchema = z
+  .object({
+    id: z.string(),
+    organizationId: z.string(),
+    url: z.string(),
+    events: z.array(z.string()),
+    secret: z.string(),
+    active: z.boolean(),
+    disabledReason: z.string().nullable(),
+    description: z.string(),
+    headers: z.record(z.string(), z.string()),
+    createdBy: z.string(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+    stats: webhookStatsSchema,
+  })
+  .openapi("Webhook");
+/** A registered endpoint. */
+export type Webhook = z.infer<typeof webhookSchema>;
+
+/** Seed `WebhookEvent`. */
+export const webhookEventSchema = z
+  .object({
+    eventId: id,
+    eventType: z.string().refine((t) => isKnownPattern(t) && !t.includes("*"), { message: "unknown event type" }),
+    organizationId: id,
+    data: z.record(z.string(), z.unknown()).default({}),
+    occurredAt: z.iso.datetime({ offset: true }),
+  })
+  .openapi("WebhookEvent");
+/** An event to deliver. */
+export type WebhookEvent = z.input<typeof webhookEventSchema>;
+
+/** Delivery statuses. */
+export const deliveryStatuses = ["pending", "in_progress", "succeeded", "failed", "cancelled"] as const;
+
+/** Seed `Delivery`. */
+export const deliverySchema = z
+  .object({
+    id: z.string(),
+    webhookId: z.string(),
+    eventId: z.string(),
+    eventType: z.string(),
+    status: z.enum(deliveryStatuses),
+    attemptNumber: z.number().int(),
+    scheduledAt: z.string(),
+    attemptedAt: z.string().optional(),
+    responseStatus: z.number().int().optional(),
+    responseTimeMs: z.number().int().optional(),
+    errorMessage: z.string().optional(),
+    createdAt: z.string(),
+  })
+  .openapi("Delivery");
+/** One delivery of one event to one webhook. */
+export type Delivery = z.infer<typeof deliverySchema>;
+
+/** Seed `DeliveryResult`. */
+export const deliveryResultSchema = z
+  .object({
+    deliveryId: z.string(),
+    success: z.boolean(),
+    statusCode: z.number().int().optional(),
+    responseTimeMs: z.number(),
+    error: z.string().optional(),
+    willRetry: z.boolean(),
+    nextRetryAt: z.string().optional(),
+  })
+  .openapi("DeliveryResult");
+/** Outcome of one attempt. */
+export type DeliveryResult = z.infer<typeof deliveryResultSchema>;
+
+/** Seed `EventDeliveryStatus`. */
+export const eventDeliveryStatusSchema = z
+  .object({
+    eventId: z.string(),
+    deliveries: z.array(deliverySchema),
+    summary: z.record(z.string(), z.object({ status: z.enum(deliveryStatuses), attempts: z.number().int() })),
+  })
+  .openapi("EventDeliveryStatus");
+/** Every delivery of one event. */
+export type EventDeliveryStatus = z.infer<typeof eventDeliveryStatusSchema>;
+
+/** Seed `CircuitState`. */
+export const circuitStateSchema = z
+  .object({
+    webhookId: z.string(),
+    state: z.enum(["closed", "open", "half_open"]),
+    failureCount: z.number().int(),
+    successCount: z.number().int(),
+    lastFailure: z.string().optional(),
+    openedAt: z.string().optional(),
+    halfOpenAt: z.string().optional(),
+  })
+  .openapi("CircuitState");
+
+/** Seed `WebhookHealthMetrics`. */
+export const healthMetricsSchema = z
+  .object({
+    successRate: z.number(),
+    averageLatencyMs: z.number(),
+    p95LatencyMs: z.number(),
+    p99LatencyMs: z.number(),
+    deliveriesInPeriod: z.number().int(),
+    errorBreakdown: z.array(z.object({ type: z.string(), count: z.number().int(), lastMessage: z.string().nullable() })),
+  })
+  .openapi("WebhookHealthMetrics");
+/** Health of a webhook over a time range. */
+export type WebhookHealthMetrics = z.infer<typeof healthMetricsSchema>;
+
+/** Options of `listWebhooks`. */
+export const listOptionsSchema = z.object({
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().max(200).optional(),
+  active: z.enum(["true", "false"]).transform((v) => v === "true").optional(),
+});
+
+/** Options of `getDeliveryHistory`. */
+export const historyOptionsSchema = z.object({
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().max(200).optional(),
+  status: z.enum(deliveryStatuses).optional(),
+});
+
+/** Time range of `getHealthMetrics` (default: the last 24 h). */
+export const timeRangeSchema = z
+  .object({ from: z.iso.datetime({ offset: true }).optional(), to: z.iso.datetime({ offset: true }).optional() })
+  .refine((r) => !r.from || !r.to || Date.parse(r.from) < Date.parse(r.to), { message: "from must be before to" });

@@ -1,0 +1,73 @@
+import { env } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
+import { Webhook as StandardWebhook } from "standardwebhooks";
+import type { Behaviour } from "../../setup/receiver-behaviour.ts";
+import { api } from "./api.ts";
+
+/** The scriptable local receiver (test/setup/receiver.ts). */
+export const receiverUrl = () => (env as unknown as { RECEIVER_URL: string }).RECEIVER_URL;
+
+/** A fresh hook name on the receiver, and its URL. */
+export function newHook() {
+  const name = `h${crypto.randomUUID().slice(0, 12)}`;
+  return { name, url: `${receiverUrl()}/hooks/${name}` };
+}
+
+/** Scripts how the hook answers: `script` one per request, then `then`. */
+export async function script(name: string, cfg: { script?: Behaviour[]; then?: Behaviour; reset?: boolean }) {
+  await fetch(`${receiverUrl()}/__control/${name}`, { method: "POST", body: JSON.stringify(cfg) });
+}
+
+/** What the hook received so far. */
+export async function received(name: string) {
+  const r = (await (await fetch(`${receiverUrl()}/__control/${name}`)).json()) as {
+    requests: { headers: Record<string, string>; body: string; receivedAt: number }[];
+    maxInFlight: number;
+  };
+  return r;
+}
+
+/** Verifies a received request with the official Standard Webhooks library. */
+export function verifiedBy(secret: string, req: { headers: Record<string, string>; body: string }): unknown {
+  return new StandardWebhook(secret).verify(req.body, {
+    "webhook-id": req.headers["webhook-id"]!,
+    "webhook-timestamp": req.headers["webhook-timestamp"]!,
+    "webhook-signature": req.headers["webhook-signature"]!,
+  });
+}
+
+/** The endpoint object of a webhook. */
+export const endpoint = (webhookId: string) => env.WEBHOOK_ENDPOINT.get(env.WEBHOOK_ENDPOINT.idFromName(webhookId));
+
+/**
+ * Moves an endpoint object's clock forward by `ms`: every due time and breaker timestamp shifts
+ * back, so what would be due after `ms` is due now. Deterministic, no sleeping.
+ */
+export async function timeTravel(webhookId: string, ms: number) {
+  await runInDurableObject(endpoint(webhookId), async (_instance: unknown, state: DurableObjectState) => {
+    state.storage.sql.exec("update jobs set due_at = due_at - ?", ms);
+    const row = state.storage.sql.exec<{ value: string }>("select value from kv where key = 'circuit'").toArray()[0];
+    if (row) {
+      const c = JSON.parse(row.value) as Record<string, number | null | string>;
+      for (const k of ["lastFailureAt", "openedAt", "halfOpenAt"]) if (typeof c[k] === "number") c[k] = (c[k] as number) - ms;
+      state.storage.sql.exec("update kv set value = ? where key = 'circuit'", JSON.stringify(c));
+    }
+  });
+}
+
+/** Registers a webhook through the API and returns it (with its secret). */
+export async function register(org: string, url: string, events: string[] = ["*"], extra: Record<string, unknown> = {}) {
+  const res = await api(`/v1/orgs/${org}/webhooks`, { org, body: { url, events, ...extra } });
+  if (res.status !== 201) throw new Error(`register failed: ${res.status} ${await res.text()}`);
+  return (await res.json()) as { id: string; secret: string; organizationId: string; url: string; events: string[] };
+}
+
+/** Sends an event through the API. */
+export async function sendEvent(org: string, eventType = "team.created", data: Record<string, unknown> = {}, eventId = `evt_${crypto.randomUUID()}`) {
+  const res = await api(`/v1/orgs/${org}/webhook-events`, { org, body: { eventId, eventType, data, occurredAt: new Date().toISOString() } });
+  if (res.status !== 202) throw new Error(`enqueue failed: ${res.status} ${await res.text()}`);
+  return { eventId, ...((await res.json()) as { queued: number; webhookIds: string[] }) };
+}
+
+/** A unique organization id. */
+export const newOrg = () => `org_${crypto.randomUUID().slice(0, 8)}`;
