@@ -1,0 +1,192 @@
+import { env } from "cloudflare:workers";
+import { createExecutionContext, createMessageBatch, getQueueResult, runDurableObjectAlarm } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import worker from "../../../src/index.ts";
+import { createEvent } from "../../../src/events/cloudevent.ts";
+import { api } from "../support/api.ts";
+import { withDb } from "../support/backends.ts";
+import { endpoint, newHook, newOrg, received, register, script, sendEvent, timeTravel } from "../support/webhooks.ts";
+
+const json = async <T = Record<string, unknown>>(res: Response) => (await res.json()) as T;
+const circuit = async (org: string, id: string) => json<{ state: string; failureCount: number; successCount: number; halfOpenAt?: string }>(await api(`/v1/orgs/${org}/webhooks/${id}/circuit`, { org }));
+const statuses = async (webhookId: string) =>
+  Object.fromEntries((await withDb((db) => db.query<{ status: string; n: number }>("select status, count(*)::int as n from webhook_deliveries where webhook_id = $1 group by status", [webhookId]))).rows.map((r) => [r.status, r.n]));
+
+describe("circuit breaker", () => {
+  it("walks closed → open → half_open → closed, holding deliveries while open and emitting events", async () => {
+    const org = newOrg();
+    const hook = newHook();
+    await script(hook.name, { then: { status: 500 } });
+    const w = await register(org, hook.url, ["team.*"]);
+    for (let i = 0; i < 8; i++) await sendEvent(org);
+    await endpoint(w.id).drain();
+    // Five consecutive failures open it; the wave in flight finishes, the rest are held.
+    const open = await circuit(org, w.id);
+    expect(open.state).toBe("open");
+    const attemptsWhenOpened = (await received(hook.name)).requests.length;
+    expect(attemptsWhenOpened).toBeGreaterThanOrEqual(5);
+    expect(attemptsWhenOpened).toBeLessThanOrEqual(8);
+    await endpoint(w.id).drain();
+    expect((await received(hook.name)).requests).toHaveLength(attemptsWhenOpened); // held, not sent
+    expect((await statuses(w.id)).pending).toBe(8); // …and not dropped
+
+    // Cooldown passes: half-open lets one probe through; it fails → open again with a longer cooldown.
+    await timeTravel(w.id, 61_000);
+    await endpoint(w.id).drain();
+    const reopened = await circuit(org, w.id);
+    expect(reopened.state).toBe("open");
+    expect(new Date(reopened.halfOpenAt!).getTime() - Date.now()).toBeGreaterThan(100_000); // 2 × 60 s
+    expect((await received(hook.name)).requests).toHaveLength(attemptsWhenOpened + 1);
+
+    // Endpoint recovers: the next probes succeed, two successes close it, everything flows.
+    await script(hook.name, { then: { status: 200 } });
+    await timeTravel(w.id, 3_600_000);
+    expect(await runDurableObjectAlarm(endpoint(w.id))).toBe(true);
+    expect((await circuit(org, w.id)).state).toBe("closed");
+    expect(await statuses(w.id)).toEqual({ succeeded: 8 });
+
+    const { rows } = await withDb((db) => db.query<{ type: string }>("select type from outbox where organization_id = $1 and type like 'webhook.circuit%' order by seq", [org]));
+    expect(rows.map((r) => r.type)).toEqual(["webhook.circuit_opened", "webhook.circuit_half_opened", "webhook.circuit_opened", "webhook.circuit_half_opened", "webhook.circuit_closed"]);
+  });
+
+  it("closes by hand with resetCircuit and lets held deliveries flow", async () => {
+    const org = newOrg();
+    const hook = newHook();
+    await script(hook.name, { script: Array(5).fill({ status: 502 }), then: { status: 200 } });
+    const w = await register(org, hook.url, ["team.*"]);
+    for (let i = 0; i < 7; i++) await sendEvent(org);
+    await endpoint(w.id).drain();
+    expect((await circuit(org, w.id)).state).toBe("open");
+    const reset = await json<{ reset: boolean }>(await api(`/v1/orgs/${org}/webhooks/${w.id}/circuit/reset`, { org, method: "POST" }));
+    expect(reset.reset).toBe(true);
+    expect((await circuit(org, w.id)).state).toBe("closed");
+    await timeTravel(w.id, 3_600_000);
+    await endpoint(w.id).drain();
+    expect(await statuses(w.id)).toEqual({ succeeded: 7 });
+  });
+
+  it("survives a 40-minute outage simulated through alarms: every event delivered once, none lost", async () => {
+    const org = newOrg();
+    const hook = newHook();
+    await script(hook.name, { then: { mode: "reset" } });
+    const w = await register(org, hook.url, ["team.*"]);
+    const sent: string[] = [];
+    // Events keep arriving during the outage, one per simulated minute.
+    for (let minute = 0; minute < 40; minute++) {
+      sent.push((await sendEvent(org)).eventId);
+      await endpoint(w.id).drain();
+      await timeTravel(w.id, 60_000);
+      await runDurableObjectAlarm(endpoint(w.id));
+    }
+    expect(["open", "half_open"]).toContain((await circuit(org, w.id)).state);
+    // Held, not failed: the breaker stopped attempts long before retries ran out.
+    expect((await statuses(w.id)).failed).toBeUndefined();
+    await script(hook.name, { then: { status: 200 } });
+    for (let i = 0; i < 6 && (await statuses(w.id)).pending; i++) {
+      await timeTravel(w.id, 3_600_000);
+      await runDurableObjectAlarm(endpoint(w.id));
+    }
+    expect(await statuses(w.id)).toEqual({ succeeded: 40 });
+    const ok = (await received(hook.name)).requests.filter((r) => r.body).map((r) => (JSON.parse(r.body) as { eventId: string }).eventId);
+    expect(new Set(ok)).toEqual(new Set(sent));
+  });
+});
+
+describe("operations", () => {
+  it("sends a test event through the real path", async () => {
+    const org = newOrg();
+    const hook = newHook();
+    const w = await register(org, hook.url, ["member.*"]);
+    const res = await json<{ success: boolean; statusCode: number; willRetry: boolean; deliveryId: string }>(await api(`/v1/orgs/${org}/webhooks/${w.id}/test`, { org, method: "POST" }));
+    expect(res).toMatchObject({ success: true, statusCode: 200, willRetry: false });
+    const body = JSON.parse((await received(hook.name)).requests[0]!.body) as { type: string; id: string };
+    expect(body).toMatchObject({ type: "webhook.test", id: res.deliveryId });
+  });
+
+  it("retries a failed delivery by hand and recovers failed deliveries in bulk", async () => {
+    const org = newOrg();
+    const hook = newHook();
+    const w = await register(org, hook.url, ["team.*"]);
+    const events = [await sendEvent(org), await sendEvent(org), await sendEvent(org)];
+    await endpoint(w.id).drain();
+    // Mark them exhausted, as if retries had run out.
+    await withDb((db) => db.query("update webhook_deliveries set status = 'failed' where webhook_id = $1", [w.id]));
+    const [first] = (await withDb((db) => db.query<{ id: string }>("select id from webhook_deliveries where event_id = $1", [events[0]!.eventId]))).rows;
+    const retried = await json<{ success: boolean; deliveryId: string }>(await api(`/v1/orgs/${org}/deliveries/${first!.id}/retry`, { org, method: "POST" }));
+    expect(retried).toMatchObject({ success: true, deliveryId: first!.id });
+    const recovered = await json<{ requeued: number }>(await api(`/v1/orgs/${org}/webhooks/${w.id}/recover`, { org, body: { since: new Date(Date.now() - 60_000).toISOString() } }));
+    expect(recovered.requeued).toBe(2);
+    await endpoint(w.id).drain();
+    expect(await statuses(w.id)).toEqual({ succeeded: 3 });
+    expect((await received(hook.name)).requests).toHaveLength(6);
+    const other = await api(`/v1/orgs/${newOrg()}/deliveries/${first!.id}/retry`, { scopes: ["internal"], method: "POST" });
+    expect(other.status).toBe(404);
+  });
+
+  it("deletes a webhook and cancels its pending deliveries", async () => {
+    const org = newOrg();
+    const hook = newHook();
+    await script(hook.name, { then: { status: 500 } });
+    const w = await register(org, hook.url, ["team.*"]);
+    for (let i = 0; i < 3; i++) await sendEvent(org);
+    await endpoint(w.id).drain();
+    const res = await json<{ deleted: boolean; cancelledDeliveries: number }>(await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org, method: "DELETE" }));
+    expect(res).toEqual({ deleted: true, cancelledDeliveries: 3 });
+    expect(await endpoint(w.id).pending()).toBe(0);
+    expect((await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org })).status).toBe(404);
+  });
+
+  it("fans platform events from the Queue out to subscribed webhooks", async () => {
+    const org = newOrg();
+    const hook = newHook();
+    const w = await register(org, hook.url, ["member.*"]);
+    const e = createEvent({ type: "member.added", organizationId: org, source: "/teams", data: { userId: "u9" } });
+    const batch = createMessageBatch("platform-events", [{ id: "m1", timestamp: new Date(), attempts: 1, body: JSON.stringify(e) }]);
+    const ctx = createExecutionContext();
+    await worker.queue(batch, env, ctx);
+    expect((await getQueueResult(batch, ctx)).explicitAcks).toEqual(["m1"]);
+    await endpoint(w.id).drain();
+    const body = JSON.parse((await received(hook.name)).requests[0]!.body) as { eventId: string; data: unknown };
+    expect(body).toMatchObject({ eventId: e.id, data: { userId: "u9" } });
+  });
+
+  it("re-hands overdue deliveries an endpoint object never got (processQueue sweep)", async () => {
+    const org = newOrg();
+    const hook = newHook();
+    const w = await register(org, hook.url, ["team.*"]);
+    // A delivery persisted while the hand-off to the object failed.
+    await withDb((db) =>
+      db.query(
+        `insert into webhook_deliveries (id, webhook_id, organization_id, event_id, event_type, payload, scheduled_at)
+         values ($1, $2, $3, $4, 'team.created', $5, now() - interval '5 minutes')`,
+        [`msg_orphan_${w.id}`, w.id, org, `evt_orphan_${w.id}`, JSON.stringify({ id: `msg_orphan_${w.id}`, type: "team.created" })],
+      ),
+    );
+    const { createWebhookService } = await import("../../../src/webhooks/service.ts");
+    const { createPlatform } = await import("../../../src/platform/platform.ts");
+    const { createLogger } = await import("../../../src/platform/logger.ts");
+    const platform = createPlatform(env, createExecutionContext(), createLogger());
+    const r = await createWebhookService(platform).processQueue(100);
+    expect(r.succeeded).toBeGreaterThanOrEqual(1);
+    expect((await received(hook.name)).requests.map((q) => q.headers["webhook-id"])).toContain(`msg_orphan_${w.id}`);
+  });
+
+  it("reports health with latency percentiles", async () => {
+    const org = newOrg();
+    const hook = newHook();
+    await script(hook.name, { script: [{ status: 500 }], then: { status: 200, delayMs: 20 } });
+    const w = await register(org, hook.url, ["team.*"]);
+    for (let i = 0; i < 5; i++) await sendEvent(org);
+    await endpoint(w.id).drain();
+    const h = await json<{ successRate: number; averageLatencyMs: number; p95LatencyMs: number; p99LatencyMs: number; deliveriesInPeriod: number; errorBreakdown: { type: string }[] }>(
+      await api(`/v1/orgs/${org}/webhooks/${w.id}/health?from=${new Date(Date.now() - 3_600_000).toISOString()}`, { org }),
+    );
+    expect(h.successRate).toBe(80);
+    expect(h.deliveriesInPeriod).toBe(5);
+    expect(h.p95LatencyMs).toBeGreaterThanOrEqual(h.averageLatencyMs * 0.5);
+    expect(h.p99LatencyMs).toBeGreaterThanOrEqual(h.p95LatencyMs);
+    expect(h.errorBreakdown.map((e) => e.type)).toEqual(["http_5xx"]);
+    const bad = await api(`/v1/orgs/${org}/webhooks/${w.id}/health?from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z`, { org });
+    expect(bad.status).toBe(400);
+  });
+});
