@@ -8,6 +8,8 @@ import { eventMessage, topology } from "../src/events/rabbit.ts";
 import { relayWithConfig } from "../src/events/relay.ts";
 import { withAmqp } from "../src/platform/amqp.ts";
 import { createLogger } from "../src/platform/logger.ts";
+import { envelope, newDeliveryId } from "../src/webhooks/delivery.ts";
+import { signAll } from "../src/webhooks/signing.ts";
 import { postLoop, round, runBounded, summarize } from "./lib.ts";
 
 /**
@@ -51,6 +53,46 @@ async function benchRoute(route: string, body: Record<string, unknown>, env: Clo
         timeLimitMs: TIME_LIMIT_MS,
       });
       return json(result);
+    }
+    case "signed-fetch": {
+      // Raw baseline of webhook delivery: n POSTs, each with a fresh delivery id, the same envelope
+      // and headers the endpoint objects send, signed (Standard Webhooks, signAll) per request;
+      // delivery i goes to targets[i % targets.length]. No queue, no Postgres, no Durable Object.
+      const targets = Array.isArray(body.targets) ? (body.targets as { url?: unknown; secret?: unknown }[]) : [];
+      if (targets.length === 0 || targets.length > 10_000) return json({ error: "targets: 1..10000 {url, secret}" }, 400);
+      for (const t of targets) {
+        if (typeof t.url !== "string" || !isLoopback(t.url) || typeof t.secret !== "string") return json({ error: "every target needs a loopback url and a secret" }, 400);
+      }
+      const data = (body.data ?? {}) as Record<string, unknown>;
+      const eventType = String(body.eventType ?? "team.updated");
+      const organizationId = String(body.organizationId ?? "org_bench_raw");
+      const timeoutMs = int(body.timeoutMs, 10_000, 120_000);
+      const r = await runBounded(
+        { count: int(body.n, 1000, MAX_N), concurrency: int(body.concurrency, 1, MAX_CONCURRENCY), timeLimitMs: TIME_LIMIT_MS },
+        async (i) => {
+          const target = targets[i % targets.length] as { url: string; secret: string };
+          const deliveryId = newDeliveryId();
+          const payload = envelope(deliveryId, { eventType, eventId: `raw-${i}`, organizationId, occurredAt: new Date().toISOString(), data: { ...data, seq: i, sentAt: Date.now() } });
+          const ts = Math.floor(Date.now() / 1000);
+          const res = await fetch(target.url, {
+            method: "POST",
+            headers: {
+              "content-type": "application/json",
+              "user-agent": "CloudMatrix-Webhooks/1.0 (+https://cloudmatrix.dev/webhooks)",
+              "webhook-id": deliveryId,
+              "webhook-timestamp": String(ts),
+              "webhook-signature": await signAll(deliveryId, ts, payload, [target.secret]),
+            },
+            body: payload,
+            redirect: "manual",
+            signal: AbortSignal.timeout(timeoutMs),
+          });
+          await res.arrayBuffer();
+          if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        },
+      );
+      const s = summarize(r.latencies);
+      return json({ ms: round(r.ms), ok: r.ok, failed: r.failed, p50: s.p50, p99: s.p99, rps: round(r.ms > 0 ? (r.ok * 1000) / r.ms : 0, 1), stoppedEarly: r.stoppedEarly, errors: r.errors });
     }
     case "redis": {
       const { redis, keys } = createRedis(config);
