@@ -19,6 +19,12 @@ export interface WsProxyOptions {
   port?: number;
   /** Only these `host:port` targets may be reached (default: loopback Postgres only). */
   allow?: (host: string, port: number) => boolean;
+  /**
+   * Most Postgres sessions open at once (default 64). Further connections wait for a free slot,
+   * like a session-mode pooler in front of Neon: Durable Objects each open their own pool, and a
+   * burst of them must queue rather than exhaust the server's max_connections.
+   */
+  maxConnections?: number;
 }
 
 /** A running proxy. */
@@ -39,6 +45,14 @@ export async function startWsProxy(opts: WsProxyOptions = {}): Promise<WsProxy> 
   });
   const wss = new WebSocketServer({ server });
   const sockets = new Set<net.Socket>();
+  const max = opts.maxConnections ?? 64;
+  let open = 0;
+  const waiting: (() => void)[] = [];
+  const acquire = () => (open < max ? (open++, Promise.resolve()) : new Promise<void>((r) => waiting.push(() => (open++, r()))));
+  const release = () => {
+    open--;
+    waiting.shift()?.();
+  };
 
   wss.on("connection", (ws, req) => {
     const target = new URL(req.url ?? "/", "http://proxy").searchParams.get("address") ?? "";
@@ -49,25 +63,39 @@ export async function startWsProxy(opts: WsProxyOptions = {}): Promise<WsProxy> 
       ws.close(1008, "address not allowed");
       return;
     }
-    const tcp = net.connect({ host, port });
-    sockets.add(tcp);
-    tcp.setNoDelay(true);
-    // Frames that arrive before the TCP connect completes are buffered by the socket itself.
-    ws.on("message", (data: Buffer | ArrayBuffer | Buffer[]) => {
-      tcp.write(Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer));
-    });
-    tcp.on("data", (chunk) => {
-      if (ws.readyState === ws.OPEN) ws.send(chunk, { binary: true });
-    });
+    // Frames that arrive while waiting for a slot or for the TCP connect are kept in order.
+    const early: Buffer[] = [];
+    let tcp: net.Socket | undefined;
+    let closed = false;
+    const toBuffer = (data: Buffer | ArrayBuffer | Buffer[]) => (Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer));
+    ws.on("message", (data: Buffer | ArrayBuffer | Buffer[]) => (tcp ? tcp.write(toBuffer(data)) : early.push(toBuffer(data))));
+    let held = false;
     const closeBoth = () => {
-      sockets.delete(tcp);
-      tcp.destroy();
+      if (closed) return;
+      closed = true;
+      if (tcp) {
+        sockets.delete(tcp);
+        tcp.destroy();
+      }
+      if (held) release();
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close();
     };
-    tcp.on("close", closeBoth);
-    tcp.on("error", closeBoth);
     ws.on("close", closeBoth);
     ws.on("error", closeBoth);
+    void acquire().then(() => {
+      if (closed) return release(); // the client gave up while waiting
+      held = true;
+      const socket = net.connect({ host, port });
+      tcp = socket;
+      sockets.add(socket);
+      socket.setNoDelay(true);
+      for (const b of early.splice(0)) socket.write(b);
+      socket.on("data", (chunk) => {
+        if (ws.readyState === ws.OPEN) ws.send(chunk, { binary: true });
+      });
+      socket.on("close", closeBoth);
+      socket.on("error", closeBoth);
+    });
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -3,6 +3,7 @@ import { createApp } from "./platform/create-app.ts";
 import { healthRoutes } from "./platform/health.ts";
 import { identityRoutes } from "./platform/me.ts";
 import { mountOpenApi } from "./platform/openapi.ts";
+import { usageRoutes } from "./usage/routes.ts";
 import { webhookRoutes } from "./webhooks/routes.ts";
 
 /** The HTTP API: the platform shell with every service's routes mounted. */
@@ -12,6 +13,7 @@ export function buildApp() {
   app.route("/", identityRoutes);
   app.route("/", eventRoutes);
   app.route("/", webhookRoutes);
+  app.route("/", usageRoutes);
   mountOpenApi(app);
   return app;
 }

@@ -1,14 +1,16 @@
 import { RabbitInbound } from "../durable-objects/rabbit-inbound.ts";
+import { OrgUsage } from "../durable-objects/org-usage.ts";
 import { WebhookEndpoint } from "../durable-objects/webhook-endpoint.ts";
 import { app } from "./app.ts";
 import { archiveHandler, consumeDeadLetters, consumeEventBatch } from "./events/consumers.ts";
 import { kickInbound, purgeEventBookkeeping, sweepOutbox } from "./events/jobs.ts";
 import { createLogger } from "./platform/logger.ts";
 import { createPlatform } from "./platform/platform.ts";
+import { createUsageService, usageIngest } from "./usage/service.ts";
 import { createWebhookService, webhookFanOut } from "./webhooks/service.ts";
 import type { Platform } from "./platform/platform.ts";
 
-export { RabbitInbound, WebhookEndpoint };
+export { OrgUsage, RabbitInbound, WebhookEndpoint };
 
 /** Handles one batch of one Cloudflare Queue; each service registers its consumer here. */
 export type QueueConsumer = (batch: MessageBatch<unknown>, platform: Platform, env: CloudflareBindings) => Promise<void>;
@@ -19,7 +21,7 @@ export type CronJob = (platform: Platform, env: CloudflareBindings) => Promise<v
 /** Queue consumers by queue name (wrangler.toml `[[queues.consumers]]`). */
 export const queueConsumers: Record<string, QueueConsumer> = {
   "platform-events": (batch, p) => consumeEventBatch(batch, [archiveHandler, webhookFanOut], p),
-  "usage-events": (batch, p) => consumeEventBatch(batch, [archiveHandler], p),
+  "usage-events": (batch, p) => consumeEventBatch(batch, [usageIngest], p),
   "platform-events-dlq": consumeDeadLetters,
   "usage-events-dlq": consumeDeadLetters,
 };
@@ -32,6 +34,13 @@ export const cronJobs: Record<string, CronJob[]> = {
     async (p) => {
       const r = await createWebhookService(p).processQueue(500);
       if (r.processed) p.logger.info("webhook sweep", r);
+    },
+  ],
+  "*/5 * * * *": [
+    async (p) => {
+      // Buckets that started before the cutoff are final enough to roll; later events re-dirty them.
+      const r = await createUsageService(p).rollupMetrics("*", new Date(Date.now() - 60_000));
+      if (r.rolledUp || r.errors) p.logger.info("usage rollup", r);
     },
   ],
   "17 3 * * *": [(p) => purgeEventBookkeeping(p)],

@@ -41,6 +41,9 @@ const envSchema = z.object({
   EVENTS_OUTBOX_LAG_ALERT_SECONDS: int(1, 86_400, 300),
   EVENTS_RELAY_LANES: int(1, 3, 3),
   USERS_SERVICE_URL: z.url().optional(),
+  EMAIL_API_URL: z.url().optional(),
+  EMAIL_API_TOKEN: z.string().min(1).optional(),
+  EMAIL_FROM: z.string().min(3).default("CloudMatrix <no-reply@cloudmatrix.dev>"),
   // Webhooks (seed Task 3).
   WEBHOOK_TIMEOUT_MS: int(100, 120_000, 30_000),
   WEBHOOK_MAX_ATTEMPTS: int(1, 50, 15),
@@ -55,6 +58,7 @@ const envSchema = z.object({
   // Usage (seed Task 1).
   USAGE_LATE_EVENT_HORIZON_DAYS: int(1, 400, 35),
   USAGE_INGEST_RATE_LIMIT_PER_MINUTE: int(1, 10_000_000, 600),
+  USAGE_MINUTE_RETENTION_DAYS: int(1, 90, 7),
   // Teams (seed Task 2).
   TEAMS_MAX_DEPTH: int(1, 100, 20),
   TEAMS_INVITATION_TTL_DAYS: int(1, 30, 7),
@@ -81,6 +85,8 @@ export interface Config {
   maxBodyBytes: number;
   /** Base URL of the platform's users service, when there is one. */
   usersServiceUrl?: string;
+  /** E-mail provider (an HTTP API taking JSON); without one, e-mails are captured in Postgres. */
+  email: { apiUrl?: string; apiToken?: string; from: string };
   /** Webhook delivery settings. */
   webhooks: {
     timeoutMs: number;
@@ -94,7 +100,7 @@ export interface Config {
     allowLocalHttp: boolean;
   };
   /** Usage analytics settings. */
-  usage: { lateEventHorizonDays: number; ingestRateLimitPerMinute: number };
+  usage: { lateEventHorizonDays: number; ingestRateLimitPerMinute: number; minuteRetentionDays: number };
   /** Team management settings. */
   teams: { maxDepth: number; invitationTtlDays: number; invitationRateLimit: number };
 }
@@ -127,6 +133,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
     auth: { secret: e.AUTH_JWT_SECRET, issuer: e.AUTH_JWT_ISSUER, audience: e.AUTH_JWT_AUDIENCE },
     maxBodyBytes: e.MAX_BODY_BYTES,
     usersServiceUrl: e.USERS_SERVICE_URL,
+    email: { apiUrl: e.EMAIL_API_URL, apiToken: e.EMAIL_API_TOKEN, from: e.EMAIL_FROM },
     webhooks: {
       timeoutMs: e.WEBHOOK_TIMEOUT_MS,
       maxAttempts: e.WEBHOOK_MAX_ATTEMPTS,
@@ -144,6 +151,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
     usage: {
       lateEventHorizonDays: e.USAGE_LATE_EVENT_HORIZON_DAYS,
       ingestRateLimitPerMinute: e.USAGE_INGEST_RATE_LIMIT_PER_MINUTE,
+      minuteRetentionDays: e.USAGE_MINUTE_RETENTION_DAYS,
     },
     teams: {
       maxDepth: e.TEAMS_MAX_DEPTH,

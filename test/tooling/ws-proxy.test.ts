@@ -39,3 +39,28 @@ describe("WebSocket-to-TCP proxy", () => {
     expect(res.status).toBe(426);
   });
 });
+
+describe("connection cap", () => {
+  it("queues sessions beyond maxConnections until one closes", async () => {
+    const capped = await startWsProxy({ maxConnections: 1 });
+    try {
+      const sslRequest = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+      const open = () => {
+        const ws = new WebSocket(`ws://${capped.address}/v2?address=${pg.hostname}:${pg.port || 5432}`);
+        const reply = new Promise<string>((resolve) => ws.on("message", (d: Buffer) => resolve(String.fromCharCode(d[0]!))));
+        ws.on("open", () => ws.send(sslRequest));
+        return { ws, reply };
+      };
+      const first = open();
+      expect(["N", "S"]).toContain(await first.reply);
+      const second = open();
+      const early = await Promise.race([second.reply, new Promise((r) => setTimeout(() => r("waiting"), 300))]);
+      expect(early).toBe("waiting");
+      first.ws.close();
+      expect(["N", "S"]).toContain(await second.reply);
+      second.ws.close();
+    } finally {
+      await capped.close();
+    }
+  });
+});

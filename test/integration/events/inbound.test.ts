@@ -28,7 +28,7 @@ const drain = (deliver: (events: CloudEvent[]) => Promise<void>) =>
   drainInbound({ url: config().rabbitmq.url, topology: t(), queue: inboundQueue(), deliver, idleMs: 100, maxMs: 3_000 });
 
 describe("inbound RabbitMQ → usage-events Queue", () => {
-  it("hands an event from another service to the usage-events consumer via the inbound object's alarm", async () => {
+  it("hands an event from another service to the usage consumer via the inbound object's alarm", async () => {
     const e = docEvent();
     await publishFromOtherService([{ routingKey: e.type, body: JSON.stringify(e) }]);
     const stub = env.RABBIT_INBOUND.get(env.RABBIT_INBOUND.idFromName(inboundQueue()));
@@ -36,8 +36,8 @@ describe("inbound RabbitMQ → usage-events Queue", () => {
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     await vi.waitFor(
       async () => {
-        const { rows } = await withDb((db) => db.query("select type, organization_id, subject from events where id = $1", [e.id]));
-        expect(rows).toEqual([{ type: "document.created", organization_id: "org_in", subject: "documents/d1" }]);
+        const { rows } = await withDb((db) => db.query("select event_type, organization_id, user_id, resource_id from usage_events where event_id = $1", [e.id]));
+        expect(rows).toEqual([{ event_type: "document.created", organization_id: "org_in", user_id: "u1", resource_id: "d1" }]);
       },
       { timeout: 10_000, interval: 50 },
     );

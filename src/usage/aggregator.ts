@@ -1,0 +1,496 @@
+import type { EventBus } from "../events/bus.ts";
+import type { Config } from "../platform/config.ts";
+import type { Db } from "../platform/db.ts";
+import { NotFoundError, ValidationError } from "../platform/errors.ts";
+import type { FieldIssue } from "../platform/errors.ts";
+import type { Redis, RedisKeys } from "../platform/redis.ts";
+import { zodIssuesOf } from "../platform/validation.ts";
+import type { MetricType } from "./metrics.ts";
+import { derivedMetrics, isDerivedMetric, sourceEventTypes, valueFromSums } from "./metrics.ts";
+import { hasWholeHourOffsets } from "./periods.ts";
+import type { Admission, QuotaMetricType } from "./quota.ts";
+import { quotaMetrics } from "./quota.ts";
+import { distinctUsers, ensureOrganizations, insertEvents, orgPlan, sumsByBucket, sumsByRawDimension } from "./repo.ts";
+import type { SumRow } from "./repo.ts";
+import { applyRetention, rollupMetrics as rollup } from "./rollup.ts";
+import type {
+  AggregatedMetrics,
+  AggregationQuery,
+  DashboardData,
+  LineItem,
+  MetricDataPoint,
+  QuotaAlertConfig,
+  QuotaStatus,
+  UsageEvent,
+  UsageEventInput,
+  UsageReport,
+} from "./schemas.ts";
+import { aggregationQuerySchema, quotaAlertConfigSchema, usageEventSchema } from "./schemas.ts";
+
+/** The RPC surface of an organization's Durable Object (`OrgUsage`), as the service uses it. */
+export interface OrgUsageClient {
+  apply(org: string, events: { eventId: string; eventType: string; userId?: string; resourceId?: string; quantity: number; occurredAt: number }[]): Promise<{ applied: number; crossings: number }>;
+  checkQuota(org: string, metric: QuotaMetricType, amount: number): Promise<Admission>;
+  status(org: string): Promise<{ plan: string; periodStart: string; periodEnd: string; metrics: QuotaStatus["metrics"]; sums: Record<string, number> }>;
+  realtime(): Promise<{ activeUsers: number; openDocuments: number; asOf: string }>;
+  invalidate(): Promise<void>;
+}
+
+/** Constructor options (the seed's `redis`, `db`, `eventBus`, plus the organization objects). */
+export interface UsageAggregatorOptions {
+  db: Db;
+  redis: Redis;
+  keys: RedisKeys;
+  eventBus?: EventBus;
+  /** The organization object of an organization. */
+  orgs: (organizationId: string) => OrgUsageClient;
+  config: Config["usage"];
+  now?: () => number;
+}
+
+/** Outcome of validating one incoming event. */
+export type ValidatedEvent = { ok: true; event: UsageEvent } | { ok: false; eventId?: string; issues: FieldIssue[] };
+
+const FUTURE_SKEW_MS = 5 * 60_000;
+const MAX_BUCKETS = 10_000;
+const granularityMs = { minute: 60_000, hour: 3_600_000, day: 86_400_000, month: 31 * 86_400_000 } as const;
+const iso = (d: Date | string) => new Date(d).toISOString();
+const isoWeek = (d: Date) => {
+  const t = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
+  const day = t.getUTCDay() || 7;
+  t.setUTCDate(t.getUTCDate() + 4 - day);
+  const week = Math.ceil(((t.getTime() - Date.UTC(t.getUTCFullYear(), 0, 1)) / 86_400_000 + 1) / 7);
+  return `${t.getUTCFullYear()}-W${String(week).padStart(2, "0")}`;
+};
+
+/**
+ * UsageAnalyticsAggregator — collects, aggregates and reports usage (seed Task 1). Postgres holds
+ * raw events and exact aggregates; each organization's Durable Object holds the real-time counters
+ * and admits quota atomically; Redis holds approximate unique counts, top-N and rate limits.
+ */
+export class UsageAnalyticsAggregator {
+  private readonly db: Db;
+  private readonly redis: Redis;
+  private readonly keys: RedisKeys;
+  private readonly orgs: (organizationId: string) => OrgUsageClient;
+  private readonly config: Config["usage"];
+  private readonly now: () => number;
+
+  /** @param options - redis, db, eventBus (seed) plus the organization objects and settings */
+  constructor(options: UsageAggregatorOptions) {
+    this.db = options.db;
+    this.redis = options.redis;
+    this.keys = options.keys;
+    this.orgs = options.orgs;
+    this.config = options.config;
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * Validates one event: schema, known type, quantity, metadata size, and a timestamp neither more
+   * than 5 minutes ahead nor older than the late-event horizon.
+   */
+  validate(input: unknown): ValidatedEvent {
+    const r = usageEventSchema.safeParse(input);
+    const eventId = typeof (input as { eventId?: unknown })?.eventId === "string" ? (input as { eventId: string }).eventId : undefined;
+    if (!r.success) return { ok: false, eventId, issues: zodIssuesOf(r.error) };
+    const t = r.data.timestamp.getTime();
+    const now = this.now();
+    if (t > now + FUTURE_SKEW_MS) return { ok: false, eventId, issues: [{ path: "timestamp", message: "more than 5 minutes in the future", code: "too_big" }] };
+    if (t < now - this.config.lateEventHorizonDays * 86_400_000) {
+      return { ok: false, eventId, issues: [{ path: "timestamp", message: `older than the late-event horizon (${this.config.lateEventHorizonDays} days)`, code: "too_small" }] };
+    }
+    return { ok: true, event: r.data };
+  }
+
+  /**
+   * Record a usage event for aggregation.
+   * @param event - the usage event
+   * @returns `recorded: false` when the event id was already recorded for the organization
+   * @throws {ValidationError} if event data is invalid
+   */
+  async recordEvent(event: UsageEventInput): Promise<{ recorded: boolean; eventId: string }> {
+    const v = this.validate(event);
+    if (!v.ok) throw new ValidationError("invalid usage event", v.issues);
+    const fresh = await this.recordEvents([v.event]);
+    return { recorded: fresh.has(`${v.event.organizationId}\u0000${v.event.eventId}`), eventId: v.event.eventId };
+  }
+
+  /**
+   * Records validated events exactly once (the Queue consumer's batch path): Postgres first (one
+   * statement), then every event goes to its organization's object — duplicates included, because a
+   * crash between the two steps must still reach the counters, which dedupe by id themselves —
+   * then Redis sketches for the new ones (best effort: dashboards only).
+   * @returns keys `org\u0000eventId` of the events that were new
+   */
+  async recordEvents(events: readonly UsageEvent[]): Promise<Set<string>> {
+    if (events.length === 0) return new Set();
+    const fresh = await this.db.transaction(async (tx) => {
+      await ensureOrganizations(tx, events.map((e) => e.organizationId));
+      return insertEvents(tx, events);
+    });
+    const byOrg = new Map<string, UsageEvent[]>();
+    for (const e of events) byOrg.set(e.organizationId, [...(byOrg.get(e.organizationId) ?? []), e]);
+    await Promise.all(
+      [...byOrg].map(([org, list]) =>
+        this.orgs(org).apply(
+          org,
+          list.map((e) => ({ eventId: e.eventId, eventType: e.eventType, userId: e.userId, resourceId: e.resourceId, quantity: e.quantity, occurredAt: e.timestamp.getTime() })),
+        ),
+      ),
+    );
+    await this.updateSketches(events.filter((e) => fresh.has(`${e.organizationId}\u0000${e.eventId}`))).catch(() => undefined);
+    return fresh;
+  }
+
+  private async updateSketches(events: readonly UsageEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const p = this.redis.pipeline();
+    const day = 86_400;
+    for (const e of events) {
+      const at = e.timestamp;
+      const org = e.organizationId;
+      p.set(this.keys.key("usage", "seen", org, e.eventId), "1", { ex: (this.config.lateEventHorizonDays + 1) * day });
+      if (e.userId) {
+        for (const [k, ttl] of [
+          [this.keys.key("usage", "hll", org, "day", at.toISOString().slice(0, 10)), 40 * day],
+          [this.keys.key("usage", "hll", org, "week", isoWeek(at)), 70 * day],
+          [this.keys.key("usage", "hll", org, "month", at.toISOString().slice(0, 7)), 400 * day],
+        ] as const) {
+          p.pfadd(k, e.userId);
+          p.expire(k, ttl);
+        }
+        p.zincrby(this.keys.key("usage", "top-users", org, at.toISOString().slice(0, 7)), 1, e.userId);
+      }
+      if (e.resourceId && e.eventType.startsWith("document.")) p.zincrby(this.keys.key("usage", "top-docs", org, at.toISOString().slice(0, 7)), 1, e.resourceId);
+    }
+    await p.exec();
+  }
+
+  /** Event ids already recorded (Redis pre-filter; a miss means "unknown", never "new"). */
+  async knownDuplicates(org: string, eventIds: readonly string[]): Promise<Set<string>> {
+    if (eventIds.length === 0) return new Set();
+    const hits = await this.redis.mget<(string | null)[]>(...eventIds.map((id) => this.keys.key("usage", "seen", org, id)));
+    return new Set(eventIds.filter((_, i) => hits[i] !== null));
+  }
+
+  /**
+   * Get aggregated usage metrics for a time range. Sums come from the coarsest exact table
+   * (month/day rollups for clean buckets, hours for dirty or zoned ones, minutes for minute
+   * buckets); unique counts come from distinct-user sets and are never summed.
+   * @param organizationId - organization identifier
+   * @param query - startTime, endTime, granularity, metricTypes, dimensions?, timeZone?
+   */
+  async getAggregatedMetrics(organizationId: string, query: AggregationQuery): Promise<AggregatedMetrics> {
+    const parsed = aggregationQuerySchema.safeParse(query);
+    if (!parsed.success) throw new ValidationError("invalid aggregation query", zodIssuesOf(parsed.error));
+    const q = parsed.data;
+    const metrics = [...new Set(q.metricTypes)] as MetricType[];
+    const dims = q.dimensions ?? [];
+    if ((q.endTime.getTime() - q.startTime.getTime()) / granularityMs[q.granularity] > MAX_BUCKETS) {
+      throw new ValidationError("too many buckets", [{ path: "granularity", message: `at most ${MAX_BUCKETS} buckets per query; use a coarser granularity` }]);
+    }
+    if (dims.length > 0 && metrics.some((m) => isDerivedMetric(m) && derivedMetrics[m].kind === "distinct")) {
+      throw new ValidationError("dimensions do not apply to unique counts", [{ path: "dimensions", message: "remove dimensions or the collaborators/active_users metrics" }]);
+    }
+    if (dims.length > 1) throw new ValidationError("one dimension at a time", [{ path: "dimensions", message: "at most one dimension per query" }]);
+    const wholeHourZone = hasWholeHourOffsets(q.timeZone, q.startTime, q.endTime);
+    const sumMetrics = metrics.filter((m) => !(isDerivedMetric(m) && derivedMetrics[m].kind === "distinct"));
+    const distinct = metrics.filter((m) => isDerivedMetric(m) && derivedMetrics[m].kind === "distinct");
+    const points: MetricDataPoint[] = [];
+    const totals: Record<string, number> = {};
+    const sources: string[] = [];
+    const dimName = dims[0];
+
+    if (sumMetrics.length > 0) {
+      const types = [...new Set(sumMetrics.flatMap(sourceEventTypes))];
+      const base = { org: organizationId, types, from: q.startTime, to: q.endTime, granularity: q.granularity, tz: q.timeZone };
+      const { rows, source } =
+        dimName === "userId" || dimName === "resourceId"
+          ? await sumsByRawDimension(this.db, { ...base, column: dimName === "userId" ? "user_id" : "resource_id" })
+          : await sumsByBucket(this.db, { ...base, wholeHourZone, byResourceType: dimName === "resourceType" });
+      sources.push(source);
+      const cells = new Map<string, { bucket: string; dim: string | null; sums: Map<string, number> }>();
+      for (const r of rows as SumRow[]) {
+        const key = `${iso(r.bucket)}|${r.dim ?? ""}`;
+        let cell = cells.get(key);
+        if (!cell) cells.set(key, (cell = { bucket: iso(r.bucket), dim: r.dim, sums: new Map() }));
+        cell.sums.set(r.event_type, (cell.sums.get(r.event_type) ?? 0) + Number(r.quantity));
+      }
+      for (const m of sumMetrics) {
+        let total = 0;
+        for (const cell of cells.values()) {
+          if (!sourceEventTypes(m).some((t) => cell.sums.has(t))) continue;
+          const value = valueFromSums(m, cell.sums);
+          total += value;
+          points.push({ timestamp: cell.bucket, metricType: m, value, dimensions: dimName ? { [dimName]: cell.dim ?? "" } : {} });
+        }
+        totals[m] = total;
+      }
+    }
+    if (distinct.length > 0) {
+      const d = await distinctUsers(this.db, { org: organizationId, from: q.startTime, to: q.endTime, granularity: q.granularity, tz: q.timeZone, wholeHourZone });
+      sources.push(d.source);
+      for (const m of distinct) {
+        for (const b of d.perBucket) points.push({ timestamp: iso(b.bucket), metricType: m, value: b.users, dimensions: {} });
+        totals[m] = d.total;
+      }
+    }
+    points.sort((a, b) => a.timestamp.localeCompare(b.timestamp) || a.metricType.localeCompare(b.metricType));
+    return {
+      organizationId,
+      startTime: iso(q.startTime),
+      endTime: iso(q.endTime),
+      granularity: q.granularity,
+      timeZone: q.timeZone,
+      dataPoints: points,
+      totals,
+      source: sources.join(", "),
+    };
+  }
+
+  /**
+   * Get current quota status for an organization (from its object's exact counters).
+   * @param organizationId - organization identifier
+   */
+  async getQuotaStatus(organizationId: string): Promise<QuotaStatus> {
+    const s = await this.orgs(organizationId).status(organizationId);
+    return { organizationId, plan: s.plan, metrics: s.metrics, periodStart: s.periodStart, periodEnd: s.periodEnd };
+  }
+
+  /**
+   * Check if an operation would exceed quota limits — and reserve it when it fits, atomically.
+   * @param organizationId - organization identifier
+   * @param metricType - api_calls, storage, documents or collaborators
+   * @param amount - amount to add
+   * @throws {ValidationError} for an unknown metric or a negative amount
+   */
+  async checkQuota(organizationId: string, metricType: string, amount: number): Promise<{ allowed: boolean; remaining: number; limit: number }> {
+    if (!Object.hasOwn(quotaMetrics, metricType)) {
+      throw new ValidationError("unknown quota metric", [{ path: "metricType", message: `one of ${Object.keys(quotaMetrics).join(", ")}` }]);
+    }
+    if (!Number.isFinite(amount) || amount < 0) throw new ValidationError("invalid amount", [{ path: "amount", message: "a finite number ≥ 0" }]);
+    return this.orgs(organizationId).checkQuota(organizationId, metricType as QuotaMetricType, amount);
+  }
+
+  /**
+   * Perform time-series rollup for a metric: dirty day/month buckets older than the cutoff are
+   * recomputed from hours and replaced (idempotent, late-event safe); then retention runs.
+   * @param metricType - metric to roll up (`*` for all)
+   * @param cutoffTime - roll up buckets that start before this time
+   */
+  async rollupMetrics(metricType: MetricType | "*", cutoffTime: Date): Promise<{ rolledUp: number; errors: number }> {
+    const r = await rollup(this.db, metricType, cutoffTime);
+    await applyRetention(this.db, { minuteRetentionDays: this.config.minuteRetentionDays, rawRetentionDays: this.config.lateEventHorizonDays + 7 }, new Date(this.now()));
+    return r;
+  }
+
+  /** Quantity of each billable metric in [start, end): sums over hours, gauges at the end, distinct users. */
+  private async periodQuantities(org: string, start: Date, end: Date): Promise<{ quantities: Record<string, number>; events: number }> {
+    const { rows } = await this.db.query<{ event_type: string; in_period: number; to_end: number; events: number }>(
+      `select event_type,
+         coalesce(sum(quantity) filter (where bucket >= $2), 0)::float8 as in_period,
+         sum(quantity)::float8 as to_end,
+         coalesce(sum(events) filter (where bucket >= $2), 0)::int8 as events
+       from usage_agg_hour where organization_id = $1 and bucket < $3 group by 1`,
+      [org, start.toISOString(), end.toISOString()],
+    );
+    const inPeriod = new Map(rows.map((r) => [r.event_type, Number(r.in_period)]));
+    const toEnd = new Map(rows.map((r) => [r.event_type, Number(r.to_end)]));
+    const users = await this.db.query<{ n: number }>("select count(distinct user_id)::int as n from usage_user_hours where organization_id = $1 and bucket >= $2 and bucket < $3", [org, start.toISOString(), end.toISOString()]);
+    return {
+      quantities: {
+        api_calls: valueFromSums("api_calls", inPeriod),
+        storage: valueFromSums("storage", toEnd),
+        documents: valueFromSums("documents", toEnd),
+        collaborators: users.rows[0]?.n ?? 0,
+      },
+      events: rows.reduce((n, r) => n + Number(r.events), 0),
+    };
+  }
+
+  /**
+   * Generate usage report for billing period: line items per metric (quantity, included allowance,
+   * overage, unit price, amount). Each generation that sees different data is a new revision that
+   * lists what changed; generating again without new data returns the latest revision.
+   * @param organizationId - organization identifier
+   * @param periodStart - billing period start
+   * @param periodEnd - billing period end
+   */
+  async generateUsageReport(organizationId: string, periodStart: Date, periodEnd: Date): Promise<UsageReport> {
+    if (!(periodStart < periodEnd)) throw new ValidationError("invalid period", [{ path: "periodEnd", message: "periodEnd must be after periodStart" }]);
+    const plan = await orgPlan(this.db, organizationId);
+    const { quantities, events } = await this.periodQuantities(organizationId, periodStart, periodEnd);
+    const lineItems: LineItem[] = Object.entries(quantities).map(([metricType, quantity]) => {
+      const included = plan.included[metricType] ?? 0;
+      const overage = Math.max(0, quantity - included);
+      const unitPrice = plan.prices[metricType] ?? 0;
+      return { metricType, quantity, included, overage, unitPrice, amount: Math.round(overage * unitPrice * 100) / 100 };
+    });
+    const total = Math.round(lineItems.reduce((s, l) => s + l.amount, 0) * 100) / 100;
+    return this.db.transaction(async (tx) => {
+      // One writer per (organization, period) at a time, so revisions are numbered without gaps.
+      await tx.query("select pg_advisory_xact_lock(hashtext($1))", [`usage-report:${organizationId}:${periodStart.toISOString()}:${periodEnd.toISOString()}`]);
+      const prev = (await tx.query<ReportRow>("select * from usage_reports where organization_id = $1 and period_start = $2 and period_end = $3 order by revision desc limit 1", [organizationId, periodStart.toISOString(), periodEnd.toISOString()])).rows[0];
+      if (prev && Number(prev.events_counted) === events && JSON.stringify(prev.line_items) === JSON.stringify(lineItems)) return toReport(prev);
+      const changes = prev
+        ? lineItems
+            .map((l) => {
+              const before = (prev.line_items as LineItem[]).find((p) => p.metricType === l.metricType);
+              return { metricType: l.metricType, previousQuantity: before?.quantity ?? 0, quantity: l.quantity, previousAmount: before?.amount ?? 0, amount: l.amount };
+            })
+            .filter((c) => c.previousQuantity !== c.quantity || c.previousAmount !== c.amount)
+        : null;
+      const { rows } = await tx.query<ReportRow>(
+        `insert into usage_reports (id, organization_id, period_start, period_end, revision, as_of, events_counted, summary, line_items, changes)
+         values ($1, $2, $3, $4, $5, now(), $6, $7, $8, $9) returning *`,
+        [
+          `rpt_${crypto.randomUUID().replace(/-/g, "")}`,
+          organizationId,
+          periodStart.toISOString(),
+          periodEnd.toISOString(),
+          (prev?.revision ?? 0) + 1,
+          events,
+          JSON.stringify({ plan: plan.plan_id, currency: "USD", totalAmount: total, eventsCounted: events }),
+          JSON.stringify(lineItems),
+          changes ? JSON.stringify(changes) : null,
+        ],
+      );
+      return toReport(rows[0]!);
+    });
+  }
+
+  /** A stored report (any revision) of the organization. @throws {NotFoundError} */
+  async getUsageReport(organizationId: string, reportId: string): Promise<UsageReport> {
+    const { rows } = await this.db.query<ReportRow>("select * from usage_reports where id = $1 and organization_id = $2", [reportId, organizationId]);
+    if (!rows[0]) throw new NotFoundError(`report ${reportId} not found`);
+    return toReport(rows[0]);
+  }
+
+  /**
+   * Get real-time usage dashboard data: the current period (exact), week-over-week and
+   * month-over-month trends, top users and documents this month, realtime presence, and
+   * approximate unique users (HyperLogLog).
+   * @param organizationId - organization identifier
+   */
+  async getDashboardData(organizationId: string): Promise<DashboardData> {
+    const now = new Date(this.now());
+    const org = this.orgs(organizationId);
+    const month = now.toISOString().slice(0, 7);
+    const [status, realtime, trends, topUsers, topDocs, uniques] = await Promise.all([
+      org.status(organizationId),
+      org.realtime(),
+      this.trends(organizationId, now),
+      this.redis.zrange<string[]>(this.keys.key("usage", "top-users", organizationId, month), 0, 9, { rev: true, withScores: true }),
+      this.redis.zrange<string[]>(this.keys.key("usage", "top-docs", organizationId, month), 0, 9, { rev: true, withScores: true }),
+      Promise.all([
+        this.redis.pfcount(this.keys.key("usage", "hll", organizationId, "day", now.toISOString().slice(0, 10))),
+        this.redis.pfcount(this.keys.key("usage", "hll", organizationId, "week", isoWeek(now))),
+        this.redis.pfcount(this.keys.key("usage", "hll", organizationId, "month", month)),
+      ]),
+    ]);
+    const pairs = (flat: string[]) => {
+      const out: [string, number][] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) out.push([String(flat[i]), Number(flat[i + 1])]);
+      return out;
+    };
+    return {
+      currentPeriod: { plan: status.plan, periodStart: status.periodStart, periodEnd: status.periodEnd, metrics: status.metrics, eventTotals: status.sums },
+      trends,
+      topUsers: pairs(topUsers).map(([userId, events]) => ({ userId, events })),
+      topDocuments: pairs(topDocs).map(([documentId, events]) => ({ documentId, events })),
+      realtime,
+      uniqueUsers: { today: uniques[0], week: uniques[1], month: uniques[2] },
+    };
+  }
+
+  private async trends(org: string, now: Date): Promise<Record<string, unknown>> {
+    const t = now.getTime();
+    const { rows } = await this.db.query<{ event_type: string; w0: number; w1: number; m0: number; m1: number }>(
+      `select event_type,
+         coalesce(sum(quantity) filter (where bucket >= $2), 0)::float8 as w0,
+         coalesce(sum(quantity) filter (where bucket >= $3 and bucket < $2), 0)::float8 as w1,
+         coalesce(sum(quantity) filter (where bucket >= $4), 0)::float8 as m0,
+         coalesce(sum(quantity) filter (where bucket < $4), 0)::float8 as m1
+       from usage_agg_hour where organization_id = $1 and bucket >= $5 group by 1`,
+      [org, iso(new Date(t - 7 * 86_400_000)), iso(new Date(t - 14 * 86_400_000)), iso(new Date(t - 30 * 86_400_000)), iso(new Date(t - 60 * 86_400_000))],
+    );
+    const pick = (k: "w0" | "w1" | "m0" | "m1") => new Map(rows.map((r) => [r.event_type, Number(r[k])]));
+    const change = (cur: number, prev: number) => (prev === 0 ? null : Math.round(((cur - prev) / prev) * 10_000) / 100);
+    const out: Record<string, unknown> = {};
+    for (const m of ["api_calls", "documents", "storage", "document.viewed", "collaboration.session_started"] as MetricType[]) {
+      const [w0, w1, m0, m1] = (["w0", "w1", "m0", "m1"] as const).map((k) => valueFromSums(m, pick(k)));
+      out[m] = { weekOverWeek: { current: w0, previous: w1, changePct: change(w0!, w1!) }, monthOverMonth: { current: m0, previous: m1, changePct: change(m0!, m1!) } };
+    }
+    return out;
+  }
+
+  /**
+   * Subscribe to quota threshold alerts: an event (and e-mail / in-app notice per channel) fires
+   * exactly once per subscription per billing period, when usage crosses the threshold.
+   * @param organizationId - organization identifier
+   * @param config - metricType, threshold (percent), notificationChannels
+   * @param options - who subscribes and the e-mail to notify
+   */
+  async subscribeToQuotaAlerts(organizationId: string, config: QuotaAlertConfig, options: { createdBy?: string; notifyEmail?: string } = {}): Promise<{ subscriptionId: string }> {
+    const r = quotaAlertConfigSchema.safeParse(config);
+    if (!r.success) throw new ValidationError("invalid alert configuration", zodIssuesOf(r.error));
+    if (r.data.notificationChannels.includes("email") && !options.notifyEmail) {
+      throw new ValidationError("no e-mail address to notify", [{ path: "notificationChannels", message: "the email channel needs an e-mail claim in the token" }]);
+    }
+    const id = `qas_${crypto.randomUUID().replace(/-/g, "")}`;
+    await ensureOrganizations(this.db, [organizationId]);
+    await this.db.query(
+      "insert into usage_alert_subscriptions (id, organization_id, metric_type, threshold, notification_channels, notify_email, created_by) values ($1, $2, $3, $4, $5, $6, $7)",
+      [id, organizationId, r.data.metricType, r.data.threshold, r.data.notificationChannels, options.notifyEmail ?? null, options.createdBy ?? null],
+    );
+    await this.orgs(organizationId).invalidate();
+    return { subscriptionId: id };
+  }
+
+  /** Alert subscriptions of an organization. */
+  async listQuotaAlerts(organizationId: string) {
+    const { rows } = await this.db.query<{ id: string; metric_type: string; threshold: number; notification_channels: string[]; created_at: Date }>(
+      "select id, metric_type, threshold, notification_channels, created_at from usage_alert_subscriptions where organization_id = $1 and deleted_at is null order by created_at",
+      [organizationId],
+    );
+    return rows.map((r) => ({ subscriptionId: r.id, metricType: r.metric_type, threshold: Number(r.threshold), notificationChannels: r.notification_channels, createdAt: iso(r.created_at) }));
+  }
+
+  /** Removes an alert subscription. @throws {NotFoundError} */
+  async unsubscribeFromQuotaAlerts(organizationId: string, subscriptionId: string): Promise<{ deleted: boolean }> {
+    const { rowCount } = await this.db.query("update usage_alert_subscriptions set deleted_at = now() where id = $1 and organization_id = $2 and deleted_at is null", [subscriptionId, organizationId]);
+    if (rowCount === 0) throw new NotFoundError(`subscription ${subscriptionId} not found`);
+    await this.orgs(organizationId).invalidate();
+    return { deleted: true };
+  }
+}
+
+interface ReportRow {
+  id: string;
+  organization_id: string;
+  period_start: Date;
+  period_end: Date;
+  revision: number;
+  as_of: Date;
+  events_counted: string | number;
+  summary: Record<string, unknown>;
+  line_items: unknown;
+  changes: unknown;
+  generated_at: Date;
+}
+
+function toReport(r: ReportRow): UsageReport {
+  return {
+    reportId: r.id,
+    organizationId: r.organization_id,
+    periodStart: iso(r.period_start),
+    periodEnd: iso(r.period_end),
+    revision: r.revision,
+    asOf: iso(r.as_of),
+    summary: r.summary,
+    lineItems: r.line_items as LineItem[],
+    changes: (r.changes as UsageReport["changes"]) ?? null,
+    generatedAt: iso(r.generated_at),
+  };
+}

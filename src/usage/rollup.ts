@@ -1,0 +1,87 @@
+import type { Db } from "../platform/db.ts";
+import type { MetricType } from "./metrics.ts";
+import { isUsageEventType, sourceEventTypes, usageEventTypes } from "./metrics.ts";
+
+/**
+ * Rollup of hour aggregates into day and month buckets by recompute-and-replace: each dirty bucket
+ * (marked by ingestion, late events included) is recomputed from its hours and replaces the old
+ * value, and its marker is removed in the same transaction. Running twice changes nothing; an event
+ * arriving after its bucket was rolled re-marks it and the next run picks it up — never added twice.
+ * Markers are taken `FOR UPDATE SKIP LOCKED`, so concurrent runs split the work.
+ */
+
+/** Retention settings. */
+export interface RetentionSettings {
+  /** Minute aggregates older than this are purged (the hour table keeps the exact sums). */
+  minuteRetentionDays: number;
+  /** Raw events older than this are purged (dedup only matters within the late-event horizon). */
+  rawRetentionDays: number;
+}
+
+/** Markers handled per transaction. */
+const BATCH = 2_000;
+
+/**
+ * Rolls up dirty day/month buckets that start before `cutoffTime`.
+ * @param metricType - an event type, a derived metric (its source types) or `*` for all
+ * @returns buckets rolled up and batches that failed (they stay dirty and are retried next run)
+ */
+export async function rollupMetrics(db: Db, metricType: MetricType | "*", cutoffTime: Date, maxBatches = 50): Promise<{ rolledUp: number; errors: number }> {
+  const types = metricType === "*" ? [...usageEventTypes] : isUsageEventType(metricType) ? [metricType] : sourceEventTypes(metricType);
+  let rolledUp = 0;
+  let errors = 0;
+  if (types.length === 0) return { rolledUp, errors }; // distinct counts are read from exact user sets
+  for (const g of ["day", "month"] as const) {
+    for (let i = 0; i < maxBatches; i++) {
+      try {
+        const n = await db.transaction(async (tx) => {
+          const { rows } = await tx.query<{ organization_id: string; event_type: string; bucket: Date }>(
+            `select organization_id, event_type, bucket from usage_dirty_buckets
+             where granularity = $1 and event_type = any($2::text[]) and bucket < $3
+             order by organization_id, event_type, bucket limit $4 for update skip locked`,
+            [g, types, cutoffTime.toISOString(), BATCH],
+          );
+          if (rows.length === 0) return 0;
+          const picked = JSON.stringify(rows.map((r) => ({ o: r.organization_id, t: r.event_type, b: new Date(r.bucket).toISOString() })));
+          await tx.query(
+            `with p as (select * from jsonb_to_recordset($1::jsonb) as x(o text, t text, b timestamptz)),
+             del as (
+               delete from usage_agg_${g} a using p where a.organization_id = p.o and a.event_type = p.t and a.bucket = p.b
+             )
+             insert into usage_agg_${g} (organization_id, event_type, resource_type, bucket, quantity, events)
+             select h.organization_id, h.event_type, h.resource_type, p.b, sum(h.quantity), sum(h.events)
+             from p join usage_agg_hour h on h.organization_id = p.o and h.event_type = p.t
+               and h.bucket >= p.b and h.bucket < p.b + interval '1 ${g}'
+             group by 1, 2, 3, 4`,
+            [picked],
+          );
+          await tx.query(
+            `delete from usage_dirty_buckets d using jsonb_to_recordset($1::jsonb) as p(o text, t text, b timestamptz)
+             where d.organization_id = p.o and d.event_type = p.t and d.granularity = $2 and d.bucket = p.b`,
+            [picked, g],
+          );
+          return rows.length;
+        });
+        rolledUp += n;
+        if (n < BATCH) break;
+      } catch {
+        errors += 1;
+        break;
+      }
+    }
+  }
+  return { rolledUp, errors };
+}
+
+/**
+ * Retention: purges minute aggregates and raw events past their horizons (the hour, day and month
+ * tables keep exact sums), and makes sure monthly partitions exist ahead.
+ */
+export async function applyRetention(db: Db, r: RetentionSettings, now: Date): Promise<{ minuteRows: number; rawRows: number; partitionsCreated: number }> {
+  const minute = await db.query("delete from usage_agg_minute where bucket < $1", [new Date(now.getTime() - r.minuteRetentionDays * 86_400_000).toISOString()]);
+  const rawBefore = new Date(now.getTime() - r.rawRetentionDays * 86_400_000).toISOString();
+  const raw = await db.query("delete from usage_events where occurred_at < $1", [rawBefore]);
+  await db.query("delete from usage_event_ids where received_at < $1", [rawBefore]);
+  const { rows } = await db.query<{ n: number }>("select usage_ensure_partitions((date_trunc('month', $1::timestamptz) - interval '1 month')::date, 5) as n", [now.toISOString()]);
+  return { minuteRows: minute.rowCount, rawRows: raw.rowCount, partitionsCreated: rows[0]?.n ?? 0 };
+}
