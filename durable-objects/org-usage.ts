@@ -44,6 +44,9 @@ const ACTIVE_WINDOW_MS = 5 * 60_000;
  */
 export class OrgUsage extends DurableObject<CloudflareBindings> {
   private readonly sql: SqlStorage;
+  // Concurrent first calls share one load instead of each opening a database connection.
+  private planLoad: Promise<{ plan: Plan; anchor: Date }> | undefined;
+  private subsLoad: Promise<{ id: string; metricType: string; threshold: number; notificationChannels: string[] }[]> | undefined;
 
   constructor(ctx: DurableObjectState, env: CloudflareBindings) {
     super(ctx, env);
@@ -86,10 +89,14 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
       const c = JSON.parse(cached) as { plan: Plan; anchor: string; loadedAt: number };
       if (Date.now() - c.loadedAt < PLAN_TTL_MS) return { plan: c.plan, anchor: new Date(c.anchor) };
     }
-    const row = await this.withPlatform((p) => orgPlan(p.db, org));
-    const plan: Plan = { id: row.plan_id, limits: row.limits, included: row.included, prices: row.prices };
-    this.setKv("plan", JSON.stringify({ plan, anchor: new Date(row.billing_anchor).toISOString(), loadedAt: Date.now() }));
-    return { plan, anchor: new Date(row.billing_anchor) };
+    this.planLoad ??= this.withPlatform((p) => orgPlan(p.db, org))
+      .then((row) => {
+        const plan: Plan = { id: row.plan_id, limits: row.limits, included: row.included, prices: row.prices };
+        this.setKv("plan", JSON.stringify({ plan, anchor: new Date(row.billing_anchor).toISOString(), loadedAt: Date.now() }));
+        return { plan, anchor: new Date(row.billing_anchor) };
+      })
+      .finally(() => (this.planLoad = undefined));
+    return this.planLoad;
   }
 
   /** Rolls the period over when `now` left it: period sums and users start from zero. */
@@ -200,14 +207,15 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
       const c = JSON.parse(cached) as { subs: { id: string; metricType: string; threshold: number; notificationChannels: string[] }[]; loadedAt: number };
       if (Date.now() - c.loadedAt < PLAN_TTL_MS) return c.subs;
     }
-    const subs = await this.withPlatform(async (p) =>
+    this.subsLoad ??= this.withPlatform(async (p) =>
       (
         await p.db.query<{ id: string; metric_type: string; threshold: number; notification_channels: string[] }>(
           "select id, metric_type, threshold, notification_channels from usage_alert_subscriptions where organization_id = $1 and deleted_at is null",
           [org],
         )
       ).rows.map((r) => ({ id: r.id, metricType: r.metric_type, threshold: Number(r.threshold), notificationChannels: r.notification_channels })),
-    );
+    ).finally(() => (this.subsLoad = undefined));
+    const subs = await this.subsLoad;
     this.setKv("subs", JSON.stringify({ subs, loadedAt: Date.now() }));
     return subs;
   }

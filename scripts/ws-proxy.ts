@@ -20,7 +20,7 @@ export interface WsProxyOptions {
   /** Only these `host:port` targets may be reached (default: loopback Postgres only). */
   allow?: (host: string, port: number) => boolean;
   /**
-   * Most Postgres sessions open at once (default 64). Further connections wait for a free slot,
+   * Most Postgres sessions open at once (default 40, leaving room under Postgres' default 100). Further connections wait for a free slot,
    * like a session-mode pooler in front of Neon: Durable Objects each open their own pool, and a
    * burst of them must queue rather than exhaust the server's max_connections.
    */
@@ -45,7 +45,7 @@ export async function startWsProxy(opts: WsProxyOptions = {}): Promise<WsProxy> 
   });
   const wss = new WebSocketServer({ server });
   const sockets = new Set<net.Socket>();
-  const max = opts.maxConnections ?? 64;
+  const max = opts.maxConnections ?? 40;
   let open = 0;
   const waiting: (() => void)[] = [];
   const acquire = () => (open < max ? (open++, Promise.resolve()) : new Promise<void>((r) => waiting.push(() => (open++, r()))));

@@ -46,6 +46,8 @@ export interface UsageAggregatorOptions {
   orgs: (organizationId: string) => OrgUsageClient;
   config: Config["usage"];
   now?: () => number;
+  /** Receives errors that are counted rather than thrown (rollup batches). */
+  onError?: (err: unknown) => void;
 }
 
 /** Outcome of validating one incoming event. */
@@ -75,6 +77,7 @@ export class UsageAnalyticsAggregator {
   private readonly orgs: (organizationId: string) => OrgUsageClient;
   private readonly config: Config["usage"];
   private readonly now: () => number;
+  private readonly onError: (err: unknown) => void;
 
   /** @param options - redis, db, eventBus (seed) plus the organization objects and settings */
   constructor(options: UsageAggregatorOptions) {
@@ -84,6 +87,7 @@ export class UsageAnalyticsAggregator {
     this.orgs = options.orgs;
     this.config = options.config;
     this.now = options.now ?? Date.now;
+    this.onError = options.onError ?? (() => {});
   }
 
   /**
@@ -280,7 +284,7 @@ export class UsageAnalyticsAggregator {
    * @param cutoffTime - roll up buckets that start before this time
    */
   async rollupMetrics(metricType: MetricType | "*", cutoffTime: Date): Promise<{ rolledUp: number; errors: number }> {
-    const r = await rollup(this.db, metricType, cutoffTime);
+    const r = await rollup(this.db, metricType, cutoffTime, (err) => this.onError(err));
     await applyRetention(this.db, { minuteRetentionDays: this.config.minuteRetentionDays, rawRetentionDays: this.config.lateEventHorizonDays + 7 }, new Date(this.now()));
     return r;
   }
@@ -332,7 +336,8 @@ export class UsageAnalyticsAggregator {
       // One writer per (organization, period) at a time, so revisions are numbered without gaps.
       await tx.query("select pg_advisory_xact_lock(hashtext($1))", [`usage-report:${organizationId}:${periodStart.toISOString()}:${periodEnd.toISOString()}`]);
       const prev = (await tx.query<ReportRow>("select * from usage_reports where organization_id = $1 and period_start = $2 and period_end = $3 order by revision desc limit 1", [organizationId, periodStart.toISOString(), periodEnd.toISOString()])).rows[0];
-      if (prev && Number(prev.events_counted) === events && JSON.stringify(prev.line_items) === JSON.stringify(lineItems)) return toReport(prev);
+      const same = (a: LineItem[], b: LineItem[]) => a.length === b.length && a.every((x) => b.some((y) => y.metricType === x.metricType && y.quantity === x.quantity && y.amount === x.amount));
+      if (prev && Number(prev.events_counted) === events && same(prev.line_items as LineItem[], lineItems)) return toReport(prev);
       const changes = prev
         ? lineItems
             .map((l) => {

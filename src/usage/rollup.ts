@@ -26,7 +26,13 @@ const BATCH = 2_000;
  * @param metricType - an event type, a derived metric (its source types) or `*` for all
  * @returns buckets rolled up and batches that failed (they stay dirty and are retried next run)
  */
-export async function rollupMetrics(db: Db, metricType: MetricType | "*", cutoffTime: Date, maxBatches = 50): Promise<{ rolledUp: number; errors: number }> {
+export async function rollupMetrics(
+  db: Db,
+  metricType: MetricType | "*",
+  cutoffTime: Date,
+  onError: (err: unknown) => void = () => {},
+  maxBatches = 50,
+): Promise<{ rolledUp: number; errors: number }> {
   const types = metricType === "*" ? [...usageEventTypes] : isUsageEventType(metricType) ? [metricType] : sourceEventTypes(metricType);
   let rolledUp = 0;
   let errors = 0;
@@ -43,14 +49,17 @@ export async function rollupMetrics(db: Db, metricType: MetricType | "*", cutoff
           );
           if (rows.length === 0) return 0;
           const picked = JSON.stringify(rows.map((r) => ({ o: r.organization_id, t: r.event_type, b: new Date(r.bucket).toISOString() })));
+          // Two statements: within one, the insert would still see the rows the delete removes.
           await tx.query(
-            `with p as (select * from jsonb_to_recordset($1::jsonb) as x(o text, t text, b timestamptz)),
-             del as (
-               delete from usage_agg_${g} a using p where a.organization_id = p.o and a.event_type = p.t and a.bucket = p.b
-             )
-             insert into usage_agg_${g} (organization_id, event_type, resource_type, bucket, quantity, events)
+            `delete from usage_agg_${g} a using jsonb_to_recordset($1::jsonb) as p(o text, t text, b timestamptz)
+             where a.organization_id = p.o and a.event_type = p.t and a.bucket = p.b`,
+            [picked],
+          );
+          await tx.query(
+            `insert into usage_agg_${g} (organization_id, event_type, resource_type, bucket, quantity, events)
              select h.organization_id, h.event_type, h.resource_type, p.b, sum(h.quantity), sum(h.events)
-             from p join usage_agg_hour h on h.organization_id = p.o and h.event_type = p.t
+             from jsonb_to_recordset($1::jsonb) as p(o text, t text, b timestamptz)
+             join usage_agg_hour h on h.organization_id = p.o and h.event_type = p.t
                and h.bucket >= p.b and h.bucket < p.b + interval '1 ${g}'
              group by 1, 2, 3, 4`,
             [picked],
@@ -64,8 +73,9 @@ export async function rollupMetrics(db: Db, metricType: MetricType | "*", cutoff
         });
         rolledUp += n;
         if (n < BATCH) break;
-      } catch {
+      } catch (err) {
         errors += 1;
+        onError(err);
         break;
       }
     }

@@ -22,6 +22,7 @@ export function createUsageService(platform: Platform): UsageAnalyticsAggregator
     eventBus: platform.events,
     orgs: (org) => ns.get(ns.idFromName(org)),
     config: platform.config.usage,
+    onError: (err) => platform.logger.error("usage rollup batch failed", { err }),
   });
 }
 

@@ -1,0 +1,114 @@
+import { env } from "cloudflare:workers";
+import { createExecutionContext, createMessageBatch, getQueueResult, waitOnExecutionContext } from "cloudflare:test";
+import { describe, expect, it, vi } from "vitest";
+import { app } from "../../../src/app.ts";
+import worker from "../../../src/index.ts";
+import { insertEvents } from "../../../src/usage/repo.ts";
+import { usageToCloudEvent } from "../../../src/usage/service.ts";
+import { api, tokenFor } from "../support/api.ts";
+import { withDb } from "../support/backends.ts";
+import { ev, newOrg, orgObject, usage, valid } from "./support.ts";
+
+const count = (org: string) => withDb(async (db) => (await db.query<{ n: number }>("select count(*)::int as n from usage_events where organization_id = $1", [org])).rows[0]!.n);
+const apiCalls = async (org: string) => (await orgObject(org).status(org)).sums["api.call"] ?? 0;
+
+describe("ingestion", () => {
+  it("records an event once: the second time it is a known duplicate", async () => {
+    const org = newOrg();
+    const e = ev(org, { quantity: 3 });
+    expect(await usage().recordEvent(e)).toEqual({ recorded: true, eventId: e.eventId });
+    expect(await usage().recordEvent(e)).toEqual({ recorded: false, eventId: e.eventId });
+    expect(await count(org)).toBe(1);
+    expect(await apiCalls(org)).toBe(3);
+  });
+
+  it("rejects invalid events with per-field reasons and writes nothing", async () => {
+    const org = newOrg();
+    const svc = usage();
+    for (const bad of [
+      ev(org, { eventType: "document.exploded" as "api.call" }),
+      ev(org, { quantity: -1 }),
+      ev(org, { quantity: Number.POSITIVE_INFINITY }),
+      ev(org, { timestamp: new Date(Date.now() + 10 * 60_000) }),
+      ev(org, { timestamp: new Date(Date.now() - 40 * 86_400_000) }),
+      ev(org, { metadata: { blob: "x".repeat(5000) } }),
+    ]) {
+      await expect(svc.recordEvent(bad)).rejects.toMatchObject({ code: "validation_error" });
+    }
+    expect(await count(org)).toBe(0);
+  });
+
+  it("accepts a mixed HTTP batch: valid ones go through the Queue, the rest are reported", async () => {
+    const org = newOrg();
+    const good = [ev(org), ev(org, { eventType: "document.created", resourceId: "d1", resourceType: "document" })];
+    const res = await api(`/v1/orgs/${org}/usage/events`, { org, body: { events: [...good, { ...ev(org), quantity: -5 }, good[0]] } });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { accepted: number; rejected: { index: number; issues: { path: string }[] }[] };
+    expect(body.accepted).toBe(2); // the in-batch duplicate is sent once
+    expect(body.rejected).toEqual([expect.objectContaining({ index: 2, issues: [expect.objectContaining({ path: "quantity" })] })]);
+    await vi.waitFor(async () => expect(await count(org)).toBe(2), { timeout: 10_000, interval: 50 });
+  });
+
+  it("refuses a batch with no valid event, and events for another organization", async () => {
+    const org = newOrg();
+    const res = await api(`/v1/orgs/${org}/usage/events`, { org, body: [{ eventId: "x" }] });
+    expect(res.status).toBe(400);
+    const other = await api(`/v1/orgs/${org}/usage/events`, { org, body: ev("someone_else") });
+    expect(other.status).toBe(400);
+  });
+
+  it("applies a redelivered Queue batch once", async () => {
+    const org = newOrg();
+    const events = Array.from({ length: 20 }, () => ev(org, { quantity: 2 }));
+    const bodies = events.map((e) => JSON.stringify(usageToCloudEvent(valid(e))));
+    for (let round = 0; round < 2; round++) {
+      const batch = createMessageBatch("usage-events", bodies.map((body, i) => ({ id: `m${round}-${i}`, timestamp: new Date(), attempts: round + 1, body })));
+      const ctx = createExecutionContext();
+      await worker.queue(batch, env, ctx);
+      await waitOnExecutionContext(ctx);
+      expect((await getQueueResult(batch, ctx)).explicitAcks).toHaveLength(20);
+    }
+    expect(await count(org)).toBe(20);
+    expect(await apiCalls(org)).toBe(40);
+  });
+
+  it("counts concurrent recordings of the same and different events exactly", async () => {
+    const org = newOrg();
+    const shared = Array.from({ length: 30 }, () => ev(org));
+    const sharedValid = shared.map(valid);
+    // Five concurrent batches: the same 30 events (some batches also start one later) plus one unique each.
+    await Promise.all([...Array(5)].map((_, i) => usage().recordEvents([...sharedValid.slice(i % 2), valid(ev(org))])));
+    expect(await count(org)).toBe(30 + 5);
+    expect(await apiCalls(org)).toBe(35);
+  });
+
+  it("reaches the counters after a crash between the Postgres write and the object update", async () => {
+    const org = newOrg();
+    const svc = usage();
+    const events = [ev(org, { quantity: 5 }), ev(org, { quantity: 7 })].map(valid);
+    await withDb((db) => insertEvents(db, events)); // the "crash": Postgres has them, the object does not
+    expect(await apiCalls(org)).toBe(0);
+    const fresh = await svc.recordEvents(events); // the Queue redelivers
+    expect(fresh.size).toBe(0); // nothing new in Postgres…
+    expect(await apiCalls(org)).toBe(12); // …and the counters caught up, once
+    await svc.recordEvents(events);
+    expect(await apiCalls(org)).toBe(12);
+  });
+
+  it("rate-limits the ingest API with a sliding window and Retry-After", async () => {
+    const org = newOrg();
+    const strict = { ...env, USAGE_INGEST_RATE_LIMIT_PER_MINUTE: "2" };
+    const token = await tokenFor({ org });
+    const statuses: number[] = [];
+    let retryAfter: string | null = null;
+    for (let i = 0; i < 3; i++) {
+      const ctx = createExecutionContext();
+      const res = await app.request(`/v1/orgs/${org}/usage/events`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(ev(org)) }, strict, ctx);
+      await waitOnExecutionContext(ctx);
+      statuses.push(res.status);
+      if (res.status === 429) retryAfter = res.headers.get("retry-after");
+    }
+    expect(statuses).toEqual([202, 202, 429]);
+    expect(Number(retryAfter)).toBeGreaterThanOrEqual(1);
+  });
+});
