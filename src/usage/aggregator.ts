@@ -175,7 +175,7 @@ export class UsageAnalyticsAggregator {
   async knownDuplicates(org: string, eventIds: readonly string[]): Promise<Set<string>> {
     if (eventIds.length === 0) return new Set();
     const hits = await this.redis.mget<(string | null)[]>(...eventIds.map((id) => this.keys.key("usage", "seen", org, id)));
-    return new Set(eventIds.filter((_, i) => hits[i] !== null));
+    return new Set(eventIds.filter((_, i) => hits[i] != null));
   }
 
   /**
