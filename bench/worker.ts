@@ -8,7 +8,9 @@ import { eventMessage, topology } from "../src/events/rabbit.ts";
 import { relayWithConfig } from "../src/events/relay.ts";
 import { withAmqp } from "../src/platform/amqp.ts";
 import { createLogger } from "../src/platform/logger.ts";
+import { createPlatform } from "../src/platform/platform.ts";
 import { envelope, newDeliveryId } from "../src/webhooks/delivery.ts";
+import { createWebhookService } from "../src/webhooks/service.ts";
 import { signAll } from "../src/webhooks/signing.ts";
 import { postLoop, round, runBounded, summarize } from "./lib.ts";
 
@@ -93,6 +95,18 @@ async function benchRoute(route: string, body: Record<string, unknown>, env: Clo
       );
       const s = summarize(r.latencies);
       return json({ ms: round(r.ms), ok: r.ok, failed: r.failed, p50: s.p50, p99: s.p99, rps: round(r.ms > 0 ? (r.ok * 1000) / r.ms : 0, 1), stoppedEarly: r.stoppedEarly, errors: r.errors });
+    }
+    case "webhook-sweep": {
+      // The cron sweep (processQueue): hands overdue pending deliveries to their endpoint objects
+      // and drains them. The webhooks bench seeds rows and calls this to time delivery alone.
+      const platform = createPlatform(env, ctx, createLogger({ bench: "webhook-sweep" }));
+      try {
+        const t0 = performance.now();
+        const r = await createWebhookService(platform).processQueue(int(body.batchSize, 1000, MAX_N));
+        return json({ ...r, ms: round(performance.now() - t0) });
+      } finally {
+        platform.close();
+      }
     }
     case "redis": {
       const { redis, keys } = createRedis(config);
