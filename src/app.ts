@@ -3,6 +3,8 @@ import { createApp } from "./platform/create-app.ts";
 import { healthRoutes } from "./platform/health.ts";
 import { identityRoutes } from "./platform/me.ts";
 import { mountOpenApi } from "./platform/openapi.ts";
+import { devRoutes } from "./platform/dev.ts";
+import { teamRoutes } from "./teams/routes.ts";
 import { usageRoutes } from "./usage/routes.ts";
 import { webhookRoutes } from "./webhooks/routes.ts";
 
@@ -14,6 +16,8 @@ export function buildApp() {
   app.route("/", eventRoutes);
   app.route("/", webhookRoutes);
   app.route("/", usageRoutes);
+  app.route("/", teamRoutes);
+  app.route("/", devRoutes);
   mountOpenApi(app);
   return app;
 }

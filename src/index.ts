@@ -6,6 +6,7 @@ import { archiveHandler, consumeDeadLetters, consumeEventBatch } from "./events/
 import { kickInbound, purgeEventBookkeeping, sweepOutbox } from "./events/jobs.ts";
 import { createLogger } from "./platform/logger.ts";
 import { createPlatform } from "./platform/platform.ts";
+import { createTeamService } from "./teams/service.ts";
 import { createUsageService, usageIngest } from "./usage/service.ts";
 import { createWebhookService, webhookFanOut } from "./webhooks/service.ts";
 import type { Platform } from "./platform/platform.ts";
@@ -41,6 +42,10 @@ export const cronJobs: Record<string, CronJob[]> = {
       // Buckets that started before the cutoff are final enough to roll; later events re-dirty them.
       const r = await createUsageService(p).rollupMetrics("*", new Date(Date.now() - 60_000));
       if (r.rolledUp || r.errors) p.logger.info("usage rollup", r);
+    },
+    async (p) => {
+      const expired = await createTeamService(p).expireInvitations();
+      if (expired) p.logger.info("invitations expired", { expired });
     },
   ],
   "17 3 * * *": [(p) => purgeEventBookkeeping(p)],

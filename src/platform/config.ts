@@ -63,6 +63,7 @@ const envSchema = z.object({
   TEAMS_MAX_DEPTH: int(1, 100, 20),
   TEAMS_INVITATION_TTL_DAYS: int(1, 30, 7),
   TEAMS_INVITATION_RATE_LIMIT: int(1, 100_000, 50),
+  TEAMS_INVITATION_ACCEPT_URL: z.url().optional(),
 });
 
 /** Typed configuration of the Worker. */
@@ -102,7 +103,7 @@ export interface Config {
   /** Usage analytics settings. */
   usage: { lateEventHorizonDays: number; ingestRateLimitPerMinute: number; minuteRetentionDays: number };
   /** Team management settings. */
-  teams: { maxDepth: number; invitationTtlDays: number; invitationRateLimit: number };
+  teams: { maxDepth: number; invitationTtlDays: number; invitationRateLimit: number; acceptUrl?: string };
 }
 
 /** Parses raw bindings into a {@link Config}; throws {@link ConfigurationError} naming every bad variable. */
@@ -157,6 +158,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
       maxDepth: e.TEAMS_MAX_DEPTH,
       invitationTtlDays: e.TEAMS_INVITATION_TTL_DAYS,
       invitationRateLimit: e.TEAMS_INVITATION_RATE_LIMIT,
+      acceptUrl: e.TEAMS_INVITATION_ACCEPT_URL,
     },
   };
 }

@@ -1,0 +1,51 @@
+import type { Redis, RedisKeys } from "../platform/redis.ts";
+import type { Grant } from "./permissions.ts";
+
+/**
+ * Permission cache with O(1) invalidation: every entry's key contains the organization's version
+ * counter, and any membership, role or hierarchy change bumps the counter — before its commit and
+ * again after it — so once a write has returned no check can read an entry computed before it.
+ * One round trip per lookup: a Lua script reads the version and the entry together. Entries also
+ * expire (TTL), which bounds staleness if Redis could not be bumped.
+ */
+export class PermissionCache {
+  private readonly redis: Redis;
+  private readonly keys: RedisKeys;
+  private readonly ttlSeconds: number;
+
+  /** @param ttlSeconds - lifetime of an entry (default 300 s) */
+  constructor(redis: Redis, keys: RedisKeys, ttlSeconds = 300) {
+    this.redis = redis;
+    this.keys = keys;
+    this.ttlSeconds = ttlSeconds;
+  }
+
+  private versionKey(org: string) {
+    return this.keys.key("perm", org, "version");
+  }
+
+  private entryKey(org: string, version: string, teamId: string, userId: string) {
+    return this.keys.key("perm", org, `v${version}`, teamId, userId);
+  }
+
+  /** The organization's current version and the cached grants for (team, user), if any. */
+  async get(org: string, teamId: string, userId: string): Promise<{ version: string; grants?: Grant[] }> {
+    const prefix = this.keys.key("perm", org, "v");
+    const [version, value] = (await this.redis.eval(
+      "local v = redis.call('GET', KEYS[1]) or '0' return {v, redis.call('GET', ARGV[1] .. v .. ARGV[2])}",
+      [this.versionKey(org)],
+      [prefix, `:${teamId}:${userId}`],
+    )) as [string, string | null];
+    return { version: String(version), ...(value ? { grants: JSON.parse(value) as Grant[] } : {}) };
+  }
+
+  /** Stores grants computed while `version` was current. */
+  async set(org: string, version: string, teamId: string, userId: string, grants: Grant[]): Promise<void> {
+    await this.redis.set(this.entryKey(org, version, teamId, userId), JSON.stringify(grants), { ex: this.ttlSeconds });
+  }
+
+  /** Invalidates every entry of the organization. */
+  async bump(org: string): Promise<void> {
+    await this.redis.incr(this.versionKey(org));
+  }
+}

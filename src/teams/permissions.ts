@@ -1,0 +1,86 @@
+/**
+ * The permission model: three roles, each a fixed superset of the one below; a role held on a team
+ * applies to every team beneath it (the highest role along the path wins); organization admins
+ * (token scope `admin`) hold every permission in their organization.
+ */
+
+/** Team roles, weakest first. */
+export const roles = ["member", "admin", "owner"] as const;
+
+/** A team role. */
+export type Role = (typeof roles)[number];
+
+/** Every permission, with what it allows. */
+export const permissionCatalog = {
+  "team.read": "See the team, its members and subteams",
+  "documents.read": "Read documents shared with the team",
+  "documents.write": "Edit documents shared with the team",
+  "team.update": "Change name, description, visibility, settings",
+  "team.manage_members": "Add and remove members, change roles below owner",
+  "team.invite": "Invite people by e-mail",
+  "team.create_subteam": "Create teams beneath this one",
+  "team.manage_owners": "Grant or revoke the owner role",
+  "team.move": "Move the team in the hierarchy",
+  "team.delete": "Delete the team",
+} as const;
+
+/** A permission. */
+export type Permission = keyof typeof permissionCatalog;
+
+const memberPerms: Permission[] = ["team.read", "documents.read", "documents.write"];
+const adminPerms: Permission[] = [...memberPerms, "team.update", "team.manage_members", "team.invite", "team.create_subteam"];
+const ownerPerms: Permission[] = [...adminPerms, "team.manage_owners", "team.move", "team.delete"];
+
+/** The permissions of each role. */
+export const rolePermissions: Record<Role, readonly Permission[]> = { member: memberPerms, admin: adminPerms, owner: ownerPerms };
+
+/** Rank of a role (member 1 … owner 3). */
+export const rank = (r: Role): number => roles.indexOf(r) + 1;
+
+/** The higher of two roles. */
+export const higher = (a: Role, b: Role): Role => (rank(a) >= rank(b) ? a : b);
+
+/** Whether `p` is a known permission. */
+export const isPermission = (p: string): p is Permission => Object.hasOwn(permissionCatalog, p);
+
+/** A membership on the path from a team to the root: where a role comes from. */
+export interface Grant {
+  teamId: string;
+  teamName: string;
+  role: Role;
+  /** 0 = the team itself, 1 = its parent … */
+  distance: number;
+}
+
+/** The winning grant: highest role, nearest team on ties. */
+export function effectiveGrant(grants: readonly Grant[]): Grant | undefined {
+  return [...grants].sort((a, b) => rank(b.role) - rank(a.role) || a.distance - b.distance)[0];
+}
+
+/** Decision of a permission check. */
+export interface PermissionDecision {
+  allowed: boolean;
+  reason: string;
+}
+
+/** Decides a check from the user's grants on the path (and whether they are an org admin). */
+export function decide(permission: Permission, grants: readonly Grant[], orgAdmin: boolean): PermissionDecision {
+  if (orgAdmin) return { allowed: true, reason: "organization admin" };
+  const g = effectiveGrant(grants);
+  if (!g) return { allowed: false, reason: "not a member of this team or any team above it" };
+  const where = g.distance === 0 ? "this team" : `ancestor team ${g.teamName} (${g.teamId})`;
+  if (rolePermissions[g.role].includes(permission)) return { allowed: true, reason: `role ${g.role} on ${where}` };
+  return { allowed: false, reason: `role ${g.role} on ${where} does not grant ${permission}` };
+}
+
+/** Effective permissions with their sources (seed `EffectivePermissions.sources`). */
+export function effectivePermissions(grants: readonly Grant[], orgAdmin: boolean): { permissions: Permission[]; sources: Record<string, { type: "direct" | "inherited" | "organization_admin"; teamId?: string; role?: Role }> } {
+  const all = Object.keys(permissionCatalog) as Permission[];
+  if (orgAdmin) return { permissions: all, sources: Object.fromEntries(all.map((p) => [p, { type: "organization_admin" as const }])) };
+  const sources: Record<string, { type: "direct" | "inherited"; teamId: string; role: Role }> = {};
+  // Strongest grant first, so each permission is attributed to what actually grants it.
+  for (const g of [...grants].sort((a, b) => rank(b.role) - rank(a.role) || a.distance - b.distance)) {
+    for (const p of rolePermissions[g.role]) sources[p] ??= { type: g.distance === 0 ? "direct" : "inherited", teamId: g.teamId, role: g.role };
+  }
+  return { permissions: all.filter((p) => sources[p]), sources };
+}

@@ -1,0 +1,668 @@
+import { withTransaction } from "../events/bus.ts";
+import type { EventBus } from "../events/bus.ts";
+import type { EventType } from "../events/catalog.ts";
+import { createEvent } from "../events/cloudevent.ts";
+import type { Config } from "../platform/config.ts";
+import type { Db, Queryable } from "../platform/db.ts";
+import type { EmailClient } from "../platform/email.ts";
+import { ConflictError, CycleError, ExpiredError, ForbiddenError, InvalidTokenError, NotFoundError, QuotaExceededError, RateLimitedError, ValidationError } from "../platform/errors.ts";
+import { slidingWindow } from "../platform/rate-limit.ts";
+import type { Redis, RedisKeys } from "../platform/redis.ts";
+import { zodIssuesOf } from "../platform/validation.ts";
+import { PermissionCache } from "./cache.ts";
+import type { TeamRow } from "./hierarchy.ts";
+import { ancestorRows, depthOf, descendantRows, grantsOnPath, isInSubtree, subtreeHeight } from "./hierarchy.ts";
+import type { InvitationRow } from "./invitation.ts";
+import { hashToken, invitationEmail, looksLikeToken, newInvitationToken, toInvitation } from "./invitation.ts";
+import type { MembershipRow } from "./membership.ts";
+import { assertCollaboratorRoom, assertKeepsAnOwner, byRoleThenJoin, grantKeepingHigher, lockTeam, toMembership, touchesOwner, withUsers } from "./membership.ts";
+import type { Grant, Permission, PermissionDecision, Role } from "./permissions.ts";
+import { decide, effectiveGrant, effectivePermissions, isPermission, roles } from "./permissions.ts";
+import type { CreateTeamRequest, DeleteTeamOptions, EffectivePermissions, InvitationRequest, Team, TeamHierarchy, TeamHierarchyNode, TeamInvitation, TeamMembership, UpdateTeamRequest } from "./schemas.ts";
+import { createTeamSchema, deleteTeamSchema, invitationRequestSchema, updateTeamSchema } from "./schemas.ts";
+import type { UsersClient } from "./users.ts";
+import { noUsers } from "./users.ts";
+
+/** The caller, as the HTTP layer knows it (org admins hold every permission in their organization). */
+export interface Viewer {
+  userId: string;
+  orgAdmin: boolean;
+  email?: string;
+}
+
+/** Constructor options: the seed's db, redis, eventBus, emailClient, plus the users service and settings. */
+export interface TeamServiceOptions {
+  db: Db;
+  redis: Redis;
+  keys: RedisKeys;
+  eventBus?: EventBus;
+  emailClient: EmailClient;
+  users?: UsersClient;
+  config: Config["teams"];
+  /** Who is calling (for org-admin rights and visibility); absent for internal jobs. */
+  viewer?: Viewer;
+  /** Link in invitation e-mails; `?token=` is appended. */
+  acceptUrl?: string;
+}
+
+const iso = (d: Date | string) => new Date(d).toISOString();
+
+/** Maps a row to the seed's `Team`. */
+export function toTeam(r: TeamRow): Team {
+  return {
+    id: r.id,
+    organizationId: r.organization_id,
+    name: r.name,
+    ...(r.description ? { description: r.description } : {}),
+    ...(r.parent_team_id ? { parentTeamId: r.parent_team_id } : {}),
+    visibility: r.visibility,
+    settings: r.settings,
+    createdAt: iso(r.created_at),
+    updatedAt: iso(r.updated_at),
+    createdBy: r.created_by,
+  };
+}
+
+const cursorOf = (createdAt: string, id: string) => btoa(`${createdAt}|${id}`);
+function parseCursor(c: string | undefined) {
+  if (!c) return undefined;
+  try {
+    const [createdAt, id] = atob(c).split("|");
+    if (createdAt && id) return { createdAt, id };
+  } catch {
+    // fall through
+  }
+  throw new ValidationError("invalid cursor", [{ path: "cursor", message: "not a cursor returned by this API" }]);
+}
+
+/**
+ * TeamManagementService — teams, memberships, invitations and inherited permissions (seed Task 2).
+ * Every change runs in one Postgres transaction with its events in the outbox; hierarchy changes
+ * take a per-organization advisory lock so concurrent moves cannot create a cycle; the permission
+ * cache is invalidated by bumping a per-organization version before and after each change.
+ */
+export class TeamManagementService {
+  private readonly db: Db;
+  private readonly redis: Redis;
+  private readonly keys: RedisKeys;
+  private readonly email: EmailClient;
+  private readonly users: UsersClient;
+  private readonly config: Config["teams"];
+  private readonly viewer?: Viewer;
+  private readonly cache: PermissionCache;
+  private readonly acceptUrl?: string;
+
+  /** @param options - db, redis, eventBus, emailClient (seed) plus users service, settings and the viewer */
+  constructor(options: TeamServiceOptions) {
+    this.db = options.db;
+    this.redis = options.redis;
+    this.keys = options.keys;
+    this.email = options.emailClient;
+    this.users = options.users ?? noUsers;
+    this.config = options.config;
+    this.viewer = options.viewer;
+    this.acceptUrl = options.acceptUrl;
+    this.cache = new PermissionCache(options.redis, options.keys);
+  }
+
+  private event(type: EventType, org: string, subject: string, data: Record<string, unknown>) {
+    return createEvent({ type, organizationId: org, source: "/cloudmatrix-edge/teams", subject, data });
+  }
+
+  private isOrgAdmin(userId: string) {
+    return this.viewer?.orgAdmin === true && this.viewer.userId === userId;
+  }
+
+  private async team(q: Queryable, teamId: string): Promise<TeamRow> {
+    const { rows } = await q.query<TeamRow>("select * from teams where id = $1", [teamId]);
+    if (!rows[0]) throw new NotFoundError(`team ${teamId} not found`);
+    return rows[0];
+  }
+
+  /** Grants on the path, from the cache when fresh. */
+  private async grants(org: string, teamId: string, userId: string): Promise<Grant[]> {
+    const cached = await this.cache.get(org, teamId, userId).catch(() => undefined);
+    if (cached?.grants) return cached.grants;
+    const grants = await grantsOnPath(this.db, teamId, userId, this.config.maxDepth);
+    if (cached) await this.cache.set(org, cached.version, teamId, userId, grants).catch(() => undefined);
+    return grants;
+  }
+
+  /** @throws {ForbiddenError} unless `actor` holds `permission` on the team (uncached: mutations read their own truth) */
+  private async authorize(q: Queryable, team: TeamRow, actor: string, permission: Permission): Promise<void> {
+    if (this.isOrgAdmin(actor)) return;
+    const d = decide(permission, await grantsOnPath(q, team.id, actor, this.config.maxDepth), false);
+    if (!d.allowed) throw new ForbiddenError(`${permission} denied: ${d.reason}`);
+  }
+
+  /** Runs a change that affects permissions: bumps the cache version before and after the commit. */
+  private async permissionChange<T>(org: string, fn: () => Promise<T>): Promise<T> {
+    await this.cache.bump(org);
+    const result = await fn();
+    await this.cache.bump(org);
+    return result;
+  }
+
+  private async lockOrg(tx: Queryable, org: string) {
+    await tx.query("select pg_advisory_xact_lock(hashtext($1))", [`teams:${org}`]);
+  }
+
+  /**
+   * Create a new team within an organization; the creator becomes its owner.
+   * @param request - organization, name, description, parent, visibility, creator
+   * @throws {ValidationError} if team data is invalid or the depth limit is reached
+   * @throws {QuotaExceededError} if organization has reached team limit
+   * @throws {ConflictError} if the name is taken in the organization (case-insensitive)
+   */
+  async createTeam(request: CreateTeamRequest): Promise<Team> {
+    const r = createTeamSchema.safeParse(request);
+    if (!r.success) throw new ValidationError("invalid team", zodIssuesOf(r.error));
+    const req = r.data;
+    const row = await this.permissionChange(req.organizationId, () =>
+      withTransaction(this.db, async (tx, outbox) => {
+        await this.lockOrg(tx, req.organizationId);
+        await tx.query("insert into organizations (id) values ($1) on conflict do nothing", [req.organizationId]);
+        const { rows: lim } = await tx.query<{ limit: number | null; teams: number }>(
+          "select (p.limits->>'teams')::int as limit, (select count(*)::int from teams where organization_id = $1) as teams from organizations o join plans p on p.id = o.plan_id where o.id = $1",
+          [req.organizationId],
+        );
+        if (lim[0]?.limit != null && lim[0].teams >= lim[0].limit) throw new QuotaExceededError(`the plan allows ${lim[0].limit} teams`, { details: { metricType: "teams", limit: lim[0].limit } });
+        if (req.parentTeamId) {
+          const parent = await this.team(tx, req.parentTeamId);
+          if (parent.organization_id !== req.organizationId) throw new NotFoundError(`team ${req.parentTeamId} not found`);
+          await this.authorize(tx, parent, req.creatorUserId, "team.create_subteam");
+          if ((await depthOf(tx, parent.id, this.config.maxDepth)) + 1 > this.config.maxDepth) {
+            throw new ValidationError("hierarchy too deep", [{ path: "parentTeamId", message: `teams nest at most ${this.config.maxDepth} levels` }]);
+          }
+        }
+        const id = `team_${crypto.randomUUID().replace(/-/g, "")}`;
+        let created: TeamRow;
+        try {
+          created = (
+            await tx.query<TeamRow>(
+              `insert into teams (id, organization_id, name, description, parent_team_id, visibility, settings, created_by)
+               values ($1, $2, $3, $4, $5, $6, $7, $8) returning *`,
+              [id, req.organizationId, req.name, req.description ?? null, req.parentTeamId ?? null, req.visibility, JSON.stringify(req.settings), req.creatorUserId],
+            )
+          ).rows[0]!;
+        } catch (err) {
+          if ((err as { code?: string }).code === "23505") throw new ConflictError(`a team named "${req.name}" already exists in this organization`);
+          throw err;
+        }
+        await tx.query("insert into team_memberships (team_id, user_id, role, added_by) values ($1, $2, 'owner', $2)", [id, req.creatorUserId]);
+        await outbox.publishMany([
+          this.event("team.created", req.organizationId, `teams/${id}`, { teamId: id, name: req.name, parentTeamId: req.parentTeamId ?? null, visibility: req.visibility, createdBy: req.creatorUserId }),
+          this.event("member.added", req.organizationId, `teams/${id}`, { teamId: id, userId: req.creatorUserId, role: "owner", addedBy: req.creatorUserId }),
+        ]);
+        return created;
+      }),
+    );
+    return toTeam(row);
+  }
+
+  /** Whether the viewer may see the team at all (secret teams: members of it or above, and org admins). */
+  private async visible(team: TeamRow): Promise<boolean> {
+    if (team.visibility !== "secret" || !this.viewer) return true;
+    if (this.viewer.orgAdmin) return true;
+    return (await this.grants(team.organization_id, team.id, this.viewer.userId)).length > 0;
+  }
+
+  /**
+   * Get team by ID with optional member loading. Secret teams are invisible (null) to non-members;
+   * members of private teams are listed to members only.
+   * @param teamId - team identifier
+   * @param options - includeMembers, includeSubteams
+   */
+  async getTeam(teamId: string, options: { includeMembers?: boolean; includeSubteams?: boolean } = {}): Promise<Team | null> {
+    const { rows } = await this.db.query<TeamRow>("select * from teams where id = $1", [teamId]);
+    const row = rows[0];
+    if (!row || !(await this.visible(row))) return null;
+    const team = toTeam(row);
+    if (options.includeMembers) {
+      const mayList = row.visibility === "public" || !this.viewer || this.viewer.orgAdmin || (await this.grants(row.organization_id, row.id, this.viewer.userId)).length > 0;
+      if (mayList) {
+        const m = await this.db.query<MembershipRow>("select * from team_memberships where team_id = $1", [teamId]);
+        team.members = await withUsers(m.rows.sort(byRoleThenJoin), this.users);
+      }
+    }
+    if (options.includeSubteams) {
+      const subs = await this.db.query<TeamRow>("select * from teams where parent_team_id = $1 order by created_at, id", [teamId]);
+      const out: Team[] = [];
+      for (const s of subs.rows) if (await this.visible(s)) out.push(toTeam(s));
+      team.subteams = out;
+    }
+    return team;
+  }
+
+  /** Teams of an organization visible to the viewer, oldest first, optionally under one parent. */
+  async listTeams(organizationId: string, options: { parentTeamId?: string; limit?: number; cursor?: string } = {}): Promise<{ teams: Team[]; nextCursor: string | null }> {
+    const limit = Math.min(Math.max(options.limit ?? 50, 1), 200);
+    const after = parseCursor(options.cursor);
+    const { rows } = await this.db.query<TeamRow & { created_text: string }>(
+      `with recursive mine as (select team_id as id, 0 as d from team_memberships where user_id = $2
+         union all select t.id, mine.d + 1 from teams t join mine on t.parent_team_id = mine.id where mine.d < $7)
+       select t.*, t.created_at::text as created_text from teams t
+       where t.organization_id = $1 and ($3::text is null or t.parent_team_id = $3)
+         and (t.visibility <> 'secret' or $4 or t.id in (select id from mine))
+         and ($5::timestamptz is null or (t.created_at, t.id) > ($5::timestamptz, $6))
+       order by t.created_at, t.id limit $8`,
+      [organizationId, this.viewer?.userId ?? "", options.parentTeamId ?? null, !this.viewer || this.viewer.orgAdmin, after?.createdAt ?? null, after?.id ?? "", this.config.maxDepth, limit + 1],
+    );
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return { teams: page.map(toTeam), nextCursor: rows.length > limit && last ? cursorOf(last.created_text, last.id) : null };
+  }
+
+  /**
+   * Update team properties (settings are merged).
+   * @param teamId - team identifier
+   * @param updates - name, description, visibility, settings
+   * @param actorUserId - user performing the update
+   * @throws {ForbiddenError} if actor lacks permission
+   */
+  async updateTeam(teamId: string, updates: UpdateTeamRequest, actorUserId: string): Promise<Team> {
+    const r = updateTeamSchema.safeParse(updates);
+    if (!r.success) throw new ValidationError("invalid team update", zodIssuesOf(r.error));
+    const u = r.data;
+    const row = await withTransaction(this.db, async (tx, outbox) => {
+      const team = await this.team(tx, teamId);
+      await this.authorize(tx, team, actorUserId, "team.update");
+      try {
+        const { rows } = await tx.query<TeamRow>(
+          `update teams set name = coalesce($2, name), description = case when $3 then $4 else description end,
+             visibility = coalesce($5, visibility), settings = settings || $6::jsonb, updated_at = now()
+           where id = $1 returning *`,
+          [teamId, u.name ?? null, u.description !== undefined, u.description ?? null, u.visibility ?? null, JSON.stringify(u.settings ?? {})],
+        );
+        await outbox.publish(this.event("team.updated", team.organization_id, `teams/${teamId}`, { teamId, changes: Object.keys(u), updatedBy: actorUserId }));
+        return rows[0]!;
+      } catch (err) {
+        if ((err as { code?: string }).code === "23505") throw new ConflictError(`a team named "${u.name}" already exists in this organization`);
+        throw err;
+      }
+    });
+    return toTeam(row);
+  }
+
+  /**
+   * Delete a team and handle member reassignment, in one transaction: members move to `reassignTo`
+   * (keeping the higher role), subteams are deleted or re-parented to the deleted team's parent,
+   * pending invitations are revoked, events are written to the outbox.
+   * @param teamId - team identifier
+   * @param options - actorUserId, reassignTo?, deleteSubteams?
+   */
+  async deleteTeam(teamId: string, options: DeleteTeamOptions): Promise<{ deleted: boolean; membersReassigned: number }> {
+    const r = deleteTeamSchema.safeParse(options);
+    if (!r.success) throw new ValidationError("invalid delete options", zodIssuesOf(r.error));
+    const o = r.data;
+    const team = await this.team(this.db, teamId);
+    return this.permissionChange(team.organization_id, () =>
+      withTransaction(this.db, async (tx, outbox) => {
+        await this.lockOrg(tx, team.organization_id);
+        await this.authorize(tx, team, o.actorUserId, "team.delete");
+        const subtree = o.deleteSubteams ? await descendantRows(tx, teamId, this.config.maxDepth) : [];
+        const doomed = [teamId, ...subtree.map((t) => t.id)];
+        let reassigned = 0;
+        if (o.reassignTo) {
+          if (doomed.includes(o.reassignTo)) throw new ValidationError("cannot reassign into a team being deleted", [{ path: "reassignTo", message: "choose a team outside the deleted subtree" }]);
+          const target = await this.team(tx, o.reassignTo);
+          if (target.organization_id !== team.organization_id) throw new NotFoundError(`team ${o.reassignTo} not found`);
+          await this.authorize(tx, target, o.actorUserId, "team.manage_members");
+          const members = await tx.query<MembershipRow>("select * from team_memberships where team_id = $1", [teamId]);
+          for (const m of members.rows) await grantKeepingHigher(tx, o.reassignTo, m.user_id, m.role, o.actorUserId);
+          reassigned = members.rows.length;
+        }
+        if (!o.deleteSubteams) await tx.query("update teams set parent_team_id = $2, updated_at = now() where parent_team_id = $1", [teamId, team.parent_team_id]);
+        await tx.query("update team_invitations set status = 'revoked' where team_id = any($1::text[]) and status = 'pending'", [doomed]);
+        // Children before parents, so the parent foreign key never blocks.
+        for (const id of [...doomed].reverse()) await tx.query("delete from teams where id = $1", [id]);
+        await outbox.publishMany(
+          doomed.map((id) => this.event("team.deleted", team.organization_id, `teams/${id}`, { teamId: id, deletedBy: o.actorUserId, reassignedTo: id === teamId ? (o.reassignTo ?? null) : null })),
+        );
+        return { deleted: true, membersReassigned: reassigned };
+      }),
+    );
+  }
+
+  /**
+   * Add a member to a team.
+   * @param teamId - team identifier
+   * @param userId - user to add
+   * @param role - 'member' | 'admin' | 'owner'
+   * @param actorUserId - user performing the action
+   * @throws {ConflictError} if user is already a member; {ForbiddenError}; {QuotaExceededError} (collaborators)
+   */
+  async addMember(teamId: string, userId: string, role: Role, actorUserId: string): Promise<TeamMembership> {
+    if (!roles.includes(role)) throw new ValidationError("invalid role", [{ path: "role", message: `one of ${roles.join(", ")}` }]);
+    const team = await this.team(this.db, teamId);
+    const row = await this.permissionChange(team.organization_id, () =>
+      withTransaction(this.db, async (tx, outbox) => {
+        await lockTeam(tx, teamId);
+        await this.authorize(tx, team, actorUserId, role === "owner" ? "team.manage_owners" : "team.manage_members");
+        await assertCollaboratorRoom(tx, team.organization_id, userId);
+        const { rows } = await tx.query<MembershipRow>(
+          "insert into team_memberships (team_id, user_id, role, added_by) values ($1, $2, $3, $4) on conflict do nothing returning *",
+          [teamId, userId, role, actorUserId],
+        );
+        if (!rows[0]) throw new ConflictError(`user ${userId} is already a member of team ${teamId}`);
+        await outbox.publish(this.event("member.added", team.organization_id, `teams/${teamId}`, { teamId, userId, role, addedBy: actorUserId }));
+        return rows[0];
+      }),
+    );
+    return toMembership(row);
+  }
+
+  /**
+   * Remove a member from a team (anyone may leave; removing others needs team.manage_members).
+   * @throws {ForbiddenError} If trying to remove last owner
+   */
+  async removeMember(teamId: string, userId: string, actorUserId: string): Promise<{ removed: boolean }> {
+    const team = await this.team(this.db, teamId);
+    return this.permissionChange(team.organization_id, () =>
+      withTransaction(this.db, async (tx, outbox) => {
+        await lockTeam(tx, teamId);
+        const { rows } = await tx.query<MembershipRow>("select * from team_memberships where team_id = $1 and user_id = $2", [teamId, userId]);
+        const current = rows[0];
+        if (!current) throw new NotFoundError(`user ${userId} is not a member of team ${teamId}`);
+        if (actorUserId !== userId) await this.authorize(tx, team, actorUserId, touchesOwner(current.role, null) ? "team.manage_owners" : "team.manage_members");
+        await assertKeepsAnOwner(tx, teamId, current.role, null);
+        await tx.query("delete from team_memberships where team_id = $1 and user_id = $2", [teamId, userId]);
+        await outbox.publish(this.event("member.removed", team.organization_id, `teams/${teamId}`, { teamId, userId, previousRole: current.role, removedBy: actorUserId }));
+        return { removed: true };
+      }),
+    );
+  }
+
+  /**
+   * Update a member's role within a team.
+   * @throws {ForbiddenError} without permission, or when it would demote the last owner
+   */
+  async updateMemberRole(teamId: string, userId: string, newRole: Role, actorUserId: string): Promise<TeamMembership> {
+    if (!roles.includes(newRole)) throw new ValidationError("invalid role", [{ path: "role", message: `one of ${roles.join(", ")}` }]);
+    const team = await this.team(this.db, teamId);
+    const row = await this.permissionChange(team.organization_id, () =>
+      withTransaction(this.db, async (tx, outbox) => {
+        await lockTeam(tx, teamId);
+        const { rows } = await tx.query<MembershipRow>("select * from team_memberships where team_id = $1 and user_id = $2", [teamId, userId]);
+        const current = rows[0];
+        if (!current) throw new NotFoundError(`user ${userId} is not a member of team ${teamId}`);
+        await this.authorize(tx, team, actorUserId, touchesOwner(current.role, newRole) ? "team.manage_owners" : "team.manage_members");
+        await assertKeepsAnOwner(tx, teamId, current.role, newRole);
+        const updated = await tx.query<MembershipRow>("update team_memberships set role = $3 where team_id = $1 and user_id = $2 returning *", [teamId, userId, newRole]);
+        if (current.role !== newRole) {
+          await outbox.publish(this.event("member.role_changed", team.organization_id, `teams/${teamId}`, { teamId, userId, previousRole: current.role, role: newRole, changedBy: actorUserId }));
+        }
+        return updated.rows[0]!;
+      }),
+    );
+    return toMembership(row);
+  }
+
+  /**
+   * Create and send a team invitation: a 256-bit token (stored hashed), e-mailed to the invitee;
+   * rate-limited per organization.
+   * @param request - teamId, email, role, inviterUserId, message?
+   */
+  async createInvitation(request: InvitationRequest): Promise<TeamInvitation> {
+    const r = invitationRequestSchema.safeParse(request);
+    if (!r.success) throw new ValidationError("invalid invitation", zodIssuesOf(r.error));
+    const req = r.data;
+    const team = await this.team(this.db, req.teamId);
+    await this.authorize(this.db, team, req.inviterUserId, req.role === "owner" ? "team.manage_owners" : "team.invite");
+    const limit = await slidingWindow(this.redis, this.keys.key("teams", "invites", team.organization_id), this.config.invitationRateLimit, 86_400_000);
+    if (!limit.allowed) throw new RateLimitedError(`at most ${this.config.invitationRateLimit} invitations per organization per 24 h`, limit.retryAfterSeconds);
+    const token = newInvitationToken();
+    const days = req.expiresInDays ?? this.config.invitationTtlDays;
+    const row = await withTransaction(this.db, async (tx, outbox) => {
+      const { rows } = await tx.query<InvitationRow>(
+        `insert into team_invitations (id, team_id, organization_id, email, role, token_hash, invited_by, message, expires_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(days => $9)) returning *`,
+        [`inv_${crypto.randomUUID().replace(/-/g, "")}`, team.id, team.organization_id, req.email, req.role, await hashToken(token), req.inviterUserId, req.message ?? null, days],
+      );
+      const inv = rows[0]!;
+      await outbox.publish(this.event("invitation.sent", team.organization_id, `teams/${team.id}`, { invitationId: inv.id, teamId: team.id, email: req.email, role: req.role, invitedBy: req.inviterUserId, expiresAt: iso(inv.expires_at) }));
+      return inv;
+    });
+    const mail = invitationEmail(team.name, req.role, token, this.acceptUrl, req.message, new Date(row.expires_at));
+    await this.email.send({ to: req.email, ...mail, kind: "invitation", organizationId: team.organization_id });
+    return toInvitation(row, token);
+  }
+
+  /**
+   * Accept a team invitation: single use (the row is locked; a second accept finds it used); the
+   * accepting user's e-mail must match the invited address, and a mismatch does not consume it.
+   * @param invitationToken - invitation token
+   * @param userId - user accepting the invitation
+   * @param verifiedEmail - the user's verified e-mail (token claim or users service)
+   * @throws {ExpiredError} If invitation has expired
+   * @throws {InvalidTokenError} If token is invalid, revoked or already used
+   */
+  async acceptInvitation(invitationToken: string, userId: string, verifiedEmail?: string): Promise<TeamMembership> {
+    if (!looksLikeToken(invitationToken)) throw new InvalidTokenError("invalid invitation token");
+    let email = verifiedEmail ?? (this.viewer?.userId === userId ? this.viewer.email : undefined);
+    if (!email) {
+      const u = (await this.users.getUsers([userId]).catch(() => new Map())).get(userId);
+      if (u?.email && u.emailVerified !== false) email = u.email;
+    }
+    if (!email) throw new ForbiddenError("no verified e-mail for this user: the token must carry an email claim");
+    const hash = await hashToken(invitationToken);
+    const { rows: probe } = await this.db.query<{ organization_id: string }>("select organization_id from team_invitations where token_hash = $1", [hash]);
+    if (!probe[0]) throw new InvalidTokenError("invalid invitation token");
+    const row = await this.permissionChange(probe[0].organization_id, () =>
+      withTransaction(this.db, async (tx, outbox) => {
+        const { rows } = await tx.query<InvitationRow>("select * from team_invitations where token_hash = $1 for update", [hash]);
+        const inv = rows[0];
+        if (!inv) throw new InvalidTokenError("invalid invitation token");
+        if (inv.status === "revoked") throw new InvalidTokenError("this invitation was revoked");
+        if (inv.status === "accepted") throw new InvalidTokenError("this invitation was already used");
+        if (inv.status === "expired" || new Date(inv.expires_at).getTime() <= Date.now()) throw new ExpiredError("this invitation has expired");
+        if (inv.email !== email!.toLowerCase()) throw new ForbiddenError("this invitation was sent to another e-mail address");
+        await lockTeam(tx, inv.team_id);
+        await assertCollaboratorRoom(tx, inv.organization_id, userId);
+        await grantKeepingHigher(tx, inv.team_id, userId, inv.role, inv.invited_by);
+        await tx.query("update team_invitations set status = 'accepted', accepted_by = $2, accepted_at = now() where id = $1", [inv.id, userId]);
+        const m = await tx.query<MembershipRow>("select * from team_memberships where team_id = $1 and user_id = $2", [inv.team_id, userId]);
+        await outbox.publishMany([
+          this.event("invitation.accepted", inv.organization_id, `teams/${inv.team_id}`, { invitationId: inv.id, teamId: inv.team_id, userId }),
+          this.event("member.added", inv.organization_id, `teams/${inv.team_id}`, { teamId: inv.team_id, userId, role: m.rows[0]!.role, addedBy: inv.invited_by, invitationId: inv.id }),
+        ]);
+        return m.rows[0]!;
+      }),
+    );
+    return toMembership(row);
+  }
+
+  /** Revokes a pending invitation. */
+  async revokeInvitation(teamId: string, invitationId: string, actorUserId: string): Promise<{ revoked: boolean }> {
+    const team = await this.team(this.db, teamId);
+    return withTransaction(this.db, async (tx, outbox) => {
+      await this.authorize(tx, team, actorUserId, "team.invite");
+      const { rowCount } = await tx.query("update team_invitations set status = 'revoked' where id = $1 and team_id = $2 and status = 'pending'", [invitationId, teamId]);
+      if (rowCount === 0) throw new NotFoundError(`no pending invitation ${invitationId}`);
+      await outbox.publish(this.event("invitation.revoked", team.organization_id, `teams/${teamId}`, { invitationId, teamId, revokedBy: actorUserId }));
+      return { revoked: true };
+    });
+  }
+
+  /** Re-sends a pending invitation with a new token and a fresh expiry (the old token stops working). */
+  async resendInvitation(teamId: string, invitationId: string, actorUserId: string): Promise<TeamInvitation> {
+    const team = await this.team(this.db, teamId);
+    await this.authorize(this.db, team, actorUserId, "team.invite");
+    const token = newInvitationToken();
+    const { rows } = await this.db.query<InvitationRow>(
+      `update team_invitations set token_hash = $3, expires_at = now() + make_interval(days => $4), status = 'pending'
+       where id = $1 and team_id = $2 and status in ('pending', 'expired') returning *`,
+      [invitationId, teamId, await hashToken(token), this.config.invitationTtlDays],
+    );
+    const inv = rows[0];
+    if (!inv) throw new NotFoundError(`no pending invitation ${invitationId}`);
+    const mail = invitationEmail(team.name, inv.role, token, this.acceptUrl, inv.message ?? undefined, new Date(inv.expires_at));
+    await this.email.send({ to: inv.email, ...mail, kind: "invitation", organizationId: team.organization_id });
+    return toInvitation(inv, token);
+  }
+
+  /** Invitations of a team (default: pending). */
+  async listInvitations(teamId: string, actorUserId: string, status: TeamInvitation["status"] = "pending"): Promise<TeamInvitation[]> {
+    const team = await this.team(this.db, teamId);
+    await this.authorize(this.db, team, actorUserId, "team.invite");
+    const { rows } = await this.db.query<InvitationRow>(
+      status === "pending" || status === "expired"
+        ? "select * from team_invitations where team_id = $1 and status = 'pending' and (expires_at > now()) = ($2 = 'pending') order by created_at desc"
+        : "select * from team_invitations where team_id = $1 and status = $2 order by created_at desc",
+      [teamId, status],
+    );
+    return rows.map((r) => toInvitation(r));
+  }
+
+  /** Cron: marks pending invitations past their expiry `expired` and emits `invitation.expired`. */
+  async expireInvitations(limit = 500): Promise<number> {
+    return withTransaction(this.db, async (tx, outbox) => {
+      const { rows } = await tx.query<InvitationRow>(
+        `update team_invitations set status = 'expired' where id in (
+           select id from team_invitations where status = 'pending' and expires_at <= now() order by expires_at limit $1 for update skip locked)
+         returning *`,
+        [limit],
+      );
+      await outbox.publishMany(rows.map((r) => this.event("invitation.expired", r.organization_id, `teams/${r.team_id}`, { invitationId: r.id, teamId: r.team_id, email: r.email })));
+      return rows.length;
+    });
+  }
+
+  /**
+   * Get all teams a user belongs to; with `includeInherited`, also the teams below them (where
+   * their role applies too).
+   * @param userId - user identifier
+   * @param options - organizationId, includeInherited, limit, cursor
+   */
+  async getUserTeams(userId: string, options: { organizationId?: string; includeInherited?: boolean; limit?: number; cursor?: string } = {}): Promise<{ memberships: TeamMembership[]; nextCursor: string | null }> {
+    const limit = Math.min(Math.max(options.limit ?? 50, 1), 200);
+    const after = parseCursor(options.cursor);
+    const { rows } = await this.db.query<MembershipRow & { inherited: boolean; sort_text: string }>(
+      `with recursive direct as (
+         select m.* from team_memberships m join teams t on t.id = m.team_id
+         where m.user_id = $1 and ($2::text is null or t.organization_id = $2)
+       ), below as (
+         select d.team_id as root, t.id as team_id, d.role, d.joined_at, d.added_by, 1 as depth, array[d.team_id, t.id] as path
+         from direct d join teams t on t.parent_team_id = d.team_id where $3
+         union all
+         select b.root, t.id, b.role, b.joined_at, b.added_by, b.depth + 1, b.path || t.id from below b join teams t on t.parent_team_id = b.team_id
+         where not t.id = any(b.path) and b.depth < $4
+       ), best_below as (
+         select distinct on (team_id) team_id, $1::text as user_id, role, joined_at, added_by from below
+         where team_id not in (select team_id from direct)
+         order by team_id, case role when 'owner' then 3 when 'admin' then 2 else 1 end desc
+       ), everything as (
+         select team_id, user_id, role, joined_at, added_by, false as inherited from direct
+         union all
+         select team_id, user_id, role, joined_at, added_by, true from best_below
+       )
+       select e.*, t.created_at::text || '|' || t.id as sort_text from everything e join teams t on t.id = e.team_id
+       where ($5::text is null or (t.created_at, t.id) > ($5::timestamptz, $6))
+       order by t.created_at, t.id limit $7`,
+      [userId, options.organizationId ?? null, options.includeInherited === true, this.config.maxDepth, after?.createdAt ?? null, after?.id ?? "", limit + 1],
+    );
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return {
+      memberships: page.map((r) => ({ ...toMembership(r), ...(r.inherited ? { inherited: true } : {}) })),
+      nextCursor: rows.length > limit && last ? btoa(last.sort_text) : null,
+    };
+  }
+
+  /**
+   * Get organizational hierarchy starting from a team: ancestors to the root (nearest first) and
+   * the descendant tree with depths. Secret teams the viewer may not see are left out.
+   * @param teamId - starting team identifier
+   * @param direction - 'ancestors' | 'descendants' | 'both'
+   */
+  async getHierarchy(teamId: string, direction: "ancestors" | "descendants" | "both" = "both"): Promise<TeamHierarchy> {
+    const path = await ancestorRows(this.db, teamId, this.config.maxDepth);
+    const self = path[0];
+    if (!self || !(await this.visible(self))) throw new NotFoundError(`team ${teamId} not found`);
+    const ancestors = direction === "descendants" ? [] : path.slice(1).map(toTeam);
+    let descendants: TeamHierarchyNode[] = [];
+    if (direction !== "ancestors") {
+      const rows = await descendantRows(this.db, teamId, this.config.maxDepth);
+      const hidden = new Set<string>();
+      const nodes = new Map<string, TeamHierarchyNode>();
+      for (const r of rows) {
+        // A secret team hides its whole subtree from those who cannot see it.
+        if (hidden.has(r.parent_team_id ?? "") || (r.visibility === "secret" && !(await this.visible(r)))) {
+          hidden.add(r.id);
+          continue;
+        }
+        const node: TeamHierarchyNode = { team: toTeam(r), children: [], depth: r.depth };
+        nodes.set(r.id, node);
+        if (r.parent_team_id === teamId) descendants.push(node);
+        else nodes.get(r.parent_team_id ?? "")?.children.push(node);
+      }
+    }
+    return { team: toTeam(self), ancestors, descendants };
+  }
+
+  /**
+   * Move a team to a new parent in the hierarchy. Serialised per organization, so two concurrent
+   * moves (A under B, B under A) can never both succeed.
+   * @param teamId - team to move
+   * @param newParentId - new parent team ID (null for root)
+   * @param actorUserId - user performing the action
+   * @throws {CycleError} If move would create a cycle
+   */
+  async moveTeam(teamId: string, newParentId: string | null, actorUserId: string): Promise<Team> {
+    const team = await this.team(this.db, teamId);
+    const row = await this.permissionChange(team.organization_id, () =>
+      withTransaction(this.db, async (tx, outbox) => {
+        await this.lockOrg(tx, team.organization_id);
+        const current = await this.team(tx, teamId);
+        await this.authorize(tx, current, actorUserId, "team.move");
+        if (newParentId) {
+          const parent = await this.team(tx, newParentId);
+          if (parent.organization_id !== current.organization_id) throw new NotFoundError(`team ${newParentId} not found`);
+          if (await isInSubtree(tx, teamId, newParentId, this.config.maxDepth)) throw new CycleError(`moving ${teamId} under ${newParentId} would create a cycle`);
+          await this.authorize(tx, parent, actorUserId, "team.create_subteam");
+          const depth = (await depthOf(tx, newParentId, this.config.maxDepth)) + 1 + (await subtreeHeight(tx, teamId, this.config.maxDepth));
+          if (depth > this.config.maxDepth) throw new ValidationError("hierarchy too deep", [{ path: "newParentId", message: `the move would nest ${depth} levels; at most ${this.config.maxDepth}` }]);
+        }
+        const { rows } = await tx.query<TeamRow>("update teams set parent_team_id = $2, updated_at = now() where id = $1 returning *", [teamId, newParentId]);
+        await outbox.publish(this.event("team.moved", current.organization_id, `teams/${teamId}`, { teamId, fromParentId: current.parent_team_id, toParentId: newParentId, movedBy: actorUserId }));
+        return rows[0]!;
+      }),
+    );
+    return toTeam(row);
+  }
+
+  /**
+   * Check if a user has a specific permission within a team context (with inheritance).
+   * @returns allowed, and the reason: which membership granted it or why it is denied
+   */
+  async checkPermission(teamId: string, userId: string, permission: string): Promise<PermissionDecision> {
+    if (!isPermission(permission)) throw new ValidationError("unknown permission", [{ path: "permission", message: "see GET /openapi.json for the permission list" }]);
+    if (this.isOrgAdmin(userId)) return { allowed: true, reason: "organization admin" };
+    const team = await this.teamOrg(teamId);
+    return decide(permission, await this.grants(team, teamId, userId), false);
+  }
+
+  /** The organization of a team (cached in Redis: teams never change organization). */
+  private async teamOrg(teamId: string): Promise<string> {
+    const key = this.keys.key("teams", "org-of", teamId);
+    const hit = await this.redis.get<string>(key).catch(() => null);
+    if (hit) return hit;
+    const { rows } = await this.db.query<{ organization_id: string }>("select organization_id from teams where id = $1", [teamId]);
+    if (!rows[0]) throw new NotFoundError(`team ${teamId} not found`);
+    await this.redis.set(key, rows[0].organization_id, { ex: 86_400 }).catch(() => undefined);
+    return rows[0].organization_id;
+  }
+
+  /**
+   * Get effective permissions for a user in a team (including inherited), with their sources.
+   * @param teamId - team identifier
+   * @param userId - user identifier
+   */
+  async getEffectivePermissions(teamId: string, userId: string): Promise<EffectivePermissions> {
+    const org = await this.teamOrg(teamId);
+    const admin = this.isOrgAdmin(userId);
+    const grants = admin ? [] : await this.grants(org, teamId, userId);
+    const { permissions, sources } = effectivePermissions(grants, admin);
+    return { teamId, userId, role: effectiveGrant(grants)?.role ?? null, permissions, sources };
+  }
+}
