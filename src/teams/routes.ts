@@ -179,7 +179,9 @@ export const teamRoutes = createRouter()
   .openapi(r.hierarchy, async (c) => {
     const { organizationId, teamId } = c.req.valid("param");
     await ownTeam(c, organizationId, teamId);
-    return c.json(await svc(c).getHierarchy(teamId, c.req.valid("query").direction), 200);
+    // The document describes the recursive tree one level deep; the value is the full tree.
+    const tree = (await svc(c).getHierarchy(teamId, c.req.valid("query").direction)) as unknown as z.infer<typeof hierarchySchema>;
+    return c.json(tree, 200);
   })
   .openapi(r.move, async (c) => {
     const { organizationId, teamId } = c.req.valid("param");

@@ -49,9 +49,9 @@ export const membershipSchema = z
 /** A membership. */
 export type TeamMembership = z.infer<typeof membershipSchema>;
 
-/** Seed `Team`. */
-export const teamSchema: z.ZodType<Team> = z.lazy(() =>
-  z.object({
+/** A team without its optional loaded relations. */
+export const teamSummarySchema = z
+  .object({
     id: z.string(),
     organizationId: z.string(),
     name: z.string(),
@@ -62,10 +62,11 @@ export const teamSchema: z.ZodType<Team> = z.lazy(() =>
     createdAt: z.string(),
     updatedAt: z.string(),
     createdBy: z.string(),
-    members: z.array(membershipSchema).optional(),
-    subteams: z.array(teamSchema).optional(),
-  }),
-);
+  })
+  .openapi("TeamSummary");
+
+/** Seed `Team` (members and subteams when asked for). */
+export const teamSchema = teamSummarySchema.extend({ members: z.array(membershipSchema).optional(), subteams: z.array(teamSummarySchema).optional() }).openapi("Team");
 /** A team. */
 export interface Team {
   id: string;
@@ -79,7 +80,7 @@ export interface Team {
   updatedAt: string;
   createdBy: string;
   members?: TeamMembership[];
-  subteams?: Team[];
+  subteams?: Omit<Team, "members" | "subteams">[];
 }
 
 /** Seed `TeamInvitation` (the token only in the creation response). */
@@ -124,12 +125,19 @@ export interface TeamHierarchyNode {
   children: TeamHierarchyNode[];
   depth: number;
 }
-const nodeSchema: z.ZodType<TeamHierarchyNode> = z.lazy(() => z.object({ team: teamSchema, children: z.array(nodeSchema), depth: z.number().int() }));
+// Documented one level deep: OpenAPI generators cannot expand a recursive schema.
+const nodeSchema = z
+  .object({ team: teamSummarySchema, depth: z.number().int(), children: z.array(z.unknown()).openapi({ description: "TeamHierarchyNode[] (the same shape, one level deeper)" }) })
+  .openapi("TeamHierarchyNode");
 
 /** Seed `TeamHierarchy`. */
-export const hierarchySchema = z.object({ team: teamSchema, ancestors: z.array(teamSchema), descendants: z.array(nodeSchema) }).openapi("TeamHierarchy");
+export const hierarchySchema = z.object({ team: teamSummarySchema, ancestors: z.array(teamSummarySchema), descendants: z.array(nodeSchema) }).openapi("TeamHierarchy");
 /** A team with its ancestors and descendant tree. */
-export type TeamHierarchy = z.infer<typeof hierarchySchema>;
+export interface TeamHierarchy {
+  team: Team;
+  ancestors: Team[];
+  descendants: TeamHierarchyNode[];
+}
 
 /** Seed `EffectivePermissions`. */
 export const effectivePermissionsSchema = z
