@@ -5,7 +5,10 @@ import { getConfig } from "../src/platform/config.ts";
 import { createLogger } from "../src/platform/logger.ts";
 import { createPlatform } from "../src/platform/platform.ts";
 import type { Platform } from "../src/platform/platform.ts";
+import { createDb } from "../src/platform/db.ts";
+import type { Db } from "../src/platform/db.ts";
 import { attemptDelivery } from "../src/webhooks/attempt.ts";
+import type { Endpoint } from "../src/webhooks/attempt.ts";
 import type { CircuitRecord, CircuitState } from "../src/webhooks/circuit.ts";
 import { circuitView, closedCircuit, resetCircuit } from "../src/webhooks/circuit.ts";
 import type { Job, JobStore } from "../src/webhooks/queue.ts";
@@ -22,6 +25,11 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   private readonly sql: SqlStorage;
   // Runs are serialised: an alarm and a manual attempt must never take the same job twice.
   private running: Promise<unknown> = Promise.resolve();
+  // A Durable Object may keep connections across its events: one small pool, reused by every run,
+  // instead of a new Postgres session per alarm (idle connections close after a few seconds).
+  private pool: Db | undefined;
+  // The endpoint's settings, re-read at most every 30 s (and at once after `invalidate`).
+  private endpointCache: { at: number; value: Endpoint | null | "inactive" } | undefined;
 
   constructor(ctx: DurableObjectState, env: CloudflareBindings) {
     super(ctx, env);
@@ -117,8 +125,14 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     return { reset: transition !== null };
   }
 
+  /** Forgets the cached endpoint settings (after an update, a rotation, a re-activation). */
+  async invalidate(): Promise<void> {
+    this.endpointCache = undefined;
+  }
+
   /** Drops every held delivery (webhook deleted); returns how many. */
   async cancelAll(): Promise<number> {
+    this.endpointCache = undefined;
     const n = this.jobs.clear();
     await this.rearm(null);
     return n;
@@ -160,25 +174,28 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     if (!webhookId) return { processed: 0, succeeded: 0, failed: 0, nextWakeAt: null, records: [] };
     return this.withPlatform(async (p) => {
       const w = p.config.webhooks;
+      const db = (this.pool ??= createDb(p.config, { onError: (err) => p.logger.warn("postgres socket error", { err }), idleTimeoutMillis: 5_000 }));
       const result = await runDue(
         {
           jobs: this.jobs,
           circuit: { get: () => this.circuit(), set: (c) => this.put("circuit", JSON.stringify(c)) },
           loadEndpoint: async () => {
-            const row = await findWebhook(p.db, webhookId);
-            if (!row) return null;
-            if (!row.active) return "inactive";
-            const previousLive = row.previous_secret && row.previous_secret_expires_at && new Date(row.previous_secret_expires_at).getTime() > Date.now();
-            return { id: row.id, url: row.url, headers: row.headers, secrets: previousLive ? [row.secret, row.previous_secret!] : [row.secret] };
+            if (this.endpointCache && Date.now() - this.endpointCache.at < 30_000) return this.endpointCache.value;
+            const row = await findWebhook(db, webhookId);
+            const previousLive = row?.previous_secret && row.previous_secret_expires_at && new Date(row.previous_secret_expires_at).getTime() > Date.now();
+            const value: Endpoint | null | "inactive" = !row ? null : !row.active ? "inactive" : { id: row.id, url: row.url, headers: row.headers, secrets: previousLive ? [row.secret, row.previous_secret!] : [row.secret] };
+            this.endpointCache = { at: Date.now(), value };
+            return value;
           },
           attempt: (job, endpoint) => attemptDelivery(job, endpoint, { timeoutMs: w.timeoutMs, policy: { allowLocalHttp: w.allowLocalHttp } }),
-          record: (records) => recordAttempts(p.db, webhookId, records),
+          record: (records) => recordAttempts(db, webhookId, records),
           onTransition: async (t, c) => {
             const type = t.to === "open" ? "webhook.circuit_opened" : t.to === "half_open" ? "webhook.circuit_half_opened" : "webhook.circuit_closed";
             p.logger.warn("circuit transition", { webhookId, from: t.from, to: t.to, reason: t.reason });
             await this.emit(p, type, { from: t.from, to: t.to, reason: t.reason, failureCount: c.failureCount, halfOpenAt: c.halfOpenAt ? new Date(c.halfOpenAt).toISOString() : null });
           },
           onGone: async () => {
+            this.endpointCache = undefined;
             await p.db.query("update webhooks set active = false, disabled_reason = $2, updated_at = now() where id = $1", [webhookId, "endpoint answered 410 Gone"]);
             await this.emit(p, "webhook.disabled", { reason: "endpoint answered 410 Gone" });
           },

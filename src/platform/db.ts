@@ -47,11 +47,15 @@ const wrap = (client: Pick<PoolClient, "query">): Queryable => ({
   },
 });
 
-/** Whether an error means the database could not be reached (as opposed to a SQL error). */
-function isConnectionError(err: unknown): boolean {
+/**
+ * Whether an error means the database could not be reached or cannot take us now (as opposed to
+ * an error in our SQL): transport failures carry no SQLSTATE; class 08 (connection), 53 (too many
+ * connections, out of resources) and 57P0x (shutting down) are the server saying "not now".
+ */
+export function isConnectionError(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
-  // SQL errors carry a 5-character SQLSTATE; anything else from the driver is transport-level.
-  return !(typeof code === "string" && /^[0-9A-Z]{5}$/.test(code));
+  if (!(typeof code === "string" && /^[0-9A-Z]{5}$/.test(code))) return true;
+  return code.startsWith("08") || code.startsWith("53") || /^57P0/.test(code);
 }
 
 /** Hooks of {@link createDb}. */
@@ -60,6 +64,8 @@ export interface DbHooks {
   onError?: (err: unknown) => void;
   /** Runs after every committed transaction with its connection (the event bus kicks its relay here). */
   onCommit?: (tx: Queryable) => void;
+  /** Close idle connections after this long (default: the driver's 10 s). */
+  idleTimeoutMillis?: number;
 }
 
 /**
@@ -70,7 +76,7 @@ export interface DbHooks {
 export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">, hooks: DbHooks = {}): Db {
   const { onError, onCommit } = hooks;
   if (config.databaseWsProxy) configureNeonForProxy(config.databaseWsProxy);
-  const pool = new Pool({ connectionString: config.databaseUrl, max: 4 });
+  const pool = new Pool({ connectionString: config.databaseUrl, max: 4, ...(hooks.idleTimeoutMillis ? { idleTimeoutMillis: hooks.idleTimeoutMillis } : {}) });
   let ended = false;
   // An idle client losing its socket emits 'error' on the pool; unhandled, it would crash the isolate.
   // Closing the pool makes its sockets report a lost connection too: expected, so not reported.
@@ -82,7 +88,7 @@ export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">
     try {
       return await run();
     } catch (err) {
-      if (isConnectionError(err)) throw new ServiceUnavailableError("database unavailable", { cause: err });
+      if (isConnectionError(err)) throw new ServiceUnavailableError("database unavailable", { cause: err, retryAfterSeconds: 1 });
       throw err;
     }
   };

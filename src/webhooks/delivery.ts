@@ -31,6 +31,7 @@ export interface EndpointClient {
   circuitState(webhookId: string): Promise<CircuitState>;
   resetCircuit(): Promise<{ reset: boolean }>;
   cancelAll(): Promise<number>;
+  invalidate(): Promise<void>;
 }
 
 /** Constructor options (the seed's, plus what the edge architecture adds). */
@@ -214,8 +215,10 @@ export class WebhookDeliverySystem {
     if (sets.length > 0) {
       await this.db.query(`update webhooks set ${sets.join(", ")}, updated_at = now() where id = $1 and deleted_at is null`, params);
     }
+    const endpoint = this.endpoints(webhookId);
+    await endpoint.invalidate();
     // Re-enabled: the endpoint object holds its deliveries; wake it so they flow again.
-    if (u.active && !before.active) await this.endpoints(webhookId).enqueue(webhookId, before.organization_id, []);
+    if (u.active && !before.active) await endpoint.enqueue(webhookId, before.organization_id, []);
     return toWebhook((await this.mustFind(webhookId))!, !!u.rotateSecret);
   }
 
