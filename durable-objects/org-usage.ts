@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { createLogger } from "../src/platform/logger.ts";
-import { createPlatform } from "../src/platform/platform.ts";
+import { withPlatform } from "../src/platform/platform.ts";
 import type { Platform } from "../src/platform/platform.ts";
 import { fireAlerts } from "../src/usage/alerts.ts";
 import type { AlertCrossing } from "../src/usage/alerts.ts";
@@ -73,13 +73,8 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     this.sql.exec("insert into kv (key, value) values (?, ?) on conflict (key) do update set value = excluded.value", key, value);
   }
 
-  private async withPlatform<T>(fn: (p: Platform) => Promise<T>): Promise<T> {
-    const p = createPlatform(this.env, this.ctx, createLogger({ component: "org-usage", org: this.kv("org") }));
-    try {
-      return await fn(p);
-    } finally {
-      p.close();
-    }
+  private withPlatform<T>(fn: (p: Platform) => Promise<T>): Promise<T> {
+    return withPlatform(this.env, this.ctx, createLogger({ component: "org-usage", org: this.kv("org") }), fn);
   }
 
   /** The plan and billing anchor, cached for a minute (plans are editable in Postgres). */

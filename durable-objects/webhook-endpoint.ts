@@ -3,7 +3,7 @@ import { createEvent } from "../src/events/cloudevent.ts";
 import type { EventType } from "../src/events/catalog.ts";
 import { getConfig } from "../src/platform/config.ts";
 import { createLogger } from "../src/platform/logger.ts";
-import { createPlatform } from "../src/platform/platform.ts";
+import { withPlatform } from "../src/platform/platform.ts";
 import type { Platform } from "../src/platform/platform.ts";
 import { createDb } from "../src/platform/db.ts";
 import type { Db } from "../src/platform/db.ts";
@@ -153,13 +153,8 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     }
   }
 
-  private async withPlatform<T>(fn: (p: Platform) => Promise<T>): Promise<T> {
-    const platform = createPlatform(this.env, this.ctx, createLogger({ component: "webhook-endpoint", webhookId: this.get("webhookId") }));
-    try {
-      return await fn(platform);
-    } finally {
-      platform.close();
-    }
+  private withPlatform<T>(fn: (p: Platform) => Promise<T>): Promise<T> {
+    return withPlatform(this.env, this.ctx, createLogger({ component: "webhook-endpoint", webhookId: this.get("webhookId") }), fn);
   }
 
   private emit(p: Platform, type: EventType, data: Record<string, unknown>) {

@@ -125,3 +125,13 @@ export function createPlatform(env: object, ctx: WaitUntil, logger: Logger): Pla
     },
   };
 }
+
+/** Runs `fn` with a platform for one invocation and closes it afterwards (Durable Object methods, jobs). */
+export async function withPlatform<T>(env: object, ctx: WaitUntil, logger: Logger, fn: (p: Platform) => Promise<T>): Promise<T> {
+  const platform = createPlatform(env, ctx, logger);
+  try {
+    return await fn(platform);
+  } finally {
+    platform.close();
+  }
+}
