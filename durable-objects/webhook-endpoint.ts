@@ -5,8 +5,6 @@ import { getConfig } from "../src/platform/config.ts";
 import { createLogger } from "../src/platform/logger.ts";
 import { withPlatform } from "../src/platform/platform.ts";
 import type { Platform } from "../src/platform/platform.ts";
-import { createDb } from "../src/platform/db.ts";
-import type { Db } from "../src/platform/db.ts";
 import { attemptDelivery } from "../src/webhooks/attempt.ts";
 import type { Endpoint } from "../src/webhooks/attempt.ts";
 import type { CircuitRecord, CircuitState } from "../src/webhooks/circuit.ts";
@@ -25,9 +23,6 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   private readonly sql: SqlStorage;
   // Runs are serialised: an alarm and a manual attempt must never take the same job twice.
   private running: Promise<unknown> = Promise.resolve();
-  // A Durable Object may keep connections across its events: one small pool, reused by every run,
-  // instead of a new Postgres session per alarm (idle connections close after a few seconds).
-  private pool: Db | undefined;
   // The endpoint's settings, re-read at most every 30 s (and at once after `invalidate`).
   private endpointCache: { at: number; value: Endpoint | null | "inactive" } | undefined;
 
@@ -169,7 +164,9 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     if (!webhookId) return { processed: 0, succeeded: 0, failed: 0, nextWakeAt: null, records: [] };
     return this.withPlatform(async (p) => {
       const w = p.config.webhooks;
-      const db = (this.pool ??= createDb(p.config, { onError: (err) => p.logger.warn("postgres socket error", { err }), idleTimeoutMillis: 5_000 }));
+      // A pool per run: keeping one across runs (tried) held sessions idle that other endpoints
+      // needed, and was slower under the local session cap.
+      const db = p.db;
       const result = await runDue(
         {
           jobs: this.jobs,

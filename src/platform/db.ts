@@ -66,6 +66,8 @@ export interface DbHooks {
   onCommit?: (tx: Queryable) => void;
   /** Close idle connections after this long (default: the driver's 10 s). */
   idleTimeoutMillis?: number;
+  /** Most connections of the pool (default 4). */
+  max?: number;
 }
 
 /**
@@ -76,12 +78,13 @@ export interface DbHooks {
 export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">, hooks: DbHooks = {}): Db {
   const { onError, onCommit } = hooks;
   if (config.databaseWsProxy) configureNeonForProxy(config.databaseWsProxy);
-  const pool = new Pool({ connectionString: config.databaseUrl, max: 4, ...(hooks.idleTimeoutMillis ? { idleTimeoutMillis: hooks.idleTimeoutMillis } : {}) });
+  const pool = new Pool({ connectionString: config.databaseUrl, max: hooks.max ?? 4, ...(hooks.idleTimeoutMillis ? { idleTimeoutMillis: hooks.idleTimeoutMillis } : {}) });
   let ended = false;
   // An idle client losing its socket emits 'error' on the pool; unhandled, it would crash the isolate.
   // Closing the pool makes its sockets report a lost connection too: expected, so not reported.
-  pool.on("error", (err: Error) => {
-    if (!ended) onError?.(err);
+  pool.on("error", (err: unknown) => {
+    // The driver also emits events for clients it is closing itself (idle timeout): not failures.
+    if (!ended && err instanceof Error) onError?.(err);
   });
 
   const guard = async <T>(run: () => Promise<T>): Promise<T> => {

@@ -18,8 +18,21 @@ export interface Logger {
   child(fields: LogFields): Logger;
 }
 
-const serialise = (v: unknown): unknown =>
-  v instanceof Error ? { name: v.name, message: v.message, stack: v.stack, cause: serialise(v.cause) } : v;
+// Errors keep name, message, stack and cause; other objects are capped, so a driver object passed
+// by mistake cannot flood the logs.
+const serialise = (v: unknown, depth = 0): unknown => {
+  if (v instanceof Error) return { name: v.name, message: v.message, stack: v.stack, ...(v.cause !== undefined && depth < 3 ? { cause: serialise(v.cause, depth + 1) } : {}) };
+  if (v && typeof v === "object") {
+    let text: string;
+    try {
+      text = JSON.stringify(v);
+    } catch {
+      return String(v);
+    }
+    return text.length > 2_000 ? `${text.slice(0, 2_000)}…` : v;
+  }
+  return v;
+};
 
 /** A logger writing JSON lines to the console. */
 export function createLogger(base: LogFields = {}): Logger {
