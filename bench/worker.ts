@@ -12,6 +12,9 @@ import { createPlatform } from "../src/platform/platform.ts";
 import { envelope, newDeliveryId } from "../src/webhooks/delivery.ts";
 import { createWebhookService } from "../src/webhooks/service.ts";
 import { signAll } from "../src/webhooks/signing.ts";
+import { PermissionCache } from "../src/teams/cache.ts";
+import { grantsOnPath } from "../src/teams/hierarchy.ts";
+import { createTeamService } from "../src/teams/service.ts";
 import { postLoop, round, runBounded, summarize } from "./lib.ts";
 
 /**
@@ -197,8 +200,181 @@ async function benchRoute(route: string, body: Record<string, unknown>, env: Clo
       const ms = performance.now() - t0;
       return json({ delivered, deadLettered, ms: round(ms), perSecond: round((delivered * 1000) / ms, 0) });
     }
+    case "teams-check":
+      return teamsCheck(body, env, ctx);
+    case "teams-parts": {
+      // The I/O a checkPermission is made of, each in its own sequential loop of n (mean = loop / n):
+      // the team→organization GET, the cache EVAL (version + entry), grantsOnPath, the cache SET.
+      const teamId = String(body.teamId ?? "");
+      const userId = String(body.userId ?? "");
+      const org = String(body.organizationId ?? "");
+      if (!teamId || !userId || !org) return json({ error: "teamId, userId, organizationId required" }, 400);
+      const n = int(body.n, 300, 10_000);
+      const platform = createPlatform(env, ctx, createLogger({ bench: "teams-parts" }));
+      try {
+        const { redis, keys, db } = platform;
+        const cache = new PermissionCache(redis, keys);
+        const maxDepth = platform.config.teams.maxDepth;
+        await grantsOnPath(db, teamId, userId, maxDepth); // pool connect
+        const loop = async (fn: () => Promise<unknown>) => {
+          const r = await runBounded({ count: n, timeLimitMs: TIME_LIMIT_MS / 6 }, fn);
+          const s = summarize(r.latencies);
+          return { ok: r.ok, failed: r.failed, p50: s.p50, p99: s.p99, mean: round(r.ms / Math.max(1, r.ok)), errors: r.errors };
+        };
+        const orgKey = keys.key("teams", "org-of", teamId);
+        const grants = await grantsOnPath(db, teamId, userId, maxDepth);
+        // A prototype of the fix the teams bench points at (not the service's code): one EVAL resolves
+        // team → organization → version → entry; on a miss grantsOnPath runs and the SET is left to
+        // waitUntil instead of being awaited. Timed like checkPermission (bump untimed before a miss).
+        const permPrefix = keys.key("perm", "");
+        const oneTrip = () =>
+          redis.eval(
+            "local org = redis.call('GET', KEYS[1]) if not org then return {false} end " +
+              "local v = redis.call('GET', ARGV[1] .. org .. ':version') or '0' " +
+              "return {org, v, redis.call('GET', ARGV[1] .. org .. ':v' .. v .. ARGV[2])}",
+            [orgKey],
+            [permPrefix, `:${teamId}:${userId}`],
+          ) as Promise<[string | null, string?, string?]>;
+        const proposed = async (miss: boolean) => {
+          const lat: number[] = [];
+          let hits = 0;
+          const start = performance.now();
+          for (let i = 0; i < n && performance.now() - start < TIME_LIMIT_MS / 6; i++) {
+            if (miss) await cache.bump(org);
+            const t0 = performance.now();
+            const [o, v, entry] = await oneTrip();
+            if (entry) hits++;
+            else {
+              const g = await grantsOnPath(db, teamId, userId, maxDepth);
+              ctx.waitUntil(cache.set(o ?? org, v ?? "0", teamId, userId, g).catch(() => undefined));
+            }
+            lat.push(performance.now() - t0);
+          }
+          const s = summarize(lat);
+          return { ok: lat.length, failed: 0, p50: s.p50, p99: s.p99, mean: s.mean, hits };
+        };
+        await cache.set(org, (await cache.get(org, teamId, userId)).version, teamId, userId, await grantsOnPath(db, teamId, userId, maxDepth));
+        const proposedCached = await proposed(false);
+        const proposedUncached = await proposed(true);
+        const version = (await cache.get(org, teamId, userId)).version;
+        return json({
+          proposedCached,
+          proposedUncached,
+          orgOfGet: await loop(() => redis.get(orgKey)),
+          cacheEval: await loop(() => cache.get(org, teamId, userId)),
+          grantsOnPath: await loop(() => grantsOnPath(db, teamId, userId, maxDepth)),
+          cacheSet: await loop(() => cache.set(org, version, teamId, userId, grants)),
+          bump: await loop(() => cache.bump(org)),
+          // Controls: a plain GET of the entry the EVAL reads, and trivial scripts (is it the script or the trip?).
+          entryGet: await loop(() => redis.get(keys.key("perm", org, `v${version}`, teamId, userId))),
+          evalReturn1: await loop(() => redis.eval("return 1", [], [])),
+          evalGet: await loop(() => redis.eval("return redis.call('GET', KEYS[1])", [orgKey], [])),
+          grants: grants.length,
+        });
+      } finally {
+        platform.close();
+      }
+    }
+    case "teams-hierarchy": {
+      // getHierarchy(teamId, direction) through the service (no viewer), `runs` times after one warm-up.
+      const teamId = String(body.teamId ?? "");
+      const direction = String(body.direction ?? "descendants") as "ancestors" | "descendants" | "both";
+      if (!teamId || !["ancestors", "descendants", "both"].includes(direction)) return json({ error: "teamId and direction required" }, 400);
+      const platform = createPlatform(env, ctx, createLogger({ bench: "teams-hierarchy" }));
+      try {
+        const svc = createTeamService(platform);
+        const count = (nodes: { children: unknown[] }[]): number => nodes.reduce((n, c) => n + 1 + count(c.children as { children: unknown[] }[]), 0);
+        let nodes = count((await svc.getHierarchy(teamId, direction)).descendants); // warm-up: pool connect, plans
+        const r = await runBounded({ count: int(body.runs, 5, 100), timeLimitMs: TIME_LIMIT_MS }, async () => {
+          nodes = count((await svc.getHierarchy(teamId, direction)).descendants);
+        });
+        const s = summarize(r.latencies);
+        return json({ ok: r.ok, failed: r.failed, p50: s.p50, p99: s.p99, mean: round(r.ms / Math.max(1, r.ok)), max: s.max, nodes, errors: r.errors });
+      } finally {
+        platform.close();
+      }
+    }
     default:
       return json({ error: `unknown bench route ${route}` }, 404);
+  }
+}
+
+/** A `/__bench/teams-check` pair; `group` labels it in the per-group summaries. */
+interface CheckPair {
+  teamId: string;
+  userId: string;
+  permission: string;
+  group?: string;
+}
+
+/**
+ * `checkPermission` latency from inside the Worker, sequential, one platform (one pool, one Redis
+ * client) for the whole loop. Modes:
+ * - `cached`: every pair is checked once (fills the cache), then `n` checks cycle through the pairs;
+ * - `bump`: before each of the `n` checks (untimed) the organization's cache version is bumped
+ *   (`PermissionCache.bump`), so every check misses the permission cache and runs `grantsOnPath`;
+ * - `cold`: each pair once, none checked before (permission cache and team→organization cache miss).
+ * `warmupPairs` (checked first, untimed) open the Postgres connection and warm the clients.
+ * Replies with the summary of all checks, per-group summaries, and each pair's last decision.
+ */
+async function teamsCheck(body: Record<string, unknown>, env: CloudflareBindings, ctx: ExecutionContext): Promise<Response> {
+  const pairs = (Array.isArray(body.pairs) ? body.pairs : []) as CheckPair[];
+  const warmupPairs = (Array.isArray(body.warmupPairs) ? body.warmupPairs : []) as CheckPair[];
+  const mode = String(body.mode ?? "cached");
+  const org = String(body.organizationId ?? "");
+  if (pairs.length === 0 || pairs.length > 10_000 || warmupPairs.length > 1_000) return json({ error: "pairs: 1..10000, warmupPairs: ..1000" }, 400);
+  if (!["cached", "bump", "cold"].includes(mode)) return json({ error: "mode: cached | bump | cold" }, 400);
+  if (mode === "bump" && !org) return json({ error: "bump needs organizationId" }, 400);
+  for (const p of [...pairs, ...warmupPairs]) {
+    if (typeof p?.teamId !== "string" || typeof p.userId !== "string" || typeof p.permission !== "string") return json({ error: "every pair needs teamId, userId, permission" }, 400);
+  }
+  const n = mode === "cold" ? pairs.length : int(body.n, 1000, MAX_N);
+  const platform = createPlatform(env, ctx, createLogger({ bench: "teams-check" }));
+  try {
+    const svc = createTeamService(platform);
+    const cache = new PermissionCache(platform.redis, platform.keys);
+    for (const p of warmupPairs) await svc.checkPermission(p.teamId, p.userId, p.permission);
+    if (mode === "cached") for (const p of pairs) await svc.checkPermission(p.teamId, p.userId, p.permission);
+    const latencies: number[] = [];
+    const byGroup = new Map<string, number[]>();
+    const allowed: (boolean | null)[] = pairs.map(() => null);
+    const reasons: string[] = pairs.map(() => "");
+    const errors: string[] = [];
+    let failed = 0;
+    let stoppedEarly = false;
+    const start = performance.now();
+    for (let i = 0; i < n; i++) {
+      if (performance.now() - start > TIME_LIMIT_MS) {
+        stoppedEarly = true;
+        break;
+      }
+      const k = i % pairs.length;
+      const p = pairs[k]!;
+      try {
+        if (mode === "bump") await cache.bump(org); // not timed
+        const t0 = performance.now();
+        const d = await svc.checkPermission(p.teamId, p.userId, p.permission);
+        const ms = performance.now() - t0;
+        latencies.push(ms);
+        const g = p.group ?? "all";
+        let list = byGroup.get(g);
+        if (!list) byGroup.set(g, (list = []));
+        list.push(ms);
+        allowed[k] = d.allowed;
+        reasons[k] = d.reason;
+      } catch (err) {
+        failed++;
+        if (errors.length < 5) errors.push(err instanceof Error ? err.message : String(err));
+      }
+    }
+    const totalMs = performance.now() - start;
+    const groups = Object.fromEntries([...byGroup].map(([g, l]) => [g, summarize(l)]));
+    // mean = sum of the timed checks / count (in `bump` mode the loop also holds the untimed bumps).
+    // Raw per-group latencies too (whole ms in workerd), so the harness can pool several requests.
+    const raw = Object.fromEntries([...byGroup].map(([g, l]) => [g, l.map((x) => round(x))]));
+    return json({ mode, ok: latencies.length, failed, stoppedEarly, loopMs: round(totalMs), ...summarize(latencies), groups, raw, allowed, reasons, errors });
+  } finally {
+    platform.close();
   }
 }
 

@@ -17,5 +17,6 @@ export function createTeamService(platform: Platform, principal?: Principal): Te
     config: platform.config.teams,
     viewer: principal ? { userId: principal.userId, orgAdmin: hasScope(principal, "admin"), email: principal.email } : undefined,
     acceptUrl: platform.config.teams.acceptUrl,
+    waitUntil: (p) => platform.waitUntil(p),
   });
 }

@@ -43,6 +43,8 @@ export interface TeamServiceOptions {
   viewer?: Viewer;
   /** Link in invitation e-mails; `?token=` is appended. */
   acceptUrl?: string;
+  /** Keeps background work (cache fills) alive after the response (ctx.waitUntil). */
+  waitUntil?: (p: Promise<unknown>) => void;
 }
 
 const iso = (d: Date | string) => new Date(d).toISOString();
@@ -91,6 +93,7 @@ export class TeamManagementService {
   private readonly viewer?: Viewer;
   private readonly cache: PermissionCache;
   private readonly acceptUrl?: string;
+  private readonly waitUntil: (p: Promise<unknown>) => void;
 
   /** @param options - db, redis, eventBus, emailClient (seed) plus users service, settings and the viewer */
   constructor(options: TeamServiceOptions) {
@@ -103,6 +106,7 @@ export class TeamManagementService {
     this.viewer = options.viewer;
     this.acceptUrl = options.acceptUrl;
     this.cache = new PermissionCache(options.redis, options.keys);
+    this.waitUntil = options.waitUntil ?? ((p) => void p.catch(() => undefined));
   }
 
   private event(type: EventType, org: string, subject: string, data: Record<string, unknown>) {
@@ -119,12 +123,14 @@ export class TeamManagementService {
     return rows[0];
   }
 
-  /** Grants on the path, from the cache when fresh. */
-  private async grants(org: string, teamId: string, userId: string): Promise<Grant[]> {
-    const cached = await this.cache.get(org, teamId, userId).catch(() => undefined);
-    if (cached?.grants) return cached.grants;
+  /** Grants on the path, from the cache when fresh (one Redis round trip on a hit). */
+  private async grants(teamId: string, userId: string): Promise<Grant[]> {
+    const hit = await this.cache.lookup(teamId, userId).catch(() => ({}) as { org?: string; version?: string; grants?: Grant[] });
+    if (hit.grants) return hit.grants;
     const grants = await grantsOnPath(this.db, teamId, userId, this.config.maxDepth);
-    if (cached) await this.cache.set(org, cached.version, teamId, userId, grants).catch(() => undefined);
+    // Stored under the version read before the query, so a concurrent change makes it unreachable.
+    if (hit.org && hit.version !== undefined) this.waitUntil(this.cache.set(hit.org, hit.version, teamId, userId, grants).catch(() => undefined));
+    else if (!hit.org) this.waitUntil(this.teamOrg(teamId).catch(() => undefined));
     return grants;
   }
 
@@ -204,7 +210,7 @@ export class TeamManagementService {
   private async visible(team: TeamRow): Promise<boolean> {
     if (team.visibility !== "secret" || !this.viewer) return true;
     if (this.viewer.orgAdmin) return true;
-    return (await this.grants(team.organization_id, team.id, this.viewer.userId)).length > 0;
+    return (await this.grants(team.id, this.viewer.userId)).length > 0;
   }
 
   /**
@@ -219,7 +225,7 @@ export class TeamManagementService {
     if (!row || !(await this.visible(row))) return null;
     const team = toTeam(row);
     if (options.includeMembers) {
-      const mayList = row.visibility === "public" || !this.viewer || this.viewer.orgAdmin || (await this.grants(row.organization_id, row.id, this.viewer.userId)).length > 0;
+      const mayList = row.visibility === "public" || !this.viewer || this.viewer.orgAdmin || (await this.grants(row.id, this.viewer.userId)).length > 0;
       if (mayList) {
         const m = await this.db.query<MembershipRow>("select * from team_memberships where team_id = $1", [teamId]);
         team.members = await withUsers(m.rows.sort(byRoleThenJoin), this.users);
@@ -638,19 +644,13 @@ export class TeamManagementService {
   async checkPermission(teamId: string, userId: string, permission: string): Promise<PermissionDecision> {
     if (!isPermission(permission)) throw new ValidationError("unknown permission", [{ path: "permission", message: "see GET /openapi.json for the permission list" }]);
     if (this.isOrgAdmin(userId)) return { allowed: true, reason: "organization admin" };
-    const team = await this.teamOrg(teamId);
-    return decide(permission, await this.grants(team, teamId, userId), false);
+    return decide(permission, await this.grants(teamId, userId), false);
   }
 
-  /** The organization of a team (cached in Redis: teams never change organization). */
-  private async teamOrg(teamId: string): Promise<string> {
-    const key = this.keys.key("teams", "org-of", teamId);
-    const hit = await this.redis.get<string>(key).catch(() => null);
-    if (hit) return hit;
+  /** Caches the organization of a team (teams never change organization). */
+  private async teamOrg(teamId: string): Promise<void> {
     const { rows } = await this.db.query<{ organization_id: string }>("select organization_id from teams where id = $1", [teamId]);
-    if (!rows[0]) throw new NotFoundError(`team ${teamId} not found`);
-    await this.redis.set(key, rows[0].organization_id, { ex: 86_400 }).catch(() => undefined);
-    return rows[0].organization_id;
+    if (rows[0]) await this.cache.setOrg(teamId, rows[0].organization_id);
   }
 
   /**
@@ -659,9 +659,8 @@ export class TeamManagementService {
    * @param userId - user identifier
    */
   async getEffectivePermissions(teamId: string, userId: string): Promise<EffectivePermissions> {
-    const org = await this.teamOrg(teamId);
     const admin = this.isOrgAdmin(userId);
-    const grants = admin ? [] : await this.grants(org, teamId, userId);
+    const grants = admin ? [] : await this.grants(teamId, userId);
     const { permissions, sources } = effectivePermissions(grants, admin);
     return { teamId, userId, role: effectiveGrant(grants)?.role ?? null, permissions, sources };
   }

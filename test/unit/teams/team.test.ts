@@ -130,6 +130,12 @@ describe("permission cache", () => {
     const store = new Map<string, string>();
     const redis = {
       eval: vi.fn(async (_script: string, keys: string[], args: string[]) => {
+        if (keys[0]!.includes("org-of")) {
+          const org = store.get(keys[0]!);
+          if (!org) return [null, null, null];
+          const v = store.get(`${args[0]}${org}:version`) ?? "0";
+          return [org, v, store.get(`${args[0]}${org}:v${v}:${args[1]}`) ?? null];
+        }
         const v = store.get(keys[0]!) ?? "0";
         return [v, store.get(`${args[0]}${v}${args[1]}`) ?? null];
       }),
@@ -153,6 +159,18 @@ describe("permission cache", () => {
     await cache.bump("o");
     expect(await cache.get("o", "t", "u")).toEqual({ version: "1" });
     expect((redis as unknown as { eval: ReturnType<typeof vi.fn> }).eval).toHaveBeenCalledTimes(3);
+  });
+
+  it("finds organization, version and entry by team in one call", async () => {
+    const { redis } = fakeRedis();
+    const cache = new PermissionCache(redis, { key: (...p) => p.join(":") });
+    expect(await cache.lookup("t", "u")).toEqual({});
+    await cache.setOrg("t", "o");
+    expect(await cache.lookup("t", "u")).toEqual({ org: "o", version: "0" });
+    await cache.set("o", "0", "t", "u", [grant("member", 0)]);
+    expect((await cache.lookup("t", "u")).grants).toEqual([grant("member", 0)]);
+    await cache.bump("o");
+    expect(await cache.lookup("t", "u")).toEqual({ org: "o", version: "1" });
   });
 
   it("keeps organizations apart", async () => {
