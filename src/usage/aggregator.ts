@@ -135,15 +135,16 @@ export class UsageAnalyticsAggregator {
     });
     const byOrg = new Map<string, UsageEvent[]>();
     for (const e of events) byOrg.set(e.organizationId, [...(byOrg.get(e.organizationId) ?? []), e]);
-    await Promise.all(
-      [...byOrg].map(([org, list]) =>
+    // Counters and sketches are independent once Postgres has the events: update them together.
+    await Promise.all([
+      ...[...byOrg].map(([org, list]) =>
         this.orgs(org).apply(
           org,
           list.map((e) => ({ eventId: e.eventId, eventType: e.eventType, userId: e.userId, resourceId: e.resourceId, quantity: e.quantity, occurredAt: e.timestamp.getTime() })),
         ),
       ),
-    );
-    await this.updateSketches(events.filter((e) => fresh.has(`${e.organizationId}\u0000${e.eventId}`))).catch(() => undefined);
+      this.updateSketches(events.filter((e) => fresh.has(`${e.organizationId}\u0000${e.eventId}`))).catch(() => undefined),
+    ]);
     return fresh;
   }
 
