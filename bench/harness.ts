@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -191,3 +192,52 @@ export function numArg(args: BenchArgs, name: string, fallback: number): number 
   if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number, got ${String(v)}`);
   return n;
 }
+
+/** CPU seconds used so far, by who (Linux /proc; zeros elsewhere). */
+export interface Cpu {
+  node: number;
+  workerd: number;
+  postgres: number;
+  redis: number;
+  machine: number;
+}
+
+const TICK = 100;
+
+/** CPU seconds so far of this process, its workerd descendants, Postgres and Redis servers, the machine. */
+export function cpu(): Cpu {
+  const u = process.cpuUsage();
+  const out: Cpu = { node: (u.user + u.system) / 1e6, workerd: 0, postgres: 0, redis: 0, machine: 0 };
+  try {
+    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    out.machine = ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0)) / TICK;
+    const procs = new Map<number, { ppid: number; comm: string; cpu: number; children: number }>();
+    for (const d of readdirSync("/proc")) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+        const close = stat.lastIndexOf(")");
+        const s = stat.slice(close + 2).split(" ");
+        procs.set(Number(d), { ppid: Number(s[1]), comm: stat.slice(stat.indexOf("(") + 1, close), cpu: (Number(s[11]) + Number(s[12])) / TICK, children: (Number(s[13]) + Number(s[14])) / TICK });
+      } catch {
+        // exited meanwhile
+      }
+    }
+    const mine = (pid: number) => {
+      for (let p = procs.get(pid)?.ppid, i = 0; p !== undefined && p > 1 && i < 20; p = procs.get(p)?.ppid, i++) if (p === process.pid) return true;
+      return false;
+    };
+    for (const [pid, p] of procs) {
+      if (p.comm === "workerd" && mine(pid)) out.workerd += p.cpu;
+      // Backends that exited are in the postmaster's reaped-children time.
+      if (p.comm === "postgres") out.postgres += p.cpu + (procs.get(p.ppid)?.comm === "postgres" ? 0 : p.children);
+      if (p.comm.startsWith("redis-server")) out.redis += p.cpu;
+    }
+  } catch {
+    // not Linux
+  }
+  return out;
+}
+
+/** CPU used between two samples. */
+export const cpuDelta = (a: Cpu, b: Cpu): Cpu => ({ node: b.node - a.node, workerd: b.workerd - a.workerd, postgres: b.postgres - a.postgres, redis: b.redis - a.redis, machine: b.machine - a.machine });

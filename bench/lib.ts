@@ -175,3 +175,15 @@ export async function postLoop(opts: PostLoopOptions): Promise<PostLoopResult> {
     errors: r.errors,
   };
 }
+
+/** mulberry32: a small seeded PRNG, so a benchmark's workload is the same in every run. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}

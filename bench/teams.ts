@@ -10,7 +10,7 @@ import { workerPgSelect1, workerRedisGet } from "./baseline.ts";
 import type { BenchContext, BenchResult } from "./harness.ts";
 import { numArg } from "./harness.ts";
 import type { LatencySummary } from "./lib.ts";
-import { percentile, round, runBounded, summarize } from "./lib.ts";
+import { percentile, round, runBounded, summarize, prng } from "./lib.ts";
 
 /**
  * Teams: inherited permission checks and hierarchy reads at enterprise scale.
@@ -63,17 +63,6 @@ interface Pair {
   group?: string;
 }
 
-/** Deterministic PRNG (mulberry32), so every run seeds the same shape. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** The team forest and the memberships, plus the indexes the measurements need. */
 function buildData() {

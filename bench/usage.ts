@@ -1,4 +1,3 @@
-import { readdirSync, readFileSync } from "node:fs";
 import { Redis } from "@upstash/redis";
 import { connectPg } from "../scripts/lib/pg.ts";
 import { signToken } from "../src/platform/auth.ts";
@@ -14,8 +13,8 @@ import { ensureOrganizations, insertEvents, sumsByBucket } from "../src/usage/re
 import type { UsageEvent } from "../src/usage/schemas.ts";
 import { pgInsertRowsPerSecond } from "./baseline.ts";
 import type { BenchConfig, BenchContext, BenchResult } from "./harness.ts";
-import { numArg } from "./harness.ts";
-import { percentile, round, runBounded, summarize } from "./lib.ts";
+import { numArg, cpu, cpuDelta } from "./harness.ts";
+import { percentile, round, runBounded, summarize, prng } from "./lib.ts";
 
 /**
  * Usage analytics: ingestion throughput and exactness, and query latency as the data grows.
@@ -83,17 +82,6 @@ const USERS_PER_ORG = 200;
 const RESOURCES_PER_ORG = 1_000;
 const NO_USER_SHARE = 0.05;
 
-/** mulberry32: a small seeded PRNG, so a run's workload is reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 /** One event as the API takes it (the organization comes from the path). */
 interface SentEvent {
@@ -243,52 +231,6 @@ class Mismatches {
 
 // ─── process CPU (Linux /proc) ──────────────────────────────────────────────────────────────────
 
-interface Cpu {
-  node: number;
-  workerd: number;
-  postgres: number;
-  redis: number;
-  machine: number;
-}
-
-const TICK = 100;
-
-/** CPU seconds so far of this process, its workerd descendants, Postgres and Redis servers, the machine. */
-function cpu(): Cpu {
-  const u = process.cpuUsage();
-  const out: Cpu = { node: (u.user + u.system) / 1e6, workerd: 0, postgres: 0, redis: 0, machine: 0 };
-  try {
-    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-    out.machine = ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0)) / TICK;
-    const procs = new Map<number, { ppid: number; comm: string; cpu: number; children: number }>();
-    for (const d of readdirSync("/proc")) {
-      if (!/^\d+$/.test(d)) continue;
-      try {
-        const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-        const close = stat.lastIndexOf(")");
-        const s = stat.slice(close + 2).split(" ");
-        procs.set(Number(d), { ppid: Number(s[1]), comm: stat.slice(stat.indexOf("(") + 1, close), cpu: (Number(s[11]) + Number(s[12])) / TICK, children: (Number(s[13]) + Number(s[14])) / TICK });
-      } catch {
-        // exited meanwhile
-      }
-    }
-    const mine = (pid: number) => {
-      for (let p = procs.get(pid)?.ppid, i = 0; p !== undefined && p > 1 && i < 20; p = procs.get(p)?.ppid, i++) if (p === process.pid) return true;
-      return false;
-    };
-    for (const [pid, p] of procs) {
-      if (p.comm === "workerd" && mine(pid)) out.workerd += p.cpu;
-      // Backends that exited are in the postmaster's reaped-children time.
-      if (p.comm === "postgres") out.postgres += p.cpu + (procs.get(p.ppid)?.comm === "postgres" ? 0 : p.children);
-      if (p.comm.startsWith("redis-server")) out.redis += p.cpu;
-    }
-  } catch {
-    // not Linux
-  }
-  return out;
-}
-
-const cpuDelta = (a: Cpu, b: Cpu): Cpu => ({ node: b.node - a.node, workerd: b.workerd - a.workerd, postgres: b.postgres - a.postgres, redis: b.redis - a.redis, machine: b.machine - a.machine });
 
 // ─── Postgres activity sampler ──────────────────────────────────────────────────────────────────
 

@@ -1,10 +1,9 @@
-import { readdirSync, readFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import { connectPg } from "../scripts/lib/pg.ts";
 import { signToken } from "../src/platform/auth.ts";
 import { verifyWebhook } from "../src/webhooks/signing.ts";
-import type { BenchConfig, BenchContext, BenchResult, ReceiverReply } from "./harness.ts";
-import { numArg } from "./harness.ts";
+import type { BenchConfig, BenchContext, BenchResult, Cpu, ReceiverReply } from "./harness.ts";
+import { numArg, cpu, cpuDelta } from "./harness.ts";
 import { percentile, round, runBounded } from "./lib.ts";
 
 /**
@@ -57,52 +56,6 @@ const nowMs = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** CPU seconds so far: this Node process, its workerd descendants, the whole machine (busy). */
-interface CpuSnapshot {
-  node: number;
-  workerd: number;
-  /** Postgres server processes, including backends that exited (the postmaster's reaped-children time). */
-  postgres: number;
-  machine: number;
-}
-
-const TICK = 100; // USER_HZ on Linux
-
-/** Reads /proc (Linux only; zeros elsewhere). workerd runs as a descendant of this process. */
-function cpuSnapshot(): CpuSnapshot {
-  const u = process.cpuUsage();
-  const out: CpuSnapshot = { node: (u.user + u.system) / 1e6, workerd: 0, postgres: 0, machine: 0 };
-  try {
-    const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-    // user nice system idle iowait irq softirq steal
-    out.machine = ((fields[0] ?? 0) + (fields[1] ?? 0) + (fields[2] ?? 0) + (fields[5] ?? 0) + (fields[6] ?? 0) + (fields[7] ?? 0)) / TICK;
-    const procs = new Map<number, { ppid: number; comm: string; cpu: number; children: number }>();
-    for (const d of readdirSync("/proc")) {
-      if (!/^\d+$/.test(d)) continue;
-      try {
-        const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-        const close = stat.lastIndexOf(")");
-        const comm = stat.slice(stat.indexOf("(") + 1, close);
-        const f = stat.slice(close + 2).split(" ");
-        procs.set(Number(d), { ppid: Number(f[1]), comm, cpu: (Number(f[11]) + Number(f[12])) / TICK, children: (Number(f[13]) + Number(f[14])) / TICK });
-      } catch {
-        // exited meanwhile
-      }
-    }
-    const isDescendant = (pid: number) => {
-      for (let p = procs.get(pid)?.ppid, i = 0; p !== undefined && p > 1 && i < 20; p = procs.get(p)?.ppid, i++) if (p === process.pid) return true;
-      return false;
-    };
-    for (const [pid, p] of procs) {
-      if (p.comm === "workerd" && isDescendant(pid)) out.workerd += p.cpu;
-      if (p.comm === "postgres") out.postgres += p.cpu + (procs.get(p.ppid)?.comm === "postgres" ? 0 : p.children);
-    }
-  } catch {
-    // not Linux
-  }
-  return out;
-}
-
-const cpuDelta = (a: CpuSnapshot, b: CpuSnapshot): CpuSnapshot => ({ node: b.node - a.node, workerd: b.workerd - a.workerd, postgres: b.postgres - a.postgres, machine: b.machine - a.machine });
 
 /** What the receiver saw for one run (one path prefix). */
 interface RunStats {
@@ -444,7 +397,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   runs.set("r", raw);
   const rawConcurrency = Math.min(256, endpoints * perEndpoint);
   ctx.log(`raw baseline: ${expectedMain} signed POSTs from the Worker, concurrency ${rawConcurrency}`);
-  const rawCpu0 = cpuSnapshot();
+  const rawCpu0 = cpu();
   const rawResult = await ctx.worker.json<{ ms: number; ok: number; failed: number; p50: number; p99: number; rps: number; errors: string[] }>("/__bench/signed-fetch", {
     targets: main.secrets.map((secret, idx) => ({ url: `${receiver.url}/r/${idx}`, secret })),
     n: expectedMain,
@@ -453,15 +406,15 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     eventType: EVENT_TYPE,
     organizationId: "eorg0",
   });
-  const rawCpu = cpuDelta(rawCpu0, cpuSnapshot());
+  const rawCpu = cpuDelta(rawCpu0, cpu());
   if (rawResult.failed > 0) ctx.log(`raw baseline: ${rawResult.failed} failed (${rawResult.errors.join("; ")})`);
 
   // ─── 2. the pipeline ───
   ctx.log(`pipeline: ${events} events → ${expectedMain} deliveries (enqueue concurrency ${shape.enqueueConcurrency})`);
   const sessions0 = await pgSessions(pg);
-  const cpu0 = cpuSnapshot();
+  const cpu0 = cpu();
   const p = await runPipeline(ctx, main, shape, mainTokens, events, waitMs);
-  const cpu = cpuDelta(cpu0, cpuSnapshot());
+  const used = cpuDelta(cpu0, cpu());
   const delivered = main.pairs.size;
   const spanMs = main.lastDeliveryAt - p.firstPostAt;
   const pipelinePerS = delivered > 0 && spanMs > 0 ? (delivered * 1000) / spanMs : 0;
@@ -475,16 +428,16 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const engine = newRun("s", 0);
   runs.set("s", engine);
   let e: Awaited<ReturnType<typeof runEngine>> | undefined;
-  let eCpu: CpuSnapshot | undefined;
+  let eCpu: Cpu | undefined;
   let eSessions = 0;
   let eb: Awaited<ReturnType<typeof breakdown>> | undefined;
   if (engineEvents > 0) {
     ctx.log(`delivery alone: registering ${endpoints} endpoints, seeding ${engineEvents} events' deliveries, sweeping`);
     await registerEndpoints(ctx, receiver.url, engine, shape, await Promise.all(Array.from({ length: shape.orgs }, (_, o) => tokenFor(ctx, `sorg${o}`))));
     const s0 = await pgSessions(pg);
-    const c0 = cpuSnapshot();
+    const c0 = cpu();
     e = await runEngine(ctx, pg, engine, shape, engineEvents, waitMs);
-    eCpu = cpuDelta(c0, cpuSnapshot());
+    eCpu = cpuDelta(c0, cpu());
     await sleep(500);
     eSessions = (await pgSessions(pg)) - s0;
     eb = await breakdown(pg, engine);
@@ -550,11 +503,11 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     pg_sessions: sessions,
     pg_sessions_per_delivery: delivered ? round(sessions / delivered, 3) : 0,
     receiver_max_in_flight: main.maxInFlight,
-    workerd_cpu_ms_per_delivery: perDelivery(cpu.workerd, delivered),
-    node_cpu_ms_per_delivery: perDelivery(cpu.node, delivered),
-    postgres_cpu_ms_per_delivery: perDelivery(cpu.postgres, delivered),
-    machine_cpu_ms_per_delivery: perDelivery(cpu.machine, delivered),
-    machine_cpu_busy_cores: spanMs > 0 ? round(cpu.machine / (p.drainedAt - p.firstPostAt) * 1000, 2) : 0,
+    workerd_cpu_ms_per_delivery: perDelivery(used.workerd, delivered),
+    node_cpu_ms_per_delivery: perDelivery(used.node, delivered),
+    postgres_cpu_ms_per_delivery: perDelivery(used.postgres, delivered),
+    machine_cpu_ms_per_delivery: perDelivery(used.machine, delivered),
+    machine_cpu_busy_cores: spanMs > 0 ? round(used.machine / (p.drainedAt - p.firstPostAt) * 1000, 2) : 0,
     raw_workerd_cpu_ms_per_delivery: perDelivery(rawCpu.workerd, rawResult.ok),
     raw_node_cpu_ms_per_delivery: perDelivery(rawCpu.node, rawResult.ok),
     raw_postgres_cpu_ms_per_delivery: perDelivery(rawCpu.postgres, rawResult.ok),
