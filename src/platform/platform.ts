@@ -49,9 +49,19 @@ export interface QueueProducer<T = unknown> {
 }
 
 /** A Durable Object namespace, as far as the services use it. */
-export interface DoNamespace<T> {
+interface DoNamespace {
   idFromName(name: string): unknown;
-  get(id: never): T;
+  get(id: unknown): unknown;
+}
+
+/**
+ * The objects of a Durable Object binding, by name (one per webhook, per organization…), typed as
+ * the RPC surface the caller uses. Throws when the binding is missing from wrangler.toml.
+ */
+export function objectsByName<T>(platform: Pick<Platform, "bindings">, binding: string): (name: string) => T {
+  const ns = platform.bindings[binding] as DoNamespace | undefined;
+  if (!ns) throw new Error(`${binding} Durable Object binding missing`);
+  return (name) => ns.get(ns.idFromName(name)) as T;
 }
 
 /** Bindings beyond configuration strings (see wrangler.toml). */

@@ -5,7 +5,7 @@ import type { Grant } from "./permissions.ts";
  * Permission cache with O(1) invalidation: every entry's key contains the organization's version
  * counter, and any membership, role or hierarchy change bumps the counter — before its commit and
  * again after it — so once a write has returned no check can read an entry computed before it.
- * One round trip per lookup: a Lua script reads the version and the entry together. Entries also
+ * One round trip per lookup: a Lua script reads the team's organization, its version and the entry. Entries also
  * expire (TTL), which bounds staleness if Redis could not be bumped.
  */
 export class PermissionCache {
@@ -26,17 +26,6 @@ export class PermissionCache {
 
   private entryKey(org: string, version: string, teamId: string, userId: string) {
     return this.keys.key("perm", org, `v${version}`, teamId, userId);
-  }
-
-  /** The organization's current version and the cached grants for (team, user), if any. */
-  async get(org: string, teamId: string, userId: string): Promise<{ version: string; grants?: Grant[] }> {
-    const prefix = this.keys.key("perm", org, "v");
-    const [version, value] = (await this.redis.eval(
-      "local v = redis.call('GET', KEYS[1]) or '0' return {v, redis.call('GET', ARGV[1] .. v .. ARGV[2])}",
-      [this.versionKey(org)],
-      [prefix, `:${teamId}:${userId}`],
-    )) as [string, string | null];
-    return { version: String(version), ...(value ? { grants: JSON.parse(value) as Grant[] } : {}) };
   }
 
   /** Stores grants computed while `version` was current. */

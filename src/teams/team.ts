@@ -8,7 +8,8 @@ import type { EmailClient } from "../platform/email.ts";
 import { ConflictError, CycleError, ExpiredError, ForbiddenError, InvalidTokenError, NotFoundError, QuotaExceededError, RateLimitedError, ValidationError } from "../platform/errors.ts";
 import { slidingWindow } from "../platform/rate-limit.ts";
 import type { Redis, RedisKeys } from "../platform/redis.ts";
-import { zodIssuesOf } from "../platform/validation.ts";
+import { decodeCursor, encodeCursor } from "../platform/cursor.ts";
+import { parseInput } from "../platform/validation.ts";
 import { PermissionCache } from "./cache.ts";
 import type { TeamRow } from "./hierarchy.ts";
 import { ancestorRows, depthOf, descendantRows, grantsOnPath, isInSubtree, subtreeHeight } from "./hierarchy.ts";
@@ -63,18 +64,6 @@ export function toTeam(r: TeamRow): Team {
     updatedAt: iso(r.updated_at),
     createdBy: r.created_by,
   };
-}
-
-const cursorOf = (createdAt: string, id: string) => btoa(`${createdAt}|${id}`);
-function parseCursor(c: string | undefined) {
-  if (!c) return undefined;
-  try {
-    const [createdAt, id] = atob(c).split("|");
-    if (createdAt && id) return { createdAt, id };
-  } catch {
-    // fall through
-  }
-  throw new ValidationError("invalid cursor", [{ path: "cursor", message: "not a cursor returned by this API" }]);
 }
 
 /**
@@ -161,9 +150,7 @@ export class TeamManagementService {
    * @throws {ConflictError} if the name is taken in the organization (case-insensitive)
    */
   async createTeam(request: CreateTeamRequest): Promise<Team> {
-    const r = createTeamSchema.safeParse(request);
-    if (!r.success) throw new ValidationError("invalid team", zodIssuesOf(r.error));
-    const req = r.data;
+    const req = parseInput(createTeamSchema, request, "team");
     const row = await this.permissionChange(req.organizationId, () =>
       withTransaction(this.db, async (tx, outbox) => {
         await this.lockOrg(tx, req.organizationId);
@@ -243,7 +230,7 @@ export class TeamManagementService {
   /** Teams of an organization visible to the viewer, oldest first, optionally under one parent. */
   async listTeams(organizationId: string, options: { parentTeamId?: string; limit?: number; cursor?: string } = {}): Promise<{ teams: Team[]; nextCursor: string | null }> {
     const limit = Math.min(Math.max(options.limit ?? 50, 1), 200);
-    const after = parseCursor(options.cursor);
+    const after = decodeCursor(options.cursor);
     const { rows } = await this.db.query<TeamRow & { created_text: string }>(
       `with recursive mine as (select team_id as id, 0 as d from team_memberships where user_id = $2
          union all select t.id, mine.d + 1 from teams t join mine on t.parent_team_id = mine.id where mine.d < $7)
@@ -256,7 +243,7 @@ export class TeamManagementService {
     );
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
-    return { teams: page.map(toTeam), nextCursor: rows.length > limit && last ? cursorOf(last.created_text, last.id) : null };
+    return { teams: page.map(toTeam), nextCursor: rows.length > limit && last ? encodeCursor(last.created_text, last.id) : null };
   }
 
   /**
@@ -267,9 +254,7 @@ export class TeamManagementService {
    * @throws {ForbiddenError} if actor lacks permission
    */
   async updateTeam(teamId: string, updates: UpdateTeamRequest, actorUserId: string): Promise<Team> {
-    const r = updateTeamSchema.safeParse(updates);
-    if (!r.success) throw new ValidationError("invalid team update", zodIssuesOf(r.error));
-    const u = r.data;
+    const u = parseInput(updateTeamSchema, updates, "team update");
     const row = await withTransaction(this.db, async (tx, outbox) => {
       const team = await this.team(tx, teamId);
       await this.authorize(tx, team, actorUserId, "team.update");
@@ -298,9 +283,7 @@ export class TeamManagementService {
    * @param options - actorUserId, reassignTo?, deleteSubteams?
    */
   async deleteTeam(teamId: string, options: DeleteTeamOptions): Promise<{ deleted: boolean; membersReassigned: number }> {
-    const r = deleteTeamSchema.safeParse(options);
-    if (!r.success) throw new ValidationError("invalid delete options", zodIssuesOf(r.error));
-    const o = r.data;
+    const o = parseInput(deleteTeamSchema, options, "delete options");
     const team = await this.team(this.db, teamId);
     return this.permissionChange(team.organization_id, () =>
       withTransaction(this.db, async (tx, outbox) => {
@@ -410,9 +393,7 @@ export class TeamManagementService {
    * @param request - teamId, email, role, inviterUserId, message?
    */
   async createInvitation(request: InvitationRequest): Promise<TeamInvitation> {
-    const r = invitationRequestSchema.safeParse(request);
-    if (!r.success) throw new ValidationError("invalid invitation", zodIssuesOf(r.error));
-    const req = r.data;
+    const req = parseInput(invitationRequestSchema, request, "invitation");
     const team = await this.team(this.db, req.teamId);
     await this.authorize(this.db, team, req.inviterUserId, req.role === "owner" ? "team.manage_owners" : "team.invite");
     const limit = await slidingWindow(this.redis, this.keys.key("teams", "invites", team.organization_id), this.config.invitationRateLimit, 86_400_000);
@@ -542,8 +523,8 @@ export class TeamManagementService {
    */
   async getUserTeams(userId: string, options: { organizationId?: string; includeInherited?: boolean; limit?: number; cursor?: string } = {}): Promise<{ memberships: TeamMembership[]; nextCursor: string | null }> {
     const limit = Math.min(Math.max(options.limit ?? 50, 1), 200);
-    const after = parseCursor(options.cursor);
-    const { rows } = await this.db.query<MembershipRow & { inherited: boolean; sort_text: string }>(
+    const after = decodeCursor(options.cursor);
+    const { rows } = await this.db.query<MembershipRow & { inherited: boolean; created_text: string }>(
       `with recursive direct as (
          select m.* from team_memberships m join teams t on t.id = m.team_id
          where m.user_id = $1 and ($2::text is null or t.organization_id = $2)
@@ -562,7 +543,7 @@ export class TeamManagementService {
          union all
          select team_id, user_id, role, joined_at, added_by, true from best_below
        )
-       select e.*, t.created_at::text || '|' || t.id as sort_text from everything e join teams t on t.id = e.team_id
+       select e.*, t.created_at::text as created_text from everything e join teams t on t.id = e.team_id
        where ($5::text is null or (t.created_at, t.id) > ($5::timestamptz, $6))
        order by t.created_at, t.id limit $7`,
       [userId, options.organizationId ?? null, options.includeInherited === true, this.config.maxDepth, after?.createdAt ?? null, after?.id ?? "", limit + 1],
@@ -571,7 +552,7 @@ export class TeamManagementService {
     const last = page[page.length - 1];
     return {
       memberships: page.map((r) => ({ ...toMembership(r), ...(r.inherited ? { inherited: true } : {}) })),
-      nextCursor: rows.length > limit && last ? btoa(last.sort_text) : null,
+      nextCursor: rows.length > limit && last ? encodeCursor(last.created_text, last.team_id) : null,
     };
   }
 

@@ -4,7 +4,7 @@ import type { Db } from "../platform/db.ts";
 import { NotFoundError, ValidationError } from "../platform/errors.ts";
 import type { FieldIssue } from "../platform/errors.ts";
 import type { Redis, RedisKeys } from "../platform/redis.ts";
-import { zodIssuesOf } from "../platform/validation.ts";
+import { parseInput, zodIssuesOf } from "../platform/validation.ts";
 import type { MetricType } from "./metrics.ts";
 import { derivedMetrics, isDerivedMetric, sourceEventTypes, valueFromSums } from "./metrics.ts";
 import { hasWholeHourOffsets } from "./periods.ts";
@@ -187,9 +187,7 @@ export class UsageAnalyticsAggregator {
    * @param query - startTime, endTime, granularity, metricTypes, dimensions?, timeZone?
    */
   async getAggregatedMetrics(organizationId: string, query: AggregationQuery): Promise<AggregatedMetrics> {
-    const parsed = aggregationQuerySchema.safeParse(query);
-    if (!parsed.success) throw new ValidationError("invalid aggregation query", zodIssuesOf(parsed.error));
-    const q = parsed.data;
+    const q = parseInput(aggregationQuerySchema, query, "aggregation query");
     const metrics = [...new Set(q.metricTypes)] as MetricType[];
     const dims = q.dimensions ?? [];
     if ((q.endTime.getTime() - q.startTime.getTime()) / granularityMs[q.granularity] > MAX_BUCKETS) {
@@ -439,16 +437,15 @@ export class UsageAnalyticsAggregator {
    * @param options - who subscribes and the e-mail to notify
    */
   async subscribeToQuotaAlerts(organizationId: string, config: QuotaAlertConfig, options: { createdBy?: string; notifyEmail?: string } = {}): Promise<{ subscriptionId: string }> {
-    const r = quotaAlertConfigSchema.safeParse(config);
-    if (!r.success) throw new ValidationError("invalid alert configuration", zodIssuesOf(r.error));
-    if (r.data.notificationChannels.includes("email") && !options.notifyEmail) {
+    const alert = parseInput(quotaAlertConfigSchema, config, "alert configuration");
+    if (alert.notificationChannels.includes("email") && !options.notifyEmail) {
       throw new ValidationError("no e-mail address to notify", [{ path: "notificationChannels", message: "the email channel needs an e-mail claim in the token" }]);
     }
     const id = `qas_${crypto.randomUUID().replace(/-/g, "")}`;
     await ensureOrganizations(this.db, [organizationId]);
     await this.db.query(
       "insert into usage_alert_subscriptions (id, organization_id, metric_type, threshold, notification_channels, notify_email, created_by) values ($1, $2, $3, $4, $5, $6, $7)",
-      [id, organizationId, r.data.metricType, r.data.threshold, r.data.notificationChannels, options.notifyEmail ?? null, options.createdBy ?? null],
+      [id, organizationId, alert.metricType, alert.threshold, alert.notificationChannels, options.notifyEmail ?? null, options.createdBy ?? null],
     );
     await this.orgs(organizationId).invalidate();
     return { subscriptionId: id };

@@ -2,25 +2,19 @@ import type { CloudEvent } from "../events/cloudevent.ts";
 import type { EventHandler } from "../events/consumers.ts";
 import { recordDeadLetters } from "../events/consumers.ts";
 import type { Platform } from "../platform/platform.ts";
+import { objectsByName } from "../platform/platform.ts";
 import type { OrgUsageClient } from "./aggregator.ts";
 import { UsageAnalyticsAggregator } from "./aggregator.ts";
 import type { UsageEvent } from "./schemas.ts";
 
-interface OrgNamespace {
-  idFromName(name: string): DurableObjectId;
-  get(id: DurableObjectId): OrgUsageClient;
-}
-
 /** Builds the usage service for one invocation. */
 export function createUsageService(platform: Platform): UsageAnalyticsAggregator {
-  const ns = platform.bindings.ORG_USAGE as OrgNamespace | undefined;
-  if (!ns) throw new Error("ORG_USAGE Durable Object binding missing");
   return new UsageAnalyticsAggregator({
     db: platform.db,
     redis: platform.redis,
     keys: platform.keys,
     eventBus: platform.events,
-    orgs: (org) => ns.get(ns.idFromName(org)),
+    orgs: objectsByName<OrgUsageClient>(platform, "ORG_USAGE"),
     config: platform.config.usage,
     onError: (err) => platform.logger.error("usage rollup batch failed", { err }),
   });

@@ -3,7 +3,8 @@ import type { Config } from "../platform/config.ts";
 import type { Db } from "../platform/db.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../platform/errors.ts";
 import type { Redis } from "../platform/redis.ts";
-import { zodIssuesOf } from "../platform/validation.ts";
+import { decodeCursor, encodeCursor } from "../platform/cursor.ts";
+import { parseInput } from "../platform/validation.ts";
 import type { CircuitState } from "./circuit.ts";
 import type { Job } from "./queue.ts";
 import type { DeliveryRow, WebhookRow } from "./repo.ts";
@@ -65,19 +66,6 @@ export interface HistoryOptions {
   status?: Delivery["status"];
 }
 
-// Cursors carry Postgres' own text form of created_at: microseconds survive, unlike a JS Date.
-const encodeCursor = (createdAtText: string, id: string) => btoa(`${createdAtText}|${id}`);
-function decodeCursor(cursor: string | undefined): { createdAt: string; id: string } | undefined {
-  if (!cursor) return undefined;
-  try {
-    const [createdAt, id] = atob(cursor).split("|");
-    if (!createdAt || !id || Number.isNaN(Date.parse(createdAt))) throw new Error("bad cursor");
-    return { createdAt, id };
-  } catch {
-    throw new ValidationError("invalid cursor", [{ path: "cursor", message: "not a cursor returned by this API" }]);
-  }
-}
-
 /** A random delivery id: `msg_` + 26 base32 characters (128 bits). */
 export function newDeliveryId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
@@ -136,12 +124,6 @@ export class WebhookDeliverySystem {
     this.now = options.now ?? Date.now;
   }
 
-  private parse<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import("zod").ZodError } }, value: unknown, what: string): T {
-    const r = schema.safeParse(value);
-    if (!r.success) throw new ValidationError(`invalid ${what}`, zodIssuesOf(r.error));
-    return r.data;
-  }
-
   private policy() {
     return { allowLocalHttp: this.config.allowLocalHttp };
   }
@@ -153,7 +135,7 @@ export class WebhookDeliverySystem {
    * @throws {ValidationError} if the URL is not https, points at a private/loopback/metadata address, or events are unknown
    */
   async registerWebhook(registration: WebhookRegistration): Promise<Webhook> {
-    const r = this.parse(webhookRegistrationSchema, registration, "webhook registration");
+    const r = parseInput(webhookRegistrationSchema, registration, "webhook registration");
     const url = assertWebhookUrl(r.url, this.policy());
     const { rows } = await this.db.query<{ id: string }>(
       `insert into webhooks (id, organization_id, url, events, secret, description, headers, created_by)
@@ -195,7 +177,7 @@ export class WebhookDeliverySystem {
    * @throws {NotFoundError} if there is no such webhook; {ValidationError} on bad input
    */
   async updateWebhook(webhookId: string, updates: WebhookUpdate): Promise<Webhook> {
-    const u = this.parse(webhookUpdateSchema, updates, "webhook update");
+    const u = parseInput(webhookUpdateSchema, updates, "webhook update");
     const before = await this.mustFind(webhookId);
     const sets: string[] = [];
     const params: unknown[] = [webhookId];
@@ -245,7 +227,7 @@ export class WebhookDeliverySystem {
    * @param options - limit (1–100, default 20), cursor (from `nextCursor`), active filter
    */
   async listWebhooks(organizationId: string, options: ListWebhooksOptions = {}): Promise<{ webhooks: Webhook[]; total: number; hasMore: boolean; nextCursor: string | null }> {
-    const o = this.parse(listOptionsSchema, { ...options, active: options.active === undefined ? undefined : String(options.active) }, "list options");
+    const o = parseInput(listOptionsSchema, { ...options, active: options.active === undefined ? undefined : String(options.active) }, "list options");
     const { rows, total } = await listWebhookRows(this.db, organizationId, { limit: o.limit, after: decodeCursor(o.cursor), active: o.active });
     const page = rows.slice(0, o.limit);
     const hasMore = rows.length > o.limit;
@@ -261,7 +243,7 @@ export class WebhookDeliverySystem {
    * @returns how many deliveries are queued and to which webhooks
    */
   async enqueueEvent(event: WebhookEvent): Promise<{ queued: number; webhookIds: string[] }> {
-    const e = this.parse(webhookEventSchema, event, "webhook event");
+    const e = parseInput(webhookEventSchema, event, "webhook event");
     const webhookIds = await matchingWebhookIds(this.db, e.organizationId, e.eventType);
     if (webhookIds.length === 0) return { queued: 0, webhookIds: [] };
     const rows = await this.insertDeliveries(e, webhookIds);
@@ -274,13 +256,20 @@ export class WebhookDeliverySystem {
       const id = newDeliveryId();
       return { id, webhook_id: webhookId, payload: envelope(id, e) };
     });
-    await this.db.query(
-      `insert into webhook_deliveries (id, webhook_id, organization_id, event_id, event_type, payload)
-       select x.id, x.webhook_id, $2, $3, $4, x.payload from jsonb_to_recordset($1::jsonb) as x(id text, webhook_id text, payload text)
-       on conflict (webhook_id, event_id) do nothing`,
-      [JSON.stringify(fresh), e.organizationId, e.eventId, e.eventType],
+    // One round trip: the new rows come back from the insert, rows of an earlier enqueue of the same
+    // event from the select (both read the same snapshot, so nothing is returned twice).
+    const { rows } = await this.db.query<DeliveryRow>(
+      `with ins as (
+         insert into webhook_deliveries (id, webhook_id, organization_id, event_id, event_type, payload)
+         select x.id, x.webhook_id, $2, $3, $4, x.payload from jsonb_to_recordset($1::jsonb) as x(id text, webhook_id text, payload text)
+         on conflict (webhook_id, event_id) do nothing
+         returning *
+       )
+       select * from ins
+       union all
+       select * from webhook_deliveries where event_id = $3 and webhook_id = any($5::text[])`,
+      [JSON.stringify(fresh), e.organizationId, e.eventId, e.eventType, webhookIds],
     );
-    const { rows } = await this.db.query<DeliveryRow>("select * from webhook_deliveries where event_id = $1 and webhook_id = any($2::text[])", [e.eventId, webhookIds]);
     return rows;
   }
 
@@ -381,7 +370,7 @@ export class WebhookDeliverySystem {
    * @param options - limit (1–100), cursor, status filter
    */
   async getDeliveryHistory(webhookId: string, options: HistoryOptions = {}): Promise<{ deliveries: Delivery[]; total: number; hasMore: boolean; nextCursor: string | null }> {
-    const o = this.parse(historyOptionsSchema, options, "history options");
+    const o = parseInput(historyOptionsSchema, options, "history options");
     const status = o.status ?? null;
     const after = decodeCursor(o.cursor);
     const [page, total] = await Promise.all([

@@ -1,22 +1,15 @@
 import type { Platform } from "../platform/platform.ts";
+import { objectsByName } from "../platform/platform.ts";
 import type { EndpointClient } from "./delivery.ts";
 import { WebhookDeliverySystem } from "./delivery.ts";
 import type { EventHandler } from "../events/consumers.ts";
 
-/** The binding of the per-endpoint Durable Object namespace. */
-interface EndpointNamespace {
-  idFromName(name: string): DurableObjectId;
-  get(id: DurableObjectId): EndpointClient;
-}
-
 /** Builds the webhook service for one invocation (request, batch, cron run). */
 export function createWebhookService(platform: Platform): WebhookDeliverySystem {
-  const ns = platform.bindings.WEBHOOK_ENDPOINT as EndpointNamespace | undefined;
-  if (!ns) throw new Error("WEBHOOK_ENDPOINT Durable Object binding missing");
   return new WebhookDeliverySystem({
     db: platform.db,
     eventBus: platform.events,
-    endpoints: (webhookId) => ns.get(ns.idFromName(webhookId)),
+    endpoints: objectsByName<EndpointClient>(platform, "WEBHOOK_ENDPOINT"),
     config: platform.config.webhooks,
   });
 }

@@ -130,14 +130,10 @@ describe("permission cache", () => {
     const store = new Map<string, string>();
     const redis = {
       eval: vi.fn(async (_script: string, keys: string[], args: string[]) => {
-        if (keys[0]!.includes("org-of")) {
-          const org = store.get(keys[0]!);
-          if (!org) return [null, null, null];
-          const v = store.get(`${args[0]}${org}:version`) ?? "0";
-          return [org, v, store.get(`${args[0]}${org}:v${v}:${args[1]}`) ?? null];
-        }
-        const v = store.get(keys[0]!) ?? "0";
-        return [v, store.get(`${args[0]}${v}${args[1]}`) ?? null];
+        const org = store.get(keys[0]!);
+        if (!org) return [null, null, null];
+        const v = store.get(`${args[0]}${org}:version`) ?? "0";
+        return [org, v, store.get(`${args[0]}${org}:v${v}:${args[1]}`) ?? null];
       }),
       set: vi.fn(async (k: string, v: string) => void store.set(k, v)),
       incr: vi.fn(async (k: string) => {
@@ -152,12 +148,13 @@ describe("permission cache", () => {
   it("reads version and entry in one call and misses after a bump", async () => {
     const { redis } = fakeRedis();
     const cache = new PermissionCache(redis, { key: (...p) => p.join(":") });
-    const first = await cache.get("o", "t", "u");
-    expect(first).toEqual({ version: "0" });
-    await cache.set("o", first.version, "t", "u", [grant("admin", 0)]);
-    expect((await cache.get("o", "t", "u")).grants).toEqual([grant("admin", 0)]);
+    await cache.setOrg("t", "o");
+    const first = await cache.lookup("t", "u");
+    expect(first).toEqual({ org: "o", version: "0" });
+    await cache.set("o", first.version!, "t", "u", [grant("admin", 0)]);
+    expect((await cache.lookup("t", "u")).grants).toEqual([grant("admin", 0)]);
     await cache.bump("o");
-    expect(await cache.get("o", "t", "u")).toEqual({ version: "1" });
+    expect(await cache.lookup("t", "u")).toEqual({ org: "o", version: "1" });
     expect((redis as unknown as { eval: ReturnType<typeof vi.fn> }).eval).toHaveBeenCalledTimes(3);
   });
 
@@ -176,9 +173,10 @@ describe("permission cache", () => {
   it("keeps organizations apart", async () => {
     const { redis } = fakeRedis();
     const cache = new PermissionCache(redis, { key: (...p) => p.join(":") });
+    await cache.setOrg("t", "o1");
     await cache.set("o1", "0", "t", "u", [grant("owner", 0)]);
     await cache.bump("o2");
-    expect((await cache.get("o1", "t", "u")).grants).toHaveLength(1);
+    expect((await cache.lookup("t", "u")).grants).toHaveLength(1);
   });
 });
 
