@@ -34,7 +34,7 @@ import { percentile, round, runBounded, summarize, prng } from "./lib.ts";
  * rounds (baselines, cached, uncached, depth, cold, parts), each doing 1/rounds of every count, and is
  * pooled, so load drift on a shared machine hits baselines and checks alike. Ratios use the means
  * (workerd's clock has whole ms; p50/p99 are quantized). `/__bench/teams-parts` (`--parts-n` 300)
- * times the round trips a check is made of, and a prototype of the one-round-trip fix (proposed_*).
+ * times the round trips a check is made of.
  * From Node: grantsOnPath / descendantRows round trips and `EXPLAIN ANALYZE` (server time).
  * Hierarchy: `getHierarchy(subtreeRoot, "descendants")` of the 2,000-team subtree, `--hier-runs` (7)
  * in the Worker (service, no viewer) and through `GET …/hierarchy?direction=descendants` (owner token).
@@ -175,8 +175,6 @@ interface CheckReply extends LatencySummary {
 }
 
 interface PartsReply {
-  proposedCached: WorkerLoopResult & { hits: number };
-  proposedUncached: WorkerLoopResult & { hits: number };
   orgOfGet: WorkerLoopResult;
   cacheEval: WorkerLoopResult;
   grantsOnPath: WorkerLoopResult;
@@ -307,7 +305,6 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const d1c = summarize(lat.d1c);
   const d20c = summarize(lat.d20c);
   const avgPart = (runs: PartsReply[], k: Exclude<keyof PartsReply, "grants">) => round(runs.reduce((t, x) => t + x[k].mean, 0) / Math.max(1, runs.length));
-  const hits = (runs: PartsReply[], k: "proposedCached" | "proposedUncached") => runs.reduce((t, x) => t + x[k].hits, 0);
   const median = (xs: number[]) => percentile(xs, 50);
 
   ctx.log("grantsOnPath from Node: round trips and EXPLAIN ANALYZE");
@@ -367,9 +364,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
 
   const ratio = (x: number, y: number) => round(x / y, 2);
   const part = (runs: PartsReply[]) =>
-    `GET org-of ${avgPart(runs, "orgOfGet")} ms, EVAL ${avgPart(runs, "cacheEval")} ms, grantsOnPath ${avgPart(runs, "grantsOnPath")} ms, SET ${avgPart(runs, "cacheSet")} ms, INCR ${avgPart(runs, "bump")} ms; controls: GET entry ${avgPart(runs, "entryGet")} ms, EVAL 'return 1' ${avgPart(runs, "evalReturn1")} ms, EVAL GET ${avgPart(runs, "evalGet")} ms`;
-  const proposedCached = round((avgPart(parts1Runs, "proposedCached") + avgPart(parts20Runs, "proposedCached")) / 2);
-  const proposedUncached = round((avgPart(parts1Runs, "proposedUncached") + avgPart(parts20Runs, "proposedUncached")) / 2);
+    `GET org-of ${avgPart(runs, "orgOfGet")} ms, cache lookup EVAL ${avgPart(runs, "cacheEval")} ms, grantsOnPath ${avgPart(runs, "grantsOnPath")} ms, SET ${avgPart(runs, "cacheSet")} ms, INCR ${avgPart(runs, "bump")} ms; controls: GET entry ${avgPart(runs, "entryGet")} ms, EVAL 'return 1' ${avgPart(runs, "evalReturn1")} ms, EVAL GET ${avgPart(runs, "evalGet")} ms`;
   const range = (xs: number[]) => `${round(Math.min(...xs), 2)}–${round(Math.max(...xs), 2)}`;
   const load = os.loadavg().map((x) => round(x, 1)).join(" / ");
 
@@ -382,7 +377,6 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     "one cached check = GET teams:org-of:<team> + EVAL (version + entry): 2 Redis round trips; uncached adds grantsOnPath + SET: 3 Redis + 1 Postgres",
     `breakdown (/__bench/teams-parts, sequential loops, mean of rounds) depth 1: ${part(parts1Runs)}`,
     `breakdown depth 20: ${part(parts20Runs)}`,
-    `proposed_* (a prototype in /__bench/teams-parts, not the service's code): one EVAL resolving team → org → version → entry; on a miss grantsOnPath with the SET left to waitUntil; hits ${hits(parts1Runs, "proposedCached") + hits(parts20Runs, "proposedCached")} cached / ${hits(parts1Runs, "proposedUncached") + hits(parts20Runs, "proposedUncached")} after bump`,
     `decisions checked against the seed in Node: ${mismatches} mismatch(es)`,
     `hierarchy over HTTP: ${httpNodes} nodes, ${round(httpBytes / 1024, 0)} KiB; as the subtree root's owner (hierarchy_2000_http_*) every secret team below costs a sequential visible() → grants() lookup (${secretInSubtree} here); as an org admin (…_http_admin_p50) none`,
     "http_check_*: POST /v1/orgs/{org}/teams/{id}/permissions/check from Node (auth, ownTeam's `select * from teams`, a fresh Postgres pool per request), not a target",
@@ -417,8 +411,6 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       pg_select1_mean_ms: round(pgMean),
       pg_select1_p50_ms: median(pgRuns.map((x) => x.p50)),
       pg_select1_p99_ms: Math.max(...pgRuns.map((x) => x.p99)),
-      proposed_cached_mean_ms: proposedCached,
-      proposed_uncached_mean_ms: proposedUncached,
       grants_on_path_depth1_mean_ms: avgPart(parts1Runs, "grantsOnPath"),
       grants_on_path_depth20_mean_ms: avgPart(parts20Runs, "grantsOnPath"),
       node_pg_select1_mean_ms: nodePg.select1.mean,
@@ -449,8 +441,6 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       "uncached_depth20_p99 / uncached_depth1_p99": ratio(d20u.p99, d1u.p99),
       "uncached_depth20_mean / uncached_depth1_mean": ratio(d20u.mean, d1u.mean),
       "cached_depth20_p99 / cached_depth1_p99": ratio(d20c.p99, d1c.p99),
-      "proposed_cached_mean / redis_get_mean": ratio(proposedCached, redisMean),
-      "proposed_uncached_mean / pg_select1_mean": ratio(proposedUncached, pgMean),
       "grants_on_path_depth20_mean / grants_on_path_depth1_mean": ratio(avgPart(parts20Runs, "grantsOnPath"), avgPart(parts1Runs, "grantsOnPath")),
       "hierarchy_2000_http_p50 / hierarchy_2000_http_admin_p50": ratio(hierHttp.p50, hierAdmin.p50),
     },

@@ -55,6 +55,15 @@ const EVENT_TYPE = "team.updated";
 const nowMs = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Polls the receiver's tally until `expected` (event, endpoint) pairs arrived; true if it gave up. */
+async function waitForPairs(ctx: BenchContext, run: { pairs: { size: number } }, expected: number, deadline: number): Promise<boolean> {
+  while (run.pairs.size < expected) {
+    if (ctx.signal.aborted || nowMs() > deadline) return true;
+    await sleep(50);
+  }
+  return false;
+}
+
 /** CPU seconds so far: this Node process, its workerd descendants, the whole machine (busy). */
 
 /** What the receiver saw for one run (one path prefix). */
@@ -208,14 +217,7 @@ async function runPipeline(ctx: BenchContext, run: RunStats, shape: Shape, token
   });
   const enqueueMs = nowMs() - firstPostAt;
   const deadline = firstPostAt + waitMs;
-  let timedOut = false;
-  while (run.pairs.size < expected) {
-    if (ctx.signal.aborted || nowMs() > deadline) {
-      timedOut = true;
-      break;
-    }
-    await sleep(50);
-  }
+  const timedOut = await waitForPairs(ctx, run, expected, deadline);
   return { expected, enqueueRetries, firstPostAt, enqueueMs, enqueueFailed: enqueueFailed + (events - r.ok - r.failed), enqueueLatencies: r.latencies, drainedAt: nowMs(), timedOut, errors };
 }
 
@@ -253,14 +255,7 @@ async function runEngine(ctx: BenchContext, pg: Awaited<ReturnType<typeof connec
   const sweep = ctx.worker.json<{ processed: number; succeeded: number; failed: number; ms: number }>("/__bench/webhook-sweep", { batchSize: rows.length });
   sweep.catch(() => undefined);
   const deadline = t0 + waitMs;
-  let timedOut = false;
-  while (run.pairs.size < expected) {
-    if (ctx.signal.aborted || nowMs() > deadline) {
-      timedOut = true;
-      break;
-    }
-    await sleep(50);
-  }
+  const timedOut = await waitForPairs(ctx, run, expected, deadline);
   const s = await sweep;
   return { expected, t0, timedOut, sweep: s };
 }
