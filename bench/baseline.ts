@@ -27,7 +27,12 @@ export interface PgInsertResult {
  */
 export async function pgInsertRowsPerSecond(
   pgUrl: string,
-  { rows = 200_000, batch = 500, clients = 4, timeLimitMs = 60_000 }: { rows?: number; batch?: number; clients?: number; timeLimitMs?: number } = {},
+  {
+    rows = 200_000,
+    batch = 500,
+    clients = 4,
+    timeLimitMs = 60_000,
+  }: { rows?: number; batch?: number; clients?: number; timeLimitMs?: number } = {},
 ): Promise<PgInsertResult> {
   const conns = await Promise.all(Array.from({ length: clients }, () => connectPg(pgUrl)));
   try {
@@ -35,18 +40,27 @@ export async function pgInsertRowsPerSecond(
     await c0.query("create table if not exists bench_raw (id bigint primary key, org text, v int)");
     await c0.query("truncate bench_raw");
     let inserted = 0;
-    const r = await runBounded({ count: Math.ceil(rows / batch), concurrency: clients, timeLimitMs }, async (i, lane) => {
-      const from = i * batch + 1;
-      const to = Math.min(rows, (i + 1) * batch);
-      const res = await conns[lane]!.query(
-        "insert into bench_raw (id, org, v) select g, 'org_' || (g % 100), (g % 1000)::int from generate_series($1::bigint, $2::bigint) g on conflict do nothing",
-        [from, to],
-      );
-      inserted += res.rowCount ?? 0;
-    });
+    const r = await runBounded(
+      { count: Math.ceil(rows / batch), concurrency: clients, timeLimitMs },
+      async (i, lane) => {
+        const from = i * batch + 1;
+        const to = Math.min(rows, (i + 1) * batch);
+        const res = await conns[lane]!.query(
+          "insert into bench_raw (id, org, v) select g, 'org_' || (g % 100), (g % 1000)::int from generate_series($1::bigint, $2::bigint) g on conflict do nothing",
+          [from, to],
+        );
+        inserted += res.rowCount ?? 0;
+      },
+    );
     if (r.failed) throw new Error(`pg insert: ${r.failed} statement(s) failed: ${r.errors.join("; ")}`);
     const s = summarize(r.latencies);
-    return { rows: inserted, ms: round(r.ms), rowsPerSecond: round((inserted * 1000) / r.ms, 0), statementP50: s.p50, statementP99: s.p99 };
+    return {
+      rows: inserted,
+      ms: round(r.ms),
+      rowsPerSecond: round((inserted * 1000) / r.ms, 0),
+      statementP50: s.p50,
+      statementP99: s.p99,
+    };
   } finally {
     await Promise.all(conns.map((c) => c.end().catch(() => undefined)));
   }
@@ -94,8 +108,12 @@ export async function nodeRedisPingP50(
       sock.once("error", reject);
     });
     if (u.password) {
-      const parts = u.username ? [decodeURIComponent(u.username), decodeURIComponent(u.password)] : [decodeURIComponent(u.password)];
-      const reply = await command(`*${parts.length + 1}\r\n$4\r\nAUTH\r\n${parts.map((p) => `$${Buffer.byteLength(p)}\r\n${p}\r\n`).join("")}`);
+      const parts = u.username
+        ? [decodeURIComponent(u.username), decodeURIComponent(u.password)]
+        : [decodeURIComponent(u.password)];
+      const reply = await command(
+        `*${parts.length + 1}\r\n$4\r\nAUTH\r\n${parts.map((p) => `$${Buffer.byteLength(p)}\r\n${p}\r\n`).join("")}`,
+      );
       if (reply !== "+OK") throw new Error(`redis AUTH: ${reply}`);
     }
     const ping = async () => {
@@ -148,7 +166,8 @@ export async function fetchThroughput(worker: BenchWorker, { n = 3000, concurren
     const outerMs = performance.now() - w0;
     await postLoopInThread({ url: receiver.url, n: Math.min(200, n), concurrency, body });
     const inNode = await postLoopInThread({ url: receiver.url, n, concurrency, body });
-    if (inWorker.failed || inNode.failed) throw new Error(`fetch loop failures: worker ${inWorker.errors.join("; ")} node ${inNode.errors.join("; ")}`);
+    if (inWorker.failed || inNode.failed)
+      throw new Error(`fetch loop failures: worker ${inWorker.errors.join("; ")} node ${inNode.errors.join("; ")}`);
     return { inWorker, inNode, workerOuterMs: round(outerMs), received: receiver.requests };
   } finally {
     await receiver.close();
@@ -166,7 +185,10 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   ctx.log("worker: /__bench/pg");
   const pgw = await workerPgSelect1(ctx.worker, numArg(a, "pg-n", 500));
   ctx.log("worker vs node: loopback POST loop");
-  const f = await fetchThroughput(ctx.worker, { n: numArg(a, "fetch-n", 3000), concurrency: numArg(a, "fetch-concurrency", 32) });
+  const f = await fetchThroughput(ctx.worker, {
+    n: numArg(a, "fetch-n", 3000),
+    concurrency: numArg(a, "fetch-concurrency", 32),
+  });
   // Last: the bulk insert leaves Postgres busy (WAL, autovacuum), which would skew the latency runs.
   ctx.log("pg: bulk insert");
   const pg = await pgInsertRowsPerSecond(ctx.pgUrl, { rows: numArg(a, "rows", 200_000) });

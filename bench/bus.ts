@@ -31,13 +31,18 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
 
   ctx.log(`raw baseline: ${n} confirmed basicPublish from the Worker`);
   // Routed to the same tap queue as the relay's events, so the broker does the same work for both.
-  const raw = await ctx.worker.json<{ perSecond: number; ms: number }>("/__bench/amqp-publish", { n, routingKey: "team.raw" });
+  const raw = await ctx.worker.json<{ perSecond: number; ms: number }>("/__bench/amqp-publish", {
+    n,
+    routingKey: "team.raw",
+  });
   await withAmqp(rabbit.url, async (c) => void (await (await c.channel()).queuePurge(tap)));
 
   ctx.log(`filling the outbox with ${n} events`);
   const pg = await connectPg(ctx.pgUrl);
   try {
-    const events = Array.from({ length: n }, (_, i) => createEvent({ type: "team.updated", organizationId: `org_${i % 50}`, source: "/bench", data: { i } }));
+    const events = Array.from({ length: n }, (_, i) =>
+      createEvent({ type: "team.updated", organizationId: `org_${i % 50}`, source: "/bench", data: { i } }),
+    );
     for (let i = 0; i < n; i += 2_000) {
       await pg.query(
         `insert into outbox (id, type, organization_id, event)
@@ -49,19 +54,35 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     await pg.end();
   }
   ctx.log("relaying");
-  const relay = await ctx.worker.json<{ published: number; failed: number; perSecond: number; ms: number }>("/__bench/relay", {});
-  const tapped = await withAmqp(rabbit.url, async (c) => (await (await c.channel()).queueDeclare(tap, { passive: true })).messageCount);
+  const relay = await ctx.worker.json<{ published: number; failed: number; perSecond: number; ms: number }>(
+    "/__bench/relay",
+    {},
+  );
+  const tapped = await withAmqp(
+    rabbit.url,
+    async (c) => (await (await c.channel()).queueDeclare(tap, { passive: true })).messageCount,
+  );
 
   ctx.log(`inbound: publishing ${inboundN} events as another service`);
-  const inboundEvents = Array.from({ length: inboundN }, (_, i) => createEvent({ type: "document.viewed", organizationId: `org_${i % 50}`, source: "/documents", id: `in-${randomUUID()}`, data: { i } }));
+  const inboundEvents = Array.from({ length: inboundN }, (_, i) =>
+    createEvent({
+      type: "document.viewed",
+      organizationId: `org_${i % 50}`,
+      source: "/documents",
+      id: `in-${randomUUID()}`,
+      data: { i },
+    }),
+  );
   await withAmqp(rabbit.url, async (client) => {
     const ch = await client.channel();
     await ch.confirmSelect();
     for (let i = 0; i < inboundEvents.length; i += 500) {
-      await Promise.all(inboundEvents.slice(i, i + 500).map((e) => {
-        const m = eventMessage(e);
-        return ch.basicPublish(t.exchange, e.type, m.body, m.properties);
-      }));
+      await Promise.all(
+        inboundEvents.slice(i, i + 500).map((e) => {
+          const m = eventMessage(e);
+          return ch.basicPublish(t.exchange, e.type, m.body, m.properties);
+        }),
+      );
     }
   });
   const t0 = performance.now();
@@ -71,7 +92,8 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const check = await connectPg(ctx.pgUrl);
   try {
     for (let i = 0; i < 600 && !ctx.signal.aborted; i++) {
-      archived = (await check.query<{ n: number }>("select count(*)::int as n from events where id like 'in-%'")).rows[0]!.n;
+      archived = (await check.query<{ n: number }>("select count(*)::int as n from events where id like 'in-%'"))
+        .rows[0]!.n;
       if (archived >= inboundN) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -96,7 +118,8 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       inbound_lost: inboundN - archived,
     },
     ratios: {
-      "outbox_relay_events_per_s / raw_confirmed_publish_per_s": Math.round((relay.perSecond / raw.perSecond) * 1000) / 1000,
+      "outbox_relay_events_per_s / raw_confirmed_publish_per_s":
+        Math.round((relay.perSecond / raw.perSecond) * 1000) / 1000,
     },
     targets: {
       "outbox_relay_events_per_s / raw_confirmed_publish_per_s": ">= 0.5",

@@ -97,7 +97,10 @@ export interface ReceiverReply {
 }
 
 /** Handles one request to a {@link Receiver}; the body is fully read. */
-export type ReceiverHandler = (req: IncomingMessage, body: Buffer) => ReceiverReply | void | Promise<ReceiverReply | void>;
+export type ReceiverHandler = (
+  req: IncomingMessage,
+  body: Buffer,
+) => ReceiverReply | void | Promise<ReceiverReply | void>;
 
 /** A running local HTTP receiver. */
 export interface Receiver {
@@ -218,13 +221,19 @@ export function cpu(): Cpu {
         const stat = readFileSync(`/proc/${d}/stat`, "utf8");
         const close = stat.lastIndexOf(")");
         const s = stat.slice(close + 2).split(" ");
-        procs.set(Number(d), { ppid: Number(s[1]), comm: stat.slice(stat.indexOf("(") + 1, close), cpu: (Number(s[11]) + Number(s[12])) / TICK, children: (Number(s[13]) + Number(s[14])) / TICK });
+        procs.set(Number(d), {
+          ppid: Number(s[1]),
+          comm: stat.slice(stat.indexOf("(") + 1, close),
+          cpu: (Number(s[11]) + Number(s[12])) / TICK,
+          children: (Number(s[13]) + Number(s[14])) / TICK,
+        });
       } catch {
         // exited meanwhile
       }
     }
     const mine = (pid: number) => {
-      for (let p = procs.get(pid)?.ppid, i = 0; p !== undefined && p > 1 && i < 20; p = procs.get(p)?.ppid, i++) if (p === process.pid) return true;
+      for (let p = procs.get(pid)?.ppid, i = 0; p !== undefined && p > 1 && i < 20; p = procs.get(p)?.ppid, i++)
+        if (p === process.pid) return true;
       return false;
     };
     for (const [pid, p] of procs) {
@@ -240,4 +249,10 @@ export function cpu(): Cpu {
 }
 
 /** CPU used between two samples. */
-export const cpuDelta = (a: Cpu, b: Cpu): Cpu => ({ node: b.node - a.node, workerd: b.workerd - a.workerd, postgres: b.postgres - a.postgres, redis: b.redis - a.redis, machine: b.machine - a.machine });
+export const cpuDelta = (a: Cpu, b: Cpu): Cpu => ({
+  node: b.node - a.node,
+  workerd: b.workerd - a.workerd,
+  postgres: b.postgres - a.postgres,
+  redis: b.redis - a.redis,
+  machine: b.machine - a.machine,
+});

@@ -63,7 +63,6 @@ interface Pair {
   group?: string;
 }
 
-
 /** The team forest and the memberships, plus the indexes the measurements need. */
 function buildData() {
   const rnd = prng(20_000);
@@ -129,7 +128,12 @@ async function seed(ctx: BenchContext, data: Data): Promise<void> {
   const pg = await connectPg(ctx.pgUrl);
   try {
     await pg.query("insert into organizations (id, plan_id) values ($1, 'enterprise')", [ORG]);
-    const rows = data.teams.map((t, i) => ({ id: t.id, p: t.parent < 0 ? null : data.teams[t.parent]!.id, n: `Team ${i} (d${t.depth})`, v: t.visibility }));
+    const rows = data.teams.map((t, i) => ({
+      id: t.id,
+      p: t.parent < 0 ? null : data.teams[t.parent]!.id,
+      n: `Team ${i} (d${t.depth})`,
+      v: t.visibility,
+    }));
     for (let i = 0; i < rows.length; i += 2_000) {
       await pg.query(
         `insert into teams (id, organization_id, name, parent_team_id, visibility, created_by)
@@ -146,15 +150,18 @@ async function seed(ctx: BenchContext, data: Data): Promise<void> {
       );
     }
     await pg.query("analyze");
-    const c = (await pg.query<{ teams: number; members: number; depth: number }>(
-      `select (select count(*)::int from teams where organization_id = $1) as teams,
+    const c = (
+      await pg.query<{ teams: number; members: number; depth: number }>(
+        `select (select count(*)::int from teams where organization_id = $1) as teams,
               (select count(*)::int from team_memberships) as members,
               (with recursive d as (select id, 1 as depth from teams where parent_team_id is null and organization_id = $1
                  union all select t.id, d.depth + 1 from teams t join d on t.parent_team_id = d.id where d.depth < 50)
                select max(depth)::int from d) as depth`,
-      [ORG],
-    )).rows[0]!;
-    if (c.teams !== TEAMS || c.members !== TEAMS * MEMBERS_PER_TEAM || c.depth !== MAX_DEPTH) throw new Error(`seed check: ${JSON.stringify(c)}`);
+        [ORG],
+      )
+    ).rows[0]!;
+    if (c.teams !== TEAMS || c.members !== TEAMS * MEMBERS_PER_TEAM || c.depth !== MAX_DEPTH)
+      throw new Error(`seed check: ${JSON.stringify(c)}`);
   } finally {
     await pg.end();
   }
@@ -224,7 +231,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const freshTeam = () => {
     for (;;) {
       const t = Math.floor(rnd() * teams.length);
-      if (!used.has(t)) return used.add(t), t;
+      if (!used.has(t)) return (used.add(t), t);
     }
   };
   const mixed = Array.from({ length: nPairs }, () => randomPair(freshTeam()));
@@ -235,14 +242,22 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     depthPairs.push({ teamId: teams[d.root]!.id, userId: user, permission: "team.read", group: "depth1" });
     depthPairs.push({ teamId: teams[d.leaf]!.id, userId: user, permission: "team.read", group: "depth20" });
   }
-  const strip = (p: Pair & { team: number }): Pair => ({ teamId: p.teamId, userId: p.userId, permission: p.permission });
+  const strip = (p: Pair & { team: number }): Pair => ({
+    teamId: p.teamId,
+    userId: p.userId,
+    permission: p.permission,
+  });
   const wrong = (pairs: (Pair & { team: number })[], reply: CheckReply) =>
-    pairs.filter((p, i) => reply.allowed[i] !== null && reply.allowed[i] !== expected(data, p.team, p.userId, p.permission as Permission)).length;
+    pairs.filter(
+      (p, i) =>
+        reply.allowed[i] !== null && reply.allowed[i] !== expected(data, p.team, p.userId, p.permission as Permission),
+    ).length;
 
   const check = (mode: "cached" | "bump" | "cold", pairs: Pair[], n: number, warmupPairs: Pair[] = pairs.slice(0, 5)) =>
     ctx.worker.json<CheckReply>("/__bench/teams-check", { mode, pairs, n, warmupPairs, organizationId: ORG });
   const assertOk = (label: string, r: CheckReply) => {
-    if (r.failed || r.stoppedEarly) throw new Error(`${label}: ${r.failed} failed, stoppedEarly ${r.stoppedEarly}: ${r.errors.join("; ")}`);
+    if (r.failed || r.stoppedEarly)
+      throw new Error(`${label}: ${r.failed} failed, stoppedEarly ${r.stoppedEarly}: ${r.errors.join("; ")}`);
   };
 
   // ─── interleaved rounds: baselines and checks alternate, so load drift hits both alike ───
@@ -251,7 +266,15 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   ctx.log("warm-up: /__bench/redis, /__bench/pg");
   await workerRedisGet(ctx.worker, 50);
   await workerPgSelect1(ctx.worker, 20);
-  const lat = { cached: [] as number[], uncached: [] as number[], cold: [] as number[], d1u: [] as number[], d20u: [] as number[], d1c: [] as number[], d20c: [] as number[] };
+  const lat = {
+    cached: [] as number[],
+    uncached: [] as number[],
+    cold: [] as number[],
+    d1u: [] as number[],
+    d20u: [] as number[],
+    d1c: [] as number[],
+    d20c: [] as number[],
+  };
   const redisRuns: WorkerLoopResult[] = [];
   const pgRuns: WorkerLoopResult[] = [];
   const parts1Runs: PartsReply[] = [];
@@ -259,9 +282,17 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const roundRatio = { cached: [] as number[], uncached: [] as number[], depth: [] as number[] };
   let mismatches = 0;
   const coldPer = per(coldN);
-  const parts = (p: Pair) => ctx.worker.json<PartsReply>("/__bench/teams-parts", { teamId: p.teamId, userId: p.userId, organizationId: ORG, n: per(partsN) });
+  const parts = (p: Pair) =>
+    ctx.worker.json<PartsReply>("/__bench/teams-parts", {
+      teamId: p.teamId,
+      userId: p.userId,
+      organizationId: ORG,
+      n: per(partsN),
+    });
   for (let r = 0; r < rounds && !ctx.signal.aborted; r++) {
-    ctx.log(`round ${r + 1}/${rounds}: redis GET ×${per(redisN)}, select 1 ×${per(pgN)}, cached ×${per(cachedN)}, uncached ×${per(uncachedN)}, depth ×${per(depthN)} uncached + cached, cold ×${coldPer}, parts`);
+    ctx.log(
+      `round ${r + 1}/${rounds}: redis GET ×${per(redisN)}, select 1 ×${per(pgN)}, cached ×${per(cachedN)}, uncached ×${per(uncachedN)}, depth ×${per(depthN)} uncached + cached, cold ×${coldPer}, parts`,
+    );
     const redis = await workerRedisGet(ctx.worker, per(redisN));
     const pgr = await workerPgSelect1(ctx.worker, per(pgN));
     const c = await check("cached", mixedS, per(cachedN));
@@ -294,7 +325,12 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     roundRatio.uncached.push(u.mean / pgr.mean);
     roundRatio.depth.push(du.groups.depth20!.p99 / du.groups.depth1!.p99);
   }
-  const weighted = (runs: WorkerLoopResult[]) => runs.reduce((t, x) => t + x.mean * x.ok, 0) / Math.max(1, runs.reduce((t, x) => t + x.ok, 0));
+  const weighted = (runs: WorkerLoopResult[]) =>
+    runs.reduce((t, x) => t + x.mean * x.ok, 0) /
+    Math.max(
+      1,
+      runs.reduce((t, x) => t + x.ok, 0),
+    );
   const redisMean = weighted(redisRuns);
   const pgMean = weighted(pgRuns);
   const cached = summarize(lat.cached);
@@ -304,7 +340,8 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const d20u = summarize(lat.d20u);
   const d1c = summarize(lat.d1c);
   const d20c = summarize(lat.d20c);
-  const avgPart = (runs: PartsReply[], k: Exclude<keyof PartsReply, "grants">) => round(runs.reduce((t, x) => t + x[k].mean, 0) / Math.max(1, runs.length));
+  const avgPart = (runs: PartsReply[], k: Exclude<keyof PartsReply, "grants">) =>
+    round(runs.reduce((t, x) => t + x[k].mean, 0) / Math.max(1, runs.length));
   const median = (xs: number[]) => percentile(xs, 50);
 
   ctx.log("grantsOnPath from Node: round trips and EXPLAIN ANALYZE");
@@ -313,21 +350,35 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   // ─── hierarchy ───
   const subtreeRootId = teams[data.subtreeRoot]!.id;
   ctx.log(`getHierarchy(${subtreeRootId}, descendants): ${hierRuns} runs in the Worker, ${hierRuns} over HTTP`);
-  const hier = await ctx.worker.json<WorkerLoopResult & { nodes: number; max: number }>("/__bench/teams-hierarchy", { teamId: subtreeRootId, direction: "descendants", runs: hierRuns });
+  const hier = await ctx.worker.json<WorkerLoopResult & { nodes: number; max: number }>("/__bench/teams-hierarchy", {
+    teamId: subtreeRootId,
+    direction: "descendants",
+    runs: hierRuns,
+  });
   if (hier.failed || hier.nodes !== SUBTREE - 1) throw new Error(`hierarchy: ${JSON.stringify(hier).slice(0, 300)}`);
   // An owner of the subtree root sees every team under it, secret ones included.
-  const owner = [...data.byTeam[data.subtreeRoot]!.entries()].find(([, r]) => r === "owner")?.[0] ?? [...data.byTeam[data.subtreeRoot]!.keys()][0]!;
+  const owner =
+    [...data.byTeam[data.subtreeRoot]!.entries()].find(([, r]) => r === "owner")?.[0] ??
+    [...data.byTeam[data.subtreeRoot]!.keys()][0]!;
   const token = async (userId: string, extraScopes: string[] = []) =>
     signToken(
       { userId, organizationId: ORG, scopes: ["teams:read", "teams:write", ...extraScopes], ttlSeconds: 3_600 },
-      { secret: ctx.bindings.AUTH_JWT_SECRET!, issuer: ctx.bindings.AUTH_JWT_ISSUER ?? "cloudmatrix", audience: ctx.bindings.AUTH_JWT_AUDIENCE ?? "cloudmatrix-edge" },
+      {
+        secret: ctx.bindings.AUTH_JWT_SECRET!,
+        issuer: ctx.bindings.AUTH_JWT_ISSUER ?? "cloudmatrix",
+        audience: ctx.bindings.AUTH_JWT_AUDIENCE ?? "cloudmatrix-edge",
+      },
     );
   const ownerAuth = { authorization: `Bearer ${await token(owner)}` };
   let httpNodes = 0;
   let httpBytes = 0;
-  const countNodes = (nodes: { children: unknown[] }[]): number => nodes.reduce((n, c) => n + 1 + countNodes(c.children as { children: unknown[] }[]), 0);
+  const countNodes = (nodes: { children: unknown[] }[]): number =>
+    nodes.reduce((n, c) => n + 1 + countNodes(c.children as { children: unknown[] }[]), 0);
   const getTree = async () => {
-    const res = await ctx.worker.fetch(`/v1/orgs/${ORG}/teams/${subtreeRootId}/hierarchy?direction=descendants`, { headers: ownerAuth, signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(30_000)]) });
+    const res = await ctx.worker.fetch(`/v1/orgs/${ORG}/teams/${subtreeRootId}/hierarchy?direction=descendants`, {
+      headers: ownerAuth,
+      signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(30_000)]),
+    });
     const text = await res.text();
     if (res.status !== 200) throw new Error(`hierarchy HTTP ${res.status} ${text.slice(0, 300)}`);
     httpBytes = text.length;
@@ -341,23 +392,36 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   // so the difference to the owner's request is the per-secret-team permission lookups.
   const adminAuth = { authorization: `Bearer ${await token("u_bench_admin", ["admin"])}` };
   const ha = await runBounded({ count: hierRuns + 1, timeLimitMs: 60_000, signal: ctx.signal }, async () => {
-    const res = await ctx.worker.fetch(`/v1/orgs/${ORG}/teams/${subtreeRootId}/hierarchy?direction=descendants`, { headers: adminAuth, signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(30_000)]) });
+    const res = await ctx.worker.fetch(`/v1/orgs/${ORG}/teams/${subtreeRootId}/hierarchy?direction=descendants`, {
+      headers: adminAuth,
+      signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(30_000)]),
+    });
     const text = await res.text();
     if (res.status !== 200) throw new Error(`hierarchy (admin) HTTP ${res.status} ${text.slice(0, 300)}`);
   });
   if (ha.failed) throw new Error(`hierarchy over HTTP (admin): ${ha.errors.join("; ")}`);
   const hierAdmin = summarize(ha.latencies.slice(1));
-  const secretInSubtree = data.teams.filter((t, i) => t.visibility === "secret" && isUnder(data, i, data.subtreeRoot)).length;
+  const secretInSubtree = data.teams.filter(
+    (t, i) => t.visibility === "secret" && isUnder(data, i, data.subtreeRoot),
+  ).length;
 
   // ─── the HTTP check route (informative) ───
   ctx.log(`POST …/permissions/check from Node: ${httpN} cached checks`);
-  const pairOwnerAuth = { "content-type": "application/json", authorization: `Bearer ${await token("u_bench_caller")}` };
+  const pairOwnerAuth = {
+    "content-type": "application/json",
+    authorization: `Bearer ${await token("u_bench_caller")}`,
+  };
   const publicMixed = mixed.filter((p) => teams[p.team]!.visibility !== "secret");
   const hc = await runBounded({ count: httpN + 20, timeLimitMs: 60_000, signal: ctx.signal }, async (i) => {
     const p = publicMixed[i % publicMixed.length]!;
-    const res = await ctx.worker.fetch(`/v1/orgs/${ORG}/teams/${p.teamId}/permissions/check`, { method: "POST", headers: pairOwnerAuth, body: JSON.stringify({ userId: p.userId, permission: p.permission }) });
+    const res = await ctx.worker.fetch(`/v1/orgs/${ORG}/teams/${p.teamId}/permissions/check`, {
+      method: "POST",
+      headers: pairOwnerAuth,
+      body: JSON.stringify({ userId: p.userId, permission: p.permission }),
+    });
     const body = (await res.json()) as { allowed?: boolean };
-    if (res.status !== 200 || body.allowed !== expected(data, p.team, p.userId, p.permission as Permission)) throw new Error(`check HTTP ${res.status} ${JSON.stringify(body).slice(0, 200)}`);
+    if (res.status !== 200 || body.allowed !== expected(data, p.team, p.userId, p.permission as Permission))
+      throw new Error(`check HTTP ${res.status} ${JSON.stringify(body).slice(0, 200)}`);
   });
   if (hc.failed) throw new Error(`HTTP checks: ${hc.errors.join("; ")}`);
   const httpCheck = summarize(hc.latencies.slice(20)); // the first 20 warm up
@@ -366,7 +430,10 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const part = (runs: PartsReply[]) =>
     `GET org-of ${avgPart(runs, "orgOfGet")} ms, cache lookup EVAL ${avgPart(runs, "cacheEval")} ms, grantsOnPath ${avgPart(runs, "grantsOnPath")} ms, SET ${avgPart(runs, "cacheSet")} ms, INCR ${avgPart(runs, "bump")} ms; controls: GET entry ${avgPart(runs, "entryGet")} ms, EVAL 'return 1' ${avgPart(runs, "evalReturn1")} ms, EVAL GET ${avgPart(runs, "evalGet")} ms`;
   const range = (xs: number[]) => `${round(Math.min(...xs), 2)}–${round(Math.max(...xs), 2)}`;
-  const load = os.loadavg().map((x) => round(x, 1)).join(" / ");
+  const load = os
+    .loadavg()
+    .map((x) => round(x, 1))
+    .join(" / ");
 
   notes.push(
     `seed: ${TEAMS} teams (max depth ${MAX_DEPTH}; ${data.deep.length} depth-20 leaves incl. the 20-level chain; a ${SUBTREE}-team subtree, ${secretInSubtree} of it secret), ${TEAMS * MEMBERS_PER_TEAM} memberships, ${USERS} users, in ${round(seedMs / 1000, 1)} s`,
@@ -432,7 +499,14 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       http_check_p50_ms: httpCheck.p50,
       http_check_p99_ms: httpCheck.p99,
       decision_mismatches: mismatches,
-      checks: lat.cached.length + lat.uncached.length + lat.cold.length + lat.d1u.length + lat.d20u.length + lat.d1c.length + lat.d20c.length,
+      checks:
+        lat.cached.length +
+        lat.uncached.length +
+        lat.cold.length +
+        lat.d1u.length +
+        lat.d20u.length +
+        lat.d1c.length +
+        lat.d20c.length,
     },
     ratios: {
       "check_cached_mean / redis_get_mean": ratio(cached.mean, redisMean),
@@ -441,7 +515,10 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       "uncached_depth20_p99 / uncached_depth1_p99": ratio(d20u.p99, d1u.p99),
       "uncached_depth20_mean / uncached_depth1_mean": ratio(d20u.mean, d1u.mean),
       "cached_depth20_p99 / cached_depth1_p99": ratio(d20c.p99, d1c.p99),
-      "grants_on_path_depth20_mean / grants_on_path_depth1_mean": ratio(avgPart(parts20Runs, "grantsOnPath"), avgPart(parts1Runs, "grantsOnPath")),
+      "grants_on_path_depth20_mean / grants_on_path_depth1_mean": ratio(
+        avgPart(parts20Runs, "grantsOnPath"),
+        avgPart(parts1Runs, "grantsOnPath"),
+      ),
       "hierarchy_2000_http_p50 / hierarchy_2000_http_admin_p50": ratio(hierHttp.p50, hierAdmin.p50),
     },
     targets: {
@@ -481,10 +558,12 @@ const DESCENDANTS_SQL = `with recursive down as (
 async function nodeGrantsOnPath(ctx: BenchContext, d1: Pair, d20: Pair, subtreeRootId: string) {
   const pg = await connectPg(ctx.pgUrl);
   try {
-    const q: Queryable = { query: async <T>(text: string, params?: readonly unknown[]) => {
-      const r = await pg.query(text, params as unknown[] | undefined);
-      return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
-    } };
+    const q: Queryable = {
+      query: async <T>(text: string, params?: readonly unknown[]) => {
+        const r = await pg.query(text, params as unknown[] | undefined);
+        return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
+      },
+    };
     const loop = async (fn: () => Promise<unknown>) => {
       await runBounded({ count: 50, timeLimitMs: 10_000 }, fn);
       const r = await runBounded({ count: 500, timeLimitMs: 20_000, signal: ctx.signal }, fn);
@@ -495,7 +574,10 @@ async function nodeGrantsOnPath(ctx: BenchContext, d1: Pair, d20: Pair, subtreeR
       const plan: number[] = [];
       const exec: number[] = [];
       for (let i = 0; i < runs; i++) {
-        const r = await pg.query<{ "QUERY PLAN": [{ "Planning Time": number; "Execution Time": number }] }>(`explain (analyze, format json) ${sql}`, params);
+        const r = await pg.query<{ "QUERY PLAN": [{ "Planning Time": number; "Execution Time": number }] }>(
+          `explain (analyze, format json) ${sql}`,
+          params,
+        );
         plan.push(r.rows[0]!["QUERY PLAN"][0]["Planning Time"]);
         exec.push(r.rows[0]!["QUERY PLAN"][0]["Execution Time"]);
       }
@@ -509,7 +591,9 @@ async function nodeGrantsOnPath(ctx: BenchContext, d1: Pair, d20: Pair, subtreeR
       explain20: await explain(GRANTS_ON_PATH_SQL, [d20.teamId, d20.userId, MAX_DEPTH]),
       descendantsExplain: await explain(DESCENDANTS_SQL, [subtreeRootId, MAX_DEPTH], 5),
       descendants: await (async () => {
-        const r = await runBounded({ count: 6, timeLimitMs: 20_000, signal: ctx.signal }, () => descendantRows(q, subtreeRootId, MAX_DEPTH));
+        const r = await runBounded({ count: 6, timeLimitMs: 20_000, signal: ctx.signal }, () =>
+          descendantRows(q, subtreeRootId, MAX_DEPTH),
+        );
         return summarize(r.latencies.slice(1));
       })(),
     };

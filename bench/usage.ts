@@ -82,7 +82,6 @@ const USERS_PER_ORG = 200;
 const RESOURCES_PER_ORG = 1_000;
 const NO_USER_SHARE = 0.05;
 
-
 /** One event as the API takes it (the organization comes from the path). */
 interface SentEvent {
   eventId: string;
@@ -110,7 +109,16 @@ interface Workload {
  * Builds the requests: per organization, its share of the events split into requests of `batch`;
  * duplicates are copies of events already placed — in the same request or in an earlier one.
  */
-function buildWorkload(o: { events: number; orgs: number; batch: number; dupRate: number; dupInRequest: number; seed: number; now: number; prefix: string }): Workload {
+function buildWorkload(o: {
+  events: number;
+  orgs: number;
+  batch: number;
+  dupRate: number;
+  dupInRequest: number;
+  seed: number;
+  now: number;
+  prefix: string;
+}): Workload {
   const rand = prng(o.seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
   const shuffle = <T>(xs: T[]): T[] => {
@@ -120,7 +128,8 @@ function buildWorkload(o: { events: number; orgs: number; batch: number; dupRate
     }
     return xs;
   };
-  const split = (total: number, parts: number) => Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
+  const split = (total: number, parts: number) =>
+    Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
   const span = 30 * DAY_MS - 120_000; // newest: 1 minute ago; oldest: 30 days − 1 minute ago
   let seq = 0;
   const fresh = (orgIndex: number): SentEvent => {
@@ -155,7 +164,11 @@ function buildWorkload(o: { events: number; orgs: number; batch: number; dupRate
       const x = crossPer[k]!;
       const w = withinPer[k]!;
       const uniques = Array.from({ length: Math.max(1, sz - x - w) }, () => fresh(oi));
-      const events = [...uniques, ...Array.from({ length: w }, () => pick(uniques)), ...Array.from({ length: x }, () => pick(earlier))];
+      const events = [
+        ...uniques,
+        ...Array.from({ length: w }, () => pick(uniques)),
+        ...Array.from({ length: x }, () => pick(earlier)),
+      ];
       earlier.push(...uniques);
       sent += events.length;
       reqs.push({ org: orgs[oi]!, events: shuffle(events) });
@@ -165,7 +178,8 @@ function buildWorkload(o: { events: number; orgs: number; batch: number; dupRate
   // Round by round, organizations in a shuffled order: an organization's later requests go out later.
   const requests: IngestRequest[] = [];
   const maxReq = Math.max(...perOrg.map((r) => r.length));
-  for (let k = 0; k < maxReq; k++) for (const oi of shuffle(orgs.map((_, i) => i))) if (perOrg[oi]![k]) requests.push(perOrg[oi]![k]!);
+  for (let k = 0; k < maxReq; k++)
+    for (const oi of shuffle(orgs.map((_, i) => i))) if (perOrg[oi]![k]) requests.push(perOrg[oi]![k]!);
   return { requests, sent, orgs };
 }
 
@@ -184,8 +198,17 @@ interface Expected {
 function expectedFrom(w: Workload, periodOf: (org: string) => { start: number; end: number }): Expected {
   const seen = new Map<string, Map<string, SentEvent>>();
   for (const org of w.orgs) seen.set(org, new Map());
-  for (const r of w.requests) for (const e of r.events) if (!seen.get(r.org)!.has(e.eventId)) seen.get(r.org)!.set(e.eventId, e);
-  const x: Expected = { unique: new Map(), byType: new Map(), users: new Map(), periodApiCalls: new Map(), periodUsers: new Map(), storage: new Map(), documents: new Map() };
+  for (const r of w.requests)
+    for (const e of r.events) if (!seen.get(r.org)!.has(e.eventId)) seen.get(r.org)!.set(e.eventId, e);
+  const x: Expected = {
+    unique: new Map(),
+    byType: new Map(),
+    users: new Map(),
+    periodApiCalls: new Map(),
+    periodUsers: new Map(),
+    storage: new Map(),
+    documents: new Map(),
+  };
   for (const [org, events] of seen) {
     const types = new Map<string, { n: number; q: number }>(TYPES.map((t) => [t, { n: 0, q: 0 }]));
     const users = new Set<string>();
@@ -231,7 +254,6 @@ class Mismatches {
 
 // ─── process CPU (Linux /proc) ──────────────────────────────────────────────────────────────────
 
-
 // ─── Postgres activity sampler ──────────────────────────────────────────────────────────────────
 
 interface ActivitySummary {
@@ -276,7 +298,13 @@ function sampleActivity(pg: Pg, everyMs: number, signal: AbortSignal): { stop():
       stopped = true;
       await loop;
       const share = (k: number) => (n ? round(k / n, 3) : NaN);
-      return { samples: n, insertActive: share(ins), otherActive: share(other), idleInTx: share(idleTx), meanSessions: n ? round(sessions / n, 2) : NaN };
+      return {
+        samples: n,
+        insertActive: share(ins),
+        otherActive: share(other),
+        idleInTx: share(idleTx),
+        meanSessions: n ? round(sessions / n, 2) : NaN,
+      };
     },
   };
 }
@@ -299,7 +327,14 @@ function mixCase(value: (m: (typeof MIX)[number]) => string): string {
  * as ingestion plus a finished rollup would leave them. `timeOrder` writes rows in time order
  * (organizations interleaved, as arrival order would); otherwise in key order (faster).
  */
-async function loadOrgs(pg: Pg, from: number, to: number, perOrg: number, now: Date, timeOrder: boolean): Promise<void> {
+async function loadOrgs(
+  pg: Pg,
+  from: number,
+  to: number,
+  perOrg: number,
+  now: Date,
+  timeOrder: boolean,
+): Promise<void> {
   const ord = (timeKey: string, keys: string) => (timeOrder ? `order by ${timeKey}` : `order by ${keys}`);
   const statements = [
     "begin",
@@ -338,7 +373,17 @@ async function loadOrgs(pg: Pg, from: number, to: number, perOrg: number, now: D
   }
 }
 
-const USAGE_TABLES = ["usage_events", "usage_event_ids", "usage_agg_minute", "usage_agg_hour", "usage_agg_day", "usage_agg_month", "usage_user_hours", "usage_user_days", "usage_dirty_buckets"];
+const USAGE_TABLES = [
+  "usage_events",
+  "usage_event_ids",
+  "usage_agg_minute",
+  "usage_agg_hour",
+  "usage_agg_day",
+  "usage_agg_month",
+  "usage_user_hours",
+  "usage_user_days",
+  "usage_dirty_buckets",
+];
 
 // ─── the benchmark ──────────────────────────────────────────────────────────────────────────────
 
@@ -349,7 +394,9 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const deadline = started + (numArg(a, "timeout", 300) - 25) * 1000;
   const left = () => deadline - Date.now();
   if (numArg(a, "timeout", 300) < 900 && a["skip-ingest"] !== true && a["skip-query"] !== true) {
-    ctx.log("usage: the full run (200k events through the API, then 10 M rows in SQL) needs ~10 min on 2 cores: pass --timeout 900 (or more); with less, the big load stops early and says so");
+    ctx.log(
+      "usage: the full run (200k events through the API, then 10 M rows in SQL) needs ~10 min on 2 cores: pass --timeout 900 (or more); with less, the big load stops early and says so",
+    );
   }
   const figures: Record<string, number> = {};
   const ratios: Record<string, number> = {};
@@ -357,12 +404,29 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const targets: Record<string, string> = {};
 
   const token = await signToken(
-    { userId: "svc_bench", organizationId: "bench", scopes: ["internal", "usage:read", "usage:write"], ttlSeconds: 4 * 3_600 },
-    { secret: ctx.bindings.AUTH_JWT_SECRET!, issuer: ctx.bindings.AUTH_JWT_ISSUER ?? "cloudmatrix", audience: ctx.bindings.AUTH_JWT_AUDIENCE ?? "cloudmatrix-edge" },
+    {
+      userId: "svc_bench",
+      organizationId: "bench",
+      scopes: ["internal", "usage:read", "usage:write"],
+      ttlSeconds: 4 * 3_600,
+    },
+    {
+      secret: ctx.bindings.AUTH_JWT_SECRET!,
+      issuer: ctx.bindings.AUTH_JWT_ISSUER ?? "cloudmatrix",
+      audience: ctx.bindings.AUTH_JWT_AUDIENCE ?? "cloudmatrix-edge",
+    },
   );
   const auth = { authorization: `Bearer ${token}` };
-  const call = async (path: string, init: RequestInit = {}, timeoutMs = 30_000): Promise<{ status: number; body: unknown }> => {
-    const res = await ctx.worker.fetch(path, { ...init, headers: { ...auth, ...(init.headers as Record<string, string>) }, signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]) });
+  const call = async (
+    path: string,
+    init: RequestInit = {},
+    timeoutMs = 30_000,
+  ): Promise<{ status: number; body: unknown }> => {
+    const res = await ctx.worker.fetch(path, {
+      ...init,
+      headers: { ...auth, ...(init.headers as Record<string, string>) },
+      signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]),
+    });
     const text = await res.text();
     let body: unknown = text;
     try {
@@ -381,7 +445,12 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   // The run's Redis keys (one "seen" key per event, sketches): many more than the harness's
   // 15-second cleanup expects, so delete them here first (UNLINK, large SCAN pages, bounded).
   ctx.defer(async () => {
-    const redis = new Redis({ url: ctx.bindings.UPSTASH_REDIS_REST_URL!, token: ctx.bindings.UPSTASH_REDIS_REST_TOKEN!, automaticDeserialization: false, enableTelemetry: false });
+    const redis = new Redis({
+      url: ctx.bindings.UPSTASH_REDIS_REST_URL!,
+      token: ctx.bindings.UPSTASH_REDIS_REST_TOKEN!,
+      automaticDeserialization: false,
+      enableTelemetry: false,
+    });
     let cursor = "0";
     let removed = 0;
     const until = Date.now() + 18_000;
@@ -412,17 +481,33 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
 
     // Warm-up (not measured): isolate, Postgres sessions, the queue consumer, one organization object.
     ctx.log("ingest: warm-up");
-    const warm = buildWorkload({ ...shape, events: 200, orgs: 1, dupRate: 0, seed: shape.seed + 1000, now: Date.now(), prefix: "bw_" });
+    const warm = buildWorkload({
+      ...shape,
+      events: 200,
+      orgs: 1,
+      dupRate: 0,
+      seed: shape.seed + 1000,
+      now: Date.now(),
+      prefix: "bw_",
+    });
     for (const r of warm.requests) {
-      const res = await call(`/v1/orgs/${r.org}/usage/events`, { method: "POST", body: JSON.stringify({ events: r.events }), headers: { "content-type": "application/json" } });
-      if (res.status !== 202) throw new Error(`warm-up ingest: HTTP ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
+      const res = await call(`/v1/orgs/${r.org}/usage/events`, {
+        method: "POST",
+        body: JSON.stringify({ events: r.events }),
+        headers: { "content-type": "application/json" },
+      });
+      if (res.status !== 202)
+        throw new Error(`warm-up ingest: HTTP ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
     }
-    const countIds = async () => (await pg.query<{ n: number }>("/* bench */ select count(*)::int as n from usage_event_ids")).rows[0]!.n;
+    const countIds = async () =>
+      (await pg.query<{ n: number }>("/* bench */ select count(*)::int as n from usage_event_ids")).rows[0]!.n;
     for (let i = 0; i < 300 && !ctx.signal.aborted && (await countIds()) < warm.sent; i++) await sleep(100);
     const base = await countIds();
 
     const uniqueTotal = new Set(w.requests.flatMap((r) => r.events.map((e) => `${r.org}\u0000${e.eventId}`))).size;
-    ctx.log(`ingest: ${w.sent} events (${uniqueTotal} unique) in ${w.requests.length} requests for ${w.orgs.length} orgs, concurrency ${shape.concurrency}`);
+    ctx.log(
+      `ingest: ${w.sent} events (${uniqueTotal} unique) in ${w.requests.length} requests for ${w.orgs.length} orgs, concurrency ${shape.concurrency}`,
+    );
     let accepted = 0;
     let dupReported = 0;
     let rejected = 0;
@@ -433,24 +518,37 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     const sampler = sampleActivity(samplerPg, 50, ctx.signal);
     const cpu0 = cpu();
     const t0 = nowMs();
-    const posting = runBounded({ count: w.requests.length, concurrency: shape.concurrency, timeLimitMs: Math.max(10_000, left() - 60_000), signal: ctx.signal }, async (i) => {
-      const r = w.requests[i]!;
-      const body = JSON.stringify({ events: r.events });
-      for (let attempt = 1; ; attempt++) {
-        const res = await call(`/v1/orgs/${r.org}/usage/events`, { method: "POST", body, headers: { "content-type": "application/json" } }).catch((err: unknown) => ({ status: 0, body: String(err) }));
-        if (res.status === 202) {
-          const b = res.body as { accepted: number; duplicates: string[]; rejected: unknown[] };
-          accepted += b.accepted;
-          dupReported += b.duplicates.length;
-          rejected += b.rejected.length;
-          lastAcceptedAt = nowMs();
-          return;
+    const posting = runBounded(
+      {
+        count: w.requests.length,
+        concurrency: shape.concurrency,
+        timeLimitMs: Math.max(10_000, left() - 60_000),
+        signal: ctx.signal,
+      },
+      async (i) => {
+        const r = w.requests[i]!;
+        const body = JSON.stringify({ events: r.events });
+        for (let attempt = 1; ; attempt++) {
+          const res = await call(`/v1/orgs/${r.org}/usage/events`, {
+            method: "POST",
+            body,
+            headers: { "content-type": "application/json" },
+          }).catch((err: unknown) => ({ status: 0, body: String(err) }));
+          if (res.status === 202) {
+            const b = res.body as { accepted: number; duplicates: string[]; rejected: unknown[] };
+            accepted += b.accepted;
+            dupReported += b.duplicates.length;
+            rejected += b.rejected.length;
+            lastAcceptedAt = nowMs();
+            return;
+          }
+          if (attempt >= 3 || ctx.signal.aborted)
+            throw new Error(`ingest ${r.org}: HTTP ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
+          retries += 1; // the API is idempotent by event id: a resend is safe
+          await sleep(500 * attempt);
         }
-        if (attempt >= 3 || ctx.signal.aborted) throw new Error(`ingest ${r.org}: HTTP ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
-        retries += 1; // the API is idempotent by event id: a resend is safe
-        await sleep(500 * attempt);
-      }
-    });
+      },
+    );
     // Until every unique event id is in Postgres (bounded).
     const waitUntil = Date.now() + Math.min(numArg(a, "wait", 600) * 1000, Math.max(20_000, left() - 75_000));
     let inPg = 0;
@@ -466,7 +564,9 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       }
       if (Date.now() - lastLog > 5_000) {
         lastLog = Date.now();
-        ctx.log(`ingest: ${inPg}/${uniqueTotal} in postgres after ${((nowMs() - t0) / 1000).toFixed(1)} s${postsDone ? " (all POSTs answered)" : ""}`);
+        ctx.log(
+          `ingest: ${inPg}/${uniqueTotal} in postgres after ${((nowMs() - t0) / 1000).toFixed(1)} s${postsDone ? " (all POSTs answered)" : ""}`,
+        );
       }
       await sleep(200);
     }
@@ -475,10 +575,15 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     const activity = await sampler.stop();
     const e2eMs = (Number.isFinite(doneAt) ? doneAt : nowMs()) - t0;
     const lost = uniqueTotal - inPg;
-    if (lost > 0) notes.push(`ingest did not complete: ${inPg}/${uniqueTotal} unique events in Postgres after ${round(e2eMs / 1000, 1)} s (bounded wait)`);
+    if (lost > 0)
+      notes.push(
+        `ingest did not complete: ${inPg}/${uniqueTotal} unique events in Postgres after ${round(e2eMs / 1000, 1)} s (bounded wait)`,
+      );
     const posts = summarize(posted.latencies);
     const ingestPerS = round((inPg * 1000) / e2eMs, 0);
-    ctx.log(`ingest: ${inPg} unique events in ${round(e2eMs / 1000, 1)} s = ${ingestPerS}/s; POSTs answered at ${round((w.sent * 1000) / (lastAcceptedAt - t0), 0)} events/s`);
+    ctx.log(
+      `ingest: ${inPg} unique events in ${round(e2eMs / 1000, 1)} s = ${ingestPerS}/s; POSTs answered at ${round((w.sent * 1000) / (lastAcceptedAt - t0), 0)} events/s`,
+    );
 
     // Consumer transactions: usage_event_ids.received_at is now() = the start of each consumer transaction.
     const { rows: txns } = await pg.query<{ t: number; n: number }>(
@@ -488,28 +593,44 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
 
     // ─── exactness ───
     ctx.log("ingest: exactness checks (postgres, then the HTTP API)");
-    const { rows: anchors } = await pg.query<{ id: string; billing_anchor: Date }>("/* bench */ select id, billing_anchor from organizations where id like 'bu\\_%'");
+    const { rows: anchors } = await pg.query<{ id: string; billing_anchor: Date }>(
+      "/* bench */ select id, billing_anchor from organizations where id like 'bu\\_%'",
+    );
     const anchorOf = new Map(anchors.map((r) => [r.id, new Date(r.billing_anchor)]));
     const checkedAt = new Date();
     const periodOf = (org: string) => {
-      const p = billingPeriod(anchorOf.get(org) ?? new Date(Date.UTC(checkedAt.getUTCFullYear(), checkedAt.getUTCMonth(), 1)), checkedAt);
+      const p = billingPeriod(
+        anchorOf.get(org) ?? new Date(Date.UTC(checkedAt.getUTCFullYear(), checkedAt.getUTCMonth(), 1)),
+        checkedAt,
+      );
       return { start: p.start.getTime(), end: p.end.getTime() };
     };
     const x = expectedFrom(w, periodOf);
     const mmPg = new Mismatches();
-    const { rows: idRows } = await pg.query<{ o: string; n: number }>("/* bench */ select organization_id as o, count(*)::int as n from usage_event_ids where organization_id like 'bu\\_%' group by 1");
+    const { rows: idRows } = await pg.query<{ o: string; n: number }>(
+      "/* bench */ select organization_id as o, count(*)::int as n from usage_event_ids where organization_id like 'bu\\_%' group by 1",
+    );
     const ids = new Map(idRows.map((r) => [r.o, r.n]));
     const byTypeFrom = async (sql: string) => {
       const m = new Map<string, { n: number; q: number }>();
-      for (const r of (await pg.query<{ o: string; t: string; n: number; q: number }>(sql)).rows) m.set(`${r.o}|${r.t}`, { n: Number(r.n), q: Number(r.q) });
+      for (const r of (await pg.query<{ o: string; t: string; n: number; q: number }>(sql)).rows)
+        m.set(`${r.o}|${r.t}`, { n: Number(r.n), q: Number(r.q) });
       return m;
     };
     const tables = {
-      usage_events: await byTypeFrom("/* bench */ select organization_id as o, event_type as t, count(*)::int8 as n, sum(quantity)::float8 as q from usage_events where organization_id like 'bu\\_%' group by 1, 2"),
-      usage_agg_hour: await byTypeFrom("/* bench */ select organization_id as o, event_type as t, sum(events)::int8 as n, sum(quantity)::float8 as q from usage_agg_hour where organization_id like 'bu\\_%' group by 1, 2"),
-      usage_agg_minute: await byTypeFrom("/* bench */ select organization_id as o, event_type as t, sum(events)::int8 as n, sum(quantity)::float8 as q from usage_agg_minute where organization_id like 'bu\\_%' group by 1, 2"),
+      usage_events: await byTypeFrom(
+        "/* bench */ select organization_id as o, event_type as t, count(*)::int8 as n, sum(quantity)::float8 as q from usage_events where organization_id like 'bu\\_%' group by 1, 2",
+      ),
+      usage_agg_hour: await byTypeFrom(
+        "/* bench */ select organization_id as o, event_type as t, sum(events)::int8 as n, sum(quantity)::float8 as q from usage_agg_hour where organization_id like 'bu\\_%' group by 1, 2",
+      ),
+      usage_agg_minute: await byTypeFrom(
+        "/* bench */ select organization_id as o, event_type as t, sum(events)::int8 as n, sum(quantity)::float8 as q from usage_agg_minute where organization_id like 'bu\\_%' group by 1, 2",
+      ),
     };
-    const { rows: userRows } = await pg.query<{ o: string; n: number }>("/* bench */ select organization_id as o, count(distinct user_id)::int as n from usage_user_days where organization_id like 'bu\\_%' group by 1");
+    const { rows: userRows } = await pg.query<{ o: string; n: number }>(
+      "/* bench */ select organization_id as o, count(distinct user_id)::int as n from usage_user_days where organization_id like 'bu\\_%' group by 1",
+    );
     const users = new Map(userRows.map((r) => [r.o, r.n]));
     for (const org of w.orgs) {
       mmPg.check(`${org} usage_event_ids`, x.unique.get(org)!, ids.get(org) ?? 0);
@@ -523,7 +644,9 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       }
     }
     // Rows for organizations or types never sent would be extra.
-    for (const m of Object.values(tables)) for (const k of m.keys()) if (!x.byType.get(k.split("|")[0]!)?.has(k.split("|")[1]!)) mmPg.check(`unexpected ${k}`, 0, 1);
+    for (const m of Object.values(tables))
+      for (const k of m.keys())
+        if (!x.byType.get(k.split("|")[0]!)?.has(k.split("|")[1]!)) mmPg.check(`unexpected ${k}`, 0, 1);
 
     // The API: the organization objects apply after the Postgres commit, so allow them a few seconds.
     const metricTypes = [...TYPES, "api_calls", "storage", "documents", "collaborators"];
@@ -535,31 +658,38 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     do {
       apiAttempts += 1;
       const mm = new Mismatches();
-      const r = await runBounded({ count: w.orgs.length, concurrency: 8, timeLimitMs: 60_000, signal: ctx.signal }, async (i) => {
-        const org = w.orgs[i]!;
-        const metrics = await getJson<{ totals: Record<string, number> }>(
-          `/v1/orgs/${org}/usage/metrics?startTime=${encodeURIComponent(mStart)}&endTime=${encodeURIComponent(mEnd)}&granularity=day&metricTypes=${metricTypes.join(",")}`,
-        );
-        for (const [t, v] of x.byType.get(org)!) mm.check(`${org} metrics ${t}`, v.q, metrics.totals[t]);
-        mm.check(`${org} metrics api_calls`, x.byType.get(org)!.get("api.call")!.q, metrics.totals.api_calls);
-        mm.check(`${org} metrics storage`, x.storage.get(org)!, metrics.totals.storage);
-        mm.check(`${org} metrics documents`, x.documents.get(org)!, metrics.totals.documents);
-        mm.check(`${org} metrics collaborators`, x.users.get(org)!, metrics.totals.collaborators);
-        const quota = await getJson<{ periodStart: string; metrics: { metricType: string; used: number }[] }>(`/v1/orgs/${org}/usage/quota`);
-        const used = (m: string) => quota.metrics.find((q) => q.metricType === m)?.used;
-        mm.check(`${org} quota periodStart (ms)`, periodOf(org).start, Date.parse(quota.periodStart));
-        mm.check(`${org} quota api_calls`, x.periodApiCalls.get(org)!, used("api_calls"));
-        mm.check(`${org} quota collaborators`, x.periodUsers.get(org)!, used("collaborators"));
-        mm.check(`${org} quota storage`, x.storage.get(org)!, used("storage"));
-        mm.check(`${org} quota documents`, x.documents.get(org)!, used("documents"));
-      });
+      const r = await runBounded(
+        { count: w.orgs.length, concurrency: 8, timeLimitMs: 60_000, signal: ctx.signal },
+        async (i) => {
+          const org = w.orgs[i]!;
+          const metrics = await getJson<{ totals: Record<string, number> }>(
+            `/v1/orgs/${org}/usage/metrics?startTime=${encodeURIComponent(mStart)}&endTime=${encodeURIComponent(mEnd)}&granularity=day&metricTypes=${metricTypes.join(",")}`,
+          );
+          for (const [t, v] of x.byType.get(org)!) mm.check(`${org} metrics ${t}`, v.q, metrics.totals[t]);
+          mm.check(`${org} metrics api_calls`, x.byType.get(org)!.get("api.call")!.q, metrics.totals.api_calls);
+          mm.check(`${org} metrics storage`, x.storage.get(org)!, metrics.totals.storage);
+          mm.check(`${org} metrics documents`, x.documents.get(org)!, metrics.totals.documents);
+          mm.check(`${org} metrics collaborators`, x.users.get(org)!, metrics.totals.collaborators);
+          const quota = await getJson<{ periodStart: string; metrics: { metricType: string; used: number }[] }>(
+            `/v1/orgs/${org}/usage/quota`,
+          );
+          const used = (m: string) => quota.metrics.find((q) => q.metricType === m)?.used;
+          mm.check(`${org} quota periodStart (ms)`, periodOf(org).start, Date.parse(quota.periodStart));
+          mm.check(`${org} quota api_calls`, x.periodApiCalls.get(org)!, used("api_calls"));
+          mm.check(`${org} quota collaborators`, x.periodUsers.get(org)!, used("collaborators"));
+          mm.check(`${org} quota storage`, x.storage.get(org)!, used("storage"));
+          mm.check(`${org} quota documents`, x.documents.get(org)!, used("documents"));
+        },
+      );
       if (r.failed) for (let i = 0; i < r.failed; i++) mm.check(`API request failed: ${r.errors[0] ?? ""}`, 0, 1);
       mmApi = mm;
       if (mm.count === 0 || Date.now() > apiDeadline || ctx.signal.aborted) break;
       await sleep(1_000);
     } while (true);
     const periodStart = new Date(periodOf(w.orgs[0]!).start).toISOString();
-    ctx.log(`ingest: ${mmPg.count} postgres mismatch(es) of ${mmPg.checked}, ${mmApi.count} API mismatch(es) of ${mmApi.checked} (${apiAttempts} attempt(s))`);
+    ctx.log(
+      `ingest: ${mmPg.count} postgres mismatch(es) of ${mmPg.checked}, ${mmApi.count} API mismatch(es) of ${mmApi.checked} (${apiAttempts} attempt(s))`,
+    );
 
     // ─── where the time goes: the consumer's batch path replayed in Node, without the organization object ───
     // Per batch like the Worker's queue handler: parse + validate 100 messages, a fresh pool (the
@@ -568,15 +698,61 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     ctx.log("ingest: probe — the consumer's batch path in Node (organization object stubbed)");
     const cfg = getConfig(ctx.bindings);
     const { redis, keys } = createRedis(cfg);
-    const probe = buildWorkload({ ...shape, events: 3_000, orgs: 10, batch: 100, dupRate: 0, seed: shape.seed + 2000, now: Date.now(), prefix: "bx_" });
-    const stubOrg = { apply: async (_o: string, list: unknown[]) => ({ applied: list.length, crossings: 0 }) } as unknown as OrgUsageClient;
-    const pr = { validate: [] as number[], connect: [] as number[], txn: [] as number[], redis: [] as number[], total: [] as number[] };
+    const probe = buildWorkload({
+      ...shape,
+      events: 3_000,
+      orgs: 10,
+      batch: 100,
+      dupRate: 0,
+      seed: shape.seed + 2000,
+      now: Date.now(),
+      prefix: "bx_",
+    });
+    const stubOrg = {
+      apply: async (_o: string, list: unknown[]) => ({ applied: list.length, crossings: 0 }),
+    } as unknown as OrgUsageClient;
+    const pr = {
+      validate: [] as number[],
+      connect: [] as number[],
+      txn: [] as number[],
+      redis: [] as number[],
+      total: [] as number[],
+    };
     for (const req of probe.requests.slice(0, 30)) {
       if (ctx.signal.aborted) break;
-      const bodies = req.events.map((e) => JSON.stringify({ specversion: "1.0", id: e.eventId, type: e.eventType, source: "/cloudmatrix-edge/usage-api", time: e.timestamp, datacontenttype: "application/json", organizationid: req.org, data: { userId: e.userId, resourceId: e.resourceId, resourceType: e.resourceType, quantity: e.quantity, metadata: e.metadata } }));
+      const bodies = req.events.map((e) =>
+        JSON.stringify({
+          specversion: "1.0",
+          id: e.eventId,
+          type: e.eventType,
+          source: "/cloudmatrix-edge/usage-api",
+          time: e.timestamp,
+          datacontenttype: "application/json",
+          organizationid: req.org,
+          data: {
+            userId: e.userId,
+            resourceId: e.resourceId,
+            resourceType: e.resourceType,
+            quantity: e.quantity,
+            metadata: e.metadata,
+          },
+        }),
+      );
       const db = createDb(cfg);
       let txnMs = 0;
-      const timedDb: Db = { ...db, query: db.query, end: db.end, transaction: async (fn) => { const s = nowMs(); try { return await db.transaction(fn); } finally { txnMs += nowMs() - s; } } };
+      const timedDb: Db = {
+        ...db,
+        query: db.query,
+        end: db.end,
+        transaction: async (fn) => {
+          const s = nowMs();
+          try {
+            return await db.transaction(fn);
+          } finally {
+            txnMs += nowMs() - s;
+          }
+        },
+      };
       const svc = new UsageAnalyticsAggregator({ db: timedDb, redis, keys, orgs: () => stubOrg, config: cfg.usage });
       const s0 = nowMs();
       const valid: UsageEvent[] = [];
@@ -585,7 +761,17 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
         if (!parsed.ok) throw new Error(`probe: ${parsed.reason}`);
         const ev = parsed.event;
         const d = ev.data as Record<string, unknown>;
-        const v = svc.validate({ eventId: ev.id, organizationId: ev.organizationid, eventType: ev.type, timestamp: ev.time, userId: d.userId, resourceId: d.resourceId, resourceType: d.resourceType, quantity: d.quantity ?? 1, metadata: d.metadata ?? {} });
+        const v = svc.validate({
+          eventId: ev.id,
+          organizationId: ev.organizationid,
+          eventType: ev.type,
+          timestamp: ev.time,
+          userId: d.userId,
+          resourceId: d.resourceId,
+          resourceType: d.resourceType,
+          quantity: d.quantity ?? 1,
+          metadata: d.metadata ?? {},
+        });
         if (v.ok) valid.push(v.event);
       }
       const s1 = nowMs();
@@ -608,23 +794,39 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     const ceiling = async (batch: number, clients: number, total: number) => {
       const conns = await Promise.all(Array.from({ length: clients }, () => connectPg(ctx.pgUrl)));
       try {
-        const wl = buildWorkload({ ...shape, events: total, orgs: 50, batch, dupRate: 0, seed: shape.seed + 3000 + batch, now: Date.now(), prefix: `by${batch}_` });
-        const t0c = nowMs();
-        const r = await runBounded({ count: wl.requests.length, concurrency: clients, timeLimitMs: 60_000, signal: ctx.signal }, async (i, lane) => {
-          const c = conns[lane]!;
-          const db = { query: (text: string, params?: readonly unknown[]) => c.query(text, params as unknown[]) } as unknown as Queryable;
-          const req = wl.requests[i]!;
-          const events = req.events.map((e) => ({ ...e, organizationId: req.org, timestamp: new Date(e.timestamp) }) as unknown as UsageEvent);
-          await c.query("begin");
-          try {
-            await ensureOrganizations(db, [req.org]);
-            await insertEvents(db, events);
-            await c.query("commit");
-          } catch (err) {
-            await c.query("rollback").catch(() => undefined);
-            throw err;
-          }
+        const wl = buildWorkload({
+          ...shape,
+          events: total,
+          orgs: 50,
+          batch,
+          dupRate: 0,
+          seed: shape.seed + 3000 + batch,
+          now: Date.now(),
+          prefix: `by${batch}_`,
         });
+        const t0c = nowMs();
+        const r = await runBounded(
+          { count: wl.requests.length, concurrency: clients, timeLimitMs: 60_000, signal: ctx.signal },
+          async (i, lane) => {
+            const c = conns[lane]!;
+            const db = {
+              query: (text: string, params?: readonly unknown[]) => c.query(text, params as unknown[]),
+            } as unknown as Queryable;
+            const req = wl.requests[i]!;
+            const events = req.events.map(
+              (e) => ({ ...e, organizationId: req.org, timestamp: new Date(e.timestamp) }) as unknown as UsageEvent,
+            );
+            await c.query("begin");
+            try {
+              await ensureOrganizations(db, [req.org]);
+              await insertEvents(db, events);
+              await c.query("commit");
+            } catch (err) {
+              await c.query("rollback").catch(() => undefined);
+              throw err;
+            }
+          },
+        );
         if (r.failed) throw new Error(`ceiling probe: ${r.failed} failed: ${r.errors.join("; ")}`);
         const ms = nowMs() - t0c;
         return { perS: round((wl.sent * 1000) / ms, 0), p50: round(percentile(r.latencies, 50), 2) };
@@ -636,7 +838,6 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     const ceil500 = await ceiling(500, 4, 50_000);
     const ceil100 = await ceiling(100, 4, 50_000);
     const ceil100x1 = await ceiling(100, 1, 20_000);
-
 
     ctx.log(`baseline: pgInsertRowsPerSecond(rows = ${inPg || uniqueTotal})`);
     const raw = await pgInsertRowsPerSecond(ctx.pgUrl, { rows: inPg || uniqueTotal });
@@ -726,9 +927,12 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     const qStart = new Date(qEnd.getTime() - 30 * DAY_MS);
     const metricsPath = `/v1/orgs/${org}/usage/metrics?startTime=${encodeURIComponent(qStart.toISOString())}&endTime=${encodeURIComponent(qEnd.toISOString())}&granularity=hour&metricTypes=api_calls,document.viewed`;
     const dashboardPath = `/v1/orgs/${org}/usage/dashboard`;
-    const probeDb = { query: (text: string, params?: readonly unknown[]) => pg.query(text, params as unknown[]) } as unknown as Queryable;
+    const probeDb = {
+      query: (text: string, params?: readonly unknown[]) => pg.query(text, params as unknown[]),
+    } as unknown as Queryable;
 
-    const eventsIn = async () => (await pg.query<{ n: number }>("/* bench */ select count(*)::int as n from usage_event_ids")).rows[0]!.n;
+    const eventsIn = async () =>
+      (await pg.query<{ n: number }>("/* bench */ select count(*)::int as n from usage_event_ids")).rows[0]!.n;
     const settle = async (label: string) => {
       // What autovacuum would do after a bulk load, done now so it does not run during the measurement.
       const s = Date.now();
@@ -781,14 +985,37 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
         return t;
       };
       const sqlMetrics = await sqlTimes(() =>
-        sumsByBucket(probeDb, { org, types: ["api.call", "document.viewed"], from: qStart, to: qEnd, granularity: "hour", tz: "UTC", wholeHourZone: true, byResourceType: false }),
+        sumsByBucket(probeDb, {
+          org,
+          types: ["api.call", "document.viewed"],
+          from: qStart,
+          to: qEnd,
+          granularity: "hour",
+          tz: "UTC",
+          wholeHourZone: true,
+          byResourceType: false,
+        }),
       );
       const sqlTrends = await sqlTimes(() => pg.query(trendsSql, trendsParams()));
       const explain = async (sql: string, params: unknown[]) => {
-        const { rows } = await pg.query<{ "QUERY PLAN": string }>(`explain (analyze, buffers, costs off, timing off, summary off) ${sql}`, params);
+        const { rows } = await pg.query<{ "QUERY PLAN": string }>(
+          `explain (analyze, buffers, costs off, timing off, summary off) ${sql}`,
+          params,
+        );
         const lines = rows.map((x) => x["QUERY PLAN"]);
-        const scans = lines.filter((l) => /Scan/.test(l)).map((l) => l.trim().replace(/^->\s*/, "").replace(/\s*\(actual.*$/, ""));
-        const buffers = lines.find((l) => /Buffers:/.test(l))?.trim().replace(/^Buffers:\s*/, "") ?? "";
+        const scans = lines
+          .filter((l) => /Scan/.test(l))
+          .map((l) =>
+            l
+              .trim()
+              .replace(/^->\s*/, "")
+              .replace(/\s*\(actual.*$/, ""),
+          );
+        const buffers =
+          lines
+            .find((l) => /Buffers:/.test(l))
+            ?.trim()
+            .replace(/^Buffers:\s*/, "") ?? "";
         return `${scans.join(" + ")} [${buffers}]`;
       };
       const metricsPlan = await explain(
@@ -824,7 +1051,9 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     await settle("small");
     const smallEvents = await eventsIn();
     const small = await measure("small");
-    ctx.log(`query: small (${smallEvents} events): metrics p95 ${round(small.metricsP95, 1)} ms, dashboard p95 ${round(small.dashboardP95, 1)} ms`);
+    ctx.log(
+      `query: small (${smallEvents} events): metrics p95 ${round(small.metricsP95, 1)} ms, dashboard p95 ${round(small.dashboardP95, 1)} ms`,
+    );
 
     // Grow: chunks of organizations on `clients` sessions, until the target or the time budget.
     const loadStart = Date.now();
@@ -853,7 +1082,9 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
             if (Date.now() - lastLog > 10_000) {
               lastLog = Date.now();
               const rate = loaded / ((Date.now() - loadStart) / 1000);
-              ctx.log(`query: big — ${smallEvents + loaded} / ${bigOrgs * perOrg} events (${Math.round(rate)} events/s)`);
+              ctx.log(
+                `query: big — ${smallEvents + loaded} / ${bigOrgs * perOrg} events (${Math.round(rate)} events/s)`,
+              );
             }
           }
         }),
@@ -864,9 +1095,14 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     const loadMs = Date.now() - loadStart;
     const vacuumMs = await settle("big");
     const bigEvents = await eventsIn();
-    if (budgetStop) notes.push(`the big load stopped at ${bigEvents} of ${bigOrgs * perOrg} events: the run's --timeout left no more time (raise --timeout, e.g. 900)`);
+    if (budgetStop)
+      notes.push(
+        `the big load stopped at ${bigEvents} of ${bigOrgs * perOrg} events: the run's --timeout left no more time (raise --timeout, e.g. 900)`,
+      );
     const big = await measure("big");
-    ctx.log(`query: big (${bigEvents} events): metrics p95 ${round(big.metricsP95, 1)} ms, dashboard p95 ${round(big.dashboardP95, 1)} ms`);
+    ctx.log(
+      `query: big (${bigEvents} events): metrics p95 ${round(big.metricsP95, 1)} ms, dashboard p95 ${round(big.dashboardP95, 1)} ms`,
+    );
     const { rows: sizes } = await pg.query<{ t: string; mb: number; rows: number }>(
       "/* bench */ select c.relname as t, round(pg_total_relation_size(c.oid) / 1048576.0)::int as mb, c.reltuples::int8 as rows from pg_class c where relname = any($1::text[]) or relname like 'usage_events_20%' order by 2 desc",
       [USAGE_TABLES],
@@ -913,7 +1149,10 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       `plans (EXPLAIN ANALYZE, BUFFERS): metrics small ${small.metricsPlan}; big ${big.metricsPlan}; trends small ${small.trendsPlan}; big ${big.trendsPlan}`,
       `metrics = GET ${metricsPath.replace(/startTime=[^&]+&endTime=[^&]+/, "startTime=<30 days before endTime>&endTime=<next full hour>")} (${big.points} data points); dashboard = GET ${dashboardPath}`,
       `sql_* = the statements behind them from Node (sumsByBucket hour; the dashboard's trends query): they isolate Postgres from HTTP, Worker and connection setup`,
-      `table sizes at big: ${sizes.filter((s) => s.mb > 0).map((s) => `${s.t} ${s.mb} MB`).join(", ")}`,
+      `table sizes at big: ${sizes
+        .filter((s) => s.mb > 0)
+        .map((s) => `${s.t} ${s.mb} MB`)
+        .join(", ")}`,
     );
   }
 

@@ -56,7 +56,12 @@ const nowMs = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls the receiver's tally until `expected` (event, endpoint) pairs arrived; true if it gave up. */
-async function waitForPairs(ctx: BenchContext, run: { pairs: { size: number } }, expected: number, deadline: number): Promise<boolean> {
+async function waitForPairs(
+  ctx: BenchContext,
+  run: { pairs: { size: number } },
+  expected: number,
+  deadline: number,
+): Promise<boolean> {
   while (run.pairs.size < expected) {
     if (ctx.signal.aborted || nowMs() > deadline) return true;
     await sleep(50);
@@ -104,10 +109,27 @@ interface RunStats {
 
 function newRun(prefix: string, failRate: number): RunStats {
   return {
-    prefix, secrets: [], webhookIds: [], orgOf: [], failRate, requests: 0, invalidSignatures: 0,
-    failed: { status500: 0, hang: 0, reset: 0 }, ok2xx: 0, pairs: new Map(), ids: new Map(),
-    extraIdsPerPair: 0, pairIds: new Map(), misrouted: 0, latencies: [], receivedAt: new Map(), sentAt: new Map(),
-    firstDeliveryAt: Infinity, lastDeliveryAt: 0, inFlight: 0, maxInFlight: 0,
+    prefix,
+    secrets: [],
+    webhookIds: [],
+    orgOf: [],
+    failRate,
+    requests: 0,
+    invalidSignatures: 0,
+    failed: { status500: 0, hang: 0, reset: 0 },
+    ok2xx: 0,
+    pairs: new Map(),
+    ids: new Map(),
+    extraIdsPerPair: 0,
+    pairIds: new Map(),
+    misrouted: 0,
+    latencies: [],
+    receivedAt: new Map(),
+    sentAt: new Map(),
+    firstDeliveryAt: Infinity,
+    lastDeliveryAt: 0,
+    inFlight: 0,
+    maxInFlight: 0,
   };
 }
 
@@ -132,7 +154,11 @@ function headerRecord(req: IncomingMessage): Record<string, string | undefined> 
 function tokenFor(ctx: BenchContext, org: string): Promise<string> {
   return signToken(
     { userId: "u_bench", organizationId: org, scopes: ["webhooks:read", "webhooks:write"], ttlSeconds: 3_600 },
-    { secret: ctx.bindings.AUTH_JWT_SECRET!, issuer: ctx.bindings.AUTH_JWT_ISSUER ?? "cloudmatrix", audience: ctx.bindings.AUTH_JWT_AUDIENCE ?? "cloudmatrix-edge" },
+    {
+      secret: ctx.bindings.AUTH_JWT_SECRET!,
+      issuer: ctx.bindings.AUTH_JWT_ISSUER ?? "cloudmatrix",
+      audience: ctx.bindings.AUTH_JWT_AUDIENCE ?? "cloudmatrix-edge",
+    },
   );
 }
 
@@ -146,21 +172,34 @@ interface Shape {
 }
 
 /** Registers the run's endpoints through the API; fills `run.secrets` / `run.orgOf`. */
-async function registerEndpoints(ctx: BenchContext, receiverUrl: string, run: RunStats, shape: Shape, tokens: string[]): Promise<void> {
-  const r = await runBounded({ count: shape.endpoints, concurrency: 8, timeLimitMs: 60_000, signal: ctx.signal }, async (idx) => {
-    const org = Math.floor(idx / shape.perOrg);
-    const res = await ctx.worker.fetch(`/v1/orgs/${run.prefix}org${org}/webhooks`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${tokens[org]}`, "content-type": "application/json" },
-      body: JSON.stringify({ url: `${receiverUrl}/${run.prefix}/${idx}`, events: [EVENT_TYPE], description: `bench ${run.prefix} ${idx}` }),
-    });
-    const text = await res.text();
-    if (res.status !== 201) throw new Error(`register ${idx}: HTTP ${res.status} ${text.slice(0, 300)}`);
-    const w = JSON.parse(text) as { id: string; secret: string };
-    run.secrets[idx] = w.secret;
-    run.webhookIds[idx] = w.id;
-    run.orgOf[idx] = org;
-  });
+async function registerEndpoints(
+  ctx: BenchContext,
+  receiverUrl: string,
+  run: RunStats,
+  shape: Shape,
+  tokens: string[],
+): Promise<void> {
+  const r = await runBounded(
+    { count: shape.endpoints, concurrency: 8, timeLimitMs: 60_000, signal: ctx.signal },
+    async (idx) => {
+      const org = Math.floor(idx / shape.perOrg);
+      const res = await ctx.worker.fetch(`/v1/orgs/${run.prefix}org${org}/webhooks`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${tokens[org]}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          url: `${receiverUrl}/${run.prefix}/${idx}`,
+          events: [EVENT_TYPE],
+          description: `bench ${run.prefix} ${idx}`,
+        }),
+      });
+      const text = await res.text();
+      if (res.status !== 201) throw new Error(`register ${idx}: HTTP ${res.status} ${text.slice(0, 300)}`);
+      const w = JSON.parse(text) as { id: string; secret: string };
+      run.secrets[idx] = w.secret;
+      run.webhookIds[idx] = w.id;
+      run.orgOf[idx] = org;
+    },
+  );
   if (r.failed > 0 || r.stoppedEarly) throw new Error(`registering endpoints failed: ${r.errors.join("; ")}`);
 }
 
@@ -187,38 +226,63 @@ interface PipelineRun {
 }
 
 /** POSTs `events` events (bounded concurrency) and waits until every pair arrived or `waitMs` passed. */
-async function runPipeline(ctx: BenchContext, run: RunStats, shape: Shape, tokens: string[], events: number, waitMs: number): Promise<PipelineRun> {
+async function runPipeline(
+  ctx: BenchContext,
+  run: RunStats,
+  shape: Shape,
+  tokens: string[],
+  events: number,
+  waitMs: number,
+): Promise<PipelineRun> {
   const expected = expectedPairs(run, shape, events);
   const pad = "x".repeat(shape.dataBytes);
   const errors: string[] = [];
   let enqueueFailed = 0;
   let enqueueRetries = 0;
   const firstPostAt = nowMs();
-  const r = await runBounded({ count: events, concurrency: shape.enqueueConcurrency, timeLimitMs: waitMs, signal: ctx.signal }, async (seq) => {
-    const org = seq % shape.orgs;
-    const body = JSON.stringify({ eventId: `${run.prefix}-evt-${seq}`, eventType: EVENT_TYPE, occurredAt: new Date().toISOString(), data: { seq, sentAt: nowMs(), pad } });
-    // Idempotent on eventId, so a failed POST is simply sent again (sentAt stays the first try's).
-    for (let attempt = 1; ; attempt++) {
-      const res = await ctx.worker.fetch(`/v1/orgs/${run.prefix}org${org}/webhook-events`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${tokens[org]}`, "content-type": "application/json" },
-        body,
+  const r = await runBounded(
+    { count: events, concurrency: shape.enqueueConcurrency, timeLimitMs: waitMs, signal: ctx.signal },
+    async (seq) => {
+      const org = seq % shape.orgs;
+      const body = JSON.stringify({
+        eventId: `${run.prefix}-evt-${seq}`,
+        eventType: EVENT_TYPE,
+        occurredAt: new Date().toISOString(),
+        data: { seq, sentAt: nowMs(), pad },
       });
-      const text = await res.text();
-      if (res.status === 202) return;
-      if (errors.length < 5) errors.push(`event ${seq}: HTTP ${res.status} ${text.slice(0, 200)}`);
-      if (attempt >= 6) {
-        enqueueFailed++;
-        throw new Error(`event ${seq}: HTTP ${res.status}`);
+      // Idempotent on eventId, so a failed POST is simply sent again (sentAt stays the first try's).
+      for (let attempt = 1; ; attempt++) {
+        const res = await ctx.worker.fetch(`/v1/orgs/${run.prefix}org${org}/webhook-events`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${tokens[org]}`, "content-type": "application/json" },
+          body,
+        });
+        const text = await res.text();
+        if (res.status === 202) return;
+        if (errors.length < 5) errors.push(`event ${seq}: HTTP ${res.status} ${text.slice(0, 200)}`);
+        if (attempt >= 6) {
+          enqueueFailed++;
+          throw new Error(`event ${seq}: HTTP ${res.status}`);
+        }
+        enqueueRetries++;
+        await sleep(250 * attempt);
       }
-      enqueueRetries++;
-      await sleep(250 * attempt);
-    }
-  });
+    },
+  );
   const enqueueMs = nowMs() - firstPostAt;
   const deadline = firstPostAt + waitMs;
   const timedOut = await waitForPairs(ctx, run, expected, deadline);
-  return { expected, enqueueRetries, firstPostAt, enqueueMs, enqueueFailed: enqueueFailed + (events - r.ok - r.failed), enqueueLatencies: r.latencies, drainedAt: nowMs(), timedOut, errors };
+  return {
+    expected,
+    enqueueRetries,
+    firstPostAt,
+    enqueueMs,
+    enqueueFailed: enqueueFailed + (events - r.ok - r.failed),
+    enqueueLatencies: r.latencies,
+    drainedAt: nowMs(),
+    timedOut,
+    errors,
+  };
 }
 
 /**
@@ -227,7 +291,14 @@ async function runPipeline(ctx: BenchContext, run: RunStats, shape: Shape, token
  * processQueue: hand-off to the endpoint objects + drain) and waits for the receiver. No API, no
  * per-event request: what the Durable Object / alarm / fetch / record path sustains by itself.
  */
-async function runEngine(ctx: BenchContext, pg: Awaited<ReturnType<typeof connectPg>>, run: RunStats, shape: Shape, events: number, waitMs: number) {
+async function runEngine(
+  ctx: BenchContext,
+  pg: Awaited<ReturnType<typeof connectPg>>,
+  run: RunStats,
+  shape: Shape,
+  events: number,
+  waitMs: number,
+) {
   const expected = expectedPairs(run, shape, events);
   const pad = "x".repeat(shape.dataBytes);
   const byOrg = new Map<number, number[]>();
@@ -240,7 +311,13 @@ async function runEngine(ctx: BenchContext, pg: Awaited<ReturnType<typeof connec
     const eventId = `${run.prefix}-evt-${seq}`;
     for (const idx of byOrg.get(org) ?? []) {
       const id = `msg_${run.prefix}${seq}x${idx}`;
-      rows.push({ id, webhook_id: run.webhookIds[idx]!, organization_id: organizationId, event_id: eventId, payload: JSON.stringify({ id, type: EVENT_TYPE, eventId, organizationId, occurredAt, data: { seq, pad } }) });
+      rows.push({
+        id,
+        webhook_id: run.webhookIds[idx]!,
+        organization_id: organizationId,
+        event_id: eventId,
+        payload: JSON.stringify({ id, type: EVENT_TYPE, eventId, organizationId, occurredAt, data: { seq, pad } }),
+      });
     }
   }
   for (let i = 0; i < rows.length; i += 2_000) {
@@ -252,7 +329,10 @@ async function runEngine(ctx: BenchContext, pg: Awaited<ReturnType<typeof connec
     );
   }
   const t0 = nowMs();
-  const sweep = ctx.worker.json<{ processed: number; succeeded: number; failed: number; ms: number }>("/__bench/webhook-sweep", { batchSize: rows.length });
+  const sweep = ctx.worker.json<{ processed: number; succeeded: number; failed: number; ms: number }>(
+    "/__bench/webhook-sweep",
+    { batchSize: rows.length },
+  );
   sweep.catch(() => undefined);
   const deadline = t0 + waitMs;
   const timedOut = await waitForPairs(ctx, run, expected, deadline);
@@ -295,7 +375,13 @@ async function breakdown(pg: Awaited<ReturnType<typeof connectPg>>, run: RunStat
 }
 
 const pgSessions = async (pg: Awaited<ReturnType<typeof connectPg>>) =>
-  Number((await pg.query<{ n: string }>("select sessions::text as n from pg_stat_database where datname = current_database()")).rows[0]?.n ?? 0);
+  Number(
+    (
+      await pg.query<{ n: string }>(
+        "select sessions::text as n from pg_stat_database where datname = current_database()",
+      )
+    ).rows[0]?.n ?? 0,
+  );
 
 export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const events = Math.floor(numArg(ctx.args, "events", 1_000));
@@ -307,7 +393,10 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   if (endpoints < 1 || events < 1) throw new Error("--events and --endpoints must be at least 1");
   if (failRate >= 1) throw new Error("--fail-rate must be below 1");
   const shape: Shape = {
-    events, endpoints, perOrg, orgs: Math.ceil(endpoints / perOrg),
+    events,
+    endpoints,
+    perOrg,
+    orgs: Math.ceil(endpoints / perOrg),
     dataBytes: Math.floor(numArg(ctx.args, "data-bytes", 256)),
     enqueueConcurrency: Math.max(1, Math.floor(numArg(ctx.args, "enqueue-concurrency", 16))),
   };
@@ -393,7 +482,15 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const rawConcurrency = Math.min(256, endpoints * perEndpoint);
   ctx.log(`raw baseline: ${expectedMain} signed POSTs from the Worker, concurrency ${rawConcurrency}`);
   const rawCpu0 = cpu();
-  const rawResult = await ctx.worker.json<{ ms: number; ok: number; failed: number; p50: number; p99: number; rps: number; errors: string[] }>("/__bench/signed-fetch", {
+  const rawResult = await ctx.worker.json<{
+    ms: number;
+    ok: number;
+    failed: number;
+    p50: number;
+    p99: number;
+    rps: number;
+    errors: string[];
+  }>("/__bench/signed-fetch", {
     targets: main.secrets.map((secret, idx) => ({ url: `${receiver.url}/r/${idx}`, secret })),
     n: expectedMain,
     concurrency: rawConcurrency,
@@ -413,7 +510,9 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const delivered = main.pairs.size;
   const spanMs = main.lastDeliveryAt - p.firstPostAt;
   const pipelinePerS = delivered > 0 && spanMs > 0 ? (delivered * 1000) / spanMs : 0;
-  ctx.log(`pipeline: ${delivered}/${p.expected} delivered in ${(spanMs / 1000).toFixed(1)} s (${Math.round(pipelinePerS)}/s)${p.timedOut ? " — TIMED OUT" : ""}`);
+  ctx.log(
+    `pipeline: ${delivered}/${p.expected} delivered in ${(spanMs / 1000).toFixed(1)} s (${Math.round(pipelinePerS)}/s)${p.timedOut ? " — TIMED OUT" : ""}`,
+  );
   await sleep(500); // let the last sessions end before counting them
   const sessions = (await pgSessions(pg)) - sessions0;
   const b = await breakdown(pg, main);
@@ -428,7 +527,13 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   let eb: Awaited<ReturnType<typeof breakdown>> | undefined;
   if (engineEvents > 0) {
     ctx.log(`delivery alone: registering ${endpoints} endpoints, seeding ${engineEvents} events' deliveries, sweeping`);
-    await registerEndpoints(ctx, receiver.url, engine, shape, await Promise.all(Array.from({ length: shape.orgs }, (_, o) => tokenFor(ctx, `sorg${o}`))));
+    await registerEndpoints(
+      ctx,
+      receiver.url,
+      engine,
+      shape,
+      await Promise.all(Array.from({ length: shape.orgs }, (_, o) => tokenFor(ctx, `sorg${o}`))),
+    );
     const s0 = await pgSessions(pg);
     const c0 = cpu();
     e = await runEngine(ctx, pg, engine, shape, engineEvents, waitMs);
@@ -436,7 +541,9 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     await sleep(500);
     eSessions = (await pgSessions(pg)) - s0;
     eb = await breakdown(pg, engine);
-    ctx.log(`delivery alone: ${engine.pairs.size}/${e.expected} in ${((engine.lastDeliveryAt - e.t0) / 1000).toFixed(1)} s${e.timedOut ? " — TIMED OUT" : ""}`);
+    ctx.log(
+      `delivery alone: ${engine.pairs.size}/${e.expected} in ${((engine.lastDeliveryAt - e.t0) / 1000).toFixed(1)} s${e.timedOut ? " — TIMED OUT" : ""}`,
+    );
   }
 
   // ─── 3. the failure run: fresh organizations and endpoints ───
@@ -447,9 +554,13 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     const failTokens = await Promise.all(Array.from({ length: shape.orgs }, (_, o) => tokenFor(ctx, `forg${o}`)));
     ctx.log(`failure run: registering ${endpoints} endpoints`);
     await registerEndpoints(ctx, receiver.url, fail, shape, failTokens);
-    ctx.log(`failure run: ${failEvents} events, ${Math.round(failRate * 100)} % of answers fail (500 / hang ${hangMs} ms / reset)`);
+    ctx.log(
+      `failure run: ${failEvents} events, ${Math.round(failRate * 100)} % of answers fail (500 / hang ${hangMs} ms / reset)`,
+    );
     f = await runPipeline(ctx, fail, shape, failTokens, failEvents, waitMs);
-    ctx.log(`failure run: ${fail.pairs.size}/${f.expected} delivered in ${((fail.lastDeliveryAt - f.firstPostAt) / 1000).toFixed(1)} s${f.timedOut ? " — TIMED OUT" : ""}`);
+    ctx.log(
+      `failure run: ${fail.pairs.size}/${f.expected} delivered in ${((fail.lastDeliveryAt - f.firstPostAt) / 1000).toFixed(1)} s${f.timedOut ? " — TIMED OUT" : ""}`,
+    );
   }
   const failDelivered = fail.pairs.size;
   const drainMs = f && failDelivered > 0 ? fail.lastDeliveryAt - f.firstPostAt : 0;
@@ -478,7 +589,8 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     lost: p.expected - delivered,
     duplicates: dupIds(main),
     duplicate_pairs: dupPairs(main),
-    invalid_signatures: main.invalidSignatures + raw.invalidSignatures + engine.invalidSignatures + fail.invalidSignatures,
+    invalid_signatures:
+      main.invalidSignatures + raw.invalidSignatures + engine.invalidSignatures + fail.invalidSignatures,
     misrouted: main.misrouted + engine.misrouted + fail.misrouted,
     enqueue_to_delivered_p50_ms: pct(main.latencies, 50),
     enqueue_to_delivered_p99_ms: pct(main.latencies, 99),
@@ -502,7 +614,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     node_cpu_ms_per_delivery: perDelivery(used.node, delivered),
     postgres_cpu_ms_per_delivery: perDelivery(used.postgres, delivered),
     machine_cpu_ms_per_delivery: perDelivery(used.machine, delivered),
-    machine_cpu_busy_cores: spanMs > 0 ? round(used.machine / (p.drainedAt - p.firstPostAt) * 1000, 2) : 0,
+    machine_cpu_busy_cores: spanMs > 0 ? round((used.machine / (p.drainedAt - p.firstPostAt)) * 1000, 2) : 0,
     raw_workerd_cpu_ms_per_delivery: perDelivery(rawCpu.workerd, rawResult.ok),
     raw_node_cpu_ms_per_delivery: perDelivery(rawCpu.node, rawResult.ok),
     raw_postgres_cpu_ms_per_delivery: perDelivery(rawCpu.postgres, rawResult.ok),
@@ -555,7 +667,12 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     ratios: {
       "pipeline_deliveries_per_s / raw_signed_fetch_per_s": ratio,
       ...(figures.engine_deliveries_per_s !== undefined && rawResult.rps > 0
-        ? { "engine_deliveries_per_s / raw_signed_fetch_per_s": round(figures.engine_deliveries_per_s / rawResult.rps, 3) }
+        ? {
+            "engine_deliveries_per_s / raw_signed_fetch_per_s": round(
+              figures.engine_deliveries_per_s / rawResult.rps,
+              3,
+            ),
+          }
         : {}),
     },
     targets: {
@@ -574,9 +691,19 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       "the receiver (node:http, main thread) verifies every request with verifyWebhook against the endpoint's secret; enqueue→delivered = receive time − data.sentAt (the bench's POST time), first 2xx per (event, endpoint)",
       "duplicates = 2xx answers beyond the first per webhook-id (at-least-once retries); duplicate_pairs counts per (event, endpoint), also across ids",
       "profile: sent_to_pg_row = webhook_deliveries.created_at − sentAt (API + auth + Postgres up to the insert); pg_row_to_receiver = receive − created_at (select, Durable Object hand-off, alarm, endpoint load, signing, fetch); attempts_per_wave = webhook_attempts / distinct (webhook, attempted_at); pg_sessions = pg_stat_database.sessions opened during the pipeline run; *_cpu_ms_per_delivery from /proc (workerd = the Worker and its Durable Objects; node = this process: wrangler's proxy, the Postgres WebSocket proxy, the receiver; postgres = server and backends, exited ones included; machine = every busy CPU on the host, other work included)",
-      ...(e ? [`delivery alone (engine_*): ${e.expected} deliveries seeded into webhook_deliveries as overdue rows for fresh endpoints, then one /__bench/webhook-sweep (processQueue: hand-off to the endpoint objects + drain, then alarms); engine_deliveries_per_s = deliveries / (last delivery − sweep start); no API, no per-event request; --engine-events 0 skips it`] : []),
-      ...(f ? [`failure run: fresh organizations/endpoints; ${Math.round(failRate * 100)} % of answers fail by a deterministic hash of the request counter, a third each: 500, hang ${hangMs} ms (past the ${timeoutMs} ms timeout) then reset, immediate socket reset; a failed answer is not a delivery; fail_attempts = requests the receiver saw, fail_attempts_recorded = webhook_attempts rows`] : ["failure run skipped (--fail-events 0)"]),
-      ...(p.timedOut || f?.timedOut ? [`TIMED OUT waiting (--wait ${waitMs / 1000} s): main ${p.timedOut}, failure ${f?.timedOut ?? false}`] : []),
+      ...(e
+        ? [
+            `delivery alone (engine_*): ${e.expected} deliveries seeded into webhook_deliveries as overdue rows for fresh endpoints, then one /__bench/webhook-sweep (processQueue: hand-off to the endpoint objects + drain, then alarms); engine_deliveries_per_s = deliveries / (last delivery − sweep start); no API, no per-event request; --engine-events 0 skips it`,
+          ]
+        : []),
+      ...(f
+        ? [
+            `failure run: fresh organizations/endpoints; ${Math.round(failRate * 100)} % of answers fail by a deterministic hash of the request counter, a third each: 500, hang ${hangMs} ms (past the ${timeoutMs} ms timeout) then reset, immediate socket reset; a failed answer is not a delivery; fail_attempts = requests the receiver saw, fail_attempts_recorded = webhook_attempts rows`,
+          ]
+        : ["failure run skipped (--fail-events 0)"]),
+      ...(p.timedOut || f?.timedOut
+        ? [`TIMED OUT waiting (--wait ${waitMs / 1000} s): main ${p.timedOut}, failure ${f?.timedOut ?? false}`]
+        : []),
       ...p.errors.map((e) => `event POST answered (then retried): ${e}`),
       ...(f?.errors ?? []).map((e) => `failure run: event POST answered (then retried): ${e}`),
       ...(rawResult.errors.length ? [`raw baseline errors: ${rawResult.errors.join("; ")}`] : []),

@@ -36,14 +36,20 @@ const json = (data: unknown, status = 200) =>
 /** Bounded integer from the request body (bad input is a 400, not a runaway loop). */
 function int(value: unknown, fallback: number, max: number): number {
   const n = value === undefined ? fallback : Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new RangeError(`expected an integer in 1..${max}, got ${String(value)}`);
+  if (!Number.isInteger(n) || n < 1 || n > max)
+    throw new RangeError(`expected an integer in 1..${max}, got ${String(value)}`);
   return n;
 }
 
 // Only loopback targets: the harness promises traffic to 127.0.0.1 only.
 const isLoopback = (url: string) => ["127.0.0.1", "localhost", "[::1]"].includes(new URL(url).hostname);
 
-async function benchRoute(route: string, body: Record<string, unknown>, env: CloudflareBindings, ctx: ExecutionContext): Promise<Response> {
+async function benchRoute(
+  route: string,
+  body: Record<string, unknown>,
+  env: CloudflareBindings,
+  ctx: ExecutionContext,
+): Promise<Response> {
   const config = getConfig(env);
   switch (route) {
     case "fetch": {
@@ -64,20 +70,32 @@ async function benchRoute(route: string, body: Record<string, unknown>, env: Clo
       // and headers the endpoint objects send, signed (Standard Webhooks, signAll) per request;
       // delivery i goes to targets[i % targets.length]. No queue, no Postgres, no Durable Object.
       const targets = Array.isArray(body.targets) ? (body.targets as { url?: unknown; secret?: unknown }[]) : [];
-      if (targets.length === 0 || targets.length > 10_000) return json({ error: "targets: 1..10000 {url, secret}" }, 400);
+      if (targets.length === 0 || targets.length > 10_000)
+        return json({ error: "targets: 1..10000 {url, secret}" }, 400);
       for (const t of targets) {
-        if (typeof t.url !== "string" || !isLoopback(t.url) || typeof t.secret !== "string") return json({ error: "every target needs a loopback url and a secret" }, 400);
+        if (typeof t.url !== "string" || !isLoopback(t.url) || typeof t.secret !== "string")
+          return json({ error: "every target needs a loopback url and a secret" }, 400);
       }
       const data = (body.data ?? {}) as Record<string, unknown>;
       const eventType = String(body.eventType ?? "team.updated");
       const organizationId = String(body.organizationId ?? "org_bench_raw");
       const timeoutMs = int(body.timeoutMs, 10_000, 120_000);
       const r = await runBounded(
-        { count: int(body.n, 1000, MAX_N), concurrency: int(body.concurrency, 1, MAX_CONCURRENCY), timeLimitMs: TIME_LIMIT_MS },
+        {
+          count: int(body.n, 1000, MAX_N),
+          concurrency: int(body.concurrency, 1, MAX_CONCURRENCY),
+          timeLimitMs: TIME_LIMIT_MS,
+        },
         async (i) => {
           const target = targets[i % targets.length] as { url: string; secret: string };
           const deliveryId = newDeliveryId();
-          const payload = envelope(deliveryId, { eventType, eventId: `raw-${i}`, organizationId, occurredAt: new Date().toISOString(), data: { ...data, seq: i, sentAt: Date.now() } });
+          const payload = envelope(deliveryId, {
+            eventType,
+            eventId: `raw-${i}`,
+            organizationId,
+            occurredAt: new Date().toISOString(),
+            data: { ...data, seq: i, sentAt: Date.now() },
+          });
           const ts = Math.floor(Date.now() / 1000);
           const res = await fetch(target.url, {
             method: "POST",
@@ -97,7 +115,16 @@ async function benchRoute(route: string, body: Record<string, unknown>, env: Clo
         },
       );
       const s = summarize(r.latencies);
-      return json({ ms: round(r.ms), ok: r.ok, failed: r.failed, p50: s.p50, p99: s.p99, rps: round(r.ms > 0 ? (r.ok * 1000) / r.ms : 0, 1), stoppedEarly: r.stoppedEarly, errors: r.errors });
+      return json({
+        ms: round(r.ms),
+        ok: r.ok,
+        failed: r.failed,
+        p50: s.p50,
+        p99: s.p99,
+        rps: round(r.ms > 0 ? (r.ok * 1000) / r.ms : 0, 1),
+        stoppedEarly: r.stoppedEarly,
+        errors: r.errors,
+      });
     }
     case "webhook-sweep": {
       // The cron sweep (processQueue): hands overdue pending deliveries to their endpoint objects
@@ -116,11 +143,23 @@ async function benchRoute(route: string, body: Record<string, unknown>, env: Clo
       const key = keys.key("bench", "get");
       await redis.set(key, "x".repeat(64)); // also warms the connection
       const r = await runBounded(
-        { count: int(body.n, 1000, MAX_N), concurrency: int(body.concurrency, 1, MAX_CONCURRENCY), timeLimitMs: TIME_LIMIT_MS },
+        {
+          count: int(body.n, 1000, MAX_N),
+          concurrency: int(body.concurrency, 1, MAX_CONCURRENCY),
+          timeLimitMs: TIME_LIMIT_MS,
+        },
         () => redis.get(key),
       );
       const s = summarize(r.latencies);
-      return json({ ms: round(r.ms), ok: r.ok, failed: r.failed, p50: s.p50, p99: s.p99, mean: round(r.ms / r.ok), errors: r.errors });
+      return json({
+        ms: round(r.ms),
+        ok: r.ok,
+        failed: r.failed,
+        p50: s.p50,
+        p99: s.p99,
+        mean: round(r.ms / r.ok),
+        errors: r.errors,
+      });
     }
     case "pg": {
       const db = createDb(config);
@@ -129,7 +168,9 @@ async function benchRoute(route: string, body: Record<string, unknown>, env: Clo
         const c0 = performance.now();
         await db.query("select 1");
         const connectMs = performance.now() - c0;
-        const r = await runBounded({ count: int(body.n, 500, MAX_N), timeLimitMs: TIME_LIMIT_MS }, () => db.query("select 1"));
+        const r = await runBounded({ count: int(body.n, 500, MAX_N), timeLimitMs: TIME_LIMIT_MS }, () =>
+          db.query("select 1"),
+        );
         const s = summarize(r.latencies);
         return json({
           ms: round(r.ms),
@@ -151,14 +192,20 @@ async function benchRoute(route: string, body: Record<string, unknown>, env: Clo
       const window = int(body.window, 200, 10_000);
       const exchange = config.rabbitmq.exchange;
       // Serialised before the clock starts: the baseline is the publish loop alone.
-      const messages = Array.from({ length: n }, () => eventMessage(createEvent({ type: "api.call", organizationId: "org_bench", source: "/bench", data: {} })));
+      const messages = Array.from({ length: n }, () =>
+        eventMessage(createEvent({ type: "api.call", organizationId: "org_bench", source: "/bench", data: {} })),
+      );
       const t0 = performance.now();
       await withAmqp(config.rabbitmq.url, async (client) => {
         const ch = await client.channel();
         await ch.confirmSelect();
         await ch.exchangeDeclare(exchange, "topic", { durable: true });
         for (let i = 0; i < n; i += window) {
-          await Promise.all(messages.slice(i, i + window).map((m) => ch.basicPublish(exchange, String(body.routingKey ?? "bench.raw"), m.body, m.properties)));
+          await Promise.all(
+            messages
+              .slice(i, i + window)
+              .map((m) => ch.basicPublish(exchange, String(body.routingKey ?? "bench.raw"), m.body, m.properties)),
+          );
         }
       });
       const ms = performance.now() - t0;
@@ -170,7 +217,13 @@ async function benchRoute(route: string, body: Record<string, unknown>, env: Clo
       let published = 0;
       let failed = 0;
       for (let i = 0; i < 1_000 && performance.now() - t0 < TIME_LIMIT_MS; i++) {
-        const r = await relayWithConfig({ config, queue: env.PLATFORM_EVENTS, logger: createLogger({ bench: "relay" }) }, { ...(body.batchSize ? { batchSize: int(body.batchSize, 1000, 5_000) } : {}), ...(body.lanes ? { lanes: int(body.lanes, 3, 4) } : {}) });
+        const r = await relayWithConfig(
+          { config, queue: env.PLATFORM_EVENTS, logger: createLogger({ bench: "relay" }) },
+          {
+            ...(body.batchSize ? { batchSize: int(body.batchSize, 1000, 5_000) } : {}),
+            ...(body.lanes ? { lanes: int(body.lanes, 3, 4) } : {}),
+          },
+        );
         published += r.published;
         failed += r.failed;
         if (r.published === 0) break;
@@ -191,7 +244,8 @@ async function benchRoute(route: string, body: Record<string, unknown>, env: Clo
           queue: t.inbound[0]!.queue,
           maxMessages: int(body.burst, 1000, 5_000),
           idleMs: 100,
-          deliver: async (events) => void (await env.USAGE_EVENTS.sendBatch(events.map((e) => ({ body: e, contentType: "json" as const })))),
+          deliver: async (events) =>
+            void (await env.USAGE_EVENTS.sendBatch(events.map((e) => ({ body: e, contentType: "json" as const })))),
         });
         delivered += r.delivered;
         deadLettered += r.deadLettered;
@@ -220,7 +274,14 @@ async function benchRoute(route: string, body: Record<string, unknown>, env: Clo
         const loop = async (fn: () => Promise<unknown>) => {
           const r = await runBounded({ count: n, timeLimitMs: TIME_LIMIT_MS / 6 }, fn);
           const s = summarize(r.latencies);
-          return { ok: r.ok, failed: r.failed, p50: s.p50, p99: s.p99, mean: round(r.ms / Math.max(1, r.ok)), errors: r.errors };
+          return {
+            ok: r.ok,
+            failed: r.failed,
+            p50: s.p50,
+            p99: s.p99,
+            mean: round(r.ms / Math.max(1, r.ok)),
+            errors: r.errors,
+          };
         };
         const orgKey = keys.key("teams", "org-of", teamId);
         const grants = await grantsOnPath(db, teamId, userId, maxDepth);
@@ -246,17 +307,28 @@ async function benchRoute(route: string, body: Record<string, unknown>, env: Clo
       // getHierarchy(teamId, direction) through the service (no viewer), `runs` times after one warm-up.
       const teamId = String(body.teamId ?? "");
       const direction = String(body.direction ?? "descendants") as "ancestors" | "descendants" | "both";
-      if (!teamId || !["ancestors", "descendants", "both"].includes(direction)) return json({ error: "teamId and direction required" }, 400);
+      if (!teamId || !["ancestors", "descendants", "both"].includes(direction))
+        return json({ error: "teamId and direction required" }, 400);
       const platform = createPlatform(env, ctx, createLogger({ bench: "teams-hierarchy" }));
       try {
         const svc = createTeamService(platform);
-        const count = (nodes: { children: unknown[] }[]): number => nodes.reduce((n, c) => n + 1 + count(c.children as { children: unknown[] }[]), 0);
+        const count = (nodes: { children: unknown[] }[]): number =>
+          nodes.reduce((n, c) => n + 1 + count(c.children as { children: unknown[] }[]), 0);
         let nodes = count((await svc.getHierarchy(teamId, direction)).descendants); // warm-up: pool connect, plans
         const r = await runBounded({ count: int(body.runs, 5, 100), timeLimitMs: TIME_LIMIT_MS }, async () => {
           nodes = count((await svc.getHierarchy(teamId, direction)).descendants);
         });
         const s = summarize(r.latencies);
-        return json({ ok: r.ok, failed: r.failed, p50: s.p50, p99: s.p99, mean: round(r.ms / Math.max(1, r.ok)), max: s.max, nodes, errors: r.errors });
+        return json({
+          ok: r.ok,
+          failed: r.failed,
+          p50: s.p50,
+          p99: s.p99,
+          mean: round(r.ms / Math.max(1, r.ok)),
+          max: s.max,
+          nodes,
+          errors: r.errors,
+        });
       } finally {
         platform.close();
       }
@@ -284,16 +356,22 @@ interface CheckPair {
  * `warmupPairs` (checked first, untimed) open the Postgres connection and warm the clients.
  * Replies with the summary of all checks, per-group summaries, and each pair's last decision.
  */
-async function teamsCheck(body: Record<string, unknown>, env: CloudflareBindings, ctx: ExecutionContext): Promise<Response> {
+async function teamsCheck(
+  body: Record<string, unknown>,
+  env: CloudflareBindings,
+  ctx: ExecutionContext,
+): Promise<Response> {
   const pairs = (Array.isArray(body.pairs) ? body.pairs : []) as CheckPair[];
   const warmupPairs = (Array.isArray(body.warmupPairs) ? body.warmupPairs : []) as CheckPair[];
   const mode = String(body.mode ?? "cached");
   const org = String(body.organizationId ?? "");
-  if (pairs.length === 0 || pairs.length > 10_000 || warmupPairs.length > 1_000) return json({ error: "pairs: 1..10000, warmupPairs: ..1000" }, 400);
+  if (pairs.length === 0 || pairs.length > 10_000 || warmupPairs.length > 1_000)
+    return json({ error: "pairs: 1..10000, warmupPairs: ..1000" }, 400);
   if (!["cached", "bump", "cold"].includes(mode)) return json({ error: "mode: cached | bump | cold" }, 400);
   if (mode === "bump" && !org) return json({ error: "bump needs organizationId" }, 400);
   for (const p of [...pairs, ...warmupPairs]) {
-    if (typeof p?.teamId !== "string" || typeof p.userId !== "string" || typeof p.permission !== "string") return json({ error: "every pair needs teamId, userId, permission" }, 400);
+    if (typeof p?.teamId !== "string" || typeof p.userId !== "string" || typeof p.permission !== "string")
+      return json({ error: "every pair needs teamId, userId, permission" }, 400);
   }
   const n = mode === "cold" ? pairs.length : int(body.n, 1000, MAX_N);
   const platform = createPlatform(env, ctx, createLogger({ bench: "teams-check" }));
@@ -339,7 +417,19 @@ async function teamsCheck(body: Record<string, unknown>, env: CloudflareBindings
     // mean = sum of the timed checks / count (in `bump` mode the loop also holds the untimed bumps).
     // Raw per-group latencies too (whole ms in workerd), so the harness can pool several requests.
     const raw = Object.fromEntries([...byGroup].map(([g, l]) => [g, l.map((x) => round(x))]));
-    return json({ mode, ok: latencies.length, failed, stoppedEarly, loopMs: round(totalMs), ...summarize(latencies), groups, raw, allowed, reasons, errors });
+    return json({
+      mode,
+      ok: latencies.length,
+      failed,
+      stoppedEarly,
+      loopMs: round(totalMs),
+      ...summarize(latencies),
+      groups,
+      raw,
+      allowed,
+      reasons,
+      errors,
+    });
   } finally {
     platform.close();
   }
@@ -350,7 +440,8 @@ export default {
   async fetch(request, env, ctx) {
     const url = new URL(request.url);
     if (!url.pathname.startsWith("/__bench/")) return real.fetch(request, env, ctx);
-    if (getConfig(env).environment === "production" || request.method !== "POST") return json({ error: "not found" }, 404);
+    if (getConfig(env).environment === "production" || request.method !== "POST")
+      return json({ error: "not found" }, 404);
     try {
       const body = (await request.json().catch(() => ({}))) as Record<string, unknown>;
       return await benchRoute(url.pathname.slice("/__bench/".length), body, env, ctx);

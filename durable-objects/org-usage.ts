@@ -46,7 +46,9 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
   private readonly sql: SqlStorage;
   // Concurrent first calls share one load instead of each opening a database connection.
   private planLoad: Promise<{ plan: Plan; anchor: Date }> | undefined;
-  private subsLoad: Promise<{ id: string; metricType: string; threshold: number; notificationChannels: string[] }[]> | undefined;
+  private subsLoad:
+    | Promise<{ id: string; metricType: string; threshold: number; notificationChannels: string[] }[]>
+    | undefined;
 
   constructor(ctx: DurableObjectState, env: CloudflareBindings) {
     super(ctx, env);
@@ -70,7 +72,11 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
   }
 
   private setKv(key: string, value: string): void {
-    this.sql.exec("insert into kv (key, value) values (?, ?) on conflict (key) do update set value = excluded.value", key, value);
+    this.sql.exec(
+      "insert into kv (key, value) values (?, ?) on conflict (key) do update set value = excluded.value",
+      key,
+      value,
+    );
   }
 
   private withPlatform<T>(fn: (p: Platform) => Promise<T>): Promise<T> {
@@ -87,7 +93,10 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     this.planLoad ??= this.withPlatform((p) => orgPlan(p.db, org))
       .then((row) => {
         const plan: Plan = { id: row.plan_id, limits: row.limits, included: row.included, prices: row.prices };
-        this.setKv("plan", JSON.stringify({ plan, anchor: new Date(row.billing_anchor).toISOString(), loadedAt: Date.now() }));
+        this.setKv(
+          "plan",
+          JSON.stringify({ plan, anchor: new Date(row.billing_anchor).toISOString(), loadedAt: Date.now() }),
+        );
         return { plan, anchor: new Date(row.billing_anchor) };
       })
       .finally(() => (this.planLoad = undefined));
@@ -106,28 +115,47 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
   }
 
   private sums(): Map<string, number> {
-    return new Map(this.sql.exec<{ event_type: string; value: number }>("select event_type, value from sums").toArray().map((r) => [r.event_type, r.value]));
+    return new Map(
+      this.sql
+        .exec<{ event_type: string; value: number }>("select event_type, value from sums")
+        .toArray()
+        .map((r) => [r.event_type, r.value]),
+    );
   }
 
   private gauges(): Map<string, number> {
-    return new Map(this.sql.exec<{ event_type: string; value: number }>("select event_type, value from gauges").toArray().map((r) => [r.event_type, r.value]));
+    return new Map(
+      this.sql
+        .exec<{ event_type: string; value: number }>("select event_type, value from gauges")
+        .toArray()
+        .map((r) => [r.event_type, r.value]),
+    );
   }
 
   private used(metric: QuotaMetricType): number {
-    if (metric === "collaborators") return this.sql.exec<{ n: number }>("select count(*) as n from period_users").one().n;
+    if (metric === "collaborators")
+      return this.sql.exec<{ n: number }>("select count(*) as n from period_users").one().n;
     if (metric === "api_calls") return valueFromSums("api_calls", this.sums());
     return valueFromSums(metric, this.gauges());
   }
 
   private reserved(metric: string, now: number): number {
     this.sql.exec("delete from reservations where expires_at <= ?", now);
-    return this.sql.exec<{ n: number | null }>("select sum(amount) as n from reservations where metric = ?", metric).one().n ?? 0;
+    return (
+      this.sql.exec<{ n: number | null }>("select sum(amount) as n from reservations where metric = ?", metric).one()
+        .n ?? 0
+    );
   }
 
   /** Consumes reservations the arriving usage was admitted under, oldest first. */
   private consumeReservations(metric: string, amount: number): void {
     let left = amount;
-    for (const r of this.sql.exec<{ id: string; amount: number }>("select id, amount from reservations where metric = ? order by expires_at", metric).toArray()) {
+    for (const r of this.sql
+      .exec<{ id: string; amount: number }>(
+        "select id, amount from reservations where metric = ? order by expires_at",
+        metric,
+      )
+      .toArray()) {
       if (left <= 0) break;
       const take = Math.min(left, r.amount);
       left -= take;
@@ -149,15 +177,30 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     const before = Object.fromEntries(Object.keys(quotaMetrics).map((m) => [m, this.used(m as QuotaMetricType)]));
     let applied = 0;
     for (const e of events) {
-      if (this.sql.exec("insert into applied (event_id, occurred_at) values (?, ?) on conflict do nothing", e.eventId, e.occurredAt).rowsWritten === 0) continue;
+      if (
+        this.sql.exec(
+          "insert into applied (event_id, occurred_at) values (?, ?) on conflict do nothing",
+          e.eventId,
+          e.occurredAt,
+        ).rowsWritten === 0
+      )
+        continue;
       applied += 1;
       const inPeriod = e.occurredAt >= period.start.getTime() && e.occurredAt < period.end.getTime();
       if (inPeriod) {
-        this.sql.exec("insert into sums (event_type, value) values (?, ?) on conflict (event_type) do update set value = value + excluded.value", e.eventType, e.quantity);
+        this.sql.exec(
+          "insert into sums (event_type, value) values (?, ?) on conflict (event_type) do update set value = value + excluded.value",
+          e.eventType,
+          e.quantity,
+        );
         if (e.userId) this.sql.exec("insert into period_users (user_id) values (?) on conflict do nothing", e.userId);
       }
       if (GAUGE_TYPES.includes(e.eventType)) {
-        this.sql.exec("insert into gauges (event_type, value) values (?, ?) on conflict (event_type) do update set value = value + excluded.value", e.eventType, e.quantity);
+        this.sql.exec(
+          "insert into gauges (event_type, value) values (?, ?) on conflict (event_type) do update set value = value + excluded.value",
+          e.eventType,
+          e.quantity,
+        );
       }
       if (e.eventType === "api.call" && inPeriod) this.consumeReservations("api_calls", e.quantity);
       if (e.eventType === "storage.upload") this.consumeReservations("storage", e.quantity);
@@ -173,10 +216,24 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
       const after = this.used(metric);
       const limit = plan.limits[metric];
       const mine = subs.filter((s) => s.metricType === metric);
-      for (const t of crossedThresholds(before[metric]!, after, limit, mine.map((s) => s.threshold))) {
-        for (const s of mine.filter((x) => x.threshold === t)) crossings.push({ kind: "threshold", subscription: s, metricType: metric, used: after, limit: limit!, periodStart: period.start });
+      for (const t of crossedThresholds(
+        before[metric]!,
+        after,
+        limit,
+        mine.map((s) => s.threshold),
+      )) {
+        for (const s of mine.filter((x) => x.threshold === t))
+          crossings.push({
+            kind: "threshold",
+            subscription: s,
+            metricType: metric,
+            used: after,
+            limit: limit!,
+            periodStart: period.start,
+          });
       }
-      if (limit !== undefined && before[metric]! <= limit && after > limit) crossings.push({ kind: "exceeded", metricType: metric, used: after, limit, periodStart: period.start });
+      if (limit !== undefined && before[metric]! <= limit && after > limit)
+        crossings.push({ kind: "exceeded", metricType: metric, used: after, limit, periodStart: period.start });
     }
     if (crossings.length > 0) await this.withPlatform((p) => fireAlerts(p, org, crossings));
     return { applied, crossings: crossings.length };
@@ -184,22 +241,44 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
 
   private presence(e: CounterEvent, now: number): void {
     if (now - e.occurredAt > ACTIVE_WINDOW_MS) return;
-    if (e.userId) this.sql.exec("insert into seen (user_id, last_seen) values (?, ?) on conflict (user_id) do update set last_seen = max(last_seen, excluded.last_seen)", e.userId, e.occurredAt);
+    if (e.userId)
+      this.sql.exec(
+        "insert into seen (user_id, last_seen) values (?, ?) on conflict (user_id) do update set last_seen = max(last_seen, excluded.last_seen)",
+        e.userId,
+        e.occurredAt,
+      );
     if (!e.resourceId) return;
     if (e.eventType === "presence.joined" || e.eventType === "collaboration.session_started") {
-      this.sql.exec("insert into open_docs (doc_id, sessions, last_seen) values (?, 1, ?) on conflict (doc_id) do update set sessions = sessions + 1, last_seen = excluded.last_seen", e.resourceId, e.occurredAt);
+      this.sql.exec(
+        "insert into open_docs (doc_id, sessions, last_seen) values (?, 1, ?) on conflict (doc_id) do update set sessions = sessions + 1, last_seen = excluded.last_seen",
+        e.resourceId,
+        e.occurredAt,
+      );
     } else if (e.eventType === "presence.left" || e.eventType === "collaboration.session_ended") {
-      this.sql.exec("update open_docs set sessions = sessions - 1, last_seen = ? where doc_id = ?", e.occurredAt, e.resourceId);
+      this.sql.exec(
+        "update open_docs set sessions = sessions - 1, last_seen = ? where doc_id = ?",
+        e.occurredAt,
+        e.resourceId,
+      );
       this.sql.exec("delete from open_docs where sessions <= 0");
-    } else if (e.eventType === "presence.heartbeat" || e.eventType === "document.viewed" || e.eventType === "document.updated") {
+    } else if (
+      e.eventType === "presence.heartbeat" ||
+      e.eventType === "document.viewed" ||
+      e.eventType === "document.updated"
+    ) {
       this.sql.exec("update open_docs set last_seen = max(last_seen, ?) where doc_id = ?", e.occurredAt, e.resourceId);
     }
   }
 
-  private async subscriptions(org: string): Promise<{ id: string; metricType: string; threshold: number; notificationChannels: string[] }[]> {
+  private async subscriptions(
+    org: string,
+  ): Promise<{ id: string; metricType: string; threshold: number; notificationChannels: string[] }[]> {
     const cached = this.kv("subs");
     if (cached) {
-      const c = JSON.parse(cached) as { subs: { id: string; metricType: string; threshold: number; notificationChannels: string[] }[]; loadedAt: number };
+      const c = JSON.parse(cached) as {
+        subs: { id: string; metricType: string; threshold: number; notificationChannels: string[] }[];
+        loadedAt: number;
+      };
       if (Date.now() - c.loadedAt < PLAN_TTL_MS) return c.subs;
     }
     this.subsLoad ??= this.withPlatform(async (p) =>
@@ -208,7 +287,12 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
           "select id, metric_type, threshold, notification_channels from usage_alert_subscriptions where organization_id = $1 and deleted_at is null",
           [org],
         )
-      ).rows.map((r) => ({ id: r.id, metricType: r.metric_type, threshold: Number(r.threshold), notificationChannels: r.notification_channels })),
+      ).rows.map((r) => ({
+        id: r.id,
+        metricType: r.metric_type,
+        threshold: Number(r.threshold),
+        notificationChannels: r.notification_channels,
+      })),
     ).finally(() => (this.subsLoad = undefined));
     const subs = await this.subsLoad;
     this.setKv("subs", JSON.stringify({ subs, loadedAt: Date.now() }));
@@ -232,7 +316,13 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     this.period(anchor, now);
     const decision = admit(this.used(metric), this.reserved(metric, now), plan.limits[metric], amount);
     if (decision.allowed && plan.limits[metric] !== undefined && amount > 0) {
-      this.sql.exec("insert into reservations (id, metric, amount, expires_at) values (?, ?, ?, ?)", crypto.randomUUID(), metric, amount, now + RESERVATION_TTL_MS);
+      this.sql.exec(
+        "insert into reservations (id, metric, amount, expires_at) values (?, ?, ?, ?)",
+        crypto.randomUUID(),
+        metric,
+        amount,
+        now + RESERVATION_TTL_MS,
+      );
     }
     return decision;
   }
@@ -247,7 +337,9 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
       plan: plan.id,
       periodStart: p.start.toISOString(),
       periodEnd: p.end.toISOString(),
-      metrics: (Object.keys(quotaMetrics) as QuotaMetricType[]).map((m) => quotaMetric(m, this.used(m), this.reserved(m, now), plan.limits[m])),
+      metrics: (Object.keys(quotaMetrics) as QuotaMetricType[]).map((m) =>
+        quotaMetric(m, this.used(m), this.reserved(m, now), plan.limits[m]),
+      ),
       sums: Object.fromEntries(this.sums()),
     };
   }

@@ -43,24 +43,41 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   }
 
   private put(key: string, value: string): void {
-    this.sql.exec("insert into kv (key, value) values (?, ?) on conflict (key) do update set value = excluded.value", key, value);
+    this.sql.exec(
+      "insert into kv (key, value) values (?, ?) on conflict (key) do update set value = excluded.value",
+      key,
+      value,
+    );
   }
 
   private readonly jobs: JobStore = {
     add: (list) => {
       let n = 0;
       for (const j of list) {
-        n += this.sql.exec(
-          "insert into jobs (delivery_id, event_id, event_type, body, attempts, due_at, created_at) values (?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
-          j.deliveryId, j.eventId, j.eventType, j.body, j.attempts, j.dueAt, j.createdAt,
-        ).rowsWritten > 0 ? 1 : 0;
+        n +=
+          this.sql.exec(
+            "insert into jobs (delivery_id, event_id, event_type, body, attempts, due_at, created_at) values (?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
+            j.deliveryId,
+            j.eventId,
+            j.eventType,
+            j.body,
+            j.attempts,
+            j.dueAt,
+            j.createdAt,
+          ).rowsWritten > 0
+            ? 1
+            : 0;
       }
       return n;
     },
     due: (now, limit) =>
-      this.sql.exec<JobRow>("select * from jobs where due_at <= ? order by due_at, created_at limit ?", now, limit).toArray().map(toJob),
+      this.sql
+        .exec<JobRow>("select * from jobs where due_at <= ? order by due_at, created_at limit ?", now, limit)
+        .toArray()
+        .map(toJob),
     get: (id) => this.sql.exec<JobRow>("select * from jobs where delivery_id = ?", id).toArray().map(toJob)[0],
-    reschedule: (id, dueAt, attempts) => void this.sql.exec("update jobs set due_at = ?, attempts = ? where delivery_id = ?", dueAt, attempts, id),
+    reschedule: (id, dueAt, attempts) =>
+      void this.sql.exec("update jobs set due_at = ?, attempts = ? where delivery_id = ?", dueAt, attempts, id),
     remove: (id) => void this.sql.exec("delete from jobs where delivery_id = ?", id),
     clear: () => this.sql.exec("delete from jobs").rowsWritten,
     nextDue: () => this.sql.exec<{ d: number | null }>("select min(due_at) as d from jobs").one().d,
@@ -103,7 +120,10 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   /** Attempts one held delivery now, whatever its due time (manual retry, test event). */
   async attemptNow(deliveryId: string): Promise<{ record?: AttemptRecord; circuit: CircuitState }> {
     const r = await this.serial(() => this.run(deliveryId));
-    return { record: r.records.find((x) => x.job.deliveryId === deliveryId), circuit: circuitView(this.get("webhookId") ?? "", this.circuit()) };
+    return {
+      record: r.records.find((x) => x.job.deliveryId === deliveryId),
+      circuit: circuitView(this.get("webhookId") ?? "", this.circuit()),
+    };
   }
 
   /** The breaker's state (seed `CircuitState`). */
@@ -115,7 +135,8 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   async resetCircuit(): Promise<{ reset: boolean }> {
     const { circuit, transition } = resetCircuit(this.circuit());
     this.put("circuit", JSON.stringify(circuit));
-    if (transition) await this.withPlatform((p) => this.emit(p, "webhook.circuit_closed", { reason: transition.reason }));
+    if (transition)
+      await this.withPlatform((p) => this.emit(p, "webhook.circuit_closed", { reason: transition.reason }));
     await this.rearm(nextWake(this.jobs, circuit));
     return { reset: transition !== null };
   }
@@ -143,19 +164,32 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     try {
       await this.serial(() => this.run());
     } catch (err) {
-      createLogger({ component: "webhook-endpoint", webhookId: this.get("webhookId") }).error("endpoint run failed", { err });
+      createLogger({ component: "webhook-endpoint", webhookId: this.get("webhookId") }).error("endpoint run failed", {
+        err,
+      });
       await this.rearm(Date.now() + 5_000);
     }
   }
 
   private withPlatform<T>(fn: (p: Platform) => Promise<T>): Promise<T> {
-    return withPlatform(this.env, this.ctx, createLogger({ component: "webhook-endpoint", webhookId: this.get("webhookId") }), fn);
+    return withPlatform(
+      this.env,
+      this.ctx,
+      createLogger({ component: "webhook-endpoint", webhookId: this.get("webhookId") }),
+      fn,
+    );
   }
 
   private emit(p: Platform, type: EventType, data: Record<string, unknown>) {
     const webhookId = this.get("webhookId") ?? "";
     return p.events.publish(
-      createEvent({ type, organizationId: this.get("organizationId") ?? "", source: "/cloudmatrix-edge/webhooks", subject: `webhooks/${webhookId}`, data: { webhookId, ...data } }),
+      createEvent({
+        type,
+        organizationId: this.get("organizationId") ?? "",
+        source: "/cloudmatrix-edge/webhooks",
+        subject: `webhooks/${webhookId}`,
+        data: { webhookId, ...data },
+      }),
     );
   }
 
@@ -174,21 +208,48 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
           loadEndpoint: async () => {
             if (this.endpointCache && Date.now() - this.endpointCache.at < 30_000) return this.endpointCache.value;
             const row = await findWebhook(db, webhookId);
-            const previousLive = row?.previous_secret && row.previous_secret_expires_at && new Date(row.previous_secret_expires_at).getTime() > Date.now();
-            const value: Endpoint | null | "inactive" = !row ? null : !row.active ? "inactive" : { id: row.id, url: row.url, headers: row.headers, secrets: previousLive ? [row.secret, row.previous_secret!] : [row.secret] };
+            const previousLive =
+              row?.previous_secret &&
+              row.previous_secret_expires_at &&
+              new Date(row.previous_secret_expires_at).getTime() > Date.now();
+            const value: Endpoint | null | "inactive" = !row
+              ? null
+              : !row.active
+                ? "inactive"
+                : {
+                    id: row.id,
+                    url: row.url,
+                    headers: row.headers,
+                    secrets: previousLive ? [row.secret, row.previous_secret!] : [row.secret],
+                  };
             this.endpointCache = { at: Date.now(), value };
             return value;
           },
-          attempt: (job, endpoint) => attemptDelivery(job, endpoint, { timeoutMs: w.timeoutMs, policy: { allowLocalHttp: w.allowLocalHttp } }),
+          attempt: (job, endpoint) =>
+            attemptDelivery(job, endpoint, { timeoutMs: w.timeoutMs, policy: { allowLocalHttp: w.allowLocalHttp } }),
           record: (records) => recordAttempts(db, webhookId, records),
           onTransition: async (t, c) => {
-            const type = t.to === "open" ? "webhook.circuit_opened" : t.to === "half_open" ? "webhook.circuit_half_opened" : "webhook.circuit_closed";
+            const type =
+              t.to === "open"
+                ? "webhook.circuit_opened"
+                : t.to === "half_open"
+                  ? "webhook.circuit_half_opened"
+                  : "webhook.circuit_closed";
             p.logger.warn("circuit transition", { webhookId, from: t.from, to: t.to, reason: t.reason });
-            await this.emit(p, type, { from: t.from, to: t.to, reason: t.reason, failureCount: c.failureCount, halfOpenAt: c.halfOpenAt ? new Date(c.halfOpenAt).toISOString() : null });
+            await this.emit(p, type, {
+              from: t.from,
+              to: t.to,
+              reason: t.reason,
+              failureCount: c.failureCount,
+              halfOpenAt: c.halfOpenAt ? new Date(c.halfOpenAt).toISOString() : null,
+            });
           },
           onGone: async () => {
             this.endpointCache = undefined;
-            await p.db.query("update webhooks set active = false, disabled_reason = $2, updated_at = now() where id = $1", [webhookId, "endpoint answered 410 Gone"]);
+            await p.db.query(
+              "update webhooks set active = false, disabled_reason = $2, updated_at = now() where id = $1",
+              [webhookId, "endpoint answered 410 Gone"],
+            );
             await this.emit(p, "webhook.disabled", { reason: "endpoint answered 410 Gone" });
           },
           settings: {

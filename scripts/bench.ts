@@ -5,7 +5,14 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Redis } from "@upstash/redis";
-import type { BenchContext, BenchModule, BenchResult, BenchResultFile, BenchWorker, ReceiverHandler } from "../bench/harness.ts";
+import type {
+  BenchContext,
+  BenchModule,
+  BenchResult,
+  BenchResultFile,
+  BenchWorker,
+  ReceiverHandler,
+} from "../bench/harness.ts";
 import { parseBenchArgs, startReceiver } from "../bench/harness.ts";
 import { ensureStack } from "./stack.ts";
 import { startLocalEnv } from "./lib/local-env.ts";
@@ -45,7 +52,9 @@ function teardown(): Promise<void> {
   tearingDown ??= (async () => {
     for (const { label, fn } of cleanups.reverse()) {
       let timer: NodeJS.Timeout | undefined;
-      const limit = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("timed out after 20 s")), 20_000)));
+      const limit = new Promise(
+        (_, reject) => (timer = setTimeout(() => reject(new Error("timed out after 20 s")), 20_000)),
+      );
       try {
         await Promise.race([Promise.resolve().then(fn), limit]);
       } catch (err) {
@@ -87,7 +96,8 @@ for (const [sig, code] of Object.entries(SIGNALS)) {
  */
 function removeForeignSignalHandlers(): void {
   for (const sig of Object.keys(SIGNALS)) {
-    for (const l of process.listeners(sig as NodeJS.Signals)) if (!ownSignalHandlers.has(l)) process.removeListener(sig, l);
+    for (const l of process.listeners(sig as NodeJS.Signals))
+      if (!ownSignalHandlers.has(l)) process.removeListener(sig, l);
   }
 }
 const overall = setTimeout(() => stopOn(`time limit of ${timeoutS} s reached`, 124), timeoutS * 1000);
@@ -103,7 +113,12 @@ function git(...a: string[]): string {
 
 /** Deletes this run's Redis keys through the Upstash adapter (SCAN/DEL, bounded). */
 async function deleteRedisKeys(bindings: Record<string, string>, prefix: string): Promise<number> {
-  const redis = new Redis({ url: bindings.UPSTASH_REDIS_REST_URL!, token: bindings.UPSTASH_REDIS_REST_TOKEN!, automaticDeserialization: false, enableTelemetry: false });
+  const redis = new Redis({
+    url: bindings.UPSTASH_REDIS_REST_URL!,
+    token: bindings.UPSTASH_REDIS_REST_TOKEN!,
+    automaticDeserialization: false,
+    enableTelemetry: false,
+  });
   let cursor = "0";
   let deleted = 0;
   const deadline = Date.now() + 15_000;
@@ -120,7 +135,9 @@ function checkTarget(value: number | undefined, target: string): string {
   const m = /^\s*(<=|>=|<|>)\s*(-?[\d.]+)\s*$/.exec(target);
   if (!m || value === undefined || !Number.isFinite(value)) return "unknown";
   const bound = Number(m[2]);
-  const ok = { "<": value < bound, "<=": value <= bound, ">": value > bound, ">=": value >= bound }[m[1] as "<" | "<=" | ">" | ">="];
+  const ok = { "<": value < bound, "<=": value <= bound, ">": value > bound, ">=": value >= bound }[
+    m[1] as "<" | "<=" | ">" | ">="
+  ];
   return ok ? "ok" : "missed";
 }
 
@@ -129,12 +146,16 @@ const fmt = (v: number) => (Number.isFinite(v) ? v.toLocaleString("en-US", { max
 function report(result: BenchResult, file: BenchResultFile): void {
   const keys = Object.keys(result.figures);
   const width = Math.max(10, ...keys.map((k) => k.length));
-  const lines = [`\n== bench ${result.name} @ ${file.commit} — ${file.machine.cpus}× ${file.machine.cpuModel}, node ${file.node}, ${(file.durationMs / 1000).toFixed(1)} s`];
-  if (result.headline && result.figures[result.headline] !== undefined) lines.push(`headline ${result.headline} = ${fmt(result.figures[result.headline]!)}`);
+  const lines = [
+    `\n== bench ${result.name} @ ${file.commit} — ${file.machine.cpus}× ${file.machine.cpuModel}, node ${file.node}, ${(file.durationMs / 1000).toFixed(1)} s`,
+  ];
+  if (result.headline && result.figures[result.headline] !== undefined)
+    lines.push(`headline ${result.headline} = ${fmt(result.figures[result.headline]!)}`);
   lines.push("figures:");
   for (const k of keys) lines.push(`  ${k.padEnd(width)}  ${fmt(result.figures[k]!)}`);
   lines.push("ratios:");
-  for (const [k, v] of Object.entries(result.ratios)) lines.push(`  ratio ${k} = ${fmt(v)}${k.includes(" / ") ? "" : "   (baseline not named!)"}`);
+  for (const [k, v] of Object.entries(result.ratios))
+    lines.push(`  ratio ${k} = ${fmt(v)}${k.includes(" / ") ? "" : "   (baseline not named!)"}`);
   if (file.targetResults) {
     lines.push("targets:");
     for (const [k, t] of Object.entries(result.targets ?? {})) lines.push(`  ${k} ${t}: ${file.targetResults[k]}`);
@@ -156,7 +177,14 @@ async function main(): Promise<number> {
   log(`local env: database ${database}, redis prefix ${redisKeyPrefix}`);
   let env: LocalEnv;
   try {
-    env = await startLocalEnv({ database, dropOnClose: true, redisKeyPrefix, rabbitmqExchange: rabbitmq.exchange, rabbitmqQueuePrefix: rabbitmq.queuePrefix, log: stackLog });
+    env = await startLocalEnv({
+      database,
+      dropOnClose: true,
+      redisKeyPrefix,
+      rabbitmqExchange: rabbitmq.exchange,
+      rabbitmqQueuePrefix: rabbitmq.queuePrefix,
+      log: stackLog,
+    });
   } catch (err) {
     // startLocalEnv may have created the database before failing (e.g. in a migration); drop it.
     const stack = await ensureStack({ log: stackLog });
@@ -202,7 +230,12 @@ async function main(): Promise<number> {
     url,
     fetch: (p, init) => fetch(new URL(p, url), { ...init, signal: init?.signal ?? abort.signal }),
     async json<T>(p: string, body?: unknown): Promise<T> {
-      const res = await worker.fetch(p, body === undefined ? {} : { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+      const res = await worker.fetch(
+        p,
+        body === undefined
+          ? {}
+          : { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } },
+      );
       const text = await res.text();
       if (!res.ok) throw new Error(`${p}: HTTP ${res.status} ${text.slice(0, 500)}`);
       return JSON.parse(text) as T;
@@ -235,7 +268,9 @@ async function main(): Promise<number> {
   if (abort.signal.aborted) return 1;
   const cpus = os.cpus();
   const targetResults = result.targets
-    ? Object.fromEntries(Object.entries(result.targets).map(([k, t]) => [k, checkTarget(result.figures[k] ?? result.ratios[k], t)]))
+    ? Object.fromEntries(
+        Object.entries(result.targets).map(([k, t]) => [k, checkTarget(result.figures[k] ?? result.ratios[k], t)]),
+      )
     : undefined;
   const dirty = git("status", "--porcelain") !== "";
   const file: BenchResultFile = {
@@ -245,7 +280,14 @@ async function main(): Promise<number> {
     durationMs: Date.now() - t0,
     commit: (git("rev-parse", "--short", "HEAD") || "unknown") + (dirty ? "+dirty" : ""),
     node: process.version,
-    machine: { cpuModel: cpus[0]?.model ?? "unknown", cpus: cpus.length, totalMemBytes: os.totalmem(), platform: os.platform(), release: os.release(), arch: os.arch() },
+    machine: {
+      cpuModel: cpus[0]?.model ?? "unknown",
+      cpus: cpus.length,
+      totalMemBytes: os.totalmem(),
+      platform: os.platform(),
+      release: os.release(),
+      arch: os.arch(),
+    },
   };
   mkdirSync(path.join(ROOT, "bench", "results"), { recursive: true });
   const out = path.join(ROOT, "bench", "results", `${name}.json`);

@@ -14,7 +14,9 @@ const log = (m: string) => console.log(`[dev] ${m}`);
 
 const env = await startLocalEnv({ database: "cloudmatrix_dev", redisKeyPrefix: "cm:dev:", log });
 await writeDevVars({ ...env.bindings, ENVIRONMENT: "development", WEBHOOK_ALLOW_LOCAL_HTTP: "true" });
-log(`stack: postgres ${env.stack.postgresUrl}, redis ${env.stack.redisUrl}, rabbitmq ${env.stack.rabbitmqUrl.replace(/\/\/[^@]*@/, "//")}`);
+log(
+  `stack: postgres ${env.stack.postgresUrl}, redis ${env.stack.redisUrl}, rabbitmq ${env.stack.rabbitmqUrl.replace(/\/\/[^@]*@/, "//")}`,
+);
 log(`dev token: npm run token -- --org org_1 --user u_1 --email a@example.com`);
 
 const wrangler = spawn("wrangler", ["dev", "--ip", "127.0.0.1", "--port", values.port!, "--test-scheduled"], {

@@ -45,7 +45,11 @@ export async function loadMigrations(dir: string): Promise<Migration[]> {
 }
 
 /** Applies pending migrations to `databaseUrl`. */
-export async function migrate(databaseUrl: string, dir = "migrations", log: (m: string) => void = () => {}): Promise<MigrateResult> {
+export async function migrate(
+  databaseUrl: string,
+  dir = "migrations",
+  log: (m: string) => void = () => {},
+): Promise<MigrateResult> {
   const migrations = await loadMigrations(dir);
   return withPg(databaseUrl, async (db) => {
     await db.query("select pg_advisory_lock($1)", [LOCK_KEY]);
@@ -64,14 +68,19 @@ export async function migrate(databaseUrl: string, dir = "migrations", log: (m: 
         const label = `${String(m.version).padStart(4, "0")}_${m.name}`;
         const prior = done.get(m.version);
         if (prior) {
-          if (prior.checksum !== m.checksum) throw new Error(`migration ${label} was edited after it was applied (checksum mismatch)`);
+          if (prior.checksum !== m.checksum)
+            throw new Error(`migration ${label} was edited after it was applied (checksum mismatch)`);
           result.alreadyApplied.push(label);
           continue;
         }
         try {
           await db.query("begin");
           await db.query(m.sql);
-          await db.query("insert into schema_migrations (version, name, checksum) values ($1, $2, $3)", [m.version, m.name, m.checksum]);
+          await db.query("insert into schema_migrations (version, name, checksum) values ($1, $2, $3)", [
+            m.version,
+            m.name,
+            m.checksum,
+          ]);
           await db.query("commit");
         } catch (err) {
           await db.query("rollback").catch(() => undefined);

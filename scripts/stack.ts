@@ -163,7 +163,14 @@ function resp(args: string[]): Buffer {
   return Buffer.from(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join("")}`);
 }
 
-function exchange(host: string, port: number, secure: boolean, payload: Buffer, verdict: Verdict, timeoutMs: number): Promise<boolean> {
+function exchange(
+  host: string,
+  port: number,
+  secure: boolean,
+  payload: Buffer,
+  verdict: Verdict,
+  timeoutMs: number,
+): Promise<boolean> {
   return new Promise((resolve) => {
     let buf = Buffer.alloc(0);
     let done = false;
@@ -217,7 +224,11 @@ interface RunResult {
 }
 
 /** Runs a short-lived command, capturing (the last 64 KiB of) stdout+stderr. */
-function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+function run(
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
   return new Promise((resolve) => {
     let out = "";
     let settled = false;
@@ -246,7 +257,16 @@ function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?:
 }
 
 function which(name: string, extraDirs: string[] = []): string | undefined {
-  const dirs = [...(process.env.PATH ?? "").split(path.delimiter), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", ...extraDirs];
+  const dirs = [
+    ...(process.env.PATH ?? "").split(path.delimiter),
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+    ...extraDirs,
+  ];
   for (const d of dirs) {
     if (!d) continue;
     const p = path.join(d, name);
@@ -454,10 +474,16 @@ function aptInstall(svc: Service, log: (m: string) => void, why: string): Promis
   const pkg = APT_PACKAGES[svc];
   const job = aptQueue.then(async () => {
     if (!isRoot()) {
-      throw new Error(`${why}; not running as root, so not installing. Install the servers with: ${INSTALL_HINT} ` + `(or set ${ENV_KEYS[svc]} to a running server).`);
+      throw new Error(
+        `${why}; not running as root, so not installing. Install the servers with: ${INSTALL_HINT} ` +
+          `(or set ${ENV_KEYS[svc]} to a running server).`,
+      );
     }
     const apt = which("apt-get");
-    if (!apt) throw new Error(`${why}; apt-get is unavailable, install ${svc}${svc === "postgres" ? ` >= ${MIN_PG_MAJOR}` : ""} manually (or set ${ENV_KEYS[svc]} to a running server).`);
+    if (!apt)
+      throw new Error(
+        `${why}; apt-get is unavailable, install ${svc}${svc === "postgres" ? ` >= ${MIN_PG_MAJOR}` : ""} manually (or set ${ENV_KEYS[svc]} to a running server).`,
+      );
     const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
     if (!aptUpdated) {
       log("apt-get update (once) ...");
@@ -527,7 +553,9 @@ async function ensurePostgresUser(log: (m: string) => void): Promise<void> {
   log("postgres: creating system user 'postgres' (initdb refuses to run as root)");
   const r = await run("useradd", ["--system", "--no-create-home", "postgres"]);
   if (r.code !== 0) {
-    throw new Error(`postgres: initdb cannot run as root and there is no 'postgres' OS user; 'useradd --system --no-create-home postgres' failed:\n${r.out}`);
+    throw new Error(
+      `postgres: initdb cannot run as root and there is no 'postgres' OS user; 'useradd --system --no-create-home postgres' failed:\n${r.out}`,
+    );
   }
 }
 
@@ -544,7 +572,9 @@ async function startPostgres(svcDir: string, port: number, log: (m: string) => v
   // Binaries first: on a fresh machine the Debian package also creates the `postgres` user.
   const probe = findPostgres();
   if (!probe.found) {
-    const old = probe.tooOld.length ? `only PostgreSQL ${probe.tooOld.join(", ")} found; need >= ${MIN_PG_MAJOR}, e.g. postgresql-${MIN_PG_MAJOR} from apt.postgresql.org` : undefined;
+    const old = probe.tooOld.length
+      ? `only PostgreSQL ${probe.tooOld.join(", ")} found; need >= ${MIN_PG_MAJOR}, e.g. postgresql-${MIN_PG_MAJOR} from apt.postgresql.org`
+      : undefined;
     throw new MissingBinaries("postgres", old);
   }
   const asPg = isRoot();
@@ -559,7 +589,10 @@ async function startPostgres(svcDir: string, port: number, log: (m: string) => v
     for (const d of [path.dirname(svcDir), svcDir]) fs.chmodSync(d, fs.statSync(d).mode | 0o001);
   }
   if (asPg && !(await canReach(svcDir))) {
-    const base = path.join(os.tmpdir(), `cmedge-stack-pg-${createHash("sha1").update(svcDir).digest("hex").slice(0, 10)}`);
+    const base = path.join(
+      os.tmpdir(),
+      `cmedge-stack-pg-${createHash("sha1").update(svcDir).digest("hex").slice(0, 10)}`,
+    );
     fs.mkdirSync(base, { recursive: true, mode: 0o755 });
     fs.chmodSync(base, 0o755);
     pgdata = path.join(base, "data");
@@ -569,13 +602,18 @@ async function startPostgres(svcDir: string, port: number, log: (m: string) => v
   const existingMajor = Number.parseInt(readText(path.join(pgdata, "PG_VERSION")) ?? "", 10);
   const bins = findPostgres(Number.isFinite(existingMajor) ? existingMajor : undefined).found ?? probe.found;
   if (Number.isFinite(existingMajor) && existingMajor !== bins.major) {
-    log(`postgres: ${pgdata} was initialised by PostgreSQL ${existingMajor}, only ${bins.major} is installed; re-initialising`);
+    log(
+      `postgres: ${pgdata} was initialised by PostgreSQL ${existingMajor}, only ${bins.major} is installed; re-initialising`,
+    );
     fs.rmSync(pgdata, { recursive: true, force: true });
   }
   const bin = (b: string) => path.join(bins.bindir, b);
 
   // A server of ours may still run from a run whose state was lost; it would hold the data dir lock.
-  if (fs.existsSync(path.join(pgdata, "postmaster.pid")) && (await pgRun(asPg, bin("pg_ctl"), ["-D", pgdata, "status"])).code === 0) {
+  if (
+    fs.existsSync(path.join(pgdata, "postmaster.pid")) &&
+    (await pgRun(asPg, bin("pg_ctl"), ["-D", pgdata, "status"])).code === 0
+  ) {
     log(`postgres: stopping an unrecorded server of ours in ${pgdata}`);
     await pgRun(asPg, bin("pg_ctl"), ["-D", pgdata, "stop", "-m", "fast", "-w"]);
   }
@@ -589,7 +627,16 @@ async function startPostgres(svcDir: string, port: number, log: (m: string) => v
       fs.chownSync(pgdata, uid, gid);
     }
     log(`postgres: initdb (PostgreSQL ${bins.major}) in ${pgdata}`);
-    const r = await pgRun(asPg, bin("initdb"), ["-D", pgdata, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"]);
+    const r = await pgRun(asPg, bin("initdb"), [
+      "-D",
+      pgdata,
+      "-U",
+      "postgres",
+      "--auth=trust",
+      "-E",
+      "UTF8",
+      "--no-locale",
+    ]);
     if (r.code !== 0) throw new Error(`postgres: initdb failed (exit ${r.code}):\n${r.out.slice(-3000)}`);
   }
 
@@ -606,11 +653,25 @@ async function startPostgres(svcDir: string, port: number, log: (m: string) => v
     );
   }
   const pid = readPidFile(path.join(pgdata, "postmaster.pid")) ?? 0;
-  return { service: "postgres", url, port, pid, startedAt: new Date().toISOString(), pgdata, bindir: bins.bindir, asPostgresUser: asPg };
+  return {
+    service: "postgres",
+    url,
+    port,
+    pid,
+    startedAt: new Date().toISOString(),
+    pgdata,
+    bindir: bins.bindir,
+    asPostgresUser: asPg,
+  };
 }
 
 async function stopPostgres(st: PgState): Promise<void> {
-  const r = await pgRun(st.asPostgresUser, path.join(st.bindir, "pg_ctl"), ["-D", st.pgdata, "stop", "-m", "fast", "-w", "-t", "60"], 90_000);
+  const r = await pgRun(
+    st.asPostgresUser,
+    path.join(st.bindir, "pg_ctl"),
+    ["-D", st.pgdata, "stop", "-m", "fast", "-w", "-t", "60"],
+    90_000,
+  );
   if (r.code === 0 || !pidAlive(st.pid)) return;
   // pg_ctl unusable (binaries removed?): SIGINT = fast shutdown.
   if (pidLooksLike(st.pid, "postgres")) {
@@ -636,7 +697,8 @@ async function startRedis(svcDir: string, port: number, log: (m: string) => void
   const server = which("redis-server", ["/opt/homebrew/bin"]);
   if (!server) throw new MissingBinaries("redis");
   const major = Number.parseInt(/v=(\d+)/.exec(spawnVersion(server))?.[1] ?? "", 10);
-  if (Number.isFinite(major) && major < 7) log(`redis: warning: ${server} is Redis ${major}, the project targets Redis 7`);
+  if (Number.isFinite(major) && major < 7)
+    log(`redis: warning: ${server} is Redis ${major}, the project targets Redis 7`);
 
   const pidFile = path.join(svcDir, "redis.pid");
   const logFile = path.join(svcDir, "redis.log");
@@ -649,11 +711,30 @@ async function startRedis(svcDir: string, port: number, log: (m: string) => void
   fs.rmSync(pidFile, { force: true });
 
   // No persistence: this is a scratch server. No config file, so /etc/redis is ignored.
-  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", svcDir, "--daemonize", "yes", "--pidfile", pidFile, "--logfile", logFile];
+  const args = [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    svcDir,
+    "--daemonize",
+    "yes",
+    "--pidfile",
+    pidFile,
+    "--logfile",
+    logFile,
+  ];
   const r = await run(server, args, { cwd: svcDir, timeoutMs: 30_000 });
   const url = `redis://127.0.0.1:${port}`;
   if (r.code !== 0 || !(await waitAnswers(url, 15_000, () => undefined))) {
-    throw new Error(`redis: failed to start on 127.0.0.1:${port} (exit ${r.code}):\n${r.out.slice(-2000)}\n${tail(logFile)}`);
+    throw new Error(
+      `redis: failed to start on 127.0.0.1:${port} (exit ${r.code}):\n${r.out.slice(-2000)}\n${tail(logFile)}`,
+    );
   }
   // The daemon writes its pidfile right after forking; give it a moment.
   let pid = readPidFile(pidFile);
@@ -681,7 +762,11 @@ async function stopRedis(st: RedisState): Promise<void> {
 function findRabbit(): { server: string; ctl: string } | undefined {
   // The real script first: Debian's /usr/sbin/rabbitmq-server is a wrapper that,
   // as root, re-execs via `su rabbitmq`, which drops our environment.
-  const cands = ["/usr/lib/rabbitmq/bin/rabbitmq-server", which("rabbitmq-server", ["/opt/homebrew/sbin"]), "/usr/sbin/rabbitmq-server"];
+  const cands = [
+    "/usr/lib/rabbitmq/bin/rabbitmq-server",
+    which("rabbitmq-server", ["/opt/homebrew/sbin"]),
+    "/usr/sbin/rabbitmq-server",
+  ];
   for (const c of cands) {
     if (!c || !isExecutable(c)) continue;
     const text = readText(c) ?? "";
@@ -742,12 +827,20 @@ async function startRabbit(svcDir: string, port: number, log: (m: string) => voi
   for (const d of ["home", "mnesia", "log"]) fs.mkdirSync(path.join(svcDir, d), { recursive: true });
   fs.writeFileSync(path.join(svcDir, "enabled_plugins"), "[].\n");
   fs.writeFileSync(path.join(svcDir, "rabbitmq-env.conf"), "");
-  fs.writeFileSync(path.join(svcDir, "rabbitmq.conf"), `# generated by scripts/stack.ts\nlisteners.tcp.default = 127.0.0.1:${port}\nloopback_users.guest = true\n`);
+  fs.writeFileSync(
+    path.join(svcDir, "rabbitmq.conf"),
+    `# generated by scripts/stack.ts\nlisteners.tcp.default = 127.0.0.1:${port}\nloopback_users.guest = true\n`,
+  );
 
   const consoleLog = path.join(svcDir, "console.log");
   const out = fs.openSync(consoleLog, "a");
   // detached => own session + process group, so it outlives `stack up` and can be killed as a group.
-  const child = spawn(bins.server, [], { detached: true, stdio: ["ignore", out, out], env: rabbitEnv(st0), cwd: svcDir });
+  const child = spawn(bins.server, [], {
+    detached: true,
+    stdio: ["ignore", out, out],
+    env: rabbitEnv(st0),
+    cwd: svcDir,
+  });
   fs.closeSync(out);
   let died: string | undefined;
   child.on("exit", (code, sig) => {
@@ -779,13 +872,18 @@ async function stopRabbit(st: RabbitState): Promise<void> {
   const alive = () => pidAlive(st.pid) || (st.pgid > 0 && groupAlive(st.pgid));
   if (alive()) {
     // Graceful: rabbitmqctl needs the same HOME (cookie) and epmd port as the node.
-    await run(st.ctl, ["-n", st.nodename, "stop", path.join(st.dir, "rabbitmq.pid")], { env: rabbitEnv(st), cwd: st.dir, timeoutMs: 60_000 });
+    await run(st.ctl, ["-n", st.nodename, "stop", path.join(st.dir, "rabbitmq.pid")], {
+      env: rabbitEnv(st),
+      cwd: st.dir,
+      timeoutMs: 60_000,
+    });
     if (!(await waitGone(alive, 10_000))) {
       if (st.pgid > 0 && groupAlive(st.pgid)) process.kill(-st.pgid, "SIGTERM");
       if (!(await waitGone(alive, 15_000))) {
         if (st.pgid > 0 && groupAlive(st.pgid)) process.kill(-st.pgid, "SIGKILL");
         if (pidAlive(st.pid) && pidLooksLike(st.pid, "beam")) process.kill(st.pid, "SIGKILL");
-        if (!(await waitGone(alive, 5000))) throw new Error(`rabbitmq: could not stop node ${st.nodename} (pid ${st.pid})`);
+        if (!(await waitGone(alive, 5000)))
+          throw new Error(`rabbitmq: could not stop node ${st.nodename} (pid ${st.pid})`);
       }
     }
   }
@@ -830,7 +928,13 @@ interface Resolved {
   state?: State;
 }
 
-async function ensureService(svc: Service, dataDir: string, env: Record<string, string | undefined>, log: (m: string) => void, preferredPort?: number): Promise<Resolved> {
+async function ensureService(
+  svc: Service,
+  dataDir: string,
+  env: Record<string, string | undefined>,
+  log: (m: string) => void,
+  preferredPort?: number,
+): Promise<Resolved> {
   const configured = env[ENV_KEYS[svc]] || DEFAULT_URLS[svc];
   if (await answers(configured)) {
     log(`${svc}: using ${redact(configured)}`);
@@ -866,7 +970,9 @@ async function ensureService(svc: Service, dataDir: string, env: Record<string, 
       st = await starters[svc](svcDir, port, log);
     }
     writeState(svcDir, st);
-    log(`${svc}: started own server at ${redact(st.url)} in ${((Date.now() - t0) / 1000).toFixed(1)} s (pid ${st.pid}, data ${svcDir})`);
+    log(
+      `${svc}: started own server at ${redact(st.url)} in ${((Date.now() - t0) / 1000).toFixed(1)} s (pid ${st.pid}, data ${svcDir})`,
+    );
     return { url: st.url, state: st };
   });
 }
@@ -909,7 +1015,9 @@ export async function ensureStack(opts: EnsureStackOptions = {}): Promise<Stack>
   const log = opts.log ?? defaultLog;
 
   // In parallel: RabbitMQ's boot dominates, the others finish meanwhile.
-  const results = await Promise.allSettled(SERVICES.map((svc) => ensureService(svc, dataDir, env, log, opts.ports?.[svc])));
+  const results = await Promise.allSettled(
+    SERVICES.map((svc) => ensureService(svc, dataDir, env, log, opts.ports?.[svc])),
+  );
   const ours = results.flatMap((r) => (r.status === "fulfilled" && r.value.state ? [r.value.state] : []));
   const failures = results.flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []));
   if (failures.length) {
@@ -960,7 +1068,11 @@ async function main(argv: string[]): Promise<number> {
   const dataDir = path.resolve(i >= 0 && argv[i + 1] ? argv[i + 1]! : DEFAULT_DATA_DIR);
   if (cmd === "up") {
     const stack = await ensureStack({ dataDir });
-    const urls: StackUrls = { postgresUrl: stack.postgresUrl, redisUrl: stack.redisUrl, rabbitmqUrl: stack.rabbitmqUrl };
+    const urls: StackUrls = {
+      postgresUrl: stack.postgresUrl,
+      redisUrl: stack.redisUrl,
+      rabbitmqUrl: stack.rabbitmqUrl,
+    };
     process.stdout.write(`${JSON.stringify(urls, null, 2)}\n`);
     return 0;
   }

@@ -176,27 +176,29 @@ class RespParser {
         this.pos = next;
         // BigInt keeps 64-bit replies exact; they are written to JSON digit for digit.
         return BigInt(line);
-      case 0x24 /* $ */: {
-        const len = parseLength(line);
-        if (len < 0) {
+      case 0x24 /* $ */:
+        {
+          const len = parseLength(line);
+          if (len < 0) {
+            this.pos = next;
+            return null;
+          }
+          const end = next + len + 2;
+          if (buf.length < end) {
+            this.need = end - pos;
+            return INCOMPLETE;
+          }
+          this.pos = end;
+          return buf.subarray(next, next + len);
+        }
+      case 0x2a /* * */:
+        {
+          const len = parseLength(line);
           this.pos = next;
-          return null;
+          if (len < 0) return null;
+          if (len === 0) return [];
+          return new ArrayHeader(len);
         }
-        const end = next + len + 2;
-        if (buf.length < end) {
-          this.need = end - pos;
-          return INCOMPLETE;
-        }
-        this.pos = end;
-        return buf.subarray(next, next + len);
-      }
-      case 0x2a /* * */: {
-        const len = parseLength(line);
-        this.pos = next;
-        if (len < 0) return null;
-        if (len === 0) return [];
-        return new ArrayHeader(len);
-      }
       default:
         throw new RedisConnectionError(`unexpected RESP type byte 0x${(type ?? 0).toString(16)}`);
     }
@@ -288,15 +290,13 @@ class RedisConnection {
         }
         if (target.db !== 0) setup.push(["SELECT", String(target.db)]);
         if (setup.length === 0) return resolve(conn);
-        conn
-          .send(setup.map((cmd) => cmd.map((a) => Buffer.from(a))))
-          .then((replies) => {
-            const failed = replies.find((r) => r instanceof RespError);
-            if (failed instanceof RespError) {
-              conn.destroy(new RedisConnectionError(failed.message));
-              reject(new RedisConnectionError(`redis handshake failed: ${failed.message}`));
-            } else resolve(conn);
-          }, reject);
+        conn.send(setup.map((cmd) => cmd.map((a) => Buffer.from(a)))).then((replies) => {
+          const failed = replies.find((r) => r instanceof RespError);
+          if (failed instanceof RespError) {
+            conn.destroy(new RedisConnectionError(failed.message));
+            reject(new RedisConnectionError(`redis handshake failed: ${failed.message}`));
+          } else resolve(conn);
+        }, reject);
       });
     });
   }
@@ -702,7 +702,9 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const token = cliOption(args, "token") ?? process.env.UPSTASH_REDIS_REST_TOKEN;
   if (!token) {
-    console.error("usage: node scripts/upstash-adapter.ts --token <token> [--port 8079] [--host 127.0.0.1] [--redis redis://127.0.0.1:6379]");
+    console.error(
+      "usage: node scripts/upstash-adapter.ts --token <token> [--port 8079] [--host 127.0.0.1] [--redis redis://127.0.0.1:6379]",
+    );
     process.exit(2);
   }
   const adapter = await startUpstashAdapter({

@@ -48,7 +48,8 @@ export async function startWsProxy(opts: WsProxyOptions = {}): Promise<WsProxy> 
   const max = opts.maxConnections ?? 40;
   let open = 0;
   const waiting: (() => void)[] = [];
-  const acquire = () => (open < max ? (open++, Promise.resolve()) : new Promise<void>((r) => waiting.push(() => (open++, r()))));
+  const acquire = () =>
+    open < max ? (open++, Promise.resolve()) : new Promise<void>((r) => waiting.push(() => (open++, r())));
   const release = () => {
     open--;
     waiting.shift()?.();
@@ -67,8 +68,11 @@ export async function startWsProxy(opts: WsProxyOptions = {}): Promise<WsProxy> 
     const early: Buffer[] = [];
     let tcp: net.Socket | undefined;
     let closed = false;
-    const toBuffer = (data: Buffer | ArrayBuffer | Buffer[]) => (Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer));
-    ws.on("message", (data: Buffer | ArrayBuffer | Buffer[]) => (tcp ? tcp.write(toBuffer(data)) : early.push(toBuffer(data))));
+    const toBuffer = (data: Buffer | ArrayBuffer | Buffer[]) =>
+      Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    ws.on("message", (data: Buffer | ArrayBuffer | Buffer[]) =>
+      tcp ? tcp.write(toBuffer(data)) : early.push(toBuffer(data)),
+    );
     let held = false;
     const closeBoth = () => {
       if (closed) return;

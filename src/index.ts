@@ -14,7 +14,11 @@ import type { Platform } from "./platform/platform.ts";
 export { OrgUsage, RabbitInbound, WebhookEndpoint };
 
 /** Handles one batch of one Cloudflare Queue; each service registers its consumer here. */
-export type QueueConsumer = (batch: MessageBatch<unknown>, platform: Platform, env: CloudflareBindings) => Promise<void>;
+export type QueueConsumer = (
+  batch: MessageBatch<unknown>,
+  platform: Platform,
+  env: CloudflareBindings,
+) => Promise<void>;
 
 /** Handles one Cron Trigger firing. */
 export type CronJob = (platform: Platform, env: CloudflareBindings) => Promise<void>;
@@ -80,7 +84,11 @@ export default {
       const results = await Promise.allSettled(jobs.map((job) => job(platform, env)));
       const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
       for (const f of failed) logger.error("cron job failed", { err: f.reason });
-      if (failed.length > 0) throw new AggregateError(failed.map((f) => f.reason), `${failed.length} cron job(s) failed`);
+      if (failed.length > 0)
+        throw new AggregateError(
+          failed.map((f) => f.reason),
+          `${failed.length} cron job(s) failed`,
+        );
     } finally {
       platform.close();
     }

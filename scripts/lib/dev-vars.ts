@@ -13,6 +13,8 @@ export async function readDevVars(path = ".dev.vars"): Promise<Record<string, st
 
 /** Writes `.dev.vars` for `wrangler dev`. */
 export async function writeDevVars(vars: Record<string, string>, path = ".dev.vars"): Promise<void> {
-  const body = Object.entries(vars).map(([k, v]) => `${k}=${v}`).join("\n");
+  const body = Object.entries(vars)
+    .map(([k, v]) => `${k}=${v}`)
+    .join("\n");
   await writeFile(path, `# Written by npm run dev from the running local stack; do not commit.\n${body}\n`);
 }

@@ -54,7 +54,11 @@ export async function startLocalEnv(opts: LocalEnvOptions): Promise<LocalEnv> {
 
   const proxy = await startWsProxy({ port: opts.wsProxyPort ?? 0 });
   const upstashToken = randomBytes(16).toString("hex");
-  const upstash = await startUpstashAdapter({ redisUrl: stack.redisUrl, token: upstashToken, port: opts.upstashPort ?? 0 });
+  const upstash = await startUpstashAdapter({
+    redisUrl: stack.redisUrl,
+    token: upstashToken,
+    port: opts.upstashPort ?? 0,
+  });
 
   const bindings: Record<string, string> = {
     DATABASE_URL: dbUrl,
@@ -73,7 +77,9 @@ export async function startLocalEnv(opts: LocalEnvOptions): Promise<LocalEnv> {
     stack,
     async close() {
       if (opts.dropOnClose) {
-        await deleteRedisPrefix(new Redis({ url: upstash.url, token: upstashToken }), opts.redisKeyPrefix).catch((e) => log(`redis cleanup failed: ${e}`));
+        await deleteRedisPrefix(new Redis({ url: upstash.url, token: upstashToken }), opts.redisKeyPrefix).catch((e) =>
+          log(`redis cleanup failed: ${e}`),
+        );
         await deleteRabbitNames(stack.rabbitmqUrl, bindings).catch((e) => log(`rabbitmq cleanup failed: ${e}`));
       }
       await upstash.close().catch(() => undefined);

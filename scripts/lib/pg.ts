@@ -59,9 +59,10 @@ const ident = (name: string) => {
 export async function createDatabase(adminUrl: string, name: string): Promise<void> {
   await withPg(adminUrl, async (c) => {
     const { rowCount } = await c.query("select 1 from pg_database where datname = $1", [name]);
-    if (!rowCount) await c.query(`create database ${ident(name)}`).catch((err: { code?: string }) => {
-      if (err.code !== "42P04") throw err; // created concurrently
-    });
+    if (!rowCount)
+      await c.query(`create database ${ident(name)}`).catch((err: { code?: string }) => {
+        if (err.code !== "42P04") throw err; // created concurrently
+      });
   });
 }
 

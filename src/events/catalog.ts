@@ -60,6 +60,9 @@ export function matchesEventType(pattern: string, type: string): boolean {
 /** Whether a pattern is valid and matches at least one known type (so typos are caught). */
 export function isKnownPattern(pattern: string): boolean {
   if (pattern === "*") return true;
-  if (pattern.endsWith(".*")) return /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.\*$/.test(pattern) && eventTypes.some((t) => matchesEventType(pattern, t));
+  if (pattern.endsWith(".*"))
+    return (
+      /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.\*$/.test(pattern) && eventTypes.some((t) => matchesEventType(pattern, t))
+    );
   return isEventType(pattern);
 }

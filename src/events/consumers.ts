@@ -70,7 +70,11 @@ export async function recordDeadLetters(
  * events go to every handler; if the batch fails, each event is retried alone so one poison event
  * cannot hold back the others, and failing ones are retried with backoff (then the Queue's DLQ).
  */
-export async function consumeEventBatch(batch: QueueBatch, handlers: readonly EventHandler[], platform: Platform): Promise<void> {
+export async function consumeEventBatch(
+  batch: QueueBatch,
+  handlers: readonly EventHandler[],
+  platform: Platform,
+): Promise<void> {
   const byId = new Map<string, { event: CloudEvent; messages: QueueMessage[] }>();
   const invalid: { msg: QueueMessage; reason: string }[] = [];
   for (const msg of batch.messages) {
@@ -80,7 +84,8 @@ export async function consumeEventBatch(batch: QueueBatch, handlers: readonly Ev
       continue;
     }
     const entry = byId.get(parsed.event.id);
-    if (entry) entry.messages.push(msg); // same event twice in one batch: apply once, ack both
+    if (entry)
+      entry.messages.push(msg); // same event twice in one batch: apply once, ack both
     else byId.set(parsed.event.id, { event: parsed.event, messages: [msg] });
   }
 
@@ -95,7 +100,8 @@ export async function consumeEventBatch(batch: QueueBatch, handlers: readonly Ev
   }
 
   const entries = [...byId.values()];
-  const run = (events: CloudEvent[]) => handlers.reduce((p, h) => p.then(() => h.handle(events, platform)), Promise.resolve());
+  const run = (events: CloudEvent[]) =>
+    handlers.reduce((p, h) => p.then(() => h.handle(events, platform)), Promise.resolve());
   try {
     if (entries.length > 0) await run(entries.map((e) => e.event));
     for (const e of entries) e.messages.forEach((m) => m.ack());
@@ -107,7 +113,8 @@ export async function consumeEventBatch(batch: QueueBatch, handlers: readonly Ev
         else throw batchErr;
         e.messages.forEach((m) => m.ack());
       } catch (err) {
-        if (entries.length > 1) platform.logger.error("event handling failed", { queue: batch.queue, eventId: e.event.id, err });
+        if (entries.length > 1)
+          platform.logger.error("event handling failed", { queue: batch.queue, eventId: e.event.id, err });
         e.messages.forEach((m) => m.retry({ delaySeconds: retryDelaySeconds(m.attempts) }));
       }
     }

@@ -75,11 +75,13 @@ export async function drainInbound(opts: DrainOptions): Promise<DrainResult> {
     let wake: () => void = () => {};
     const started = Date.now();
     let lastArrival = started;
-    const consumer = await guard(ch.basicConsume(opts.queue, { noAck: false }, (msg) => {
-      messages.push(msg);
-      lastArrival = Date.now();
-      if (messages.length >= max) wake();
-    }));
+    const consumer = await guard(
+      ch.basicConsume(opts.queue, { noAck: false }, (msg) => {
+        messages.push(msg);
+        lastArrival = Date.now();
+        if (messages.length >= max) wake();
+      }),
+    );
     // Wait until the burst is full, the queue went quiet for idleMs, or maxMs passed.
     for (;;) {
       const until = Math.min(started + maxMs, lastArrival + idleMs);
@@ -109,12 +111,20 @@ export async function drainInbound(opts: DrainOptions): Promise<DrainResult> {
       await guard(
         ch.basicPublish(opts.topology.deadLetterExchange, msg.routingKey, msg.body, {
           ...msg.properties,
-          headers: { ...msg.properties.headers, [REASON_HEADER]: parsed.reason.slice(0, 1000), "x-original-queue": opts.queue },
+          headers: {
+            ...msg.properties.headers,
+            [REASON_HEADER]: parsed.reason.slice(0, 1000),
+            "x-original-queue": opts.queue,
+          },
         }),
       );
       await guard(msg.ack());
       result.deadLettered += 1;
-      opts.logger?.warn("inbound message dead-lettered", { queue: opts.queue, routingKey: msg.routingKey, reason: parsed.reason });
+      opts.logger?.warn("inbound message dead-lettered", {
+        queue: opts.queue,
+        routingKey: msg.routingKey,
+        reason: parsed.reason,
+      });
     }
 
     for (let i = 0; i < valid.length; i += chunkSize) {

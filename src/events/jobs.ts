@@ -23,5 +23,7 @@ export async function kickInbound(platform: Platform, inbound: (queue: string) =
 /** Cron: forgets published outbox rows and processed-event claims after the dedup horizon. */
 export async function purgeEventBookkeeping(platform: Platform, retentionDays = 7): Promise<void> {
   await platform.db.query("delete from outbox where published_at < now() - make_interval(days => $1)", [retentionDays]);
-  await platform.db.query("delete from processed_events where processed_at < now() - make_interval(days => $1)", [retentionDays * 5]);
+  await platform.db.query("delete from processed_events where processed_at < now() - make_interval(days => $1)", [
+    retentionDays * 5,
+  ]);
 }

@@ -45,7 +45,12 @@ export async function declareTopology(ch: AMQPChannel, t: Topology): Promise<voi
 
 /** Properties of a persistent structured-mode CloudEvents message. */
 export function messageProperties(event: { id: string; type: string }) {
-  return { contentType: "application/cloudevents+json", deliveryMode: 2 as const, messageId: event.id, type: event.type };
+  return {
+    contentType: "application/cloudevents+json",
+    deliveryMode: 2 as const,
+    messageId: event.id,
+    type: event.type,
+  };
 }
 
 /** Serialises an event as a persistent structured-mode CloudEvents message. */
@@ -70,9 +75,7 @@ export async function openPublisher(rabbit: Pick<Config["rabbitmq"], "url" | "ex
     return {
       async publish(events) {
         // Publishing without awaiting each confirm keeps the pipe full; one channel keeps the order.
-        await Promise.all(
-          events.map((e) => ch.basicPublish(rabbit.exchange, e.type, e.body, messageProperties(e))),
-        );
+        await Promise.all(events.map((e) => ch.basicPublish(rabbit.exchange, e.type, e.body, messageProperties(e))));
       },
       close: () => client.close().catch(() => undefined),
     };

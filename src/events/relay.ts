@@ -140,7 +140,11 @@ export async function relayOutbox(db: Db, sinks: RelaySinks, opts: RelayOptions 
               `update outbox set attempts = attempts + 1, last_error = $2,
                  next_attempt_at = now() + ($3::int * interval '1 millisecond')
                where seq = any($1::bigint[]) and published_at is null`,
-              [taken.map((r) => r.seq), String((err as Error)?.message ?? err).slice(0, 1000), relayBackoffMs(attempts)],
+              [
+                taken.map((r) => r.seq),
+                String((err as Error)?.message ?? err).slice(0, 1000),
+                relayBackoffMs(attempts),
+              ],
             )
             .catch((e: unknown) => opts.logger?.error("outbox relay bookkeeping failed", { err: e }));
         }
@@ -169,7 +173,12 @@ export async function outboxStats(db: Pick<Db, "query">): Promise<OutboxStats> {
      from outbox`,
   );
   const r = rows[0]!;
-  return { pending: r.pending, failing: r.failing, published: r.published, oldestPendingAgeSeconds: r.age === null ? null : Math.round(r.age) };
+  return {
+    pending: r.pending,
+    failing: r.failing,
+    published: r.published,
+    oldestPendingAgeSeconds: r.age === null ? null : Math.round(r.age),
+  };
 }
 
 /** What {@link relayWithConfig} needs: configuration, the Queue binding and a logger. */
@@ -183,7 +192,10 @@ export interface RelayContext {
  * One relay run with its own pool (so its commits do not re-trigger the commit hook) and one
  * RabbitMQ connection opened on first use.
  */
-export async function relayWithConfig(ctx: RelayContext, opts: Omit<RelayOptions, "logger"> = {}): Promise<RelayResult> {
+export async function relayWithConfig(
+  ctx: RelayContext,
+  opts: Omit<RelayOptions, "logger"> = {},
+): Promise<RelayResult> {
   const db = createDb(ctx.config, { onError: (err) => ctx.logger.warn("relay socket error", { err }) });
   let publisher: Promise<BrokerPublisher> | undefined;
   try {

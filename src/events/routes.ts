@@ -37,7 +37,10 @@ const outbox = createRoute({
       limit: z.coerce.number().int().min(1).max(500).default(50),
     }),
   },
-  responses: { 200: jsonResponse(z.object({ stats: statsSchema, rows: z.array(outboxRowSchema) }), "Outbox state"), ...authErrors },
+  responses: {
+    200: jsonResponse(z.object({ stats: statsSchema, rows: z.array(outboxRowSchema) }), "Outbox state"),
+    ...authErrors,
+  },
 });
 
 const deadLetters = createRoute({
@@ -50,7 +53,16 @@ const deadLetters = createRoute({
     200: jsonResponse(
       z.object({
         deadLetters: z.array(
-          z.object({ id: z.string(), source: z.string(), messageId: z.string().nullable(), eventId: z.string().nullable(), reason: z.string(), attempts: z.number().nullable(), createdAt: z.string(), body: z.unknown() }),
+          z.object({
+            id: z.string(),
+            source: z.string(),
+            messageId: z.string().nullable(),
+            eventId: z.string().nullable(),
+            reason: z.string(),
+            attempts: z.number().nullable(),
+            createdAt: z.string(),
+            body: z.unknown(),
+          }),
         ),
       }),
       "Dead letters, newest first",
@@ -59,7 +71,11 @@ const deadLetters = createRoute({
   },
 });
 
-const filters = { pending: "published_at is null", failing: "published_at is null and attempts > 0", published: "published_at is not null" } as const;
+const filters = {
+  pending: "published_at is null",
+  failing: "published_at is null and attempts > 0",
+  published: "published_at is not null",
+} as const;
 
 /** Operator view of the event bus. */
 export const eventRoutes = createRouter()
@@ -69,7 +85,16 @@ export const eventRoutes = createRouter()
     const db = c.var.platform.db;
     const [stats, rows] = await Promise.all([
       outboxStats(db),
-      db.query<{ seq: string; id: string; type: string; organization_id: string; created_at: Date; published_at: Date | null; attempts: number; last_error: string | null }>(
+      db.query<{
+        seq: string;
+        id: string;
+        type: string;
+        organization_id: string;
+        created_at: Date;
+        published_at: Date | null;
+        attempts: number;
+        last_error: string | null;
+      }>(
         `select seq, id, type, organization_id, created_at, published_at, attempts, last_error from outbox
          where ${filters[status]} order by seq ${status === "published" ? "desc" : "asc"} limit $1`,
         [limit],
@@ -94,7 +119,16 @@ export const eventRoutes = createRouter()
   })
   .openapi(deadLetters, async (c) => {
     assertScope(c.var.principal, "internal");
-    const { rows } = await c.var.platform.db.query<{ id: string; source: string; message_id: string | null; event_id: string | null; reason: string; attempts: number | null; created_at: Date; body: unknown }>(
+    const { rows } = await c.var.platform.db.query<{
+      id: string;
+      source: string;
+      message_id: string | null;
+      event_id: string | null;
+      reason: string;
+      attempts: number | null;
+      created_at: Date;
+      body: unknown;
+    }>(
       "select id, source, message_id, event_id, reason, attempts, created_at, body from dead_letters order by id desc limit $1",
       [c.req.valid("query").limit],
     );

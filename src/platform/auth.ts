@@ -61,7 +61,9 @@ export async function verifyToken(token: string, auth: Config["auth"]): Promise<
   }
   const claims = claimsSchema.safeParse(payload);
   if (!claims.success) {
-    throw new UnauthorizedError(`invalid token: claim ${claims.error.issues[0]?.path.join(".")} is missing or malformed`);
+    throw new UnauthorizedError(
+      `invalid token: claim ${claims.error.issues[0]?.path.join(".")} is missing or malformed`,
+    );
   }
   const { sub, org, email, scope } = claims.data;
   return {

@@ -8,8 +8,7 @@ import { ConfigurationError } from "./errors.ts";
  * safe — never for a secret.
  */
 
-const int = (min: number, max: number, fallback: number) =>
-  z.coerce.number().int().min(min).max(max).default(fallback);
+const int = (min: number, max: number, fallback: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 const bool = (fallback: boolean) =>
   z
     .enum(["true", "false", "1", "0"])
@@ -18,9 +17,7 @@ const bool = (fallback: boolean) =>
 
 const envSchema = z.object({
   ENVIRONMENT: z.enum(["development", "test", "production"]).default("production"),
-  DATABASE_URL: z
-    .string({ error: "is required" })
-    .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
+  DATABASE_URL: z.string({ error: "is required" }).regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
   DATABASE_WS_PROXY: z
     .string()
     .regex(/^[\w.-]+:\d+$/, "must be host:port of the local WebSocket-to-TCP proxy")
@@ -79,7 +76,13 @@ export interface Config {
   /** RabbitMQ: connection URL, the platform's topic exchange, and the prefix of this project's queues. */
   rabbitmq: { url: string; exchange: string; queuePrefix: string };
   /** Event bus: inbound RabbitMQ burst sizes and polling, and the outbox lag that fails readiness. */
-  events: { inboundPollMs: number; inboundBurstMax: number; inboundBurstMs: number; outboxLagAlertSeconds: number; relayLanes: number };
+  events: {
+    inboundPollMs: number;
+    inboundBurstMax: number;
+    inboundBurstMs: number;
+    outboxLagAlertSeconds: number;
+    relayLanes: number;
+  };
   /** JWT verification: HS256 secret, required `iss` and `aud`. */
   auth: { secret: string; issuer: string; audience: string };
   /** Largest accepted request body in bytes. */

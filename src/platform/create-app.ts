@@ -146,7 +146,9 @@ export function createApp(): OpenAPIHono<AppEnv> {
     bearerFormat: "JWT",
   });
 
-  app.notFound((c) => handleError(new AppError("not_found", { message: `no route for ${c.req.method} ${c.req.path}` }), c));
+  app.notFound((c) =>
+    handleError(new AppError("not_found", { message: `no route for ${c.req.method} ${c.req.path}` }), c),
+  );
   app.onError(handleError);
   return app;
 }

@@ -78,7 +78,11 @@ export interface DbHooks {
 export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">, hooks: DbHooks = {}): Db {
   const { onError, onCommit } = hooks;
   if (config.databaseWsProxy) configureNeonForProxy(config.databaseWsProxy);
-  const pool = new Pool({ connectionString: config.databaseUrl, max: hooks.max ?? 4, ...(hooks.idleTimeoutMillis ? { idleTimeoutMillis: hooks.idleTimeoutMillis } : {}) });
+  const pool = new Pool({
+    connectionString: config.databaseUrl,
+    max: hooks.max ?? 4,
+    ...(hooks.idleTimeoutMillis ? { idleTimeoutMillis: hooks.idleTimeoutMillis } : {}),
+  });
   let ended = false;
   // An idle client losing its socket emits 'error' on the pool; unhandled, it would crash the isolate.
   // Closing the pool makes its sockets report a lost connection too: expected, so not reported.
@@ -91,7 +95,8 @@ export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">
     try {
       return await run();
     } catch (err) {
-      if (isConnectionError(err)) throw new ServiceUnavailableError("database unavailable", { cause: err, retryAfterSeconds: 1 });
+      if (isConnectionError(err))
+        throw new ServiceUnavailableError("database unavailable", { cause: err, retryAfterSeconds: 1 });
       throw err;
     }
   };

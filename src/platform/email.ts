@@ -24,7 +24,11 @@ export interface EmailClient {
 }
 
 /** The platform's e-mail client. */
-export function createEmailClient(db: Queryable, config: Pick<Config, "email">, fetchFn: typeof fetch = fetch): EmailClient {
+export function createEmailClient(
+  db: Queryable,
+  config: Pick<Config, "email">,
+  fetchFn: typeof fetch = fetch,
+): EmailClient {
   return {
     async send(m) {
       let status: "captured" | "sent" | "failed" = "captured";
@@ -34,7 +38,10 @@ export function createEmailClient(db: Queryable, config: Pick<Config, "email">, 
         try {
           const res = await fetchFn(config.email.apiUrl, {
             method: "POST",
-            headers: { "content-type": "application/json", ...(config.email.apiToken ? { authorization: `Bearer ${config.email.apiToken}` } : {}) },
+            headers: {
+              "content-type": "application/json",
+              ...(config.email.apiToken ? { authorization: `Bearer ${config.email.apiToken}` } : {}),
+            },
             body: JSON.stringify({ from: config.email.from, to: m.to, subject: m.subject, text: m.text }),
             signal: AbortSignal.timeout(10_000),
           });

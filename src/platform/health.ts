@@ -15,7 +15,9 @@ export interface CheckResult {
 }
 
 /** A readiness probe: throws when down, or reports `{ok:false}` with details; may attach info. */
-export type Check = (platform: Platform) => Promise<void | { ok: boolean; error?: string; info?: Record<string, unknown> }>;
+export type Check = (
+  platform: Platform,
+) => Promise<void | { ok: boolean; error?: string; info?: Record<string, unknown> }>;
 
 const TIMEOUT_MS = 3_000;
 
@@ -38,13 +40,24 @@ async function probe(check: Check, platform: Platform): Promise<CheckResult> {
   try {
     const outcome = await Promise.race([
       check(platform),
-      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${TIMEOUT_MS} ms`)), TIMEOUT_MS))),
+      new Promise(
+        (_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${TIMEOUT_MS} ms`)), TIMEOUT_MS)),
+      ),
     ]);
     const report = (outcome ?? {}) as { ok?: boolean; error?: string; info?: Record<string, unknown> };
-    return { ok: report.ok ?? true, latencyMs: Date.now() - started, ...(report.error ? { error: report.error } : {}), ...(report.info ? { info: report.info } : {}) };
+    return {
+      ok: report.ok ?? true,
+      latencyMs: Date.now() - started,
+      ...(report.error ? { error: report.error } : {}),
+      ...(report.info ? { info: report.info } : {}),
+    };
   } catch (err) {
     const cause = err instanceof AppError && err.cause instanceof Error ? err.cause : err;
-    return { ok: false, latencyMs: Date.now() - started, error: cause instanceof Error ? cause.message : String(cause) };
+    return {
+      ok: false,
+      latencyMs: Date.now() - started,
+      error: cause instanceof Error ? cause.message : String(cause),
+    };
   } finally {
     if (timer) clearTimeout(timer);
   }
@@ -52,11 +65,18 @@ async function probe(check: Check, platform: Platform): Promise<CheckResult> {
 
 /** Runs every check in parallel. */
 export async function runChecks(platform: Platform, checks: Record<string, Check> = dependencyChecks) {
-  const entries = await Promise.all(Object.entries(checks).map(async ([name, check]) => [name, await probe(check, platform)] as const));
+  const entries = await Promise.all(
+    Object.entries(checks).map(async ([name, check]) => [name, await probe(check, platform)] as const),
+  );
   return Object.fromEntries(entries) as Record<string, CheckResult>;
 }
 
-const checkSchema = z.object({ ok: z.boolean(), latencyMs: z.number(), error: z.string().optional(), info: z.record(z.string(), z.unknown()).optional() });
+const checkSchema = z.object({
+  ok: z.boolean(),
+  latencyMs: z.number(),
+  error: z.string().optional(),
+  info: z.record(z.string(), z.unknown()).optional(),
+});
 
 const readyz = createRoute({
   method: "get",
@@ -67,7 +87,11 @@ const readyz = createRoute({
   responses: {
     200: {
       description: "All dependencies answer",
-      content: { "application/json": { schema: z.object({ status: z.literal("ready"), checks: z.record(z.string(), checkSchema) }) } },
+      content: {
+        "application/json": {
+          schema: z.object({ status: z.literal("ready"), checks: z.record(z.string(), checkSchema) }),
+        },
+      },
     },
     503: { description: "`service_unavailable`; `details.checks` names what is down" },
   },
@@ -76,10 +100,11 @@ const readyz = createRoute({
 /** `/readyz` (and `/healthz` is served by the app shell so it works without configuration). */
 export const healthRoutes = createRouter().openapi(readyz, async (c) => {
   const checks = await runChecks(c.var.platform);
-  const down = Object.entries(checks).filter(([, r]) => !r.ok).map(([n]) => n);
+  const down = Object.entries(checks)
+    .filter(([, r]) => !r.ok)
+    .map(([n]) => n);
   if (down.length > 0) {
     throw new AppError("service_unavailable", { message: `not ready: ${down.join(", ")} down`, details: { checks } });
   }
   return c.json({ status: "ready" as const, checks }, 200);
 });
-

@@ -13,16 +13,27 @@ export function idempotent(): MiddlewareHandler<AppEnv> {
     const key = c.req.header("idempotency-key");
     if (key === undefined) return next();
     if (!/^[\x21-\x7e]{1,255}$/.test(key)) {
-      throw new ValidationError("invalid Idempotency-Key", [{ path: "Idempotency-Key", message: "1–255 printable ASCII characters", in: "header" }]);
+      throw new ValidationError("invalid Idempotency-Key", [
+        { path: "Idempotency-Key", message: "1–255 printable ASCII characters", in: "header" },
+      ]);
     }
     const org = c.req.param("organizationId") ?? c.var.principal.organizationId;
-    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${c.req.method} ${c.req.path}\n${await c.req.text()}`));
+    const digest = await crypto.subtle.digest(
+      "SHA-256",
+      new TextEncoder().encode(`${c.req.method} ${c.req.path}\n${await c.req.text()}`),
+    );
     const hash = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
     const db = c.var.platform.db;
 
     // An expired key (older than 24 h) may be reused: clear it first.
-    await db.query("delete from idempotency_keys where organization_id = $1 and key = $2 and created_at < now() - interval '24 hours'", [org, key]);
-    const claimed = await db.query("insert into idempotency_keys (organization_id, key, request_hash) values ($1, $2, $3) on conflict do nothing", [org, key, hash]);
+    await db.query(
+      "delete from idempotency_keys where organization_id = $1 and key = $2 and created_at < now() - interval '24 hours'",
+      [org, key],
+    );
+    const claimed = await db.query(
+      "insert into idempotency_keys (organization_id, key, request_hash) values ($1, $2, $3) on conflict do nothing",
+      [org, key, hash],
+    );
     if (claimed.rowCount === 0) {
       const { rows } = await db.query<{ request_hash: string; status: number | null; response: unknown }>(
         "select request_hash, status, response from idempotency_keys where organization_id = $1 and key = $2",
@@ -30,7 +41,8 @@ export function idempotent(): MiddlewareHandler<AppEnv> {
       );
       const prior = rows[0];
       if (!prior) throw new ConflictError("Idempotency-Key is being reset; retry");
-      if (prior.request_hash !== hash) throw new ConflictError("Idempotency-Key was already used with a different request");
+      if (prior.request_hash !== hash)
+        throw new ConflictError("Idempotency-Key was already used with a different request");
       if (prior.status === null) throw new ConflictError("a request with this Idempotency-Key is still in progress");
       return c.json(prior.response as object, prior.status as 200, { "Idempotent-Replayed": "true" });
     }
@@ -52,6 +64,11 @@ export function idempotent(): MiddlewareHandler<AppEnv> {
     } catch {
       body = text;
     }
-    await db.query("update idempotency_keys set status = $3, response = $4 where organization_id = $1 and key = $2", [org, key, c.res.status, JSON.stringify(body)]);
+    await db.query("update idempotency_keys set status = $3, response = $4 where organization_id = $1 and key = $2", [
+      org,
+      key,
+      c.res.status,
+      JSON.stringify(body),
+    ]);
   };
 }

@@ -21,7 +21,13 @@ export interface Logger {
 // Errors keep name, message, stack and cause; other objects are capped, so a driver object passed
 // by mistake cannot flood the logs.
 const serialise = (v: unknown, depth = 0): unknown => {
-  if (v instanceof Error) return { name: v.name, message: v.message, stack: v.stack, ...(v.cause !== undefined && depth < 3 ? { cause: serialise(v.cause, depth + 1) } : {}) };
+  if (v instanceof Error)
+    return {
+      name: v.name,
+      message: v.message,
+      stack: v.stack,
+      ...(v.cause !== undefined && depth < 3 ? { cause: serialise(v.cause, depth + 1) } : {}),
+    };
   if (v && typeof v === "object") {
     let text: string;
     try {

@@ -100,7 +100,9 @@ export function createPlatform(env: object, ctx: WaitUntil, logger: Logger): Pla
     relaying = (async () => {
       do {
         relayAgain = false;
-        await relayWithConfig({ config, queue, logger }).catch((err: unknown) => logger.error("outbox relay failed", { err }));
+        await relayWithConfig({ config, queue, logger }).catch((err: unknown) =>
+          logger.error("outbox relay failed", { err }),
+        );
       } while (relayAgain);
     })().finally(() => (relaying = undefined));
     ctx.waitUntil(relaying);
@@ -137,7 +139,12 @@ export function createPlatform(env: object, ctx: WaitUntil, logger: Logger): Pla
 }
 
 /** Runs `fn` with a platform for one invocation and closes it afterwards (Durable Object methods, jobs). */
-export async function withPlatform<T>(env: object, ctx: WaitUntil, logger: Logger, fn: (p: Platform) => Promise<T>): Promise<T> {
+export async function withPlatform<T>(
+  env: object,
+  ctx: WaitUntil,
+  logger: Logger,
+  fn: (p: Platform) => Promise<T>,
+): Promise<T> {
   const platform = createPlatform(env, ctx, logger);
   try {
     return await fn(platform);

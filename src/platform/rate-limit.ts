@@ -12,8 +12,18 @@ export interface RateDecision {
  * Sliding-window limiter on a Redis sorted set (score = time): trims what left the window, adds
  * this hit, counts — atomically in one MULTI/EXEC — and takes the hit back if it is over the limit.
  */
-export async function slidingWindow(redis: Redis, key: string, limit: number, windowMs: number, now = Date.now(), weight = 1): Promise<RateDecision> {
-  const members = Array.from({ length: weight }, (_, i) => ({ score: now, member: `${now}:${crypto.randomUUID()}:${i}` }));
+export async function slidingWindow(
+  redis: Redis,
+  key: string,
+  limit: number,
+  windowMs: number,
+  now = Date.now(),
+  weight = 1,
+): Promise<RateDecision> {
+  const members = Array.from({ length: weight }, (_, i) => ({
+    score: now,
+    member: `${now}:${crypto.randomUUID()}:${i}`,
+  }));
   const tx = redis.multi();
   tx.zremrangebyscore(key, 0, now - windowMs);
   tx.zadd(key, ...(members as [{ score: number; member: string }]));
@@ -24,5 +34,9 @@ export async function slidingWindow(redis: Redis, key: string, limit: number, wi
   if (count <= limit) return { allowed: true, remaining: limit - count, retryAfterSeconds: 0 };
   await redis.zrem(key, ...members.map((m) => m.member));
   const oldestAt = Number(oldest?.[1] ?? now);
-  return { allowed: false, remaining: 0, retryAfterSeconds: Math.max(1, Math.ceil((oldestAt + windowMs - now) / 1000)) };
+  return {
+    allowed: false,
+    remaining: 0,
+    retryAfterSeconds: Math.max(1, Math.ceil((oldestAt + windowMs - now) / 1000)),
+  };
 }

@@ -21,7 +21,11 @@ export interface TeamRow {
 }
 
 /** The team and its ancestors, nearest first (`distance` 0 = the team). */
-export async function ancestorRows(db: Queryable, teamId: string, maxDepth: number): Promise<(TeamRow & { distance: number })[]> {
+export async function ancestorRows(
+  db: Queryable,
+  teamId: string,
+  maxDepth: number,
+): Promise<(TeamRow & { distance: number })[]> {
   const { rows } = await db.query<TeamRow & { distance: number }>(
     `with recursive up as (
        select t.*, 0 as distance, array[t.id] as path from teams t where t.id = $1
@@ -37,7 +41,11 @@ export async function ancestorRows(db: Queryable, teamId: string, maxDepth: numb
 }
 
 /** The team's descendants with their depth below it (1 = child), in breadth-first order. */
-export async function descendantRows(db: Queryable, teamId: string, maxDepth: number): Promise<(TeamRow & { depth: number })[]> {
+export async function descendantRows(
+  db: Queryable,
+  teamId: string,
+  maxDepth: number,
+): Promise<(TeamRow & { depth: number })[]> {
   const { rows } = await db.query<TeamRow & { depth: number }>(
     `with recursive down as (
        select t.*, 1 as depth, array[$1::text, t.id] as path from teams t where t.parent_team_id = $1
@@ -68,7 +76,12 @@ export async function grantsOnPath(db: Queryable, teamId: string, userId: string
 }
 
 /** Whether `candidate` is `teamId` itself or one of its descendants (a move under it would loop). */
-export async function isInSubtree(db: Queryable, teamId: string, candidate: string, maxDepth: number): Promise<boolean> {
+export async function isInSubtree(
+  db: Queryable,
+  teamId: string,
+  candidate: string,
+  maxDepth: number,
+): Promise<boolean> {
   if (teamId === candidate) return true;
   const { rows } = await db.query<{ hit: boolean }>(
     `with recursive up as (

@@ -9,7 +9,10 @@ import type { TeamInvitation } from "./schemas.ts";
 /** A fresh token. */
 export function newInvitationToken(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
 }
 
 /** Hex SHA-256 of a token (what the database stores and looks up). */
@@ -52,10 +55,22 @@ export function toInvitation(r: InvitationRow, token?: string): TeamInvitation {
 }
 
 /** The invitation e-mail. */
-export function invitationEmail(teamName: string, role: Role, token: string, acceptUrl: string | undefined, message: string | undefined, expiresAt: Date) {
+export function invitationEmail(
+  teamName: string,
+  role: Role,
+  token: string,
+  acceptUrl: string | undefined,
+  message: string | undefined,
+  expiresAt: Date,
+) {
   const link = acceptUrl ? `${acceptUrl}${acceptUrl.includes("?") ? "&" : "?"}token=${token}` : `token: ${token}`;
   return {
     subject: `You are invited to join ${teamName} on CloudMatrix`,
-    text: [`You have been invited to join the team "${teamName}" as ${role}.`, message ? `\nMessage: ${message}\n` : "", `Accept: ${link}`, `This invitation expires on ${expiresAt.toISOString()}.`].join("\n"),
+    text: [
+      `You have been invited to join the team "${teamName}" as ${role}.`,
+      message ? `\nMessage: ${message}\n` : "",
+      `Accept: ${link}`,
+      `This invitation expires on ${expiresAt.toISOString()}.`,
+    ].join("\n"),
   };
 }

@@ -24,7 +24,15 @@ export function toMembership(r: MembershipRow, user?: { id: string; name?: strin
     role: r.role,
     joinedAt: new Date(r.joined_at).toISOString(),
     addedBy: r.added_by,
-    ...(user ? { user: { id: user.id, ...(user.name ? { name: user.name } : {}), ...(user.email ? { email: user.email } : {}) } } : {}),
+    ...(user
+      ? {
+          user: {
+            id: user.id,
+            ...(user.name ? { name: user.name } : {}),
+            ...(user.email ? { email: user.email } : {}),
+          },
+        }
+      : {}),
   };
 }
 
@@ -44,14 +52,23 @@ export async function lockTeam(tx: Queryable, teamId: string): Promise<void> {
 
 /** Owners of a team (call after {@link lockTeam}). */
 export async function ownerCount(tx: Queryable, teamId: string): Promise<number> {
-  const { rows } = await tx.query<{ n: number }>("select count(*)::int as n from team_memberships where team_id = $1 and role = 'owner'", [teamId]);
+  const { rows } = await tx.query<{ n: number }>(
+    "select count(*)::int as n from team_memberships where team_id = $1 and role = 'owner'",
+    [teamId],
+  );
   return rows[0]?.n ?? 0;
 }
 
 /** @throws {ForbiddenError} if the change would leave the team without an owner */
-export async function assertKeepsAnOwner(tx: Queryable, teamId: string, current: Role, next: Role | null): Promise<void> {
+export async function assertKeepsAnOwner(
+  tx: Queryable,
+  teamId: string,
+  current: Role,
+  next: Role | null,
+): Promise<void> {
   if (current !== "owner" || next === "owner") return;
-  if ((await ownerCount(tx, teamId)) <= 1) throw new ForbiddenError("a team must keep at least one owner: add another owner first");
+  if ((await ownerCount(tx, teamId)) <= 1)
+    throw new ForbiddenError("a team must keep at least one owner: add another owner first");
 }
 
 /**
@@ -68,12 +85,20 @@ export async function assertCollaboratorRoom(tx: Queryable, org: string, userId:
   );
   const r = rows[0];
   if (r && r.limit !== null && !r.already && r.members >= r.limit) {
-    throw new QuotaExceededError(`the plan allows ${r.limit} collaborators in this organization`, { details: { metricType: "collaborators", limit: r.limit } });
+    throw new QuotaExceededError(`the plan allows ${r.limit} collaborators in this organization`, {
+      details: { metricType: "collaborators", limit: r.limit },
+    });
   }
 }
 
 /** Upserts a membership keeping the higher role (reassignment on delete, accepted invitations). */
-export async function grantKeepingHigher(tx: Queryable, teamId: string, userId: string, role: Role, addedBy: string): Promise<void> {
+export async function grantKeepingHigher(
+  tx: Queryable,
+  teamId: string,
+  userId: string,
+  role: Role,
+  addedBy: string,
+): Promise<void> {
   await tx.query(
     `insert into team_memberships as m (team_id, user_id, role, added_by) values ($1, $2, $3, $4)
      on conflict (team_id, user_id) do update set role = case when
@@ -87,4 +112,5 @@ export async function grantKeepingHigher(tx: Queryable, teamId: string, userId: 
 export const touchesOwner = (current: Role | null, next: Role | null) => current === "owner" || next === "owner";
 
 /** Sorts roles strongest first (for listings). */
-export const byRoleThenJoin = (a: MembershipRow, b: MembershipRow) => rank(b.role) - rank(a.role) || new Date(a.joined_at).getTime() - new Date(b.joined_at).getTime();
+export const byRoleThenJoin = (a: MembershipRow, b: MembershipRow) =>
+  rank(b.role) - rank(a.role) || new Date(a.joined_at).getTime() - new Date(b.joined_at).getTime();

@@ -28,11 +28,21 @@ export const permissionCatalog = {
 export type Permission = keyof typeof permissionCatalog;
 
 const memberPerms: Permission[] = ["team.read", "documents.read", "documents.write"];
-const adminPerms: Permission[] = [...memberPerms, "team.update", "team.manage_members", "team.invite", "team.create_subteam"];
+const adminPerms: Permission[] = [
+  ...memberPerms,
+  "team.update",
+  "team.manage_members",
+  "team.invite",
+  "team.create_subteam",
+];
 const ownerPerms: Permission[] = [...adminPerms, "team.manage_owners", "team.move", "team.delete"];
 
 /** The permissions of each role. */
-export const rolePermissions: Record<Role, readonly Permission[]> = { member: memberPerms, admin: adminPerms, owner: ownerPerms };
+export const rolePermissions: Record<Role, readonly Permission[]> = {
+  member: memberPerms,
+  admin: adminPerms,
+  owner: ownerPerms,
+};
 
 /** Rank of a role (member 1 … owner 3). */
 export const rank = (r: Role): number => roles.indexOf(r) + 1;
@@ -74,13 +84,24 @@ export function decide(permission: Permission, grants: readonly Grant[], orgAdmi
 }
 
 /** Effective permissions with their sources (seed `EffectivePermissions.sources`). */
-export function effectivePermissions(grants: readonly Grant[], orgAdmin: boolean): { permissions: Permission[]; sources: Record<string, { type: "direct" | "inherited" | "organization_admin"; teamId?: string; role?: Role }> } {
+export function effectivePermissions(
+  grants: readonly Grant[],
+  orgAdmin: boolean,
+): {
+  permissions: Permission[];
+  sources: Record<string, { type: "direct" | "inherited" | "organization_admin"; teamId?: string; role?: Role }>;
+} {
   const all = Object.keys(permissionCatalog) as Permission[];
-  if (orgAdmin) return { permissions: all, sources: Object.fromEntries(all.map((p) => [p, { type: "organization_admin" as const }])) };
+  if (orgAdmin)
+    return {
+      permissions: all,
+      sources: Object.fromEntries(all.map((p) => [p, { type: "organization_admin" as const }])),
+    };
   const sources: Record<string, { type: "direct" | "inherited"; teamId: string; role: Role }> = {};
   // Strongest grant first, so each permission is attributed to what actually grants it.
   for (const g of [...grants].sort((a, b) => rank(b.role) - rank(a.role) || a.distance - b.distance)) {
-    for (const p of rolePermissions[g.role]) sources[p] ??= { type: g.distance === 0 ? "direct" : "inherited", teamId: g.teamId, role: g.role };
+    for (const p of rolePermissions[g.role])
+      sources[p] ??= { type: g.distance === 0 ? "direct" : "inherited", teamId: g.teamId, role: g.role };
   }
   return { permissions: all.filter((p) => sources[p]), sources };
 }

@@ -6,7 +6,15 @@ import { NotFoundError } from "../platform/errors.ts";
 import { idempotent } from "../platform/idempotency.ts";
 import { authErrors, jsonBody, jsonResponse } from "../platform/openapi.ts";
 import { roles } from "./permissions.ts";
-import { createTeamSchema, effectivePermissionsSchema, hierarchySchema, invitationSchema, membershipSchema, teamSchema, updateTeamSchema } from "./schemas.ts";
+import {
+  createTeamSchema,
+  effectivePermissionsSchema,
+  hierarchySchema,
+  invitationSchema,
+  membershipSchema,
+  teamSchema,
+  updateTeamSchema,
+} from "./schemas.ts";
 import { createTeamService } from "./service.ts";
 
 const org = z.object({ organizationId: z.string().min(1).max(200) });
@@ -15,12 +23,20 @@ const orgTeamUser = orgTeam.extend({ userId: z.string().min(1).max(200) });
 const read = requireScope("teams:read");
 const write = requireScope("teams:write");
 const tags = ["teams"];
-const bool = z.enum(["true", "false"]).transform((v) => v === "true").optional();
+const bool = z
+  .enum(["true", "false"])
+  .transform((v) => v === "true")
+  .optional();
 
 const svc = (c: Context<AppEnv>) => createTeamService(c.var.platform, c.var.principal);
 
 /** The team, if it exists in this organization and the caller may see it; else 404. */
-async function ownTeam(c: Context<AppEnv>, organizationId: string, teamId: string, opts: { includeMembers?: boolean; includeSubteams?: boolean } = {}) {
+async function ownTeam(
+  c: Context<AppEnv>,
+  organizationId: string,
+  teamId: string,
+  opts: { includeMembers?: boolean; includeSubteams?: boolean } = {},
+) {
   const team = await svc(c).getTeam(teamId, opts);
   if (!team || team.organizationId !== organizationId) throw new NotFoundError(`team ${teamId} not found`);
   return team;
@@ -28,87 +44,225 @@ async function ownTeam(c: Context<AppEnv>, organizationId: string, teamId: strin
 
 const r = {
   create: createRoute({
-    method: "post", path: "/v1/orgs/{organizationId}/teams", tags, middleware: [write, idempotent()] as const, summary: "Create a team (the caller becomes owner)",
+    method: "post",
+    path: "/v1/orgs/{organizationId}/teams",
+    tags,
+    middleware: [write, idempotent()] as const,
+    summary: "Create a team (the caller becomes owner)",
     request: { params: org, body: jsonBody(createTeamSchema.omit({ organizationId: true, creatorUserId: true })) },
-    responses: { 201: jsonResponse(teamSchema, "Created"), 409: { description: "Name taken" }, 429: { description: "Team limit of the plan" }, ...authErrors },
+    responses: {
+      201: jsonResponse(teamSchema, "Created"),
+      409: { description: "Name taken" },
+      429: { description: "Team limit of the plan" },
+      ...authErrors,
+    },
   }),
   list: createRoute({
-    method: "get", path: "/v1/orgs/{organizationId}/teams", tags, middleware: [read] as const, summary: "Teams visible to the caller",
-    request: { params: org, query: z.object({ parentTeamId: z.string().optional(), limit: z.coerce.number().int().min(1).max(200).default(50), cursor: z.string().optional() }) },
-    responses: { 200: jsonResponse(z.object({ teams: z.array(teamSchema), nextCursor: z.string().nullable() }), "A page"), ...authErrors },
+    method: "get",
+    path: "/v1/orgs/{organizationId}/teams",
+    tags,
+    middleware: [read] as const,
+    summary: "Teams visible to the caller",
+    request: {
+      params: org,
+      query: z.object({
+        parentTeamId: z.string().optional(),
+        limit: z.coerce.number().int().min(1).max(200).default(50),
+        cursor: z.string().optional(),
+      }),
+    },
+    responses: {
+      200: jsonResponse(z.object({ teams: z.array(teamSchema), nextCursor: z.string().nullable() }), "A page"),
+      ...authErrors,
+    },
   }),
   get: createRoute({
-    method: "get", path: "/v1/orgs/{organizationId}/teams/{teamId}", tags, middleware: [read] as const, summary: "A team (secret teams: 404 to non-members)",
+    method: "get",
+    path: "/v1/orgs/{organizationId}/teams/{teamId}",
+    tags,
+    middleware: [read] as const,
+    summary: "A team (secret teams: 404 to non-members)",
     request: { params: orgTeam, query: z.object({ includeMembers: bool, includeSubteams: bool }) },
     responses: { 200: jsonResponse(teamSchema, "The team"), ...authErrors },
   }),
   update: createRoute({
-    method: "patch", path: "/v1/orgs/{organizationId}/teams/{teamId}", tags, middleware: [write] as const, summary: "Update a team (settings are merged)",
-    request: { params: orgTeam, body: jsonBody(updateTeamSchema) }, responses: { 200: jsonResponse(teamSchema, "Updated"), ...authErrors },
+    method: "patch",
+    path: "/v1/orgs/{organizationId}/teams/{teamId}",
+    tags,
+    middleware: [write] as const,
+    summary: "Update a team (settings are merged)",
+    request: { params: orgTeam, body: jsonBody(updateTeamSchema) },
+    responses: { 200: jsonResponse(teamSchema, "Updated"), ...authErrors },
   }),
   remove: createRoute({
-    method: "delete", path: "/v1/orgs/{organizationId}/teams/{teamId}", tags, middleware: [write] as const, summary: "Delete a team",
+    method: "delete",
+    path: "/v1/orgs/{organizationId}/teams/{teamId}",
+    tags,
+    middleware: [write] as const,
+    summary: "Delete a team",
     request: { params: orgTeam, query: z.object({ reassignTo: z.string().optional(), deleteSubteams: bool }) },
-    responses: { 200: jsonResponse(z.object({ deleted: z.boolean(), membersReassigned: z.number().int() }), "Deleted"), ...authErrors },
+    responses: {
+      200: jsonResponse(z.object({ deleted: z.boolean(), membersReassigned: z.number().int() }), "Deleted"),
+      ...authErrors,
+    },
   }),
   addMember: createRoute({
-    method: "post", path: "/v1/orgs/{organizationId}/teams/{teamId}/members", tags, middleware: [write, idempotent()] as const, summary: "Add a member",
-    request: { params: orgTeam, body: jsonBody(z.object({ userId: z.string().min(1).max(200), role: z.enum(roles).default("member") })) },
-    responses: { 201: jsonResponse(membershipSchema, "Added"), 409: { description: "Already a member" }, ...authErrors },
+    method: "post",
+    path: "/v1/orgs/{organizationId}/teams/{teamId}/members",
+    tags,
+    middleware: [write, idempotent()] as const,
+    summary: "Add a member",
+    request: {
+      params: orgTeam,
+      body: jsonBody(z.object({ userId: z.string().min(1).max(200), role: z.enum(roles).default("member") })),
+    },
+    responses: {
+      201: jsonResponse(membershipSchema, "Added"),
+      409: { description: "Already a member" },
+      ...authErrors,
+    },
   }),
   updateMember: createRoute({
-    method: "patch", path: "/v1/orgs/{organizationId}/teams/{teamId}/members/{userId}", tags, middleware: [write] as const, summary: "Change a member's role",
-    request: { params: orgTeamUser, body: jsonBody(z.object({ role: z.enum(roles) })) }, responses: { 200: jsonResponse(membershipSchema, "Updated"), ...authErrors },
+    method: "patch",
+    path: "/v1/orgs/{organizationId}/teams/{teamId}/members/{userId}",
+    tags,
+    middleware: [write] as const,
+    summary: "Change a member's role",
+    request: { params: orgTeamUser, body: jsonBody(z.object({ role: z.enum(roles) })) },
+    responses: { 200: jsonResponse(membershipSchema, "Updated"), ...authErrors },
   }),
   removeMember: createRoute({
-    method: "delete", path: "/v1/orgs/{organizationId}/teams/{teamId}/members/{userId}", tags, middleware: [write] as const, summary: "Remove a member (or leave)",
-    request: { params: orgTeamUser }, responses: { 200: jsonResponse(z.object({ removed: z.boolean() }), "Removed"), ...authErrors },
+    method: "delete",
+    path: "/v1/orgs/{organizationId}/teams/{teamId}/members/{userId}",
+    tags,
+    middleware: [write] as const,
+    summary: "Remove a member (or leave)",
+    request: { params: orgTeamUser },
+    responses: { 200: jsonResponse(z.object({ removed: z.boolean() }), "Removed"), ...authErrors },
   }),
   invite: createRoute({
-    method: "post", path: "/v1/orgs/{organizationId}/teams/{teamId}/invitations", tags, middleware: [write, idempotent()] as const, summary: "Invite by e-mail (the token is in the response and the e-mail)",
-    request: { params: orgTeam, body: jsonBody(z.object({ email: z.email(), role: z.enum(roles).default("member"), message: z.string().max(2000).optional(), expiresInDays: z.number().int().min(1).max(30).optional() })) },
+    method: "post",
+    path: "/v1/orgs/{organizationId}/teams/{teamId}/invitations",
+    tags,
+    middleware: [write, idempotent()] as const,
+    summary: "Invite by e-mail (the token is in the response and the e-mail)",
+    request: {
+      params: orgTeam,
+      body: jsonBody(
+        z.object({
+          email: z.email(),
+          role: z.enum(roles).default("member"),
+          message: z.string().max(2000).optional(),
+          expiresInDays: z.number().int().min(1).max(30).optional(),
+        }),
+      ),
+    },
     responses: { 201: jsonResponse(invitationSchema, "Sent"), ...authErrors },
   }),
   invitations: createRoute({
-    method: "get", path: "/v1/orgs/{organizationId}/teams/{teamId}/invitations", tags, middleware: [read] as const, summary: "Invitations (default: pending)",
-    request: { params: orgTeam, query: z.object({ status: z.enum(["pending", "accepted", "expired", "revoked"]).default("pending") }) },
-    responses: { 200: jsonResponse(z.object({ invitations: z.array(invitationSchema) }), "Invitations"), ...authErrors },
+    method: "get",
+    path: "/v1/orgs/{organizationId}/teams/{teamId}/invitations",
+    tags,
+    middleware: [read] as const,
+    summary: "Invitations (default: pending)",
+    request: {
+      params: orgTeam,
+      query: z.object({ status: z.enum(["pending", "accepted", "expired", "revoked"]).default("pending") }),
+    },
+    responses: {
+      200: jsonResponse(z.object({ invitations: z.array(invitationSchema) }), "Invitations"),
+      ...authErrors,
+    },
   }),
   revoke: createRoute({
-    method: "delete", path: "/v1/orgs/{organizationId}/teams/{teamId}/invitations/{invitationId}", tags, middleware: [write] as const, summary: "Revoke an invitation",
-    request: { params: orgTeam.extend({ invitationId: z.string().min(1).max(200) }) }, responses: { 200: jsonResponse(z.object({ revoked: z.boolean() }), "Revoked"), ...authErrors },
+    method: "delete",
+    path: "/v1/orgs/{organizationId}/teams/{teamId}/invitations/{invitationId}",
+    tags,
+    middleware: [write] as const,
+    summary: "Revoke an invitation",
+    request: { params: orgTeam.extend({ invitationId: z.string().min(1).max(200) }) },
+    responses: { 200: jsonResponse(z.object({ revoked: z.boolean() }), "Revoked"), ...authErrors },
   }),
   resend: createRoute({
-    method: "post", path: "/v1/orgs/{organizationId}/teams/{teamId}/invitations/{invitationId}/resend", tags, middleware: [write] as const, summary: "Re-send with a new token and expiry",
-    request: { params: orgTeam.extend({ invitationId: z.string().min(1).max(200) }) }, responses: { 200: jsonResponse(invitationSchema, "Re-sent"), ...authErrors },
+    method: "post",
+    path: "/v1/orgs/{organizationId}/teams/{teamId}/invitations/{invitationId}/resend",
+    tags,
+    middleware: [write] as const,
+    summary: "Re-send with a new token and expiry",
+    request: { params: orgTeam.extend({ invitationId: z.string().min(1).max(200) }) },
+    responses: { 200: jsonResponse(invitationSchema, "Re-sent"), ...authErrors },
   }),
   accept: createRoute({
-    method: "post", path: "/v1/invitations/accept", tags, middleware: [requireScope("teams:read")] as const, summary: "Accept an invitation as the caller (e-mail must match)",
+    method: "post",
+    path: "/v1/invitations/accept",
+    tags,
+    middleware: [requireScope("teams:read")] as const,
+    summary: "Accept an invitation as the caller (e-mail must match)",
     request: { body: jsonBody(z.object({ token: z.string().min(1).max(200) })) },
     responses: { 200: jsonResponse(membershipSchema, "Joined"), 410: { description: "Expired" }, ...authErrors },
   }),
   userTeams: createRoute({
-    method: "get", path: "/v1/orgs/{organizationId}/users/{userId}/teams", tags, middleware: [read] as const, summary: "Teams of a user (optionally with inherited ones)",
-    request: { params: org.extend({ userId: z.string().min(1).max(200) }), query: z.object({ includeInherited: bool, limit: z.coerce.number().int().min(1).max(200).default(50), cursor: z.string().optional() }) },
-    responses: { 200: jsonResponse(z.object({ memberships: z.array(membershipSchema), nextCursor: z.string().nullable() }), "Memberships"), ...authErrors },
+    method: "get",
+    path: "/v1/orgs/{organizationId}/users/{userId}/teams",
+    tags,
+    middleware: [read] as const,
+    summary: "Teams of a user (optionally with inherited ones)",
+    request: {
+      params: org.extend({ userId: z.string().min(1).max(200) }),
+      query: z.object({
+        includeInherited: bool,
+        limit: z.coerce.number().int().min(1).max(200).default(50),
+        cursor: z.string().optional(),
+      }),
+    },
+    responses: {
+      200: jsonResponse(
+        z.object({ memberships: z.array(membershipSchema), nextCursor: z.string().nullable() }),
+        "Memberships",
+      ),
+      ...authErrors,
+    },
   }),
   hierarchy: createRoute({
-    method: "get", path: "/v1/orgs/{organizationId}/teams/{teamId}/hierarchy", tags, middleware: [read] as const, summary: "Ancestors and the descendant tree",
-    request: { params: orgTeam, query: z.object({ direction: z.enum(["ancestors", "descendants", "both"]).default("both") }) },
+    method: "get",
+    path: "/v1/orgs/{organizationId}/teams/{teamId}/hierarchy",
+    tags,
+    middleware: [read] as const,
+    summary: "Ancestors and the descendant tree",
+    request: {
+      params: orgTeam,
+      query: z.object({ direction: z.enum(["ancestors", "descendants", "both"]).default("both") }),
+    },
     responses: { 200: jsonResponse(hierarchySchema, "Hierarchy"), ...authErrors },
   }),
   move: createRoute({
-    method: "post", path: "/v1/orgs/{organizationId}/teams/{teamId}/move", tags, middleware: [write] as const, summary: "Move under another team (null: to the root)",
+    method: "post",
+    path: "/v1/orgs/{organizationId}/teams/{teamId}/move",
+    tags,
+    middleware: [write] as const,
+    summary: "Move under another team (null: to the root)",
     request: { params: orgTeam, body: jsonBody(z.object({ newParentId: z.string().min(1).max(200).nullable() })) },
     responses: { 200: jsonResponse(teamSchema, "Moved"), 409: { description: "Cycle" }, ...authErrors },
   }),
   permissions: createRoute({
-    method: "get", path: "/v1/orgs/{organizationId}/teams/{teamId}/permissions/{userId}", tags, middleware: [read] as const, summary: "Effective permissions with sources",
-    request: { params: orgTeamUser }, responses: { 200: jsonResponse(effectivePermissionsSchema, "Permissions"), ...authErrors },
+    method: "get",
+    path: "/v1/orgs/{organizationId}/teams/{teamId}/permissions/{userId}",
+    tags,
+    middleware: [read] as const,
+    summary: "Effective permissions with sources",
+    request: { params: orgTeamUser },
+    responses: { 200: jsonResponse(effectivePermissionsSchema, "Permissions"), ...authErrors },
   }),
   check: createRoute({
-    method: "post", path: "/v1/orgs/{organizationId}/teams/{teamId}/permissions/check", tags, middleware: [read] as const, summary: "Check one permission",
-    request: { params: orgTeam, body: jsonBody(z.object({ userId: z.string().min(1).max(200), permission: z.string().min(1).max(64) })) },
+    method: "post",
+    path: "/v1/orgs/{organizationId}/teams/{teamId}/permissions/check",
+    tags,
+    middleware: [read] as const,
+    summary: "Check one permission",
+    request: {
+      params: orgTeam,
+      body: jsonBody(z.object({ userId: z.string().min(1).max(200), permission: z.string().min(1).max(64) })),
+    },
     responses: { 200: jsonResponse(z.object({ allowed: z.boolean(), reason: z.string() }), "Decision"), ...authErrors },
   }),
 };
@@ -117,9 +271,14 @@ const r = {
 export const teamRoutes = createRouter()
   .openapi(r.create, async (c) => {
     const { organizationId } = c.req.valid("param");
-    return c.json(await svc(c).createTeam({ ...c.req.valid("json"), organizationId, creatorUserId: c.var.principal.userId }), 201);
+    return c.json(
+      await svc(c).createTeam({ ...c.req.valid("json"), organizationId, creatorUserId: c.var.principal.userId }),
+      201,
+    );
   })
-  .openapi(r.list, async (c) => c.json(await svc(c).listTeams(c.req.valid("param").organizationId, c.req.valid("query")), 200))
+  .openapi(r.list, async (c) =>
+    c.json(await svc(c).listTeams(c.req.valid("param").organizationId, c.req.valid("query")), 200),
+  )
   .openapi(r.get, async (c) => {
     const { organizationId, teamId } = c.req.valid("param");
     return c.json(await ownTeam(c, organizationId, teamId, c.req.valid("query")), 200);
@@ -133,7 +292,14 @@ export const teamRoutes = createRouter()
     const { organizationId, teamId } = c.req.valid("param");
     await ownTeam(c, organizationId, teamId);
     const q = c.req.valid("query");
-    return c.json(await svc(c).deleteTeam(teamId, { actorUserId: c.var.principal.userId, reassignTo: q.reassignTo, deleteSubteams: q.deleteSubteams ?? false }), 200);
+    return c.json(
+      await svc(c).deleteTeam(teamId, {
+        actorUserId: c.var.principal.userId,
+        reassignTo: q.reassignTo,
+        deleteSubteams: q.deleteSubteams ?? false,
+      }),
+      200,
+    );
   })
   .openapi(r.addMember, async (c) => {
     const { organizationId, teamId } = c.req.valid("param");
@@ -154,12 +320,18 @@ export const teamRoutes = createRouter()
   .openapi(r.invite, async (c) => {
     const { organizationId, teamId } = c.req.valid("param");
     await ownTeam(c, organizationId, teamId);
-    return c.json(await svc(c).createInvitation({ ...c.req.valid("json"), teamId, inviterUserId: c.var.principal.userId }), 201);
+    return c.json(
+      await svc(c).createInvitation({ ...c.req.valid("json"), teamId, inviterUserId: c.var.principal.userId }),
+      201,
+    );
   })
   .openapi(r.invitations, async (c) => {
     const { organizationId, teamId } = c.req.valid("param");
     await ownTeam(c, organizationId, teamId);
-    return c.json({ invitations: await svc(c).listInvitations(teamId, c.var.principal.userId, c.req.valid("query").status) }, 200);
+    return c.json(
+      { invitations: await svc(c).listInvitations(teamId, c.var.principal.userId, c.req.valid("query").status) },
+      200,
+    );
   })
   .openapi(r.revoke, async (c) => {
     const { organizationId, teamId, invitationId } = c.req.valid("param");
@@ -171,7 +343,12 @@ export const teamRoutes = createRouter()
     await ownTeam(c, organizationId, teamId);
     return c.json(await svc(c).resendInvitation(teamId, invitationId, c.var.principal.userId), 200);
   })
-  .openapi(r.accept, async (c) => c.json(await svc(c).acceptInvitation(c.req.valid("json").token, c.var.principal.userId, c.var.principal.email), 200))
+  .openapi(r.accept, async (c) =>
+    c.json(
+      await svc(c).acceptInvitation(c.req.valid("json").token, c.var.principal.userId, c.var.principal.email),
+      200,
+    ),
+  )
   .openapi(r.userTeams, async (c) => {
     const { organizationId, userId } = c.req.valid("param");
     return c.json(await svc(c).getUserTeams(userId, { ...c.req.valid("query"), organizationId }), 200);
@@ -180,7 +357,9 @@ export const teamRoutes = createRouter()
     const { organizationId, teamId } = c.req.valid("param");
     await ownTeam(c, organizationId, teamId);
     // The document describes the recursive tree one level deep; the value is the full tree.
-    const tree = (await svc(c).getHierarchy(teamId, c.req.valid("query").direction)) as unknown as z.infer<typeof hierarchySchema>;
+    const tree = (await svc(c).getHierarchy(teamId, c.req.valid("query").direction)) as unknown as z.infer<
+      typeof hierarchySchema
+    >;
     return c.json(tree, 200);
   })
   .openapi(r.move, async (c) => {

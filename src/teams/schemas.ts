@@ -4,7 +4,12 @@ import { roles } from "./permissions.ts";
 /** The seed's team data models as zod schemas. */
 
 const id = z.string().min(1).max(200);
-const name = z.string().trim().min(1).max(100).regex(/^[^\u0000-\u001f]+$/, "no control characters");
+const name = z
+  .string()
+  .trim()
+  .min(1)
+  .max(100)
+  .regex(/^[^\u0000-\u001f]+$/, "no control characters");
 
 /** Seed `CreateTeamRequest`. */
 export const createTeamSchema = z
@@ -66,7 +71,9 @@ export const teamSummarySchema = z
   .openapi("TeamSummary");
 
 /** Seed `Team` (members and subteams when asked for). */
-export const teamSchema = teamSummarySchema.extend({ members: z.array(membershipSchema).optional(), subteams: z.array(teamSummarySchema).optional() }).openapi("Team");
+export const teamSchema = teamSummarySchema
+  .extend({ members: z.array(membershipSchema).optional(), subteams: z.array(teamSummarySchema).optional() })
+  .openapi("Team");
 /** A team. */
 export interface Team {
   id: string;
@@ -104,7 +111,10 @@ export type TeamInvitation = z.infer<typeof invitationSchema>;
 export const invitationRequestSchema = z
   .object({
     teamId: id,
-    email: z.email().max(320).transform((e) => e.toLowerCase()),
+    email: z
+      .email()
+      .max(320)
+      .transform((e) => e.toLowerCase()),
     role: z.enum(roles).default("member"),
     inviterUserId: id,
     message: z.string().max(2000).optional(),
@@ -115,7 +125,9 @@ export const invitationRequestSchema = z
 export type InvitationRequest = z.input<typeof invitationRequestSchema>;
 
 /** Seed `DeleteTeamOptions`. */
-export const deleteTeamSchema = z.object({ actorUserId: id, reassignTo: id.optional(), deleteSubteams: z.boolean().default(false) }).openapi("DeleteTeamOptions");
+export const deleteTeamSchema = z
+  .object({ actorUserId: id, reassignTo: id.optional(), deleteSubteams: z.boolean().default(false) })
+  .openapi("DeleteTeamOptions");
 /** Input of `deleteTeam`. */
 export type DeleteTeamOptions = z.input<typeof deleteTeamSchema>;
 
@@ -127,11 +139,17 @@ export interface TeamHierarchyNode {
 }
 // Documented one level deep: OpenAPI generators cannot expand a recursive schema.
 const nodeSchema = z
-  .object({ team: teamSummarySchema, depth: z.number().int(), children: z.array(z.unknown()).openapi({ description: "TeamHierarchyNode[] (the same shape, one level deeper)" }) })
+  .object({
+    team: teamSummarySchema,
+    depth: z.number().int(),
+    children: z.array(z.unknown()).openapi({ description: "TeamHierarchyNode[] (the same shape, one level deeper)" }),
+  })
   .openapi("TeamHierarchyNode");
 
 /** Seed `TeamHierarchy`. */
-export const hierarchySchema = z.object({ team: teamSummarySchema, ancestors: z.array(teamSummarySchema), descendants: z.array(nodeSchema) }).openapi("TeamHierarchy");
+export const hierarchySchema = z
+  .object({ team: teamSummarySchema, ancestors: z.array(teamSummarySchema), descendants: z.array(nodeSchema) })
+  .openapi("TeamHierarchy");
 /** A team with its ancestors and descendant tree. */
 export interface TeamHierarchy {
   team: Team;
@@ -146,7 +164,14 @@ export const effectivePermissionsSchema = z
     userId: z.string(),
     role: z.enum(roles).nullable(),
     permissions: z.array(z.string()),
-    sources: z.record(z.string(), z.object({ type: z.enum(["direct", "inherited", "organization_admin"]), teamId: z.string().optional(), role: z.enum(roles).optional() })),
+    sources: z.record(
+      z.string(),
+      z.object({
+        type: z.enum(["direct", "inherited", "organization_admin"]),
+        teamId: z.string().optional(),
+        role: z.enum(roles).optional(),
+      }),
+    ),
   })
   .openapi("EffectivePermissions");
 /** Permissions with their sources. */

@@ -15,7 +15,9 @@ export function createTeamService(platform: Platform, principal?: Principal): Te
     emailClient: createEmailClient(platform.db, platform.config),
     users: platform.config.usersServiceUrl ? httpUsersClient(platform.config.usersServiceUrl) : noUsers,
     config: platform.config.teams,
-    viewer: principal ? { userId: principal.userId, orgAdmin: hasScope(principal, "admin"), email: principal.email } : undefined,
+    viewer: principal
+      ? { userId: principal.userId, orgAdmin: hasScope(principal, "admin"), email: principal.email }
+      : undefined,
     acceptUrl: platform.config.teams.acceptUrl,
     waitUntil: (p) => platform.waitUntil(p),
   });

@@ -5,7 +5,17 @@ import { createEvent } from "../events/cloudevent.ts";
 import type { Config } from "../platform/config.ts";
 import type { Db, Queryable } from "../platform/db.ts";
 import type { EmailClient } from "../platform/email.ts";
-import { ConflictError, CycleError, ExpiredError, ForbiddenError, InvalidTokenError, NotFoundError, QuotaExceededError, RateLimitedError, ValidationError } from "../platform/errors.ts";
+import {
+  ConflictError,
+  CycleError,
+  ExpiredError,
+  ForbiddenError,
+  InvalidTokenError,
+  NotFoundError,
+  QuotaExceededError,
+  RateLimitedError,
+  ValidationError,
+} from "../platform/errors.ts";
 import { slidingWindow } from "../platform/rate-limit.ts";
 import type { Redis, RedisKeys } from "../platform/redis.ts";
 import { decodeCursor, encodeCursor } from "../platform/cursor.ts";
@@ -16,10 +26,30 @@ import { ancestorRows, depthOf, descendantRows, grantsOnPath, isInSubtree, subtr
 import type { InvitationRow } from "./invitation.ts";
 import { hashToken, invitationEmail, looksLikeToken, newInvitationToken, toInvitation } from "./invitation.ts";
 import type { MembershipRow } from "./membership.ts";
-import { assertCollaboratorRoom, assertKeepsAnOwner, byRoleThenJoin, grantKeepingHigher, lockTeam, toMembership, touchesOwner, withUsers } from "./membership.ts";
+import {
+  assertCollaboratorRoom,
+  assertKeepsAnOwner,
+  byRoleThenJoin,
+  grantKeepingHigher,
+  lockTeam,
+  toMembership,
+  touchesOwner,
+  withUsers,
+} from "./membership.ts";
 import type { Grant, Permission, PermissionDecision, Role } from "./permissions.ts";
 import { decide, effectiveGrant, effectivePermissions, isPermission, roles } from "./permissions.ts";
-import type { CreateTeamRequest, DeleteTeamOptions, EffectivePermissions, InvitationRequest, Team, TeamHierarchy, TeamHierarchyNode, TeamInvitation, TeamMembership, UpdateTeamRequest } from "./schemas.ts";
+import type {
+  CreateTeamRequest,
+  DeleteTeamOptions,
+  EffectivePermissions,
+  InvitationRequest,
+  Team,
+  TeamHierarchy,
+  TeamHierarchyNode,
+  TeamInvitation,
+  TeamMembership,
+  UpdateTeamRequest,
+} from "./schemas.ts";
 import { createTeamSchema, deleteTeamSchema, invitationRequestSchema, updateTeamSchema } from "./schemas.ts";
 import type { UsersClient } from "./users.ts";
 import { noUsers } from "./users.ts";
@@ -114,11 +144,14 @@ export class TeamManagementService {
 
   /** Grants on the path, from the cache when fresh (one Redis round trip on a hit). */
   private async grants(teamId: string, userId: string): Promise<Grant[]> {
-    const hit = await this.cache.lookup(teamId, userId).catch(() => ({}) as { org?: string; version?: string; grants?: Grant[] });
+    const hit = await this.cache
+      .lookup(teamId, userId)
+      .catch(() => ({}) as { org?: string; version?: string; grants?: Grant[] });
     if (hit.grants) return hit.grants;
     const grants = await grantsOnPath(this.db, teamId, userId, this.config.maxDepth);
     // Stored under the version read before the query, so a concurrent change makes it unreachable.
-    if (hit.org && hit.version !== undefined) this.waitUntil(this.cache.set(hit.org, hit.version, teamId, userId, grants).catch(() => undefined));
+    if (hit.org && hit.version !== undefined)
+      this.waitUntil(this.cache.set(hit.org, hit.version, teamId, userId, grants).catch(() => undefined));
     else if (!hit.org) this.waitUntil(this.teamOrg(teamId).catch(() => undefined));
     return grants;
   }
@@ -159,13 +192,19 @@ export class TeamManagementService {
           "select (p.limits->>'teams')::int as limit, (select count(*)::int from teams where organization_id = $1) as teams from organizations o join plans p on p.id = o.plan_id where o.id = $1",
           [req.organizationId],
         );
-        if (lim[0]?.limit != null && lim[0].teams >= lim[0].limit) throw new QuotaExceededError(`the plan allows ${lim[0].limit} teams`, { details: { metricType: "teams", limit: lim[0].limit } });
+        if (lim[0]?.limit != null && lim[0].teams >= lim[0].limit)
+          throw new QuotaExceededError(`the plan allows ${lim[0].limit} teams`, {
+            details: { metricType: "teams", limit: lim[0].limit },
+          });
         if (req.parentTeamId) {
           const parent = await this.team(tx, req.parentTeamId);
-          if (parent.organization_id !== req.organizationId) throw new NotFoundError(`team ${req.parentTeamId} not found`);
+          if (parent.organization_id !== req.organizationId)
+            throw new NotFoundError(`team ${req.parentTeamId} not found`);
           await this.authorize(tx, parent, req.creatorUserId, "team.create_subteam");
           if ((await depthOf(tx, parent.id, this.config.maxDepth)) + 1 > this.config.maxDepth) {
-            throw new ValidationError("hierarchy too deep", [{ path: "parentTeamId", message: `teams nest at most ${this.config.maxDepth} levels` }]);
+            throw new ValidationError("hierarchy too deep", [
+              { path: "parentTeamId", message: `teams nest at most ${this.config.maxDepth} levels` },
+            ]);
           }
         }
         const id = `team_${crypto.randomUUID().replace(/-/g, "")}`;
@@ -175,17 +214,41 @@ export class TeamManagementService {
             await tx.query<TeamRow>(
               `insert into teams (id, organization_id, name, description, parent_team_id, visibility, settings, created_by)
                values ($1, $2, $3, $4, $5, $6, $7, $8) returning *`,
-              [id, req.organizationId, req.name, req.description ?? null, req.parentTeamId ?? null, req.visibility, JSON.stringify(req.settings), req.creatorUserId],
+              [
+                id,
+                req.organizationId,
+                req.name,
+                req.description ?? null,
+                req.parentTeamId ?? null,
+                req.visibility,
+                JSON.stringify(req.settings),
+                req.creatorUserId,
+              ],
             )
           ).rows[0]!;
         } catch (err) {
-          if ((err as { code?: string }).code === "23505") throw new ConflictError(`a team named "${req.name}" already exists in this organization`);
+          if ((err as { code?: string }).code === "23505")
+            throw new ConflictError(`a team named "${req.name}" already exists in this organization`);
           throw err;
         }
-        await tx.query("insert into team_memberships (team_id, user_id, role, added_by) values ($1, $2, 'owner', $2)", [id, req.creatorUserId]);
+        await tx.query("insert into team_memberships (team_id, user_id, role, added_by) values ($1, $2, 'owner', $2)", [
+          id,
+          req.creatorUserId,
+        ]);
         await outbox.publishMany([
-          this.event("team.created", req.organizationId, `teams/${id}`, { teamId: id, name: req.name, parentTeamId: req.parentTeamId ?? null, visibility: req.visibility, createdBy: req.creatorUserId }),
-          this.event("member.added", req.organizationId, `teams/${id}`, { teamId: id, userId: req.creatorUserId, role: "owner", addedBy: req.creatorUserId }),
+          this.event("team.created", req.organizationId, `teams/${id}`, {
+            teamId: id,
+            name: req.name,
+            parentTeamId: req.parentTeamId ?? null,
+            visibility: req.visibility,
+            createdBy: req.creatorUserId,
+          }),
+          this.event("member.added", req.organizationId, `teams/${id}`, {
+            teamId: id,
+            userId: req.creatorUserId,
+            role: "owner",
+            addedBy: req.creatorUserId,
+          }),
         ]);
         return created;
       }),
@@ -206,20 +269,30 @@ export class TeamManagementService {
    * @param teamId - team identifier
    * @param options - includeMembers, includeSubteams
    */
-  async getTeam(teamId: string, options: { includeMembers?: boolean; includeSubteams?: boolean } = {}): Promise<Team | null> {
+  async getTeam(
+    teamId: string,
+    options: { includeMembers?: boolean; includeSubteams?: boolean } = {},
+  ): Promise<Team | null> {
     const { rows } = await this.db.query<TeamRow>("select * from teams where id = $1", [teamId]);
     const row = rows[0];
     if (!row || !(await this.visible(row))) return null;
     const team = toTeam(row);
     if (options.includeMembers) {
-      const mayList = row.visibility === "public" || !this.viewer || this.viewer.orgAdmin || (await this.grants(row.id, this.viewer.userId)).length > 0;
+      const mayList =
+        row.visibility === "public" ||
+        !this.viewer ||
+        this.viewer.orgAdmin ||
+        (await this.grants(row.id, this.viewer.userId)).length > 0;
       if (mayList) {
         const m = await this.db.query<MembershipRow>("select * from team_memberships where team_id = $1", [teamId]);
         team.members = await withUsers(m.rows.sort(byRoleThenJoin), this.users);
       }
     }
     if (options.includeSubteams) {
-      const subs = await this.db.query<TeamRow>("select * from teams where parent_team_id = $1 order by created_at, id", [teamId]);
+      const subs = await this.db.query<TeamRow>(
+        "select * from teams where parent_team_id = $1 order by created_at, id",
+        [teamId],
+      );
       const out: Team[] = [];
       for (const s of subs.rows) if (await this.visible(s)) out.push(toTeam(s));
       team.subteams = out;
@@ -228,7 +301,10 @@ export class TeamManagementService {
   }
 
   /** Teams of an organization visible to the viewer, oldest first, optionally under one parent. */
-  async listTeams(organizationId: string, options: { parentTeamId?: string; limit?: number; cursor?: string } = {}): Promise<{ teams: Team[]; nextCursor: string | null }> {
+  async listTeams(
+    organizationId: string,
+    options: { parentTeamId?: string; limit?: number; cursor?: string } = {},
+  ): Promise<{ teams: Team[]; nextCursor: string | null }> {
     const limit = Math.min(Math.max(options.limit ?? 50, 1), 200);
     const after = decodeCursor(options.cursor);
     const { rows } = await this.db.query<TeamRow & { created_text: string }>(
@@ -239,11 +315,23 @@ export class TeamManagementService {
          and (t.visibility <> 'secret' or $4 or t.id in (select id from mine))
          and ($5::timestamptz is null or (t.created_at, t.id) > ($5::timestamptz, $6))
        order by t.created_at, t.id limit $8`,
-      [organizationId, this.viewer?.userId ?? "", options.parentTeamId ?? null, !this.viewer || this.viewer.orgAdmin, after?.createdAt ?? null, after?.id ?? "", this.config.maxDepth, limit + 1],
+      [
+        organizationId,
+        this.viewer?.userId ?? "",
+        options.parentTeamId ?? null,
+        !this.viewer || this.viewer.orgAdmin,
+        after?.createdAt ?? null,
+        after?.id ?? "",
+        this.config.maxDepth,
+        limit + 1,
+      ],
     );
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
-    return { teams: page.map(toTeam), nextCursor: rows.length > limit && last ? encodeCursor(last.created_text, last.id) : null };
+    return {
+      teams: page.map(toTeam),
+      nextCursor: rows.length > limit && last ? encodeCursor(last.created_text, last.id) : null,
+    };
   }
 
   /**
@@ -263,12 +351,26 @@ export class TeamManagementService {
           `update teams set name = coalesce($2, name), description = case when $3 then $4 else description end,
              visibility = coalesce($5, visibility), settings = settings || $6::jsonb, updated_at = now()
            where id = $1 returning *`,
-          [teamId, u.name ?? null, u.description !== undefined, u.description ?? null, u.visibility ?? null, JSON.stringify(u.settings ?? {})],
+          [
+            teamId,
+            u.name ?? null,
+            u.description !== undefined,
+            u.description ?? null,
+            u.visibility ?? null,
+            JSON.stringify(u.settings ?? {}),
+          ],
         );
-        await outbox.publish(this.event("team.updated", team.organization_id, `teams/${teamId}`, { teamId, changes: Object.keys(u), updatedBy: actorUserId }));
+        await outbox.publish(
+          this.event("team.updated", team.organization_id, `teams/${teamId}`, {
+            teamId,
+            changes: Object.keys(u),
+            updatedBy: actorUserId,
+          }),
+        );
         return rows[0]!;
       } catch (err) {
-        if ((err as { code?: string }).code === "23505") throw new ConflictError(`a team named "${u.name}" already exists in this organization`);
+        if ((err as { code?: string }).code === "23505")
+          throw new ConflictError(`a team named "${u.name}" already exists in this organization`);
         throw err;
       }
     });
@@ -282,7 +384,10 @@ export class TeamManagementService {
    * @param teamId - team identifier
    * @param options - actorUserId, reassignTo?, deleteSubteams?
    */
-  async deleteTeam(teamId: string, options: DeleteTeamOptions): Promise<{ deleted: boolean; membersReassigned: number }> {
+  async deleteTeam(
+    teamId: string,
+    options: DeleteTeamOptions,
+  ): Promise<{ deleted: boolean; membersReassigned: number }> {
     const o = parseInput(deleteTeamSchema, options, "delete options");
     const team = await this.team(this.db, teamId);
     return this.permissionChange(team.organization_id, () =>
@@ -293,20 +398,37 @@ export class TeamManagementService {
         const doomed = [teamId, ...subtree.map((t) => t.id)];
         let reassigned = 0;
         if (o.reassignTo) {
-          if (doomed.includes(o.reassignTo)) throw new ValidationError("cannot reassign into a team being deleted", [{ path: "reassignTo", message: "choose a team outside the deleted subtree" }]);
+          if (doomed.includes(o.reassignTo))
+            throw new ValidationError("cannot reassign into a team being deleted", [
+              { path: "reassignTo", message: "choose a team outside the deleted subtree" },
+            ]);
           const target = await this.team(tx, o.reassignTo);
-          if (target.organization_id !== team.organization_id) throw new NotFoundError(`team ${o.reassignTo} not found`);
+          if (target.organization_id !== team.organization_id)
+            throw new NotFoundError(`team ${o.reassignTo} not found`);
           await this.authorize(tx, target, o.actorUserId, "team.manage_members");
           const members = await tx.query<MembershipRow>("select * from team_memberships where team_id = $1", [teamId]);
           for (const m of members.rows) await grantKeepingHigher(tx, o.reassignTo, m.user_id, m.role, o.actorUserId);
           reassigned = members.rows.length;
         }
-        if (!o.deleteSubteams) await tx.query("update teams set parent_team_id = $2, updated_at = now() where parent_team_id = $1", [teamId, team.parent_team_id]);
-        await tx.query("update team_invitations set status = 'revoked' where team_id = any($1::text[]) and status = 'pending'", [doomed]);
+        if (!o.deleteSubteams)
+          await tx.query("update teams set parent_team_id = $2, updated_at = now() where parent_team_id = $1", [
+            teamId,
+            team.parent_team_id,
+          ]);
+        await tx.query(
+          "update team_invitations set status = 'revoked' where team_id = any($1::text[]) and status = 'pending'",
+          [doomed],
+        );
         // Children before parents, so the parent foreign key never blocks.
         for (const id of [...doomed].reverse()) await tx.query("delete from teams where id = $1", [id]);
         await outbox.publishMany(
-          doomed.map((id) => this.event("team.deleted", team.organization_id, `teams/${id}`, { teamId: id, deletedBy: o.actorUserId, reassignedTo: id === teamId ? (o.reassignTo ?? null) : null })),
+          doomed.map((id) =>
+            this.event("team.deleted", team.organization_id, `teams/${id}`, {
+              teamId: id,
+              deletedBy: o.actorUserId,
+              reassignedTo: id === teamId ? (o.reassignTo ?? null) : null,
+            }),
+          ),
         );
         return { deleted: true, membersReassigned: reassigned };
       }),
@@ -322,7 +444,8 @@ export class TeamManagementService {
    * @throws {ConflictError} if user is already a member; {ForbiddenError}; {QuotaExceededError} (collaborators)
    */
   async addMember(teamId: string, userId: string, role: Role, actorUserId: string): Promise<TeamMembership> {
-    if (!roles.includes(role)) throw new ValidationError("invalid role", [{ path: "role", message: `one of ${roles.join(", ")}` }]);
+    if (!roles.includes(role))
+      throw new ValidationError("invalid role", [{ path: "role", message: `one of ${roles.join(", ")}` }]);
     const team = await this.team(this.db, teamId);
     const row = await this.permissionChange(team.organization_id, () =>
       withTransaction(this.db, async (tx, outbox) => {
@@ -334,7 +457,14 @@ export class TeamManagementService {
           [teamId, userId, role, actorUserId],
         );
         if (!rows[0]) throw new ConflictError(`user ${userId} is already a member of team ${teamId}`);
-        await outbox.publish(this.event("member.added", team.organization_id, `teams/${teamId}`, { teamId, userId, role, addedBy: actorUserId }));
+        await outbox.publish(
+          this.event("member.added", team.organization_id, `teams/${teamId}`, {
+            teamId,
+            userId,
+            role,
+            addedBy: actorUserId,
+          }),
+        );
         return rows[0];
       }),
     );
@@ -350,13 +480,29 @@ export class TeamManagementService {
     return this.permissionChange(team.organization_id, () =>
       withTransaction(this.db, async (tx, outbox) => {
         await lockTeam(tx, teamId);
-        const { rows } = await tx.query<MembershipRow>("select * from team_memberships where team_id = $1 and user_id = $2", [teamId, userId]);
+        const { rows } = await tx.query<MembershipRow>(
+          "select * from team_memberships where team_id = $1 and user_id = $2",
+          [teamId, userId],
+        );
         const current = rows[0];
         if (!current) throw new NotFoundError(`user ${userId} is not a member of team ${teamId}`);
-        if (actorUserId !== userId) await this.authorize(tx, team, actorUserId, touchesOwner(current.role, null) ? "team.manage_owners" : "team.manage_members");
+        if (actorUserId !== userId)
+          await this.authorize(
+            tx,
+            team,
+            actorUserId,
+            touchesOwner(current.role, null) ? "team.manage_owners" : "team.manage_members",
+          );
         await assertKeepsAnOwner(tx, teamId, current.role, null);
         await tx.query("delete from team_memberships where team_id = $1 and user_id = $2", [teamId, userId]);
-        await outbox.publish(this.event("member.removed", team.organization_id, `teams/${teamId}`, { teamId, userId, previousRole: current.role, removedBy: actorUserId }));
+        await outbox.publish(
+          this.event("member.removed", team.organization_id, `teams/${teamId}`, {
+            teamId,
+            userId,
+            previousRole: current.role,
+            removedBy: actorUserId,
+          }),
+        );
         return { removed: true };
       }),
     );
@@ -367,19 +513,39 @@ export class TeamManagementService {
    * @throws {ForbiddenError} without permission, or when it would demote the last owner
    */
   async updateMemberRole(teamId: string, userId: string, newRole: Role, actorUserId: string): Promise<TeamMembership> {
-    if (!roles.includes(newRole)) throw new ValidationError("invalid role", [{ path: "role", message: `one of ${roles.join(", ")}` }]);
+    if (!roles.includes(newRole))
+      throw new ValidationError("invalid role", [{ path: "role", message: `one of ${roles.join(", ")}` }]);
     const team = await this.team(this.db, teamId);
     const row = await this.permissionChange(team.organization_id, () =>
       withTransaction(this.db, async (tx, outbox) => {
         await lockTeam(tx, teamId);
-        const { rows } = await tx.query<MembershipRow>("select * from team_memberships where team_id = $1 and user_id = $2", [teamId, userId]);
+        const { rows } = await tx.query<MembershipRow>(
+          "select * from team_memberships where team_id = $1 and user_id = $2",
+          [teamId, userId],
+        );
         const current = rows[0];
         if (!current) throw new NotFoundError(`user ${userId} is not a member of team ${teamId}`);
-        await this.authorize(tx, team, actorUserId, touchesOwner(current.role, newRole) ? "team.manage_owners" : "team.manage_members");
+        await this.authorize(
+          tx,
+          team,
+          actorUserId,
+          touchesOwner(current.role, newRole) ? "team.manage_owners" : "team.manage_members",
+        );
         await assertKeepsAnOwner(tx, teamId, current.role, newRole);
-        const updated = await tx.query<MembershipRow>("update team_memberships set role = $3 where team_id = $1 and user_id = $2 returning *", [teamId, userId, newRole]);
+        const updated = await tx.query<MembershipRow>(
+          "update team_memberships set role = $3 where team_id = $1 and user_id = $2 returning *",
+          [teamId, userId, newRole],
+        );
         if (current.role !== newRole) {
-          await outbox.publish(this.event("member.role_changed", team.organization_id, `teams/${teamId}`, { teamId, userId, previousRole: current.role, role: newRole, changedBy: actorUserId }));
+          await outbox.publish(
+            this.event("member.role_changed", team.organization_id, `teams/${teamId}`, {
+              teamId,
+              userId,
+              previousRole: current.role,
+              role: newRole,
+              changedBy: actorUserId,
+            }),
+          );
         }
         return updated.rows[0]!;
       }),
@@ -396,18 +562,46 @@ export class TeamManagementService {
     const req = parseInput(invitationRequestSchema, request, "invitation");
     const team = await this.team(this.db, req.teamId);
     await this.authorize(this.db, team, req.inviterUserId, req.role === "owner" ? "team.manage_owners" : "team.invite");
-    const limit = await slidingWindow(this.redis, this.keys.key("teams", "invites", team.organization_id), this.config.invitationRateLimit, 86_400_000);
-    if (!limit.allowed) throw new RateLimitedError(`at most ${this.config.invitationRateLimit} invitations per organization per 24 h`, limit.retryAfterSeconds);
+    const limit = await slidingWindow(
+      this.redis,
+      this.keys.key("teams", "invites", team.organization_id),
+      this.config.invitationRateLimit,
+      86_400_000,
+    );
+    if (!limit.allowed)
+      throw new RateLimitedError(
+        `at most ${this.config.invitationRateLimit} invitations per organization per 24 h`,
+        limit.retryAfterSeconds,
+      );
     const token = newInvitationToken();
     const days = req.expiresInDays ?? this.config.invitationTtlDays;
     const row = await withTransaction(this.db, async (tx, outbox) => {
       const { rows } = await tx.query<InvitationRow>(
         `insert into team_invitations (id, team_id, organization_id, email, role, token_hash, invited_by, message, expires_at)
          values ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(days => $9)) returning *`,
-        [`inv_${crypto.randomUUID().replace(/-/g, "")}`, team.id, team.organization_id, req.email, req.role, await hashToken(token), req.inviterUserId, req.message ?? null, days],
+        [
+          `inv_${crypto.randomUUID().replace(/-/g, "")}`,
+          team.id,
+          team.organization_id,
+          req.email,
+          req.role,
+          await hashToken(token),
+          req.inviterUserId,
+          req.message ?? null,
+          days,
+        ],
       );
       const inv = rows[0]!;
-      await outbox.publish(this.event("invitation.sent", team.organization_id, `teams/${team.id}`, { invitationId: inv.id, teamId: team.id, email: req.email, role: req.role, invitedBy: req.inviterUserId, expiresAt: iso(inv.expires_at) }));
+      await outbox.publish(
+        this.event("invitation.sent", team.organization_id, `teams/${team.id}`, {
+          invitationId: inv.id,
+          teamId: team.id,
+          email: req.email,
+          role: req.role,
+          invitedBy: req.inviterUserId,
+          expiresAt: iso(inv.expires_at),
+        }),
+      );
       return inv;
     });
     const mail = invitationEmail(team.name, req.role, token, this.acceptUrl, req.message, new Date(row.expires_at));
@@ -433,25 +627,49 @@ export class TeamManagementService {
     }
     if (!email) throw new ForbiddenError("no verified e-mail for this user: the token must carry an email claim");
     const hash = await hashToken(invitationToken);
-    const { rows: probe } = await this.db.query<{ organization_id: string }>("select organization_id from team_invitations where token_hash = $1", [hash]);
+    const { rows: probe } = await this.db.query<{ organization_id: string }>(
+      "select organization_id from team_invitations where token_hash = $1",
+      [hash],
+    );
     if (!probe[0]) throw new InvalidTokenError("invalid invitation token");
     const row = await this.permissionChange(probe[0].organization_id, () =>
       withTransaction(this.db, async (tx, outbox) => {
-        const { rows } = await tx.query<InvitationRow>("select * from team_invitations where token_hash = $1 for update", [hash]);
+        const { rows } = await tx.query<InvitationRow>(
+          "select * from team_invitations where token_hash = $1 for update",
+          [hash],
+        );
         const inv = rows[0];
         if (!inv) throw new InvalidTokenError("invalid invitation token");
         if (inv.status === "revoked") throw new InvalidTokenError("this invitation was revoked");
         if (inv.status === "accepted") throw new InvalidTokenError("this invitation was already used");
-        if (inv.status === "expired" || new Date(inv.expires_at).getTime() <= Date.now()) throw new ExpiredError("this invitation has expired");
-        if (inv.email !== email!.toLowerCase()) throw new ForbiddenError("this invitation was sent to another e-mail address");
+        if (inv.status === "expired" || new Date(inv.expires_at).getTime() <= Date.now())
+          throw new ExpiredError("this invitation has expired");
+        if (inv.email !== email!.toLowerCase())
+          throw new ForbiddenError("this invitation was sent to another e-mail address");
         await lockTeam(tx, inv.team_id);
         await assertCollaboratorRoom(tx, inv.organization_id, userId);
         await grantKeepingHigher(tx, inv.team_id, userId, inv.role, inv.invited_by);
-        await tx.query("update team_invitations set status = 'accepted', accepted_by = $2, accepted_at = now() where id = $1", [inv.id, userId]);
-        const m = await tx.query<MembershipRow>("select * from team_memberships where team_id = $1 and user_id = $2", [inv.team_id, userId]);
+        await tx.query(
+          "update team_invitations set status = 'accepted', accepted_by = $2, accepted_at = now() where id = $1",
+          [inv.id, userId],
+        );
+        const m = await tx.query<MembershipRow>("select * from team_memberships where team_id = $1 and user_id = $2", [
+          inv.team_id,
+          userId,
+        ]);
         await outbox.publishMany([
-          this.event("invitation.accepted", inv.organization_id, `teams/${inv.team_id}`, { invitationId: inv.id, teamId: inv.team_id, userId }),
-          this.event("member.added", inv.organization_id, `teams/${inv.team_id}`, { teamId: inv.team_id, userId, role: m.rows[0]!.role, addedBy: inv.invited_by, invitationId: inv.id }),
+          this.event("invitation.accepted", inv.organization_id, `teams/${inv.team_id}`, {
+            invitationId: inv.id,
+            teamId: inv.team_id,
+            userId,
+          }),
+          this.event("member.added", inv.organization_id, `teams/${inv.team_id}`, {
+            teamId: inv.team_id,
+            userId,
+            role: m.rows[0]!.role,
+            addedBy: inv.invited_by,
+            invitationId: inv.id,
+          }),
         ]);
         return m.rows[0]!;
       }),
@@ -464,9 +682,18 @@ export class TeamManagementService {
     const team = await this.team(this.db, teamId);
     return withTransaction(this.db, async (tx, outbox) => {
       await this.authorize(tx, team, actorUserId, "team.invite");
-      const { rowCount } = await tx.query("update team_invitations set status = 'revoked' where id = $1 and team_id = $2 and status = 'pending'", [invitationId, teamId]);
+      const { rowCount } = await tx.query(
+        "update team_invitations set status = 'revoked' where id = $1 and team_id = $2 and status = 'pending'",
+        [invitationId, teamId],
+      );
       if (rowCount === 0) throw new NotFoundError(`no pending invitation ${invitationId}`);
-      await outbox.publish(this.event("invitation.revoked", team.organization_id, `teams/${teamId}`, { invitationId, teamId, revokedBy: actorUserId }));
+      await outbox.publish(
+        this.event("invitation.revoked", team.organization_id, `teams/${teamId}`, {
+          invitationId,
+          teamId,
+          revokedBy: actorUserId,
+        }),
+      );
       return { revoked: true };
     });
   }
@@ -483,13 +710,24 @@ export class TeamManagementService {
     );
     const inv = rows[0];
     if (!inv) throw new NotFoundError(`no pending invitation ${invitationId}`);
-    const mail = invitationEmail(team.name, inv.role, token, this.acceptUrl, inv.message ?? undefined, new Date(inv.expires_at));
+    const mail = invitationEmail(
+      team.name,
+      inv.role,
+      token,
+      this.acceptUrl,
+      inv.message ?? undefined,
+      new Date(inv.expires_at),
+    );
     await this.email.send({ to: inv.email, ...mail, kind: "invitation", organizationId: team.organization_id });
     return toInvitation(inv, token);
   }
 
   /** Invitations of a team (default: pending). */
-  async listInvitations(teamId: string, actorUserId: string, status: TeamInvitation["status"] = "pending"): Promise<TeamInvitation[]> {
+  async listInvitations(
+    teamId: string,
+    actorUserId: string,
+    status: TeamInvitation["status"] = "pending",
+  ): Promise<TeamInvitation[]> {
     const team = await this.team(this.db, teamId);
     await this.authorize(this.db, team, actorUserId, "team.invite");
     const { rows } = await this.db.query<InvitationRow>(
@@ -510,7 +748,15 @@ export class TeamManagementService {
          returning *`,
         [limit],
       );
-      await outbox.publishMany(rows.map((r) => this.event("invitation.expired", r.organization_id, `teams/${r.team_id}`, { invitationId: r.id, teamId: r.team_id, email: r.email })));
+      await outbox.publishMany(
+        rows.map((r) =>
+          this.event("invitation.expired", r.organization_id, `teams/${r.team_id}`, {
+            invitationId: r.id,
+            teamId: r.team_id,
+            email: r.email,
+          }),
+        ),
+      );
       return rows.length;
     });
   }
@@ -521,7 +767,10 @@ export class TeamManagementService {
    * @param userId - user identifier
    * @param options - organizationId, includeInherited, limit, cursor
    */
-  async getUserTeams(userId: string, options: { organizationId?: string; includeInherited?: boolean; limit?: number; cursor?: string } = {}): Promise<{ memberships: TeamMembership[]; nextCursor: string | null }> {
+  async getUserTeams(
+    userId: string,
+    options: { organizationId?: string; includeInherited?: boolean; limit?: number; cursor?: string } = {},
+  ): Promise<{ memberships: TeamMembership[]; nextCursor: string | null }> {
     const limit = Math.min(Math.max(options.limit ?? 50, 1), 200);
     const after = decodeCursor(options.cursor);
     const { rows } = await this.db.query<MembershipRow & { inherited: boolean; created_text: string }>(
@@ -546,7 +795,15 @@ export class TeamManagementService {
        select e.*, t.created_at::text as created_text from everything e join teams t on t.id = e.team_id
        where ($5::text is null or (t.created_at, t.id) > ($5::timestamptz, $6))
        order by t.created_at, t.id limit $7`,
-      [userId, options.organizationId ?? null, options.includeInherited === true, this.config.maxDepth, after?.createdAt ?? null, after?.id ?? "", limit + 1],
+      [
+        userId,
+        options.organizationId ?? null,
+        options.includeInherited === true,
+        this.config.maxDepth,
+        after?.createdAt ?? null,
+        after?.id ?? "",
+        limit + 1,
+      ],
     );
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
@@ -604,14 +861,32 @@ export class TeamManagementService {
         await this.authorize(tx, current, actorUserId, "team.move");
         if (newParentId) {
           const parent = await this.team(tx, newParentId);
-          if (parent.organization_id !== current.organization_id) throw new NotFoundError(`team ${newParentId} not found`);
-          if (await isInSubtree(tx, teamId, newParentId, this.config.maxDepth)) throw new CycleError(`moving ${teamId} under ${newParentId} would create a cycle`);
+          if (parent.organization_id !== current.organization_id)
+            throw new NotFoundError(`team ${newParentId} not found`);
+          if (await isInSubtree(tx, teamId, newParentId, this.config.maxDepth))
+            throw new CycleError(`moving ${teamId} under ${newParentId} would create a cycle`);
           await this.authorize(tx, parent, actorUserId, "team.create_subteam");
-          const depth = (await depthOf(tx, newParentId, this.config.maxDepth)) + 1 + (await subtreeHeight(tx, teamId, this.config.maxDepth));
-          if (depth > this.config.maxDepth) throw new ValidationError("hierarchy too deep", [{ path: "newParentId", message: `the move would nest ${depth} levels; at most ${this.config.maxDepth}` }]);
+          const depth =
+            (await depthOf(tx, newParentId, this.config.maxDepth)) +
+            1 +
+            (await subtreeHeight(tx, teamId, this.config.maxDepth));
+          if (depth > this.config.maxDepth)
+            throw new ValidationError("hierarchy too deep", [
+              { path: "newParentId", message: `the move would nest ${depth} levels; at most ${this.config.maxDepth}` },
+            ]);
         }
-        const { rows } = await tx.query<TeamRow>("update teams set parent_team_id = $2, updated_at = now() where id = $1 returning *", [teamId, newParentId]);
-        await outbox.publish(this.event("team.moved", current.organization_id, `teams/${teamId}`, { teamId, fromParentId: current.parent_team_id, toParentId: newParentId, movedBy: actorUserId }));
+        const { rows } = await tx.query<TeamRow>(
+          "update teams set parent_team_id = $2, updated_at = now() where id = $1 returning *",
+          [teamId, newParentId],
+        );
+        await outbox.publish(
+          this.event("team.moved", current.organization_id, `teams/${teamId}`, {
+            teamId,
+            fromParentId: current.parent_team_id,
+            toParentId: newParentId,
+            movedBy: actorUserId,
+          }),
+        );
         return rows[0]!;
       }),
     );
@@ -623,14 +898,20 @@ export class TeamManagementService {
    * @returns allowed, and the reason: which membership granted it or why it is denied
    */
   async checkPermission(teamId: string, userId: string, permission: string): Promise<PermissionDecision> {
-    if (!isPermission(permission)) throw new ValidationError("unknown permission", [{ path: "permission", message: "see GET /openapi.json for the permission list" }]);
+    if (!isPermission(permission))
+      throw new ValidationError("unknown permission", [
+        { path: "permission", message: "see GET /openapi.json for the permission list" },
+      ]);
     if (this.isOrgAdmin(userId)) return { allowed: true, reason: "organization admin" };
     return decide(permission, await this.grants(teamId, userId), false);
   }
 
   /** Caches the organization of a team (teams never change organization). */
   private async teamOrg(teamId: string): Promise<void> {
-    const { rows } = await this.db.query<{ organization_id: string }>("select organization_id from teams where id = $1", [teamId]);
+    const { rows } = await this.db.query<{ organization_id: string }>(
+      "select organization_id from teams where id = $1",
+      [teamId],
+    );
     if (rows[0]) await this.cache.setOrg(teamId, rows[0].organization_id);
   }
 

@@ -29,9 +29,25 @@ import { aggregationQuerySchema, quotaAlertConfigSchema, usageEventSchema } from
 
 /** The RPC surface of an organization's Durable Object (`OrgUsage`), as the service uses it. */
 export interface OrgUsageClient {
-  apply(org: string, events: { eventId: string; eventType: string; userId?: string; resourceId?: string; quantity: number; occurredAt: number }[]): Promise<{ applied: number; crossings: number }>;
+  apply(
+    org: string,
+    events: {
+      eventId: string;
+      eventType: string;
+      userId?: string;
+      resourceId?: string;
+      quantity: number;
+      occurredAt: number;
+    }[],
+  ): Promise<{ applied: number; crossings: number }>;
   checkQuota(org: string, metric: QuotaMetricType, amount: number): Promise<Admission>;
-  status(org: string): Promise<{ plan: string; periodStart: string; periodEnd: string; metrics: QuotaStatus["metrics"]; sums: Record<string, number> }>;
+  status(org: string): Promise<{
+    plan: string;
+    periodStart: string;
+    periodEnd: string;
+    metrics: QuotaStatus["metrics"];
+    sums: Record<string, number>;
+  }>;
   realtime(): Promise<{ activeUsers: number; openDocuments: number; asOf: string }>;
   invalidate(): Promise<void>;
 }
@@ -96,13 +112,31 @@ export class UsageAnalyticsAggregator {
    */
   validate(input: unknown): ValidatedEvent {
     const r = usageEventSchema.safeParse(input);
-    const eventId = typeof (input as { eventId?: unknown })?.eventId === "string" ? (input as { eventId: string }).eventId : undefined;
+    const eventId =
+      typeof (input as { eventId?: unknown })?.eventId === "string"
+        ? (input as { eventId: string }).eventId
+        : undefined;
     if (!r.success) return { ok: false, eventId, issues: zodIssuesOf(r.error) };
     const t = r.data.timestamp.getTime();
     const now = this.now();
-    if (t > now + FUTURE_SKEW_MS) return { ok: false, eventId, issues: [{ path: "timestamp", message: "more than 5 minutes in the future", code: "too_big" }] };
+    if (t > now + FUTURE_SKEW_MS)
+      return {
+        ok: false,
+        eventId,
+        issues: [{ path: "timestamp", message: "more than 5 minutes in the future", code: "too_big" }],
+      };
     if (t < now - this.config.lateEventHorizonDays * 86_400_000) {
-      return { ok: false, eventId, issues: [{ path: "timestamp", message: `older than the late-event horizon (${this.config.lateEventHorizonDays} days)`, code: "too_small" }] };
+      return {
+        ok: false,
+        eventId,
+        issues: [
+          {
+            path: "timestamp",
+            message: `older than the late-event horizon (${this.config.lateEventHorizonDays} days)`,
+            code: "too_small",
+          },
+        ],
+      };
     }
     return { ok: true, event: r.data };
   }
@@ -130,7 +164,10 @@ export class UsageAnalyticsAggregator {
   async recordEvents(events: readonly UsageEvent[]): Promise<Set<string>> {
     if (events.length === 0) return new Set();
     const fresh = await this.db.transaction(async (tx) => {
-      await ensureOrganizations(tx, events.map((e) => e.organizationId));
+      await ensureOrganizations(
+        tx,
+        events.map((e) => e.organizationId),
+      );
       return insertEvents(tx, events);
     });
     const byOrg = new Map<string, UsageEvent[]>();
@@ -140,10 +177,19 @@ export class UsageAnalyticsAggregator {
       ...[...byOrg].map(([org, list]) =>
         this.orgs(org).apply(
           org,
-          list.map((e) => ({ eventId: e.eventId, eventType: e.eventType, userId: e.userId, resourceId: e.resourceId, quantity: e.quantity, occurredAt: e.timestamp.getTime() })),
+          list.map((e) => ({
+            eventId: e.eventId,
+            eventType: e.eventType,
+            userId: e.userId,
+            resourceId: e.resourceId,
+            quantity: e.quantity,
+            occurredAt: e.timestamp.getTime(),
+          })),
         ),
       ),
-      this.updateSketches(events.filter((e) => fresh.has(`${e.organizationId}\u0000${e.eventId}`))).catch(() => undefined),
+      this.updateSketches(events.filter((e) => fresh.has(`${e.organizationId}\u0000${e.eventId}`))).catch(
+        () => undefined,
+      ),
     ]);
     return fresh;
   }
@@ -167,7 +213,8 @@ export class UsageAnalyticsAggregator {
         }
         p.zincrby(this.keys.key("usage", "top-users", org, at.toISOString().slice(0, 7)), 1, e.userId);
       }
-      if (e.resourceId && e.eventType.startsWith("document.")) p.zincrby(this.keys.key("usage", "top-docs", org, at.toISOString().slice(0, 7)), 1, e.resourceId);
+      if (e.resourceId && e.eventType.startsWith("document."))
+        p.zincrby(this.keys.key("usage", "top-docs", org, at.toISOString().slice(0, 7)), 1, e.resourceId);
     }
     await p.exec();
   }
@@ -175,7 +222,9 @@ export class UsageAnalyticsAggregator {
   /** Event ids already recorded (Redis pre-filter; a miss means "unknown", never "new"). */
   async knownDuplicates(org: string, eventIds: readonly string[]): Promise<Set<string>> {
     if (eventIds.length === 0) return new Set();
-    const hits = await this.redis.mget<(string | null)[]>(...eventIds.map((id) => this.keys.key("usage", "seen", org, id)));
+    const hits = await this.redis.mget<(string | null)[]>(
+      ...eventIds.map((id) => this.keys.key("usage", "seen", org, id)),
+    );
     return new Set(eventIds.filter((_, i) => hits[i] != null));
   }
 
@@ -191,12 +240,19 @@ export class UsageAnalyticsAggregator {
     const metrics = [...new Set(q.metricTypes)] as MetricType[];
     const dims = q.dimensions ?? [];
     if ((q.endTime.getTime() - q.startTime.getTime()) / granularityMs[q.granularity] > MAX_BUCKETS) {
-      throw new ValidationError("too many buckets", [{ path: "granularity", message: `at most ${MAX_BUCKETS} buckets per query; use a coarser granularity` }]);
+      throw new ValidationError("too many buckets", [
+        { path: "granularity", message: `at most ${MAX_BUCKETS} buckets per query; use a coarser granularity` },
+      ]);
     }
     if (dims.length > 0 && metrics.some((m) => isDerivedMetric(m) && derivedMetrics[m].kind === "distinct")) {
-      throw new ValidationError("dimensions do not apply to unique counts", [{ path: "dimensions", message: "remove dimensions or the collaborators/active_users metrics" }]);
+      throw new ValidationError("dimensions do not apply to unique counts", [
+        { path: "dimensions", message: "remove dimensions or the collaborators/active_users metrics" },
+      ]);
     }
-    if (dims.length > 1) throw new ValidationError("one dimension at a time", [{ path: "dimensions", message: "at most one dimension per query" }]);
+    if (dims.length > 1)
+      throw new ValidationError("one dimension at a time", [
+        { path: "dimensions", message: "at most one dimension per query" },
+      ]);
     const wholeHourZone = hasWholeHourOffsets(q.timeZone, q.startTime, q.endTime);
     const sumMetrics = metrics.filter((m) => !(isDerivedMetric(m) && derivedMetrics[m].kind === "distinct"));
     const distinct = metrics.filter((m) => isDerivedMetric(m) && derivedMetrics[m].kind === "distinct");
@@ -207,7 +263,14 @@ export class UsageAnalyticsAggregator {
 
     if (sumMetrics.length > 0) {
       const types = [...new Set(sumMetrics.flatMap(sourceEventTypes))];
-      const base = { org: organizationId, types, from: q.startTime, to: q.endTime, granularity: q.granularity, tz: q.timeZone };
+      const base = {
+        org: organizationId,
+        types,
+        from: q.startTime,
+        to: q.endTime,
+        granularity: q.granularity,
+        tz: q.timeZone,
+      };
       const { rows, source } =
         dimName === "userId" || dimName === "resourceId"
           ? await sumsByRawDimension(this.db, { ...base, column: dimName === "userId" ? "user_id" : "resource_id" })
@@ -226,16 +289,29 @@ export class UsageAnalyticsAggregator {
           if (!sourceEventTypes(m).some((t) => cell.sums.has(t))) continue;
           const value = valueFromSums(m, cell.sums);
           total += value;
-          points.push({ timestamp: cell.bucket, metricType: m, value, dimensions: dimName ? { [dimName]: cell.dim ?? "" } : {} });
+          points.push({
+            timestamp: cell.bucket,
+            metricType: m,
+            value,
+            dimensions: dimName ? { [dimName]: cell.dim ?? "" } : {},
+          });
         }
         totals[m] = total;
       }
     }
     if (distinct.length > 0) {
-      const d = await distinctUsers(this.db, { org: organizationId, from: q.startTime, to: q.endTime, granularity: q.granularity, tz: q.timeZone, wholeHourZone });
+      const d = await distinctUsers(this.db, {
+        org: organizationId,
+        from: q.startTime,
+        to: q.endTime,
+        granularity: q.granularity,
+        tz: q.timeZone,
+        wholeHourZone,
+      });
       sources.push(d.source);
       for (const m of distinct) {
-        for (const b of d.perBucket) points.push({ timestamp: iso(b.bucket), metricType: m, value: b.users, dimensions: {} });
+        for (const b of d.perBucket)
+          points.push({ timestamp: iso(b.bucket), metricType: m, value: b.users, dimensions: {} });
         totals[m] = d.total;
       }
     }
@@ -268,11 +344,18 @@ export class UsageAnalyticsAggregator {
    * @param amount - amount to add
    * @throws {ValidationError} for an unknown metric or a negative amount
    */
-  async checkQuota(organizationId: string, metricType: string, amount: number): Promise<{ allowed: boolean; remaining: number; limit: number }> {
+  async checkQuota(
+    organizationId: string,
+    metricType: string,
+    amount: number,
+  ): Promise<{ allowed: boolean; remaining: number; limit: number }> {
     if (!Object.hasOwn(quotaMetrics, metricType)) {
-      throw new ValidationError("unknown quota metric", [{ path: "metricType", message: `one of ${Object.keys(quotaMetrics).join(", ")}` }]);
+      throw new ValidationError("unknown quota metric", [
+        { path: "metricType", message: `one of ${Object.keys(quotaMetrics).join(", ")}` },
+      ]);
     }
-    if (!Number.isFinite(amount) || amount < 0) throw new ValidationError("invalid amount", [{ path: "amount", message: "a finite number ≥ 0" }]);
+    if (!Number.isFinite(amount) || amount < 0)
+      throw new ValidationError("invalid amount", [{ path: "amount", message: "a finite number ≥ 0" }]);
     return this.orgs(organizationId).checkQuota(organizationId, metricType as QuotaMetricType, amount);
   }
 
@@ -284,12 +367,20 @@ export class UsageAnalyticsAggregator {
    */
   async rollupMetrics(metricType: MetricType | "*", cutoffTime: Date): Promise<{ rolledUp: number; errors: number }> {
     const r = await rollup(this.db, metricType, cutoffTime, (err) => this.onError(err));
-    await applyRetention(this.db, { minuteRetentionDays: this.config.minuteRetentionDays, rawRetentionDays: this.config.lateEventHorizonDays + 7 }, new Date(this.now()));
+    await applyRetention(
+      this.db,
+      { minuteRetentionDays: this.config.minuteRetentionDays, rawRetentionDays: this.config.lateEventHorizonDays + 7 },
+      new Date(this.now()),
+    );
     return r;
   }
 
   /** Quantity of each billable metric in [start, end): sums over hours, gauges at the end, distinct users. */
-  private async periodQuantities(org: string, start: Date, end: Date): Promise<{ quantities: Record<string, number>; events: number }> {
+  private async periodQuantities(
+    org: string,
+    start: Date,
+    end: Date,
+  ): Promise<{ quantities: Record<string, number>; events: number }> {
     const { rows } = await this.db.query<{ event_type: string; in_period: number; to_end: number; events: number }>(
       `select event_type,
          coalesce(sum(quantity) filter (where bucket >= $2), 0)::float8 as in_period,
@@ -300,7 +391,10 @@ export class UsageAnalyticsAggregator {
     );
     const inPeriod = new Map(rows.map((r) => [r.event_type, Number(r.in_period)]));
     const toEnd = new Map(rows.map((r) => [r.event_type, Number(r.to_end)]));
-    const users = await this.db.query<{ n: number }>("select count(distinct user_id)::int as n from usage_user_hours where organization_id = $1 and bucket >= $2 and bucket < $3", [org, start.toISOString(), end.toISOString()]);
+    const users = await this.db.query<{ n: number }>(
+      "select count(distinct user_id)::int as n from usage_user_hours where organization_id = $1 and bucket >= $2 and bucket < $3",
+      [org, start.toISOString(), end.toISOString()],
+    );
     return {
       quantities: {
         api_calls: valueFromSums("api_calls", inPeriod),
@@ -321,27 +415,55 @@ export class UsageAnalyticsAggregator {
    * @param periodEnd - billing period end
    */
   async generateUsageReport(organizationId: string, periodStart: Date, periodEnd: Date): Promise<UsageReport> {
-    if (!(periodStart < periodEnd)) throw new ValidationError("invalid period", [{ path: "periodEnd", message: "periodEnd must be after periodStart" }]);
+    if (!(periodStart < periodEnd))
+      throw new ValidationError("invalid period", [
+        { path: "periodEnd", message: "periodEnd must be after periodStart" },
+      ]);
     const plan = await orgPlan(this.db, organizationId);
     const { quantities, events } = await this.periodQuantities(organizationId, periodStart, periodEnd);
     const lineItems: LineItem[] = Object.entries(quantities).map(([metricType, quantity]) => {
       const included = plan.included[metricType] ?? 0;
       const overage = Math.max(0, quantity - included);
       const unitPrice = plan.prices[metricType] ?? 0;
-      return { metricType, quantity, included, overage, unitPrice, amount: Math.round(overage * unitPrice * 100) / 100 };
+      return {
+        metricType,
+        quantity,
+        included,
+        overage,
+        unitPrice,
+        amount: Math.round(overage * unitPrice * 100) / 100,
+      };
     });
     const total = Math.round(lineItems.reduce((s, l) => s + l.amount, 0) * 100) / 100;
     return this.db.transaction(async (tx) => {
       // One writer per (organization, period) at a time, so revisions are numbered without gaps.
-      await tx.query("select pg_advisory_xact_lock(hashtext($1))", [`usage-report:${organizationId}:${periodStart.toISOString()}:${periodEnd.toISOString()}`]);
-      const prev = (await tx.query<ReportRow>("select * from usage_reports where organization_id = $1 and period_start = $2 and period_end = $3 order by revision desc limit 1", [organizationId, periodStart.toISOString(), periodEnd.toISOString()])).rows[0];
-      const same = (a: LineItem[], b: LineItem[]) => a.length === b.length && a.every((x) => b.some((y) => y.metricType === x.metricType && y.quantity === x.quantity && y.amount === x.amount));
-      if (prev && Number(prev.events_counted) === events && same(prev.line_items as LineItem[], lineItems)) return toReport(prev);
+      await tx.query("select pg_advisory_xact_lock(hashtext($1))", [
+        `usage-report:${organizationId}:${periodStart.toISOString()}:${periodEnd.toISOString()}`,
+      ]);
+      const prev = (
+        await tx.query<ReportRow>(
+          "select * from usage_reports where organization_id = $1 and period_start = $2 and period_end = $3 order by revision desc limit 1",
+          [organizationId, periodStart.toISOString(), periodEnd.toISOString()],
+        )
+      ).rows[0];
+      const same = (a: LineItem[], b: LineItem[]) =>
+        a.length === b.length &&
+        a.every((x) =>
+          b.some((y) => y.metricType === x.metricType && y.quantity === x.quantity && y.amount === x.amount),
+        );
+      if (prev && Number(prev.events_counted) === events && same(prev.line_items as LineItem[], lineItems))
+        return toReport(prev);
       const changes = prev
         ? lineItems
             .map((l) => {
               const before = (prev.line_items as LineItem[]).find((p) => p.metricType === l.metricType);
-              return { metricType: l.metricType, previousQuantity: before?.quantity ?? 0, quantity: l.quantity, previousAmount: before?.amount ?? 0, amount: l.amount };
+              return {
+                metricType: l.metricType,
+                previousQuantity: before?.quantity ?? 0,
+                quantity: l.quantity,
+                previousAmount: before?.amount ?? 0,
+                amount: l.amount,
+              };
             })
             .filter((c) => c.previousQuantity !== c.quantity || c.previousAmount !== c.amount)
         : null;
@@ -366,7 +488,10 @@ export class UsageAnalyticsAggregator {
 
   /** A stored report (any revision) of the organization. @throws {NotFoundError} */
   async getUsageReport(organizationId: string, reportId: string): Promise<UsageReport> {
-    const { rows } = await this.db.query<ReportRow>("select * from usage_reports where id = $1 and organization_id = $2", [reportId, organizationId]);
+    const { rows } = await this.db.query<ReportRow>(
+      "select * from usage_reports where id = $1 and organization_id = $2",
+      [reportId, organizationId],
+    );
     if (!rows[0]) throw new NotFoundError(`report ${reportId} not found`);
     return toReport(rows[0]);
   }
@@ -385,8 +510,14 @@ export class UsageAnalyticsAggregator {
       org.status(organizationId),
       org.realtime(),
       this.trends(organizationId, now),
-      this.redis.zrange<string[]>(this.keys.key("usage", "top-users", organizationId, month), 0, 9, { rev: true, withScores: true }),
-      this.redis.zrange<string[]>(this.keys.key("usage", "top-docs", organizationId, month), 0, 9, { rev: true, withScores: true }),
+      this.redis.zrange<string[]>(this.keys.key("usage", "top-users", organizationId, month), 0, 9, {
+        rev: true,
+        withScores: true,
+      }),
+      this.redis.zrange<string[]>(this.keys.key("usage", "top-docs", organizationId, month), 0, 9, {
+        rev: true,
+        withScores: true,
+      }),
       Promise.all([
         this.redis.pfcount(this.keys.key("usage", "hll", organizationId, "day", now.toISOString().slice(0, 10))),
         this.redis.pfcount(this.keys.key("usage", "hll", organizationId, "week", isoWeek(now))),
@@ -399,7 +530,13 @@ export class UsageAnalyticsAggregator {
       return out;
     };
     return {
-      currentPeriod: { plan: status.plan, periodStart: status.periodStart, periodEnd: status.periodEnd, metrics: status.metrics, eventTotals: status.sums },
+      currentPeriod: {
+        plan: status.plan,
+        periodStart: status.periodStart,
+        periodEnd: status.periodEnd,
+        metrics: status.metrics,
+        eventTotals: status.sums,
+      },
       trends,
       topUsers: pairs(topUsers).map(([userId, events]) => ({ userId, events })),
       topDocuments: pairs(topDocs).map(([documentId, events]) => ({ documentId, events })),
@@ -417,14 +554,30 @@ export class UsageAnalyticsAggregator {
          coalesce(sum(quantity) filter (where bucket >= $4), 0)::float8 as m0,
          coalesce(sum(quantity) filter (where bucket < $4), 0)::float8 as m1
        from usage_agg_hour where organization_id = $1 and bucket >= $5 group by 1`,
-      [org, iso(new Date(t - 7 * 86_400_000)), iso(new Date(t - 14 * 86_400_000)), iso(new Date(t - 30 * 86_400_000)), iso(new Date(t - 60 * 86_400_000))],
+      [
+        org,
+        iso(new Date(t - 7 * 86_400_000)),
+        iso(new Date(t - 14 * 86_400_000)),
+        iso(new Date(t - 30 * 86_400_000)),
+        iso(new Date(t - 60 * 86_400_000)),
+      ],
     );
     const pick = (k: "w0" | "w1" | "m0" | "m1") => new Map(rows.map((r) => [r.event_type, Number(r[k])]));
-    const change = (cur: number, prev: number) => (prev === 0 ? null : Math.round(((cur - prev) / prev) * 10_000) / 100);
+    const change = (cur: number, prev: number) =>
+      prev === 0 ? null : Math.round(((cur - prev) / prev) * 10_000) / 100;
     const out: Record<string, unknown> = {};
-    for (const m of ["api_calls", "documents", "storage", "document.viewed", "collaboration.session_started"] as MetricType[]) {
+    for (const m of [
+      "api_calls",
+      "documents",
+      "storage",
+      "document.viewed",
+      "collaboration.session_started",
+    ] as MetricType[]) {
       const [w0, w1, m0, m1] = (["w0", "w1", "m0", "m1"] as const).map((k) => valueFromSums(m, pick(k)));
-      out[m] = { weekOverWeek: { current: w0, previous: w1, changePct: change(w0!, w1!) }, monthOverMonth: { current: m0, previous: m1, changePct: change(m0!, m1!) } };
+      out[m] = {
+        weekOverWeek: { current: w0, previous: w1, changePct: change(w0!, w1!) },
+        monthOverMonth: { current: m0, previous: m1, changePct: change(m0!, m1!) },
+      };
     }
     return out;
   }
@@ -436,16 +589,30 @@ export class UsageAnalyticsAggregator {
    * @param config - metricType, threshold (percent), notificationChannels
    * @param options - who subscribes and the e-mail to notify
    */
-  async subscribeToQuotaAlerts(organizationId: string, config: QuotaAlertConfig, options: { createdBy?: string; notifyEmail?: string } = {}): Promise<{ subscriptionId: string }> {
+  async subscribeToQuotaAlerts(
+    organizationId: string,
+    config: QuotaAlertConfig,
+    options: { createdBy?: string; notifyEmail?: string } = {},
+  ): Promise<{ subscriptionId: string }> {
     const alert = parseInput(quotaAlertConfigSchema, config, "alert configuration");
     if (alert.notificationChannels.includes("email") && !options.notifyEmail) {
-      throw new ValidationError("no e-mail address to notify", [{ path: "notificationChannels", message: "the email channel needs an e-mail claim in the token" }]);
+      throw new ValidationError("no e-mail address to notify", [
+        { path: "notificationChannels", message: "the email channel needs an e-mail claim in the token" },
+      ]);
     }
     const id = `qas_${crypto.randomUUID().replace(/-/g, "")}`;
     await ensureOrganizations(this.db, [organizationId]);
     await this.db.query(
       "insert into usage_alert_subscriptions (id, organization_id, metric_type, threshold, notification_channels, notify_email, created_by) values ($1, $2, $3, $4, $5, $6, $7)",
-      [id, organizationId, alert.metricType, alert.threshold, alert.notificationChannels, options.notifyEmail ?? null, options.createdBy ?? null],
+      [
+        id,
+        organizationId,
+        alert.metricType,
+        alert.threshold,
+        alert.notificationChannels,
+        options.notifyEmail ?? null,
+        options.createdBy ?? null,
+      ],
     );
     await this.orgs(organizationId).invalidate();
     return { subscriptionId: id };
@@ -453,16 +620,31 @@ export class UsageAnalyticsAggregator {
 
   /** Alert subscriptions of an organization. */
   async listQuotaAlerts(organizationId: string) {
-    const { rows } = await this.db.query<{ id: string; metric_type: string; threshold: number; notification_channels: string[]; created_at: Date }>(
+    const { rows } = await this.db.query<{
+      id: string;
+      metric_type: string;
+      threshold: number;
+      notification_channels: string[];
+      created_at: Date;
+    }>(
       "select id, metric_type, threshold, notification_channels, created_at from usage_alert_subscriptions where organization_id = $1 and deleted_at is null order by created_at",
       [organizationId],
     );
-    return rows.map((r) => ({ subscriptionId: r.id, metricType: r.metric_type, threshold: Number(r.threshold), notificationChannels: r.notification_channels, createdAt: iso(r.created_at) }));
+    return rows.map((r) => ({
+      subscriptionId: r.id,
+      metricType: r.metric_type,
+      threshold: Number(r.threshold),
+      notificationChannels: r.notification_channels,
+      createdAt: iso(r.created_at),
+    }));
   }
 
   /** Removes an alert subscription. @throws {NotFoundError} */
   async unsubscribeFromQuotaAlerts(organizationId: string, subscriptionId: string): Promise<{ deleted: boolean }> {
-    const { rowCount } = await this.db.query("update usage_alert_subscriptions set deleted_at = now() where id = $1 and organization_id = $2 and deleted_at is null", [subscriptionId, organizationId]);
+    const { rowCount } = await this.db.query(
+      "update usage_alert_subscriptions set deleted_at = now() where id = $1 and organization_id = $2 and deleted_at is null",
+      [subscriptionId, organizationId],
+    );
     if (rowCount === 0) throw new NotFoundError(`subscription ${subscriptionId} not found`);
     await this.orgs(organizationId).invalidate();
     return { deleted: true };

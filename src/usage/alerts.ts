@@ -5,7 +5,14 @@ import type { Platform } from "../platform/platform.ts";
 
 /** A threshold or limit crossed by an organization's counters. */
 export type AlertCrossing =
-  | { kind: "threshold"; subscription: { id: string; threshold: number; notificationChannels: string[] }; metricType: string; used: number; limit: number; periodStart: Date }
+  | {
+      kind: "threshold";
+      subscription: { id: string; threshold: number; notificationChannels: string[] };
+      metricType: string;
+      used: number;
+      limit: number;
+      periodStart: Date;
+    }
   | { kind: "exceeded"; metricType: string; used: number; limit: number; periodStart: Date };
 
 /**
@@ -28,28 +35,76 @@ export async function fireAlerts(p: Platform, org: string, crossings: readonly A
         );
         if (claim.rowCount === 0) continue;
         n += 1;
-        const data = { subscriptionId: c.subscription.id, metricType: c.metricType, threshold: c.subscription.threshold, used: c.used, limit: c.limit, percentage: pct, periodStart: c.periodStart.toISOString(), channels: c.subscription.notificationChannels };
+        const data = {
+          subscriptionId: c.subscription.id,
+          metricType: c.metricType,
+          threshold: c.subscription.threshold,
+          used: c.used,
+          limit: c.limit,
+          percentage: pct,
+          periodStart: c.periodStart.toISOString(),
+          channels: c.subscription.notificationChannels,
+        };
         // The event reaches webhook subscribers (channel `webhook`) through the fan-out.
-        await outbox.publish(createEvent({ type: "usage.quota.threshold_crossed", organizationId: org, source: "/cloudmatrix-edge/usage", subject: `usage/${c.metricType}`, id: `usage-threshold:${c.subscription.id}:${c.periodStart.toISOString()}`, data }));
+        await outbox.publish(
+          createEvent({
+            type: "usage.quota.threshold_crossed",
+            organizationId: org,
+            source: "/cloudmatrix-edge/usage",
+            subject: `usage/${c.metricType}`,
+            id: `usage-threshold:${c.subscription.id}:${c.periodStart.toISOString()}`,
+            data,
+          }),
+        );
         if (c.subscription.notificationChannels.includes("in_app")) {
-          await tx.query("insert into notifications (organization_id, kind, title, body) values ($1, 'usage.quota.threshold_crossed', $2, $3)", [org, `${c.metricType} reached ${c.subscription.threshold}% of the plan limit`, JSON.stringify(data)]);
+          await tx.query(
+            "insert into notifications (organization_id, kind, title, body) values ($1, 'usage.quota.threshold_crossed', $2, $3)",
+            [org, `${c.metricType} reached ${c.subscription.threshold}% of the plan limit`, JSON.stringify(data)],
+          );
         }
         const to = claim.rows[0]?.notify_email;
         if (c.subscription.notificationChannels.includes("email") && to) {
-          emails.push({ to, subject: `CloudMatrix: ${c.metricType} at ${pct}% of your plan`, text: `Your organization ${org} has used ${c.used} of ${c.limit} ${c.metricType} (${pct}%) this billing period.` });
+          emails.push({
+            to,
+            subject: `CloudMatrix: ${c.metricType} at ${pct}% of your plan`,
+            text: `Your organization ${org} has used ${c.used} of ${c.limit} ${c.metricType} (${pct}%) this billing period.`,
+          });
         }
       } else {
-        const claim = await tx.query("insert into usage_quota_exceeded (organization_id, metric_type, period_start) values ($1, $2, $3) on conflict do nothing", [org, c.metricType, c.periodStart.toISOString()]);
+        const claim = await tx.query(
+          "insert into usage_quota_exceeded (organization_id, metric_type, period_start) values ($1, $2, $3) on conflict do nothing",
+          [org, c.metricType, c.periodStart.toISOString()],
+        );
         if (claim.rowCount === 0) continue;
         n += 1;
-        const data = { metricType: c.metricType, used: c.used, limit: c.limit, periodStart: c.periodStart.toISOString() };
-        await outbox.publish(createEvent({ type: "usage.quota.exceeded", organizationId: org, source: "/cloudmatrix-edge/usage", subject: `usage/${c.metricType}`, id: `usage-exceeded:${org}:${c.metricType}:${c.periodStart.toISOString()}`, data }));
-        await tx.query("insert into notifications (organization_id, kind, title, body) values ($1, 'usage.quota.exceeded', $2, $3)", [org, `${c.metricType} exceeded the plan limit`, JSON.stringify(data)]);
+        const data = {
+          metricType: c.metricType,
+          used: c.used,
+          limit: c.limit,
+          periodStart: c.periodStart.toISOString(),
+        };
+        await outbox.publish(
+          createEvent({
+            type: "usage.quota.exceeded",
+            organizationId: org,
+            source: "/cloudmatrix-edge/usage",
+            subject: `usage/${c.metricType}`,
+            id: `usage-exceeded:${org}:${c.metricType}:${c.periodStart.toISOString()}`,
+            data,
+          }),
+        );
+        await tx.query(
+          "insert into notifications (organization_id, kind, title, body) values ($1, 'usage.quota.exceeded', $2, $3)",
+          [org, `${c.metricType} exceeded the plan limit`, JSON.stringify(data)],
+        );
       }
     }
     return n;
   });
   const email = createEmailClient(p.db, p.config);
-  for (const m of emails) await email.send({ ...m, kind: "usage.alert", organizationId: org }).catch((err: unknown) => p.logger.error("alert e-mail failed", { err }));
+  for (const m of emails)
+    await email
+      .send({ ...m, kind: "usage.alert", organizationId: org })
+      .catch((err: unknown) => p.logger.error("alert e-mail failed", { err }));
   return fired;
 }

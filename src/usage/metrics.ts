@@ -25,13 +25,36 @@ export const usageEventTypes = [
 export type UsageEventType = (typeof usageEventTypes)[number];
 
 /** A derived metric: a signed sum of event types, or a distinct-user count. */
-export type DerivedMetric = { kind: "sum"; terms: readonly (readonly [UsageEventType, 1 | -1])[]; gauge: boolean; description: string } | { kind: "distinct"; description: string };
+export type DerivedMetric =
+  | { kind: "sum"; terms: readonly (readonly [UsageEventType, 1 | -1])[]; gauge: boolean; description: string }
+  | { kind: "distinct"; description: string };
 
 /** The derived metrics (documented in the README). */
 export const derivedMetrics = {
-  api_calls: { kind: "sum", terms: [["api.call", 1]], gauge: false, description: "API calls served (sum of api.call quantities)" },
-  storage: { kind: "sum", terms: [["storage.upload", 1], ["storage.delete", -1]], gauge: true, description: "Bytes stored: uploads minus deletes, all time" },
-  documents: { kind: "sum", terms: [["document.created", 1], ["document.deleted", -1]], gauge: true, description: "Documents existing: created minus deleted, all time" },
+  api_calls: {
+    kind: "sum",
+    terms: [["api.call", 1]],
+    gauge: false,
+    description: "API calls served (sum of api.call quantities)",
+  },
+  storage: {
+    kind: "sum",
+    terms: [
+      ["storage.upload", 1],
+      ["storage.delete", -1],
+    ],
+    gauge: true,
+    description: "Bytes stored: uploads minus deletes, all time",
+  },
+  documents: {
+    kind: "sum",
+    terms: [
+      ["document.created", 1],
+      ["document.deleted", -1],
+    ],
+    gauge: true,
+    description: "Documents existing: created minus deleted, all time",
+  },
   collaborators: { kind: "distinct", description: "Distinct users active in the period (or range)" },
   active_users: { kind: "distinct", description: "Distinct users active in the bucket" },
 } as const satisfies Record<string, DerivedMetric>;

@@ -18,7 +18,17 @@ export function anchorIn(anchor: Date, y: number, m: number): Date {
   const yy = y + Math.floor(m / 12);
   const mm = ((m % 12) + 12) % 12;
   const day = Math.min(anchor.getUTCDate(), daysInMonth(yy, mm));
-  return new Date(Date.UTC(yy, mm, day, anchor.getUTCHours(), anchor.getUTCMinutes(), anchor.getUTCSeconds(), anchor.getUTCMilliseconds()));
+  return new Date(
+    Date.UTC(
+      yy,
+      mm,
+      day,
+      anchor.getUTCHours(),
+      anchor.getUTCMinutes(),
+      anchor.getUTCSeconds(),
+      anchor.getUTCMilliseconds(),
+    ),
+  );
 }
 
 /** The billing period containing `at` for a billing `anchor`. */
@@ -37,7 +47,16 @@ export type Granularity = "minute" | "hour" | "day" | "month";
 
 /** Offset of `tz` from UTC at instant `at`, in minutes (e.g. +60 for Europe/Paris in winter). */
 export function tzOffsetMinutes(tz: string, at: Date): number {
-  const parts = new Intl.DateTimeFormat("en-US", { timeZone: tz, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" }).formatToParts(at);
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone: tz,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+  }).formatToParts(at);
   const n = (type: string) => Number(parts.find((p) => p.type === type)?.value);
   const asUtc = Date.UTC(n("year"), n("month") - 1, n("day"), n("hour"), n("minute"), n("second"));
   return Math.round((asUtc - Math.floor(at.getTime() / 1000) * 1000) / 60_000);

@@ -25,7 +25,12 @@ export interface Plan {
 }
 
 /** Builds the seed's `QuotaMetric`. */
-export function quotaMetric(metricType: string, used: number, reserved: number, limit: number | undefined): QuotaMetric {
+export function quotaMetric(
+  metricType: string,
+  used: number,
+  reserved: number,
+  limit: number | undefined,
+): QuotaMetric {
   const effective = used + reserved;
   return {
     metricType,
@@ -49,14 +54,20 @@ export interface Admission {
  * unlimited metric always admits (limit reported as Infinity → serialised as -1 by the API).
  */
 export function admit(used: number, reserved: number, limit: number | undefined, amount: number): Admission {
-  if (limit === undefined) return { allowed: true, remaining: Number.POSITIVE_INFINITY, limit: Number.POSITIVE_INFINITY };
+  if (limit === undefined)
+    return { allowed: true, remaining: Number.POSITIVE_INFINITY, limit: Number.POSITIVE_INFINITY };
   const left = limit - used - reserved;
   if (amount <= left) return { allowed: true, remaining: left - amount, limit };
   return { allowed: false, remaining: Math.max(0, left), limit };
 }
 
 /** Thresholds (percent) crossed upwards when usage moved from `before` to `after` of `limit`. */
-export function crossedThresholds(before: number, after: number, limit: number | undefined, thresholds: readonly number[]): number[] {
+export function crossedThresholds(
+  before: number,
+  after: number,
+  limit: number | undefined,
+  thresholds: readonly number[],
+): number[] {
   if (!limit || after <= before) return [];
   const pb = (before / limit) * 100;
   const pa = (after / limit) * 100;

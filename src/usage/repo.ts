@@ -67,7 +67,9 @@ export async function insertEvents(db: Queryable, events: readonly UsageEvent[])
 /** Creates the organization with the default plan if it is new (usage arrives before anything else). */
 export async function ensureOrganizations(db: Queryable, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
-  await db.query("insert into organizations (id) select unnest($1::text[]) order by 1 on conflict do nothing", [[...new Set(ids)].sort()]);
+  await db.query("insert into organizations (id) select unnest($1::text[]) order by 1 on conflict do nothing", [
+    [...new Set(ids)].sort(),
+  ]);
 }
 
 /** An organization's plan and billing anchor. */
@@ -112,7 +114,16 @@ export function sourceFor(granularity: Granularity, wholeHourZone: boolean): "mi
  */
 export async function sumsByBucket(
   db: Queryable,
-  q: { org: string; types: string[]; from: Date; to: Date; granularity: Granularity; tz: string; wholeHourZone: boolean; byResourceType: boolean },
+  q: {
+    org: string;
+    types: string[];
+    from: Date;
+    to: Date;
+    granularity: Granularity;
+    tz: string;
+    wholeHourZone: boolean;
+    byResourceType: boolean;
+  },
 ): Promise<{ rows: SumRow[]; source: string }> {
   const dim = q.byResourceType ? "resource_type" : "null::text";
   const params = [q.org, q.types, q.from.toISOString(), q.to.toISOString(), q.granularity, q.tz];
@@ -160,7 +171,18 @@ function merge(rows: SumRow[]): SumRow[] {
 }
 
 /** Sums by a raw-event dimension (userId / resourceId): scanned from the raw events. */
-export async function sumsByRawDimension(db: Queryable, q: { org: string; types: string[]; from: Date; to: Date; granularity: Granularity; tz: string; column: "user_id" | "resource_id" }) {
+export async function sumsByRawDimension(
+  db: Queryable,
+  q: {
+    org: string;
+    types: string[];
+    from: Date;
+    to: Date;
+    granularity: Granularity;
+    tz: string;
+    column: "user_id" | "resource_id";
+  },
+) {
   const { rows } = await db.query<SumRow>(
     `select date_trunc($5, occurred_at, $6) as bucket, event_type, coalesce(${q.column}, '') as dim, sum(quantity)::float8 as quantity
      from usage_events where organization_id = $1 and event_type = any($2::text[]) and occurred_at >= date_trunc($5, $3::timestamptz, $6) and occurred_at < $4
@@ -174,7 +196,10 @@ export async function sumsByRawDimension(db: Queryable, q: { org: string; types:
  * Distinct users per bucket and over the whole range, from the smallest exact source: user-days
  * for UTC days and months, user-hours otherwise (raw events for minutes).
  */
-export async function distinctUsers(db: Queryable, q: { org: string; from: Date; to: Date; granularity: Granularity; tz: string; wholeHourZone: boolean }) {
+export async function distinctUsers(
+  db: Queryable,
+  q: { org: string; from: Date; to: Date; granularity: Granularity; tz: string; wholeHourZone: boolean },
+) {
   const source =
     q.granularity === "minute" || !q.wholeHourZone
       ? { table: "usage_events", time: "occurred_at", extra: "and user_id is not null" }
@@ -184,8 +209,14 @@ export async function distinctUsers(db: Queryable, q: { org: string; from: Date;
   const params = [q.org, q.from.toISOString(), q.to.toISOString(), q.granularity, q.tz];
   const where = `organization_id = $1 and ${source.time} >= date_trunc($4, $2::timestamptz, $5) and ${source.time} < $3 ${source.extra}`;
   const [perBucket, total] = await Promise.all([
-    db.query<{ bucket: Date; users: number }>(`select date_trunc($4, ${source.time}, $5) as bucket, count(distinct user_id)::int as users from ${source.table} where ${where} group by 1`, params),
-    db.query<{ users: number }>(`select count(distinct user_id)::int as users from ${source.table} where ${where}`, params),
+    db.query<{ bucket: Date; users: number }>(
+      `select date_trunc($4, ${source.time}, $5) as bucket, count(distinct user_id)::int as users from ${source.table} where ${where} group by 1`,
+      params,
+    ),
+    db.query<{ users: number }>(
+      `select count(distinct user_id)::int as users from ${source.table} where ${where}`,
+      params,
+    ),
   ]);
   return { perBucket: perBucket.rows, total: total.rows[0]?.users ?? 0, source: source.table };
 }

@@ -33,7 +33,12 @@ export async function rollupMetrics(
   onError: (err: unknown) => void = () => {},
   maxBatches = 50,
 ): Promise<{ rolledUp: number; errors: number }> {
-  const types = metricType === "*" ? [...usageEventTypes] : isUsageEventType(metricType) ? [metricType] : sourceEventTypes(metricType);
+  const types =
+    metricType === "*"
+      ? [...usageEventTypes]
+      : isUsageEventType(metricType)
+        ? [metricType]
+        : sourceEventTypes(metricType);
   let rolledUp = 0;
   let errors = 0;
   if (types.length === 0) return { rolledUp, errors }; // distinct counts are read from exact user sets
@@ -48,7 +53,9 @@ export async function rollupMetrics(
             [g, types, cutoffTime.toISOString(), BATCH],
           );
           if (rows.length === 0) return 0;
-          const picked = JSON.stringify(rows.map((r) => ({ o: r.organization_id, t: r.event_type, b: new Date(r.bucket).toISOString() })));
+          const picked = JSON.stringify(
+            rows.map((r) => ({ o: r.organization_id, t: r.event_type, b: new Date(r.bucket).toISOString() })),
+          );
           // Two statements: within one, the insert would still see the rows the delete removes.
           await tx.query(
             `delete from usage_agg_${g} a using jsonb_to_recordset($1::jsonb) as p(o text, t text, b timestamptz)
@@ -87,11 +94,20 @@ export async function rollupMetrics(
  * Retention: purges minute aggregates and raw events past their horizons (the hour, day and month
  * tables keep exact sums), and makes sure monthly partitions exist ahead.
  */
-export async function applyRetention(db: Db, r: RetentionSettings, now: Date): Promise<{ minuteRows: number; rawRows: number; partitionsCreated: number }> {
-  const minute = await db.query("delete from usage_agg_minute where bucket < $1", [new Date(now.getTime() - r.minuteRetentionDays * 86_400_000).toISOString()]);
+export async function applyRetention(
+  db: Db,
+  r: RetentionSettings,
+  now: Date,
+): Promise<{ minuteRows: number; rawRows: number; partitionsCreated: number }> {
+  const minute = await db.query("delete from usage_agg_minute where bucket < $1", [
+    new Date(now.getTime() - r.minuteRetentionDays * 86_400_000).toISOString(),
+  ]);
   const rawBefore = new Date(now.getTime() - r.rawRetentionDays * 86_400_000).toISOString();
   const raw = await db.query("delete from usage_events where occurred_at < $1", [rawBefore]);
   await db.query("delete from usage_event_ids where received_at < $1", [rawBefore]);
-  const { rows } = await db.query<{ n: number }>("select usage_ensure_partitions((date_trunc('month', $1::timestamptz) - interval '1 month')::date, 5) as n", [now.toISOString()]);
+  const { rows } = await db.query<{ n: number }>(
+    "select usage_ensure_partitions((date_trunc('month', $1::timestamptz) - interval '1 month')::date, 5) as n",
+    [now.toISOString()],
+  );
   return { minuteRows: minute.rowCount, rawRows: raw.rowCount, partitionsCreated: rows[0]?.n ?? 0 };
 }

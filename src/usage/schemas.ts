@@ -4,7 +4,11 @@ import { isTimeZone } from "./periods.ts";
 
 /** The seed's usage data models as zod schemas (validation, OpenAPI and types from one place). */
 
-const id = z.string().min(1).max(200).regex(/^[\w.:@/-]+$/, "letters, digits and _ . : @ / - only");
+const id = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[\w.:@/-]+$/, "letters, digits and _ . : @ / - only");
 
 /** Largest serialised `metadata` per event. */
 export const MAX_METADATA_BYTES = 4096;
@@ -17,12 +21,19 @@ export const usageEventSchema = z
     userId: id.optional(),
     eventType: z.enum(usageEventTypes),
     resourceId: id.optional(),
-    resourceType: z.string().min(1).max(64).regex(/^[a-z][a-z0-9_]*$/, "lower_snake_case").optional(),
+    resourceType: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[a-z][a-z0-9_]*$/, "lower_snake_case")
+      .optional(),
     quantity: z.number().finite().nonnegative().max(1e15).default(1),
     metadata: z
       .record(z.string(), z.unknown())
       .default({})
-      .refine((m) => JSON.stringify(m).length <= MAX_METADATA_BYTES, { message: `metadata exceeds ${MAX_METADATA_BYTES} bytes` }),
+      .refine((m) => JSON.stringify(m).length <= MAX_METADATA_BYTES, {
+        message: `metadata exceeds ${MAX_METADATA_BYTES} bytes`,
+      }),
     timestamp: z.coerce.date(),
   })
   .openapi("UsageEvent");
@@ -37,8 +48,14 @@ export const aggregationQuerySchema = z
     startTime: z.coerce.date(),
     endTime: z.coerce.date(),
     granularity: z.enum(["minute", "hour", "day", "month"]),
-    metricTypes: z.array(z.string().refine(isMetricType, { message: `unknown metric type; known: ${metricTypes.join(", ")}` })).min(1).max(20),
-    dimensions: z.array(z.enum(["resourceType", "userId", "resourceId"])).max(2).optional(),
+    metricTypes: z
+      .array(z.string().refine(isMetricType, { message: `unknown metric type; known: ${metricTypes.join(", ")}` }))
+      .min(1)
+      .max(20),
+    dimensions: z
+      .array(z.enum(["resourceType", "userId", "resourceId"]))
+      .max(2)
+      .optional(),
     timeZone: z.string().refine(isTimeZone, { message: "unknown IANA time zone" }).default("UTC"),
   })
   .refine((q) => q.startTime < q.endTime, { message: "startTime must be before endTime", path: ["endTime"] })
@@ -48,7 +65,12 @@ export type AggregationQuery = z.input<typeof aggregationQuerySchema>;
 
 /** Seed `MetricDataPoint`. */
 export const metricDataPointSchema = z
-  .object({ timestamp: z.string(), metricType: z.string(), value: z.number(), dimensions: z.record(z.string(), z.string()) })
+  .object({
+    timestamp: z.string(),
+    metricType: z.string(),
+    value: z.number(),
+    dimensions: z.record(z.string(), z.string()),
+  })
   .openapi("MetricDataPoint");
 /** One value of one metric in one bucket. */
 export type MetricDataPoint = z.infer<typeof metricDataPointSchema>;
@@ -71,14 +93,27 @@ export type AggregatedMetrics = z.infer<typeof aggregatedMetricsSchema>;
 
 /** Seed `QuotaMetric`. */
 export const quotaMetricSchema = z
-  .object({ metricType: z.string(), used: z.number(), limit: z.number().nullable(), percentage: z.number(), exceeded: z.boolean(), reserved: z.number() })
+  .object({
+    metricType: z.string(),
+    used: z.number(),
+    limit: z.number().nullable(),
+    percentage: z.number(),
+    exceeded: z.boolean(),
+    reserved: z.number(),
+  })
   .openapi("QuotaMetric");
 /** Usage against one limit (`limit: null` = unlimited). */
 export type QuotaMetric = z.infer<typeof quotaMetricSchema>;
 
 /** Seed `QuotaStatus`. */
 export const quotaStatusSchema = z
-  .object({ organizationId: z.string(), plan: z.string(), metrics: z.array(quotaMetricSchema), periodStart: z.string(), periodEnd: z.string() })
+  .object({
+    organizationId: z.string(),
+    plan: z.string(),
+    metrics: z.array(quotaMetricSchema),
+    periodStart: z.string(),
+    periodEnd: z.string(),
+  })
   .openapi("QuotaStatus");
 /** Quota state of an organization. */
 export type QuotaStatus = z.infer<typeof quotaStatusSchema>;
@@ -88,7 +123,11 @@ export const quotaAlertConfigSchema = z
   .object({
     metricType: z.enum(["api_calls", "storage", "documents", "collaborators"]),
     threshold: z.number().gt(0).max(100),
-    notificationChannels: z.array(z.enum(["email", "webhook", "in_app"])).min(1).max(3).transform((c) => [...new Set(c)]),
+    notificationChannels: z
+      .array(z.enum(["email", "webhook", "in_app"]))
+      .min(1)
+      .max(3)
+      .transform((c) => [...new Set(c)]),
   })
   .openapi("QuotaAlertConfig");
 /** An alert subscription (input form). */
@@ -96,7 +135,14 @@ export type QuotaAlertConfig = z.input<typeof quotaAlertConfigSchema>;
 
 /** Seed `UsageReport` line item. */
 export const lineItemSchema = z
-  .object({ metricType: z.string(), quantity: z.number(), included: z.number(), overage: z.number(), unitPrice: z.number(), amount: z.number() })
+  .object({
+    metricType: z.string(),
+    quantity: z.number(),
+    included: z.number(),
+    overage: z.number(),
+    unitPrice: z.number(),
+    amount: z.number(),
+  })
   .openapi("UsageLineItem");
 /** One billable line. */
 export type LineItem = z.infer<typeof lineItemSchema>;
@@ -112,7 +158,17 @@ export const usageReportSchema = z
     asOf: z.string(),
     summary: z.record(z.string(), z.unknown()),
     lineItems: z.array(lineItemSchema),
-    changes: z.array(z.object({ metricType: z.string(), previousQuantity: z.number(), quantity: z.number(), previousAmount: z.number(), amount: z.number() })).nullable(),
+    changes: z
+      .array(
+        z.object({
+          metricType: z.string(),
+          previousQuantity: z.number(),
+          quantity: z.number(),
+          previousAmount: z.number(),
+          amount: z.number(),
+        }),
+      )
+      .nullable(),
     generatedAt: z.string(),
   })
   .openapi("UsageReport");

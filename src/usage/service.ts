@@ -66,6 +66,12 @@ export function usageToCloudEvent(e: UsageEvent): CloudEvent {
     time: e.timestamp.toISOString(),
     datacontenttype: "application/json",
     organizationid: e.organizationId,
-    data: { userId: e.userId, resourceId: e.resourceId, resourceType: e.resourceType, quantity: e.quantity, metadata: e.metadata },
+    data: {
+      userId: e.userId,
+      resourceId: e.resourceId,
+      resourceType: e.resourceType,
+      quantity: e.quantity,
+      metadata: e.metadata,
+    },
   };
 }

@@ -58,7 +58,11 @@ async function readPrefix(res: Response, limit: number): Promise<string> {
 }
 
 /** The headers of a signed delivery request. */
-export async function deliveryHeaders(job: Pick<Job, "deliveryId" | "body">, endpoint: Endpoint, timestampSeconds: number): Promise<Record<string, string>> {
+export async function deliveryHeaders(
+  job: Pick<Job, "deliveryId" | "body">,
+  endpoint: Endpoint,
+  timestampSeconds: number,
+): Promise<Record<string, string>> {
   return {
     ...endpoint.headers,
     "content-type": "application/json",
@@ -87,12 +91,15 @@ export async function attemptDelivery(job: Job, endpoint: Endpoint, s: AttemptSe
       signal,
     });
   } catch (err) {
-    const timedOut = signal.aborted || (err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError"));
+    const timedOut =
+      signal.aborted || (err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError"));
     return {
       success: false,
       responseTimeMs: now() - started,
       errorType: timedOut ? "timeout" : "connection",
-      error: timedOut ? `no response within ${s.timeoutMs} ms` : `connection failed: ${err instanceof Error ? err.message : String(err)}`,
+      error: timedOut
+        ? `no response within ${s.timeoutMs} ms`
+        : `connection failed: ${err instanceof Error ? err.message : String(err)}`,
     };
   }
   const responseTimeMs = now() - started;
@@ -104,7 +111,12 @@ export async function attemptDelivery(job: Job, endpoint: Endpoint, s: AttemptSe
     statusCode: res.status,
     responseTimeMs,
     responseBody,
-    ...(success ? {} : { errorType, error: `HTTP ${res.status}${res.status >= 300 && res.status < 400 ? " (redirects are not followed)" : ""}` }),
+    ...(success
+      ? {}
+      : {
+          errorType,
+          error: `HTTP ${res.status}${res.status >= 300 && res.status < 400 ? " (redirects are not followed)" : ""}`,
+        }),
     retryAfterMs: parseRetryAfter(res.headers.get("retry-after"), now()),
   };
 }

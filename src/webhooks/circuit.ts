@@ -65,7 +65,15 @@ export function cooldownMs(openCount: number, s: CircuitSettings): number {
 function open(c: CircuitRecord, s: CircuitSettings, now: number, reason: string): CircuitStep {
   const openCount = c.openCount + 1;
   return {
-    circuit: { ...c, state: "open", openedAt: now, halfOpenAt: now + cooldownMs(openCount, s), openCount, successCount: 0, lastFailureAt: now },
+    circuit: {
+      ...c,
+      state: "open",
+      openedAt: now,
+      halfOpenAt: now + cooldownMs(openCount, s),
+      openCount,
+      successCount: 0,
+      lastFailureAt: now,
+    },
     transition: { from: c.state, to: "open", reason },
   };
 }
@@ -89,17 +97,22 @@ export function recordSuccess(c: CircuitRecord, s: CircuitSettings): CircuitStep
 
 /** Feeds a failed delivery. */
 export function recordFailure(c: CircuitRecord, s: CircuitSettings, now: number): CircuitStep {
-  if (c.state === "half_open") return open({ ...c, failureCount: c.failureCount + 1 }, s, now, "probe failed while half-open");
+  if (c.state === "half_open")
+    return open({ ...c, failureCount: c.failureCount + 1 }, s, now, "probe failed while half-open");
   if (c.state === "open") return { circuit: { ...c, lastFailureAt: now }, transition: null };
   const failureCount = c.failureCount + 1;
-  if (failureCount >= s.failureThreshold) return open({ ...c, failureCount }, s, now, `${failureCount} consecutive failures`);
+  if (failureCount >= s.failureThreshold)
+    return open({ ...c, failureCount }, s, now, `${failureCount} consecutive failures`);
   return { circuit: { ...c, failureCount, lastFailureAt: now }, transition: null };
 }
 
 /** Moves an open breaker to half-open once its cooldown has passed. */
 export function tick(c: CircuitRecord, now: number): CircuitStep {
   if (c.state === "open" && c.halfOpenAt !== null && now >= c.halfOpenAt) {
-    return { circuit: { ...c, state: "half_open", successCount: 0 }, transition: { from: "open", to: "half_open", reason: "cooldown elapsed" } };
+    return {
+      circuit: { ...c, state: "half_open", successCount: 0 },
+      transition: { from: "open", to: "half_open", reason: "cooldown elapsed" },
+    };
   }
   return { circuit: c, transition: null };
 }
@@ -111,7 +124,10 @@ export function allowedInFlight(c: CircuitRecord, concurrency: number): number {
 
 /** Closes the breaker by hand (`resetCircuit`). */
 export function resetCircuit(c: CircuitRecord): CircuitStep {
-  return { circuit: { ...closedCircuit }, transition: c.state === "closed" ? null : { from: c.state, to: "closed", reason: "manual reset" } };
+  return {
+    circuit: { ...closedCircuit },
+    transition: c.state === "closed" ? null : { from: c.state, to: "closed", reason: "manual reset" },
+  };
 }
 
 /** The seed's `CircuitState` view of a record. */

@@ -20,8 +20,18 @@ import type {
   WebhookRegistration,
   WebhookUpdate,
 } from "./schemas.ts";
-import { historyOptionsSchema, listOptionsSchema, webhookEventSchema, webhookRegistrationSchema, webhookUpdateSchema } from "./schemas.ts";
-import { generateSecret, signPayload as signWebhookPayload, verifySignature as verifyWebhookSignature } from "./signing.ts";
+import {
+  historyOptionsSchema,
+  listOptionsSchema,
+  webhookEventSchema,
+  webhookRegistrationSchema,
+  webhookUpdateSchema,
+} from "./schemas.ts";
+import {
+  generateSecret,
+  signPayload as signWebhookPayload,
+  verifySignature as verifyWebhookSignature,
+} from "./signing.ts";
 import { assertWebhookUrl } from "./url-policy.ts";
 
 /** The RPC surface of an endpoint's Durable Object (`WebhookEndpoint`), as the service uses it. */
@@ -89,11 +99,24 @@ export function newDeliveryId(): string {
  * The body every delivery carries, exactly `JSON.stringify` of this object: `id` (= the
  * `webhook-id` header, for deduplication), the event's type, id, organization, time and data.
  */
-export function envelope(deliveryId: string, e: { eventType: string; eventId: string; organizationId: string; occurredAt: string; data: unknown }): string {
-  return JSON.stringify({ id: deliveryId, type: e.eventType, eventId: e.eventId, organizationId: e.organizationId, occurredAt: e.occurredAt, data: e.data });
+export function envelope(
+  deliveryId: string,
+  e: { eventType: string; eventId: string; organizationId: string; occurredAt: string; data: unknown },
+): string {
+  return JSON.stringify({
+    id: deliveryId,
+    type: e.eventType,
+    eventId: e.eventId,
+    organizationId: e.organizationId,
+    occurredAt: e.occurredAt,
+    data: e.data,
+  });
 }
 
-const toJob = (d: Pick<DeliveryRow, "id" | "event_id" | "event_type" | "payload" | "attempt_count" | "created_at">, dueAt: number): Job => ({
+const toJob = (
+  d: Pick<DeliveryRow, "id" | "event_id" | "event_type" | "payload" | "attempt_count" | "created_at">,
+  dueAt: number,
+): Job => ({
   deliveryId: d.id,
   eventId: d.event_id,
   eventType: d.event_type,
@@ -140,7 +163,16 @@ export class WebhookDeliverySystem {
     const { rows } = await this.db.query<{ id: string }>(
       `insert into webhooks (id, organization_id, url, events, secret, description, headers, created_by)
        values ($1, $2, $3, $4, $5, $6, $7, $8) returning id`,
-      [`wh_${crypto.randomUUID().replace(/-/g, "")}`, r.organizationId, url.toString(), r.events, generateSecret(), r.description, JSON.stringify(r.headers), r.createdBy],
+      [
+        `wh_${crypto.randomUUID().replace(/-/g, "")}`,
+        r.organizationId,
+        url.toString(),
+        r.events,
+        generateSecret(),
+        r.description,
+        JSON.stringify(r.headers),
+        r.createdBy,
+      ],
     );
     return toWebhook((await findWebhook(this.db, rows[0]!.id))!, true);
   }
@@ -159,7 +191,10 @@ export class WebhookDeliverySystem {
   async getWebhookSecret(webhookId: string): Promise<{ secret: string; previousSecretExpiresAt: string | null }> {
     const row = await this.mustFind(webhookId);
     const live = row.previous_secret_expires_at && new Date(row.previous_secret_expires_at).getTime() > this.now();
-    return { secret: row.secret, previousSecretExpiresAt: live ? new Date(row.previous_secret_expires_at!).toISOString() : null };
+    return {
+      secret: row.secret,
+      previousSecretExpiresAt: live ? new Date(row.previous_secret_expires_at!).toISOString() : null,
+    };
   }
 
   private async mustFind(webhookId: string): Promise<WebhookRow> {
@@ -191,11 +226,17 @@ export class WebhookDeliverySystem {
       if (u.active) sets.push("disabled_reason = null");
     }
     if (u.rotateSecret) {
-      sets.push("previous_secret = secret", `previous_secret_expires_at = now() + ($${params.push(this.config.secretOverlapMs)}::bigint * interval '1 millisecond')`);
+      sets.push(
+        "previous_secret = secret",
+        `previous_secret_expires_at = now() + ($${params.push(this.config.secretOverlapMs)}::bigint * interval '1 millisecond')`,
+      );
       set("secret", generateSecret());
     }
     if (sets.length > 0) {
-      await this.db.query(`update webhooks set ${sets.join(", ")}, updated_at = now() where id = $1 and deleted_at is null`, params);
+      await this.db.query(
+        `update webhooks set ${sets.join(", ")}, updated_at = now() where id = $1 and deleted_at is null`,
+        params,
+      );
     }
     const endpoint = this.endpoints(webhookId);
     await endpoint.invalidate();
@@ -211,9 +252,15 @@ export class WebhookDeliverySystem {
    */
   async deleteWebhook(webhookId: string): Promise<{ deleted: boolean; cancelledDeliveries: number }> {
     const cancelled = await this.db.transaction(async (tx) => {
-      const { rowCount } = await tx.query("update webhooks set deleted_at = now(), active = false, updated_at = now() where id = $1 and deleted_at is null", [webhookId]);
+      const { rowCount } = await tx.query(
+        "update webhooks set deleted_at = now(), active = false, updated_at = now() where id = $1 and deleted_at is null",
+        [webhookId],
+      );
       if (rowCount === 0) return null;
-      const res = await tx.query("update webhook_deliveries set status = 'cancelled', completed_at = now() where webhook_id = $1 and status in ('pending', 'in_progress')", [webhookId]);
+      const res = await tx.query(
+        "update webhook_deliveries set status = 'cancelled', completed_at = now() where webhook_id = $1 and status in ('pending', 'in_progress')",
+        [webhookId],
+      );
       return res.rowCount;
     });
     if (cancelled === null) return { deleted: false, cancelledDeliveries: 0 };
@@ -226,13 +273,29 @@ export class WebhookDeliverySystem {
    * @param organizationId - organization identifier
    * @param options - limit (1–100, default 20), cursor (from `nextCursor`), active filter
    */
-  async listWebhooks(organizationId: string, options: ListWebhooksOptions = {}): Promise<{ webhooks: Webhook[]; total: number; hasMore: boolean; nextCursor: string | null }> {
-    const o = parseInput(listOptionsSchema, { ...options, active: options.active === undefined ? undefined : String(options.active) }, "list options");
-    const { rows, total } = await listWebhookRows(this.db, organizationId, { limit: o.limit, after: decodeCursor(o.cursor), active: o.active });
+  async listWebhooks(
+    organizationId: string,
+    options: ListWebhooksOptions = {},
+  ): Promise<{ webhooks: Webhook[]; total: number; hasMore: boolean; nextCursor: string | null }> {
+    const o = parseInput(
+      listOptionsSchema,
+      { ...options, active: options.active === undefined ? undefined : String(options.active) },
+      "list options",
+    );
+    const { rows, total } = await listWebhookRows(this.db, organizationId, {
+      limit: o.limit,
+      after: decodeCursor(o.cursor),
+      active: o.active,
+    });
     const page = rows.slice(0, o.limit);
     const hasMore = rows.length > o.limit;
     const last = page[page.length - 1];
-    return { webhooks: page.map((r) => toWebhook(r)), total, hasMore, nextCursor: hasMore && last ? encodeCursor(last.created_at_text, last.id) : null };
+    return {
+      webhooks: page.map((r) => toWebhook(r)),
+      total,
+      hasMore,
+      nextCursor: hasMore && last ? encodeCursor(last.created_at_text, last.id) : null,
+    };
   }
 
   /**
@@ -251,7 +314,10 @@ export class WebhookDeliverySystem {
     return { queued: rows.filter((r) => r.status === "pending").length, webhookIds };
   }
 
-  private async insertDeliveries(e: { eventId: string; eventType: string; organizationId: string; occurredAt: string; data: unknown }, webhookIds: string[]): Promise<DeliveryRow[]> {
+  private async insertDeliveries(
+    e: { eventId: string; eventType: string; organizationId: string; occurredAt: string; data: unknown },
+    webhookIds: string[],
+  ): Promise<DeliveryRow[]> {
     const fresh = webhookIds.map((webhookId) => {
       const id = newDeliveryId();
       return { id, webhook_id: webhookId, payload: envelope(id, e) };
@@ -279,18 +345,28 @@ export class WebhookDeliverySystem {
     for (const r of rows) byWebhook.set(r.webhook_id, [...(byWebhook.get(r.webhook_id) ?? []), r]);
     await Promise.all(
       [...byWebhook].map(([webhookId, list]) =>
-        this.endpoints(webhookId).enqueue(webhookId, list[0]!.organization_id, list.map((d) => toJob(d, new Date(d.scheduled_at).getTime()))),
+        this.endpoints(webhookId).enqueue(
+          webhookId,
+          list[0]!.organization_id,
+          list.map((d) => toJob(d, new Date(d.scheduled_at).getTime())),
+        ),
       ),
     );
   }
 
-  private result(deliveryId: string, record: AttemptRecord | undefined, circuit: CircuitState, reason?: string): DeliveryResult {
+  private result(
+    deliveryId: string,
+    record: AttemptRecord | undefined,
+    circuit: CircuitState,
+    reason?: string,
+  ): DeliveryResult {
     if (!record) {
       return {
         deliveryId,
         success: false,
         responseTimeMs: 0,
-        error: reason ?? (circuit.state === "open" ? `circuit open: held until ${circuit.halfOpenAt}` : "not attempted"),
+        error:
+          reason ?? (circuit.state === "open" ? `circuit open: held until ${circuit.halfOpenAt}` : "not attempted"),
         willRetry: circuit.state === "open",
         ...(circuit.state === "open" && circuit.halfOpenAt ? { nextRetryAt: circuit.halfOpenAt } : {}),
       };
@@ -316,13 +392,21 @@ export class WebhookDeliverySystem {
   async attemptDelivery(deliveryId: string): Promise<DeliveryResult> {
     const d = await findDelivery(this.db, deliveryId);
     if (!d) throw new NotFoundError(`delivery ${deliveryId} not found`);
-    if (d.status !== "pending") throw new ConflictError(`delivery ${deliveryId} is ${d.status}; use retryDelivery to send it again`);
+    if (d.status !== "pending")
+      throw new ConflictError(`delivery ${deliveryId} is ${d.status}; use retryDelivery to send it again`);
     const webhook = await findWebhook(this.db, d.webhook_id);
     if (!webhook) throw new NotFoundError(`webhook ${d.webhook_id} not found`);
     const endpoint = this.endpoints(d.webhook_id);
     await endpoint.enqueue(d.webhook_id, d.organization_id, [toJob(d, this.now())]);
     const { record, circuit } = await endpoint.attemptNow(deliveryId);
-    return this.result(deliveryId, record, circuit, webhook.active ? undefined : `webhook is disabled${webhook.disabled_reason ? `: ${webhook.disabled_reason}` : ""}`);
+    return this.result(
+      deliveryId,
+      record,
+      circuit,
+      webhook.active
+        ? undefined
+        : `webhook is disabled${webhook.disabled_reason ? `: ${webhook.disabled_reason}` : ""}`,
+    );
   }
 
   /**
@@ -340,7 +424,9 @@ export class WebhookDeliverySystem {
     );
     await this.handOff(rows);
     const totals = { processed: 0, succeeded: 0, failed: 0 };
-    const results = await Promise.all([...new Set(rows.map((r) => r.webhook_id))].map((id) => this.endpoints(id).drain()));
+    const results = await Promise.all(
+      [...new Set(rows.map((r) => r.webhook_id))].map((id) => this.endpoints(id).drain()),
+    );
     for (const r of results) {
       totals.processed += r.processed;
       totals.succeeded += r.succeeded;
@@ -361,7 +447,13 @@ export class WebhookDeliverySystem {
       params,
     );
     const deliveries = rows.map(toDelivery);
-    return { eventId, deliveries, summary: Object.fromEntries(deliveries.map((d) => [d.webhookId, { status: d.status, attempts: d.attemptNumber }])) };
+    return {
+      eventId,
+      deliveries,
+      summary: Object.fromEntries(
+        deliveries.map((d) => [d.webhookId, { status: d.status, attempts: d.attemptNumber }]),
+      ),
+    };
   }
 
   /**
@@ -369,7 +461,10 @@ export class WebhookDeliverySystem {
    * @param webhookId - webhook identifier
    * @param options - limit (1–100), cursor, status filter
    */
-  async getDeliveryHistory(webhookId: string, options: HistoryOptions = {}): Promise<{ deliveries: Delivery[]; total: number; hasMore: boolean; nextCursor: string | null }> {
+  async getDeliveryHistory(
+    webhookId: string,
+    options: HistoryOptions = {},
+  ): Promise<{ deliveries: Delivery[]; total: number; hasMore: boolean; nextCursor: string | null }> {
     const o = parseInput(historyOptionsSchema, options, "history options");
     const status = o.status ?? null;
     const after = decodeCursor(o.cursor);
@@ -380,12 +475,20 @@ export class WebhookDeliverySystem {
          order by created_at desc, id desc limit $5`,
         [webhookId, status, after?.createdAt ?? null, after?.id ?? null, o.limit + 1],
       ),
-      this.db.query<{ n: number }>("select count(*)::int as n from webhook_deliveries where webhook_id = $1 and ($2::text is null or status = $2)", [webhookId, status]),
+      this.db.query<{ n: number }>(
+        "select count(*)::int as n from webhook_deliveries where webhook_id = $1 and ($2::text is null or status = $2)",
+        [webhookId, status],
+      ),
     ]);
     const rows = page.rows.slice(0, o.limit);
     const hasMore = page.rows.length > o.limit;
     const last = rows[rows.length - 1];
-    return { deliveries: rows.map(toDelivery), total: total.rows[0]?.n ?? 0, hasMore, nextCursor: hasMore && last?.created_at_text ? encodeCursor(last.created_at_text, last.id) : null };
+    return {
+      deliveries: rows.map(toDelivery),
+      total: total.rows[0]?.n ?? 0,
+      hasMore,
+      nextCursor: hasMore && last?.created_at_text ? encodeCursor(last.created_at_text, last.id) : null,
+    };
   }
 
   /** The organization and webhook a delivery belongs to (tenancy checks), or null. */
@@ -404,7 +507,10 @@ export class WebhookDeliverySystem {
     if (!d) throw new NotFoundError(`delivery ${deliveryId} not found`);
     if (!(await findWebhook(this.db, d.webhook_id))) throw new ConflictError(`webhook ${d.webhook_id} was deleted`);
     if (d.status !== "pending") {
-      await this.db.query("update webhook_deliveries set status = 'pending', scheduled_at = now(), completed_at = null where id = $1", [deliveryId]);
+      await this.db.query(
+        "update webhook_deliveries set status = 'pending', scheduled_at = now(), completed_at = null where id = $1",
+        [deliveryId],
+      );
     }
     return this.attemptDelivery(deliveryId);
   }
@@ -421,7 +527,11 @@ export class WebhookDeliverySystem {
       [webhookId, since.toISOString()],
     );
     for (let i = 0; i < rows.length; i += 500) {
-      await this.endpoints(webhookId).enqueue(webhookId, webhook.organization_id, rows.slice(i, i + 500).map((d) => toJob(d, this.now())));
+      await this.endpoints(webhookId).enqueue(
+        webhookId,
+        webhook.organization_id,
+        rows.slice(i, i + 500).map((d) => toJob(d, this.now())),
+      );
     }
     return { requeued: rows.length };
   }
@@ -434,7 +544,13 @@ export class WebhookDeliverySystem {
     const webhook = await this.mustFind(webhookId);
     const eventId = `evt_test_${crypto.randomUUID()}`;
     const [row] = await this.insertDeliveries(
-      { eventId, eventType: "webhook.test", organizationId: webhook.organization_id, occurredAt: new Date(this.now()).toISOString(), data: { message: "This is a test event from CloudMatrix.", webhookId } },
+      {
+        eventId,
+        eventType: "webhook.test",
+        organizationId: webhook.organization_id,
+        occurredAt: new Date(this.now()).toISOString(),
+        data: { message: "This is a test event from CloudMatrix.", webhookId },
+      },
       [webhookId],
     );
     return this.attemptDelivery(row!.id);
@@ -464,14 +580,25 @@ export class WebhookDeliverySystem {
    * @param webhookId - webhook identifier
    * @param timeRange - `{from, to}` as Dates or ISO strings
    */
-  async getHealthMetrics(webhookId: string, timeRange: { from?: Date | string; to?: Date | string } = {}): Promise<WebhookHealthMetrics> {
+  async getHealthMetrics(
+    webhookId: string,
+    timeRange: { from?: Date | string; to?: Date | string } = {},
+  ): Promise<WebhookHealthMetrics> {
     await this.mustFind(webhookId);
     const to = timeRange.to ? new Date(timeRange.to) : new Date(this.now());
     const from = timeRange.from ? new Date(timeRange.from) : new Date(to.getTime() - 86_400_000);
-    if (!(from < to)) throw new ValidationError("invalid time range", [{ path: "from", message: "from must be before to" }]);
+    if (!(from < to))
+      throw new ValidationError("invalid time range", [{ path: "from", message: "from must be before to" }]);
     const range = [webhookId, from.toISOString(), to.toISOString()];
     const [agg, errors] = await Promise.all([
-      this.db.query<{ n: number; ok: number; deliveries: number; avg: number | null; p95: number | null; p99: number | null }>(
+      this.db.query<{
+        n: number;
+        ok: number;
+        deliveries: number;
+        avg: number | null;
+        p95: number | null;
+        p99: number | null;
+      }>(
         `select count(*)::int as n, count(*) filter (where success)::int as ok, count(distinct delivery_id)::int as deliveries,
            avg(response_time_ms)::float8 as avg,
            percentile_cont(0.95) within group (order by response_time_ms)::float8 as p95,
@@ -518,7 +645,13 @@ export class WebhookDeliverySystem {
    * @param timestamp - received `webhook-timestamp` (Unix seconds)
    * @param tolerance - max age (and max future skew) in seconds, default 300
    */
-  verifySignature(payload: unknown, signature: string, secret: string, timestamp: number, tolerance = 300): Promise<boolean> {
+  verifySignature(
+    payload: unknown,
+    signature: string,
+    secret: string,
+    timestamp: number,
+    tolerance = 300,
+  ): Promise<boolean> {
     return verifyWebhookSignature(payload, signature, secret, timestamp, tolerance);
   }
 }

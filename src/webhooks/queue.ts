@@ -72,7 +72,14 @@ export function parseRetryAfter(value: string | null | undefined, now: number): 
 }
 
 /** Why an attempt failed, for the health metrics' error breakdown. */
-export type ErrorType = "timeout" | "connection" | "http_3xx" | "http_4xx" | "http_5xx" | "ssrf_blocked" | "invalid_response";
+export type ErrorType =
+  | "timeout"
+  | "connection"
+  | "http_3xx"
+  | "http_4xx"
+  | "http_5xx"
+  | "ssrf_blocked"
+  | "invalid_response";
 
 /** What one HTTP attempt produced. */
 export interface AttemptOutcome {
@@ -109,7 +116,13 @@ export type Decision =
  * Decides the delivery's fate after its `attempts`-th attempt. `Retry-After` on 429/503 is honoured
  * but clamped to [1 s, cap] so an endpoint can neither hammer-loop nor park us for a day.
  */
-export function decide(outcome: AttemptOutcome, attempts: number, s: RetrySettings, now: number, random: () => number = Math.random): Decision {
+export function decide(
+  outcome: AttemptOutcome,
+  attempts: number,
+  s: RetrySettings,
+  now: number,
+  random: () => number = Math.random,
+): Decision {
   if (outcome.success) return { kind: "succeeded" };
   if (outcome.statusCode === 410) return { kind: "disable" };
   if (outcome.errorType === "ssrf_blocked") return { kind: "failed" };
@@ -128,10 +141,13 @@ export function memoryJobStore(): JobStore {
   return {
     add(list) {
       let n = 0;
-      for (const j of list) if (!jobs.has(j.deliveryId)) (jobs.set(j.deliveryId, { ...j }), n++);
+      for (const j of list) if (!jobs.has(j.deliveryId)) jobs.set(j.deliveryId, { ...j }), n++;
       return n;
     },
-    due: (now, limit) => sorted().filter((j) => j.dueAt <= now).slice(0, limit),
+    due: (now, limit) =>
+      sorted()
+        .filter((j) => j.dueAt <= now)
+        .slice(0, limit),
     get: (id) => jobs.get(id),
     reschedule(id, dueAt, attempts) {
       const j = jobs.get(id);

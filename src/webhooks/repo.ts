@@ -76,14 +76,25 @@ export async function findWebhook(db: Queryable, id: string): Promise<WebhookRow
 }
 
 /** Webhooks of an organization, oldest first, keyset-paginated by (created_at, id). */
-export async function listWebhookRows(db: Queryable, org: string, o: { limit: number; after?: { createdAt: string; id: string }; active?: boolean }) {
+export async function listWebhookRows(
+  db: Queryable,
+  org: string,
+  o: { limit: number; after?: { createdAt: string; id: string }; active?: boolean },
+) {
   const params: unknown[] = [org, o.limit + 1];
   let where = "w.organization_id = $1 and w.deleted_at is null";
   if (o.active !== undefined) where += ` and w.active = $${params.push(o.active)}`;
-  if (o.after) where += ` and (w.created_at, w.id) > ($${params.push(o.after.createdAt)}::timestamptz, $${params.push(o.after.id)})`;
+  if (o.after)
+    where += ` and (w.created_at, w.id) > ($${params.push(o.after.createdAt)}::timestamptz, $${params.push(o.after.id)})`;
   const [page, total] = await Promise.all([
-    db.query<WebhookRow>(`select ${WEBHOOK_COLUMNS} from webhooks w left join webhook_stats s on s.webhook_id = w.id where ${where} order by w.created_at, w.id limit $2`, params),
-    db.query<{ n: number }>(`select count(*)::int as n from webhooks w where w.organization_id = $1 and w.deleted_at is null${o.active === undefined ? "" : " and w.active = $2"}`, o.active === undefined ? [org] : [org, o.active]),
+    db.query<WebhookRow>(
+      `select ${WEBHOOK_COLUMNS} from webhooks w left join webhook_stats s on s.webhook_id = w.id where ${where} order by w.created_at, w.id limit $2`,
+      params,
+    ),
+    db.query<{ n: number }>(
+      `select count(*)::int as n from webhooks w where w.organization_id = $1 and w.deleted_at is null${o.active === undefined ? "" : " and w.active = $2"}`,
+      o.active === undefined ? [org] : [org, o.active],
+    ),
   ]);
   return { rows: page.rows, total: total.rows[0]?.n ?? 0 };
 }
@@ -152,7 +163,11 @@ export async function findDelivery(db: Queryable, id: string): Promise<DeliveryR
  * Records a wave of attempts in one round trip: the attempts' history, each delivery's status and
  * the webhook's running stats.
  */
-export async function recordAttempts(db: Queryable, webhookId: string, records: readonly AttemptRecord[]): Promise<void> {
+export async function recordAttempts(
+  db: Queryable,
+  webhookId: string,
+  records: readonly AttemptRecord[],
+): Promise<void> {
   if (records.length === 0) return;
   const rows = records.map((r) => ({
     delivery_id: r.job.deliveryId,

@@ -36,78 +36,181 @@ async function owned(c: Context<AppEnv>, organizationId: string, webhookId: stri
 }
 
 const registerRoute = createRoute({
-  method: "post", path: "/v1/orgs/{organizationId}/webhooks", tags, middleware: [write, idempotent()] as const,
+  method: "post",
+  path: "/v1/orgs/{organizationId}/webhooks",
+  tags,
+  middleware: [write, idempotent()] as const,
   summary: "Register an endpoint (the response shows its secret)",
   request: { params: org, body: jsonBody(webhookRegistrationSchema.omit({ organizationId: true, createdBy: true })) },
   responses: { 201: jsonResponse(webhookSchema, "Registered"), ...authErrors },
 });
 const listRoute = createRoute({
-  method: "get", path: "/v1/orgs/{organizationId}/webhooks", tags, middleware: [read] as const, summary: "List endpoints",
+  method: "get",
+  path: "/v1/orgs/{organizationId}/webhooks",
+  tags,
+  middleware: [read] as const,
+  summary: "List endpoints",
   request: { params: org, query: listOptionsSchema },
-  responses: { 200: jsonResponse(z.object({ webhooks: z.array(webhookSchema), total: z.number().int(), hasMore: z.boolean(), nextCursor: z.string().nullable() }), "A page"), ...authErrors },
+  responses: {
+    200: jsonResponse(
+      z.object({
+        webhooks: z.array(webhookSchema),
+        total: z.number().int(),
+        hasMore: z.boolean(),
+        nextCursor: z.string().nullable(),
+      }),
+      "A page",
+    ),
+    ...authErrors,
+  },
 });
 const getRoute = createRoute({
-  method: "get", path: "/v1/orgs/{organizationId}/webhooks/{webhookId}", tags, middleware: [read] as const, summary: "Get an endpoint (secret masked)",
-  request: { params: orgWebhook }, responses: { 200: jsonResponse(webhookSchema, "The endpoint"), ...authErrors },
+  method: "get",
+  path: "/v1/orgs/{organizationId}/webhooks/{webhookId}",
+  tags,
+  middleware: [read] as const,
+  summary: "Get an endpoint (secret masked)",
+  request: { params: orgWebhook },
+  responses: { 200: jsonResponse(webhookSchema, "The endpoint"), ...authErrors },
 });
 const secretRoute = createRoute({
-  method: "get", path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/secret", tags, middleware: [write] as const, summary: "Reveal the signing secret (scope webhooks:write)",
+  method: "get",
+  path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/secret",
+  tags,
+  middleware: [write] as const,
+  summary: "Reveal the signing secret (scope webhooks:write)",
   request: { params: orgWebhook },
-  responses: { 200: jsonResponse(z.object({ secret: z.string(), previousSecretExpiresAt: z.string().nullable() }), "The secret"), ...authErrors },
+  responses: {
+    200: jsonResponse(z.object({ secret: z.string(), previousSecretExpiresAt: z.string().nullable() }), "The secret"),
+    ...authErrors,
+  },
 });
 const updateRoute = createRoute({
-  method: "patch", path: "/v1/orgs/{organizationId}/webhooks/{webhookId}", tags, middleware: [write] as const, summary: "Update an endpoint (rotateSecret keeps the old secret signing for the overlap)",
-  request: { params: orgWebhook, body: jsonBody(webhookUpdateSchema) }, responses: { 200: jsonResponse(webhookSchema, "Updated"), ...authErrors },
+  method: "patch",
+  path: "/v1/orgs/{organizationId}/webhooks/{webhookId}",
+  tags,
+  middleware: [write] as const,
+  summary: "Update an endpoint (rotateSecret keeps the old secret signing for the overlap)",
+  request: { params: orgWebhook, body: jsonBody(webhookUpdateSchema) },
+  responses: { 200: jsonResponse(webhookSchema, "Updated"), ...authErrors },
 });
 const deleteRoute = createRoute({
-  method: "delete", path: "/v1/orgs/{organizationId}/webhooks/{webhookId}", tags, middleware: [write] as const, summary: "Delete an endpoint and cancel its pending deliveries",
-  request: { params: orgWebhook }, responses: { 200: jsonResponse(z.object({ deleted: z.boolean(), cancelledDeliveries: z.number().int() }), "Deleted"), ...authErrors },
+  method: "delete",
+  path: "/v1/orgs/{organizationId}/webhooks/{webhookId}",
+  tags,
+  middleware: [write] as const,
+  summary: "Delete an endpoint and cancel its pending deliveries",
+  request: { params: orgWebhook },
+  responses: {
+    200: jsonResponse(z.object({ deleted: z.boolean(), cancelledDeliveries: z.number().int() }), "Deleted"),
+    ...authErrors,
+  },
 });
 const testRoute = createRoute({
-  method: "post", path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/test", tags, middleware: [write, idempotent()] as const, summary: "Send a webhook.test event now",
-  request: { params: orgWebhook }, responses: { 200: jsonResponse(deliveryResultSchema, "The attempt"), ...authErrors },
+  method: "post",
+  path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/test",
+  tags,
+  middleware: [write, idempotent()] as const,
+  summary: "Send a webhook.test event now",
+  request: { params: orgWebhook },
+  responses: { 200: jsonResponse(deliveryResultSchema, "The attempt"), ...authErrors },
 });
 const historyRoute = createRoute({
-  method: "get", path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/deliveries", tags, middleware: [read] as const, summary: "Delivery history, newest first",
+  method: "get",
+  path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/deliveries",
+  tags,
+  middleware: [read] as const,
+  summary: "Delivery history, newest first",
   request: { params: orgWebhook, query: historyOptionsSchema },
-  responses: { 200: jsonResponse(z.object({ deliveries: z.array(deliverySchema), total: z.number().int(), hasMore: z.boolean(), nextCursor: z.string().nullable() }), "A page"), ...authErrors },
+  responses: {
+    200: jsonResponse(
+      z.object({
+        deliveries: z.array(deliverySchema),
+        total: z.number().int(),
+        hasMore: z.boolean(),
+        nextCursor: z.string().nullable(),
+      }),
+      "A page",
+    ),
+    ...authErrors,
+  },
 });
 const circuitRoute = createRoute({
-  method: "get", path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/circuit", tags, middleware: [read] as const, summary: "Circuit breaker state",
-  request: { params: orgWebhook }, responses: { 200: jsonResponse(circuitStateSchema, "The breaker"), ...authErrors },
+  method: "get",
+  path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/circuit",
+  tags,
+  middleware: [read] as const,
+  summary: "Circuit breaker state",
+  request: { params: orgWebhook },
+  responses: { 200: jsonResponse(circuitStateSchema, "The breaker"), ...authErrors },
 });
 const resetRoute = createRoute({
-  method: "post", path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/circuit/reset", tags, middleware: [write] as const, summary: "Close the breaker by hand",
-  request: { params: orgWebhook }, responses: { 200: jsonResponse(z.object({ reset: z.boolean() }), "Reset"), ...authErrors },
+  method: "post",
+  path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/circuit/reset",
+  tags,
+  middleware: [write] as const,
+  summary: "Close the breaker by hand",
+  request: { params: orgWebhook },
+  responses: { 200: jsonResponse(z.object({ reset: z.boolean() }), "Reset"), ...authErrors },
 });
 const healthRoute = createRoute({
-  method: "get", path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/health", tags, middleware: [read] as const, summary: "Success rate, latency percentiles, errors by type",
-  request: { params: orgWebhook, query: timeRangeSchema }, responses: { 200: jsonResponse(healthMetricsSchema, "Health"), ...authErrors },
+  method: "get",
+  path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/health",
+  tags,
+  middleware: [read] as const,
+  summary: "Success rate, latency percentiles, errors by type",
+  request: { params: orgWebhook, query: timeRangeSchema },
+  responses: { 200: jsonResponse(healthMetricsSchema, "Health"), ...authErrors },
 });
 const recoverRoute = createRoute({
-  method: "post", path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/recover", tags, middleware: [write, idempotent()] as const, summary: "Requeue every failed delivery since a time",
+  method: "post",
+  path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/recover",
+  tags,
+  middleware: [write, idempotent()] as const,
+  summary: "Requeue every failed delivery since a time",
   request: { params: orgWebhook, body: jsonBody(z.object({ since: z.iso.datetime({ offset: true }) })) },
   responses: { 202: jsonResponse(z.object({ requeued: z.number().int() }), "Requeued"), ...authErrors },
 });
 const enqueueRoute = createRoute({
-  method: "post", path: "/v1/orgs/{organizationId}/webhook-events", tags, middleware: [write, idempotent()] as const, summary: "Deliver an event to every matching endpoint",
+  method: "post",
+  path: "/v1/orgs/{organizationId}/webhook-events",
+  tags,
+  middleware: [write, idempotent()] as const,
+  summary: "Deliver an event to every matching endpoint",
   request: { params: org, body: jsonBody(webhookEventSchema.partial({ organizationId: true })) },
-  responses: { 202: jsonResponse(z.object({ queued: z.number().int(), webhookIds: z.array(z.string()) }), "Queued"), ...authErrors },
+  responses: {
+    202: jsonResponse(z.object({ queued: z.number().int(), webhookIds: z.array(z.string()) }), "Queued"),
+    ...authErrors,
+  },
 });
 const eventStatusRoute = createRoute({
-  method: "get", path: "/v1/orgs/{organizationId}/webhook-events/{eventId}/deliveries", tags, middleware: [read] as const, summary: "Every delivery of an event",
-  request: { params: org.extend({ eventId: z.string().min(1).max(200) }) }, responses: { 200: jsonResponse(eventDeliveryStatusSchema, "Deliveries"), ...authErrors },
+  method: "get",
+  path: "/v1/orgs/{organizationId}/webhook-events/{eventId}/deliveries",
+  tags,
+  middleware: [read] as const,
+  summary: "Every delivery of an event",
+  request: { params: org.extend({ eventId: z.string().min(1).max(200) }) },
+  responses: { 200: jsonResponse(eventDeliveryStatusSchema, "Deliveries"), ...authErrors },
 });
 const retryRoute = createRoute({
-  method: "post", path: "/v1/orgs/{organizationId}/deliveries/{deliveryId}/retry", tags, middleware: [write, idempotent()] as const, summary: "Retry (or resend) a delivery now",
-  request: { params: org.extend({ deliveryId: z.string().min(1).max(200) }) }, responses: { 200: jsonResponse(deliveryResultSchema, "The attempt"), ...authErrors },
+  method: "post",
+  path: "/v1/orgs/{organizationId}/deliveries/{deliveryId}/retry",
+  tags,
+  middleware: [write, idempotent()] as const,
+  summary: "Retry (or resend) a delivery now",
+  request: { params: org.extend({ deliveryId: z.string().min(1).max(200) }) },
+  responses: { 200: jsonResponse(deliveryResultSchema, "The attempt"), ...authErrors },
 });
 
 /** The webhook HTTP API (organization-scoped; scopes `webhooks:read` / `webhooks:write`). */
 export const webhookRoutes = createRouter()
   .openapi(registerRoute, async (c) => {
     const { organizationId } = c.req.valid("param");
-    const webhook = await createWebhookService(c.var.platform).registerWebhook({ ...c.req.valid("json"), organizationId, createdBy: c.var.principal.userId });
+    const webhook = await createWebhookService(c.var.platform).registerWebhook({
+      ...c.req.valid("json"),
+      organizationId,
+      createdBy: c.var.principal.userId,
+    });
     return c.json(webhook, 201);
   })
   .openapi(listRoute, async (c) => {
@@ -167,7 +270,9 @@ export const webhookRoutes = createRouter()
     const { organizationId } = c.req.valid("param");
     const body = c.req.valid("json");
     if (body.organizationId !== undefined && body.organizationId !== organizationId) {
-      throw new ValidationError("organizationId does not match the path", [{ path: "organizationId", message: "must equal the organization in the path", in: "json" }]);
+      throw new ValidationError("organizationId does not match the path", [
+        { path: "organizationId", message: "must equal the organization in the path", in: "json" },
+      ]);
     }
     return c.json(await createWebhookService(c.var.platform).enqueueEvent({ ...body, organizationId }), 202);
   })

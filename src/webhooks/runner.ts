@@ -49,7 +49,10 @@ export interface RunResult {
 }
 
 /** Applies breaker steps and reports transitions. */
-async function step(deps: RunDeps, fn: (c: CircuitRecord) => { circuit: CircuitRecord; transition: CircuitTransition | null }) {
+async function step(
+  deps: RunDeps,
+  fn: (c: CircuitRecord) => { circuit: CircuitRecord; transition: CircuitTransition | null },
+) {
   const { circuit, transition } = fn(deps.circuit.get());
   deps.circuit.set(circuit);
   if (transition) await deps.onTransition(transition, circuit);
@@ -64,7 +67,13 @@ export function nextWake(jobs: JobStore, circuit: CircuitRecord): number | null 
 
 /** Runs due jobs; see the module comment. `only` restricts the run to one delivery (manual attempts). */
 export async function runDue(deps: RunDeps, only?: string): Promise<RunResult & { records: AttemptRecord[] }> {
-  const result = { processed: 0, succeeded: 0, failed: 0, nextWakeAt: null as number | null, records: [] as AttemptRecord[] };
+  const result = {
+    processed: 0,
+    succeeded: 0,
+    failed: 0,
+    nextWakeAt: null as number | null,
+    records: [] as AttemptRecord[],
+  };
   const started = deps.now();
   await step(deps, (c) => tick(c, started));
 
@@ -87,7 +96,13 @@ export async function runDue(deps: RunDeps, only?: string): Promise<RunResult & 
         const records = wave.map((job, i): AttemptRecord => {
           const outcome = outcomes[i]!;
           const attemptNumber = job.attempts + 1;
-          return { job, attemptNumber, attemptedAt, outcome, decision: decide(outcome, attemptNumber, deps.settings.retry, attemptedAt, deps.random) };
+          return {
+            job,
+            attemptNumber,
+            attemptedAt,
+            outcome,
+            decision: decide(outcome, attemptNumber, deps.settings.retry, attemptedAt, deps.random),
+          };
         });
         // Durable first: if recording fails, the jobs stay due and are attempted again (at-least-once).
         await deps.record(records);

@@ -9,20 +9,41 @@ import { isKnownPattern } from "../events/catalog.ts";
 const id = z.string().min(1).max(200);
 
 /** Header names the platform sets itself; custom headers may not override them. */
-export const RESERVED_HEADERS = ["webhook-id", "webhook-timestamp", "webhook-signature", "host", "content-length", "content-type", "transfer-encoding", "connection", "user-agent"];
+export const RESERVED_HEADERS = [
+  "webhook-id",
+  "webhook-timestamp",
+  "webhook-signature",
+  "host",
+  "content-length",
+  "content-type",
+  "transfer-encoding",
+  "connection",
+  "user-agent",
+];
 const RESERVED_PREFIXES = ["webhook-", "cf-", "x-forwarded-", "x-real-ip", "proxy-"];
 
 /** Custom headers: ≤ 20, token names, printable values ≤ 1 KiB, ≤ 8 KiB in all, none reserved. */
 export const customHeadersSchema = z
-  .record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/, "not a valid header name"), z.string().max(1024).regex(/^[\t\x20-\x7e]*$/, "must be printable ASCII"))
+  .record(
+    z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/, "not a valid header name"),
+    z
+      .string()
+      .max(1024)
+      .regex(/^[\t\x20-\x7e]*$/, "must be printable ASCII"),
+  )
   .superRefine((h, ctx) => {
     const names = Object.keys(h);
     if (names.length > 20) ctx.addIssue({ code: "custom", message: "at most 20 custom headers" });
-    if (names.reduce((n, k) => n + k.length + (h[k]?.length ?? 0), 0) > 8192) ctx.addIssue({ code: "custom", message: "custom headers exceed 8 KiB" });
+    if (names.reduce((n, k) => n + k.length + (h[k]?.length ?? 0), 0) > 8192)
+      ctx.addIssue({ code: "custom", message: "custom headers exceed 8 KiB" });
     for (const name of names) {
       const lower = name.toLowerCase();
       if (RESERVED_HEADERS.includes(lower) || RESERVED_PREFIXES.some((p) => lower.startsWith(p))) {
-        ctx.addIssue({ code: "custom", path: [name], message: `header ${name} is set by the platform and cannot be overridden` });
+        ctx.addIssue({
+          code: "custom",
+          path: [name],
+          message: `header ${name} is set by the platform and cannot be overridden`,
+        });
       }
     }
   });
@@ -181,7 +202,9 @@ export const healthMetricsSchema = z
     p95LatencyMs: z.number(),
     p99LatencyMs: z.number(),
     deliveriesInPeriod: z.number().int(),
-    errorBreakdown: z.array(z.object({ type: z.string(), count: z.number().int(), lastMessage: z.string().nullable() })),
+    errorBreakdown: z.array(
+      z.object({ type: z.string(), count: z.number().int(), lastMessage: z.string().nullable() }),
+    ),
   })
   .openapi("WebhookHealthMetrics");
 /** Health of a webhook over a time range. */
@@ -191,7 +214,10 @@ export type WebhookHealthMetrics = z.infer<typeof healthMetricsSchema>;
 export const listOptionsSchema = z.object({
   limit: z.coerce.number().int().min(1).max(100).default(20),
   cursor: z.string().max(200).optional(),
-  active: z.enum(["true", "false"]).transform((v) => v === "true").optional(),
+  active: z
+    .enum(["true", "false"])
+    .transform((v) => v === "true")
+    .optional(),
 });
 
 /** Options of `getDeliveryHistory`. */

@@ -20,7 +20,13 @@ export const webhookFanOut: EventHandler = {
   async handle(events, platform) {
     const svc = createWebhookService(platform);
     for (const e of events) {
-      await svc.enqueueEvent({ eventId: e.id, eventType: e.type, organizationId: e.organizationid, occurredAt: e.time, data: e.data });
+      await svc.enqueueEvent({
+        eventId: e.id,
+        eventType: e.type,
+        organizationId: e.organizationid,
+        occurredAt: e.time,
+        data: e.data,
+      });
     }
   },
 };

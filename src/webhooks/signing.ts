@@ -67,7 +67,13 @@ async function hmacKey(secret: string, raw: Uint8Array<ArrayBuffer>): Promise<Cr
   return key;
 }
 
-async function hmac(msgId: string, timestamp: number, body: string, secret: string, raw: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
+async function hmac(
+  msgId: string,
+  timestamp: number,
+  body: string,
+  secret: string,
+  raw: Uint8Array<ArrayBuffer>,
+): Promise<Uint8Array> {
   const key = await hmacKey(secret, raw);
   const mac = await crypto.subtle.sign("HMAC", key, encoder.encode(`${msgId}.${timestamp}.${body}`));
   return new Uint8Array(mac);
@@ -113,7 +119,12 @@ export async function sign(msgId: string, timestamp: number, body: string, secre
  * Receivers holding either secret accept the message, so a rotation needs no coordinated switch.
  * @param secrets - at least one `whsec_…` secret; throws if empty or any is malformed
  */
-export async function signAll(msgId: string, timestamp: number, body: string, secrets: readonly string[]): Promise<string> {
+export async function signAll(
+  msgId: string,
+  timestamp: number,
+  body: string,
+  secrets: readonly string[],
+): Promise<string> {
   if (secrets.length === 0) throw new RangeError("signAll needs at least one secret");
   const parts: string[] = [];
   for (const secret of secrets) parts.push(await sign(msgId, timestamp, body, secret));
@@ -145,7 +156,8 @@ export async function verify(
   opts: VerifyOptions = {},
 ): Promise<boolean> {
   try {
-    if (typeof msgId !== "string" || msgId === "" || typeof body !== "string" || typeof signatureHeader !== "string") return false;
+    if (typeof msgId !== "string" || msgId === "" || typeof body !== "string" || typeof signatureHeader !== "string")
+      return false;
     if (!Number.isSafeInteger(timestamp) || timestamp < 0) return false;
     const tolerance = opts.toleranceSeconds ?? DEFAULT_TOLERANCE_SECONDS;
     const now = opts.now ?? Math.floor(Date.now() / 1000);

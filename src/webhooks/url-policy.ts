@@ -206,24 +206,45 @@ function ipv6Problem(g: readonly number[]): string | null {
 // Hostnames
 
 /** Names that only ever resolve to the host itself, a LAN or a cloud metadata service. */
-const BLOCKED_NAMES = new Set(["localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", "metadata", "instance-data"]);
+const BLOCKED_NAMES = new Set([
+  "localhost",
+  "localhost.localdomain",
+  "ip6-localhost",
+  "ip6-loopback",
+  "metadata",
+  "instance-data",
+]);
 
 /**
  * Suffixes for loopback (RFC 6761), mDNS (RFC 6762), cloud-internal DNS (`metadata.google.internal`,
  * `*.ec2.internal`), reverse/home DNS under `.arpa` (incl. `home.arpa`, RFC 8375) and the private
  * TLDs RFC 6762 Appendix G lists, none of which is publicly resolvable.
  */
-const BLOCKED_SUFFIXES = [".localhost", ".local", ".internal", ".arpa", ".localdomain", ".lan", ".intranet", ".corp", ".home", ".private"];
+const BLOCKED_SUFFIXES = [
+  ".localhost",
+  ".local",
+  ".internal",
+  ".arpa",
+  ".localdomain",
+  ".lan",
+  ".intranet",
+  ".corp",
+  ".home",
+  ".private",
+];
 
 function hostnameProblem(name: string): HostProblem | null {
   if (name === "") return { code: "invalid_url", reason: "host is empty" };
   if (name.length > 253) return { code: "invalid_url", reason: "host name is longer than 253 characters" };
   const labels = name.split(".");
-  if (labels.some((l) => l === "" || l.length > 63)) return { code: "invalid_url", reason: `host ${name} is not a valid DNS name` };
+  if (labels.some((l) => l === "" || l.length > 63))
+    return { code: "invalid_url", reason: `host ${name} is not a valid DNS name` };
   if (BLOCKED_NAMES.has(name)) return { code: "ssrf_blocked", reason: `host ${name} is a local or metadata name` };
   const suffix = BLOCKED_SUFFIXES.find((s) => name.endsWith(s));
-  if (suffix) return { code: "ssrf_blocked", reason: `host ${name} is under ${suffix}, which is not publicly resolvable` };
-  if (labels.length === 1) return { code: "ssrf_blocked", reason: `single-label host ${name} only resolves on internal networks` };
+  if (suffix)
+    return { code: "ssrf_blocked", reason: `host ${name} is under ${suffix}, which is not publicly resolvable` };
+  if (labels.length === 1)
+    return { code: "ssrf_blocked", reason: `single-label host ${name} only resolves on internal networks` };
   return null;
 }
 
@@ -282,7 +303,8 @@ export function isBlockedAddress(host: string): boolean {
  */
 export function checkWebhookUrl(raw: string, policy: UrlPolicy): UrlVerdict {
   if (typeof raw !== "string" || raw === "") return { ok: false, code: "invalid_url", reason: "URL is required" };
-  if (raw.length > MAX_URL_LENGTH) return { ok: false, code: "invalid_url", reason: `URL is longer than ${MAX_URL_LENGTH} characters` };
+  if (raw.length > MAX_URL_LENGTH)
+    return { ok: false, code: "invalid_url", reason: `URL is longer than ${MAX_URL_LENGTH} characters` };
   // `URL` silently strips tabs, newlines and edge spaces; refuse instead so what is stored is what was typed.
   if (/[\u0000-\u0020\u007f]/.test(raw)) {
     return { ok: false, code: "invalid_url", reason: "URL must not contain spaces or control characters" };
@@ -294,7 +316,11 @@ export function checkWebhookUrl(raw: string, policy: UrlPolicy): UrlVerdict {
     return { ok: false, code: "invalid_url", reason: "not a valid absolute URL" };
   }
   if (url.href.length > MAX_URL_LENGTH) {
-    return { ok: false, code: "invalid_url", reason: `URL is longer than ${MAX_URL_LENGTH} characters once normalised` };
+    return {
+      ok: false,
+      code: "invalid_url",
+      reason: `URL is longer than ${MAX_URL_LENGTH} characters once normalised`,
+    };
   }
   const localOk = policy.allowLocalHttp && isLoopbackHost(url.hostname);
   if (url.protocol === "http:") {
@@ -320,5 +346,7 @@ export function checkWebhookUrl(raw: string, policy: UrlPolicy): UrlVerdict {
 export function assertWebhookUrl(raw: string, policy: UrlPolicy, path = "url"): URL {
   const verdict = checkWebhookUrl(raw, policy);
   if (verdict.ok) return verdict.url;
-  throw new ValidationError(`invalid webhook URL: ${verdict.reason}`, [{ path, message: verdict.reason, code: verdict.code }]);
+  throw new ValidationError(`invalid webhook URL: ${verdict.reason}`, [
+    { path, message: verdict.reason, code: verdict.code },
+  ]);
 }

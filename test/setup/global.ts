@@ -31,7 +31,11 @@ export default async function setup(project: TestProject) {
   const receiver = await startReceiver();
   project.provide("receiverUrl", receiver.url);
   project.provide("bindings", env.bindings);
-  project.provide("stack", { postgresUrl: env.stack.postgresUrl, redisUrl: env.stack.redisUrl, rabbitmqUrl: env.stack.rabbitmqUrl });
+  project.provide("stack", {
+    postgresUrl: env.stack.postgresUrl,
+    redisUrl: env.stack.redisUrl,
+    rabbitmqUrl: env.stack.rabbitmqUrl,
+  });
   return async () => {
     await receiver.close();
     await env.close();

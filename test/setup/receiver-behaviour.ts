@@ -10,4 +10,3 @@ export interface Behaviour {
   /** reset: destroy the socket; slow-body: send headers, then the body slower than any timeout; garbage: not HTTP. */
   mode?: "reset" | "slow-body" | "garbage";
 }
-

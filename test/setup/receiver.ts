@@ -48,7 +48,9 @@ export async function startReceiver(): Promise<Receiver> {
           h.then = cfg.then ?? { status: 200 };
           res.writeHead(204).end();
         } else {
-          res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ requests: h.requests, maxInFlight: h.maxInFlight }));
+          res
+            .writeHead(200, { "content-type": "application/json" })
+            .end(JSON.stringify({ requests: h.requests, maxInFlight: h.maxInFlight }));
         }
         return;
       }

@@ -52,7 +52,11 @@ describe("inbound drain across a RabbitMQ restart", () => {
       const ch = await client.channel();
       await declareTopology(ch, t);
       await ch.confirmSelect();
-      await Promise.all(events.map((e) => eventMessage(e)).map((m, i) => ch.basicPublish(t.exchange, events[i]!.type, m.body, m.properties)));
+      await Promise.all(
+        events
+          .map((e) => eventMessage(e))
+          .map((m, i) => ch.basicPublish(t.exchange, events[i]!.type, m.body, m.properties)),
+      );
     });
 
     const seen = new Map<string, number>();

@@ -37,7 +37,9 @@ describe("migration runner", () => {
     const results = await Promise.all([migrate(url), migrate(url), migrate(url)]);
     const appliedTotal = results.reduce((n, r) => n + r.applied.length, 0);
     expect(appliedTotal).toBe((await loadMigrations("migrations")).length);
-    const rows = await withPg(url, (c) => c.query("select version, count(*)::int as n from schema_migrations group by version"));
+    const rows = await withPg(url, (c) =>
+      c.query("select version, count(*)::int as n from schema_migrations group by version"),
+    );
     expect(rows.rows.every((r: { n: number }) => r.n === 1)).toBe(true);
   });
 
@@ -57,7 +59,9 @@ describe("migration runner", () => {
     await writeFile(join(dir, "9998_ok.sql"), "create table ok_t (id int);");
     await writeFile(join(dir, "9999_bad.sql"), "create table half_t (id int); select * from no_such_table;");
     await expect(migrate(url, dir)).rejects.toThrow(/9999_bad failed/);
-    const tables = await withPg(url, (c) => c.query("select tablename from pg_tables where tablename in ('ok_t','half_t')"));
+    const tables = await withPg(url, (c) =>
+      c.query("select tablename from pg_tables where tablename in ('ok_t','half_t')"),
+    );
     expect(tables.rows.map((r: { tablename: string }) => r.tablename)).toEqual(["ok_t"]);
   });
 

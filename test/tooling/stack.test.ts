@@ -215,7 +215,11 @@ describe("ensureStack()", () => {
     const again = await ensureStack({ dataDir, env, log });
     const reuseMs = Date.now() - t1;
     expect(again.started).toEqual([]);
-    expect([again.postgresUrl, again.redisUrl, again.rabbitmqUrl]).toEqual([stack.postgresUrl, stack.redisUrl, stack.rabbitmqUrl]);
+    expect([again.postgresUrl, again.redisUrl, again.rabbitmqUrl]).toEqual([
+      stack.postgresUrl,
+      stack.redisUrl,
+      stack.rabbitmqUrl,
+    ]);
     await again.stop(); // must be a no-op
     expect(await answers(stack.postgresUrl)).toBe(true);
     expect(await answers(stack.redisUrl)).toBe(true);

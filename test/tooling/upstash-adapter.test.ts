@@ -122,7 +122,9 @@ describe("upstash adapter with @upstash/redis", () => {
 
   it("zadd / zrange with scores / zremrangebyscore", async () => {
     const z = key("zset");
-    expect(await redis.zadd(z, { score: 3, member: "c" }, { score: 1, member: "a" }, { score: 2.5, member: "b" })).toBe(3);
+    expect(await redis.zadd(z, { score: 3, member: "c" }, { score: 1, member: "a" }, { score: 2.5, member: "b" })).toBe(
+      3,
+    );
     expect(await redis.zrange(z, 0, -1)).toEqual(["a", "b", "c"]);
     expect(await redis.zrange(z, 0, -1, { withScores: true })).toEqual(["a", 1, "b", 2.5, "c", 3]);
     expect(await redis.zscore(z, "b")).toBe(2.5);
@@ -237,8 +239,8 @@ describe("upstash adapter with @upstash/redis", () => {
     await redis.set(k, value);
     expect(await redis.get(k)).toBe(value);
     expect(await direct.strlen(k)).toBe(Buffer.byteLength(value, "utf8"));
-    expect(await redis.hset(key("utf8:hash"), { "поле": "значение ✓" })).toBe(1);
-    expect(await redis.hgetall(key("utf8:hash"))).toEqual({ "поле": "значение ✓" });
+    expect(await redis.hset(key("utf8:hash"), { поле: "значение ✓" })).toBe(1);
+    expect(await redis.hgetall(key("utf8:hash"))).toEqual({ поле: "значение ✓" });
   });
 });
 
@@ -301,12 +303,25 @@ describe("upstash adapter wire protocol (raw fetch)", () => {
     expect((await call("/", ["MGET", k, key("enc:none")], base64)).json).toEqual({ result: [b64("v2"), null] });
     expect((await call("/", ["MGET", k, key("enc:none")])).json).toEqual({ result: ["v2", null] });
 
-    const pipe = await call("/pipeline", [["SET", k, "x"], ["INCR", k], ["GET", k]], base64);
-    expect(pipe.json).toEqual([{ result: "OK" }, { error: "ERR value is not an integer or out of range" }, { result: b64("x") }]);
+    const pipe = await call(
+      "/pipeline",
+      [
+        ["SET", k, "x"],
+        ["INCR", k],
+        ["GET", k],
+      ],
+      base64,
+    );
+    expect(pipe.json).toEqual([
+      { result: "OK" },
+      { error: "ERR value is not an integer or out of range" },
+      { result: b64("x") },
+    ]);
   });
 
   // Needs JSON.parse source text access (Node >= 21); older runtimes fall back to the parsed number.
-  const hasJsonSource = JSON.parse("1", (_k: string, v: unknown, ctx?: { source?: string }) => ctx?.source ?? v) === "1";
+  const hasJsonSource =
+    JSON.parse("1", (_k: string, v: unknown, ctx?: { source?: string }) => ctx?.source ?? v) === "1";
   it.skipIf(!hasJsonSource)("passes numbers through as their JSON text, exactly", async () => {
     const k = key("bigint");
     // 2^63 - 2 is not representable as a JS number, so the body is written by hand;
@@ -339,7 +354,9 @@ describe("upstash adapter wire protocol (raw fetch)", () => {
     const withEx = await call(`/set/${encodeURIComponent(key("path:ex"))}/v/EX/100`, undefined, {}, "GET");
     expect(withEx.json).toEqual({ result: "OK" });
     expect(await redis.ttl(key("path:ex"))).toBeGreaterThan(90);
-    expect((await call(`/get/${encodeURIComponent(k)}`, undefined, { "Upstash-Encoding": "base64" }, "GET")).json).toEqual({
+    expect(
+      (await call(`/get/${encodeURIComponent(k)}`, undefined, { "Upstash-Encoding": "base64" }, "GET")).json,
+    ).toEqual({
       result: b64("a b/ü"),
     });
   });

@@ -47,7 +47,9 @@ describe("connection cap", () => {
       const sslRequest = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
       const open = () => {
         const ws = new WebSocket(`ws://${capped.address}/v2?address=${pg.hostname}:${pg.port || 5432}`);
-        const reply = new Promise<string>((resolve) => ws.on("message", (d: Buffer) => resolve(String.fromCharCode(d[0]!))));
+        const reply = new Promise<string>((resolve) =>
+          ws.on("message", (d: Buffer) => resolve(String.fromCharCode(d[0]!))),
+        );
         ws.on("open", () => ws.send(sslRequest));
         return { ws, reply };
       };

@@ -17,15 +17,35 @@ async function publishFromOtherService(messages: { routingKey: string; body: str
     const ch = await client.channel();
     await declareTopology(ch, t());
     await ch.confirmSelect();
-    await Promise.all(messages.map((m) => ch.basicPublish(t().exchange, m.routingKey, m.body, { deliveryMode: 2, contentType: "application/cloudevents+json" })));
+    await Promise.all(
+      messages.map((m) =>
+        ch.basicPublish(t().exchange, m.routingKey, m.body, {
+          deliveryMode: 2,
+          contentType: "application/cloudevents+json",
+        }),
+      ),
+    );
   });
 }
 
 const docEvent = (): CloudEvent =>
-  createEvent({ type: "document.created", organizationId: "org_in", source: "/documents", subject: "documents/d1", data: { userId: "u1", resourceId: "d1", resourceType: "document" } });
+  createEvent({
+    type: "document.created",
+    organizationId: "org_in",
+    source: "/documents",
+    subject: "documents/d1",
+    data: { userId: "u1", resourceId: "d1", resourceType: "document" },
+  });
 
 const drain = (deliver: (events: CloudEvent[]) => Promise<void>) =>
-  drainInbound({ url: config().rabbitmq.url, topology: t(), queue: inboundQueue(), deliver, idleMs: 100, maxMs: 3_000 });
+  drainInbound({
+    url: config().rabbitmq.url,
+    topology: t(),
+    queue: inboundQueue(),
+    deliver,
+    idleMs: 100,
+    maxMs: 3_000,
+  });
 
 describe("inbound RabbitMQ → usage-events Queue", () => {
   it("hands an event from another service to the usage consumer via the inbound object's alarm", async () => {
@@ -36,8 +56,14 @@ describe("inbound RabbitMQ → usage-events Queue", () => {
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     await vi.waitFor(
       async () => {
-        const { rows } = await withDb((db) => db.query("select event_type, organization_id, user_id, resource_id from usage_events where event_id = $1", [e.id]));
-        expect(rows).toEqual([{ event_type: "document.created", organization_id: "org_in", user_id: "u1", resource_id: "d1" }]);
+        const { rows } = await withDb((db) =>
+          db.query("select event_type, organization_id, user_id, resource_id from usage_events where event_id = $1", [
+            e.id,
+          ]),
+        );
+        expect(rows).toEqual([
+          { event_type: "document.created", organization_id: "org_in", user_id: "u1", resource_id: "d1" },
+        ]);
       },
       { timeout: 10_000, interval: 50 },
     );
@@ -78,14 +104,23 @@ describe("inbound RabbitMQ → usage-events Queue", () => {
     });
     expect(dead).toHaveLength(2);
     expect(dead.map((d) => d.routingKey).sort()).toEqual(["document.created", "storage.upload"]);
-    expect(dead.map((d) => String(d.reason)).join(" | ")).toMatch(/not JSON.*unknown event type|unknown event type.*not JSON/);
+    expect(dead.map((d) => String(d.reason)).join(" | ")).toMatch(
+      /not JSON.*unknown event type|unknown event type.*not JSON/,
+    );
   });
 
   it("stops a burst at maxMessages and reports that more may wait", async () => {
     const events = Array.from({ length: 30 }, docEvent);
     await publishFromOtherService(events.map((e) => ({ routingKey: e.type, body: JSON.stringify(e) })));
     const got: CloudEvent[] = [];
-    const first = await drainInbound({ url: config().rabbitmq.url, topology: t(), queue: inboundQueue(), deliver: async (x) => void got.push(...x), maxMessages: 20, idleMs: 200 });
+    const first = await drainInbound({
+      url: config().rabbitmq.url,
+      topology: t(),
+      queue: inboundQueue(),
+      deliver: async (x) => void got.push(...x),
+      maxMessages: 20,
+      idleMs: 200,
+    });
     expect(first).toMatchObject({ received: 20, delivered: 20, full: true });
     const second = await drain(async (x) => void got.push(...x));
     expect(second).toMatchObject({ received: 10, full: false });

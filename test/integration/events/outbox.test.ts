@@ -37,7 +37,11 @@ function recordingSinks(): RelaySinks & { queued: string[]; brokered: RelayedEve
 }
 
 const pendingIds = (ids: string[]) =>
-  withDb(async (db) => (await db.query<{ id: string }>("select id from outbox where id = any($1) and published_at is null", [ids])).rows.map((r) => r.id));
+  withDb(async (db) =>
+    (
+      await db.query<{ id: string }>("select id from outbox where id = any($1) and published_at is null", [ids])
+    ).rows.map((r) => r.id),
+  );
 
 let tap: TapQueue;
 beforeAll(async () => {
@@ -103,7 +107,9 @@ describe("transactional outbox", () => {
     );
     expect(first.brokered.map((x) => x.id)).toEqual(expect.arrayContaining(events.map((x) => x.id)));
     expect(await pendingIds(events.map((x) => x.id))).toHaveLength(2); // still pending: not lost
-    await withDb((db) => db.query("update outbox set next_attempt_at = now() where id = any($1)", [events.map((x) => x.id)]));
+    await withDb((db) =>
+      db.query("update outbox set next_attempt_at = now() where id = any($1)", [events.map((x) => x.id)]),
+    );
     const second = recordingSinks();
     await withDb((db) => relayOutbox(db, second));
     expect(second.queuedIds()).toEqual(expect.arrayContaining(events.map((x) => x.id)));
@@ -112,12 +118,17 @@ describe("transactional outbox", () => {
     // Both deliveries reach the consumer; it dedupes to one effect per event.
     const delivered = [...first.queued, ...second.queued].filter((body) => events.some((e) => body.includes(e.id)));
     expect(delivered).toHaveLength(4);
-    const batch = createMessageBatch("platform-events", delivered.map((body, i) => ({ id: `m${i}`, timestamp: new Date(), attempts: 1, body })));
+    const batch = createMessageBatch(
+      "platform-events",
+      delivered.map((body, i) => ({ id: `m${i}`, timestamp: new Date(), attempts: 1, body })),
+    );
     const ctx = createExecutionContext();
     await worker.queue(batch, env, ctx);
     const result = await getQueueResult(batch, ctx);
     expect(result.explicitAcks.sort()).toEqual(["m0", "m1", "m2", "m3"]);
-    const { rows } = await withDb((db) => db.query<{ n: number }>("select count(*)::int as n from events where id = any($1)", [events.map((x) => x.id)]));
+    const { rows } = await withDb((db) =>
+      db.query<{ n: number }>("select count(*)::int as n from events where id = any($1)", [events.map((x) => x.id)]),
+    );
     expect(rows[0]?.n).toBe(2);
   });
 
@@ -127,7 +138,10 @@ describe("transactional outbox", () => {
     await withDb((db) => withTransaction(db, (_tx, outbox) => outbox.publishMany(events)));
     const a = recordingSinks();
     const b = recordingSinks();
-    await Promise.all([withDb((db) => relayOutbox(db, a, { batchSize: 25 })), withDb((db) => relayOutbox(db, b, { batchSize: 25 }))]);
+    await Promise.all([
+      withDb((db) => relayOutbox(db, a, { batchSize: 25 })),
+      withDb((db) => relayOutbox(db, b, { batchSize: 25 })),
+    ]);
     const ids = new Set(events.map((e) => e.id));
     const fromA = a.brokered.filter((e) => ids.has(e.id)).map((e) => e.id);
     const fromB = b.brokered.filter((e) => ids.has(e.id)).map((e) => e.id);
@@ -139,11 +153,17 @@ describe("transactional outbox", () => {
     const o = org();
     const e = event(o);
     await withDb((db) => withTransaction(db, (_tx, outbox) => outbox.publish(e)));
-    const failing: RelaySinks = { ...recordingSinks(), publishToBroker: async () => Promise.reject(new Error("broker down")) };
+    const failing: RelaySinks = {
+      ...recordingSinks(),
+      publishToBroker: async () => Promise.reject(new Error("broker down")),
+    };
     const r = await withDb((db) => relayOutbox(db, failing));
     expect(r.failed).toBeGreaterThanOrEqual(1);
     const { rows } = await withDb((db) =>
-      db.query<{ attempts: number; last_error: string; later: boolean }>("select attempts, last_error, next_attempt_at > now() as later from outbox where id = $1", [e.id]),
+      db.query<{ attempts: number; last_error: string; later: boolean }>(
+        "select attempts, last_error, next_attempt_at > now() as later from outbox where id = $1",
+        [e.id],
+      ),
     );
     expect(rows[0]).toEqual({ attempts: 1, last_error: "broker down", later: true });
   });

@@ -13,7 +13,12 @@ describe("authentication and tenancy on /v1", () => {
   it("returns the caller for a valid token", async () => {
     const res = await api("/v1/me", { org: "org_7", user: "u_7", email: "u7@example.com", scopes: ["teams:read"] });
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ userId: "u_7", organizationId: "org_7", email: "u7@example.com", scopes: ["teams:read"] });
+    expect(await res.json()).toEqual({
+      userId: "u_7",
+      organizationId: "org_7",
+      email: "u7@example.com",
+      scopes: ["teams:read"],
+    });
   });
 
   it("rejects a missing token with 401", async () => {
@@ -23,25 +28,43 @@ describe("authentication and tenancy on /v1", () => {
   });
 
   it("rejects an expired token", async () => {
-    const token = await signToken({ userId: "u", organizationId: "org_1", scopes: [] }, auth(), Date.now() - 3 * 3600_000);
+    const token = await signToken(
+      { userId: "u", organizationId: "org_1", scopes: [] },
+      auth(),
+      Date.now() - 3 * 3600_000,
+    );
     const res = await api("/v1/me", { token });
     expect(res.status).toBe(401);
     expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/expired/);
   });
 
   it("rejects a wrong signature", async () => {
-    const token = await signToken({ userId: "u", organizationId: "org_1", scopes: [] }, { ...auth(), secret: "z".repeat(40) });
+    const token = await signToken(
+      { userId: "u", organizationId: "org_1", scopes: [] },
+      { ...auth(), secret: "z".repeat(40) },
+    );
     expect((await api("/v1/me", { token })).status).toBe(401);
   });
 
   it("rejects alg:none", async () => {
-    const claims = { sub: "u", org: "org_1", scope: "internal", iss: auth().issuer, aud: auth().audience, exp: Math.floor(Date.now() / 1000) + 60 };
+    const claims = {
+      sub: "u",
+      org: "org_1",
+      scope: "internal",
+      iss: auth().issuer,
+      aud: auth().audience,
+      exp: Math.floor(Date.now() / 1000) + 60,
+    };
     const res = await api("/v1/me", { token: `${b64url({ alg: "none", typ: "JWT" })}.${b64url(claims)}.` });
     expect(res.status).toBe(401);
   });
 
   it("rejects a wrong audience", async () => {
-    const token = await sign({ sub: "u", org: "org_1", iss: auth().issuer, aud: "someone-else", exp: Math.floor(Date.now() / 1000) + 60 }, auth().secret, "HS256");
+    const token = await sign(
+      { sub: "u", org: "org_1", iss: auth().issuer, aud: "someone-else", exp: Math.floor(Date.now() / 1000) + 60 },
+      auth().secret,
+      "HS256",
+    );
     const res = await api("/v1/me", { token });
     expect(res.status).toBe(401);
     expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/audience/);

@@ -23,7 +23,9 @@ describe("real backends from inside workerd", () => {
       ).rejects.toThrow("boom");
       const { rows } = await db.query<{ id: string }>("select id from it_tx order by id");
       expect(rows.map((r) => r.id)).toEqual(["kept"]);
-      const { rows: ledger } = await db.query<{ version: number }>("select version from schema_migrations order by version");
+      const { rows: ledger } = await db.query<{ version: number }>(
+        "select version from schema_migrations order by version",
+      );
       expect(ledger[0]?.version).toBe(1);
     } finally {
       await db.end();
@@ -33,7 +35,9 @@ describe("real backends from inside workerd", () => {
   it("runs a recursive CTE", async () => {
     const db = createDb(config());
     try {
-      const { rows } = await db.query<{ n: number }>("with recursive t(n) as (select 1 union all select n + 1 from t where n < 5) select sum(n)::int as n from t");
+      const { rows } = await db.query<{ n: number }>(
+        "with recursive t(n) as (select 1 union all select n + 1 from t where n < 5) select sum(n)::int as n from t",
+      );
       expect(rows[0]?.n).toBe(15);
     } finally {
       await db.end();

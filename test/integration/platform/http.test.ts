@@ -27,7 +27,12 @@ testApp.route(
   }),
 );
 
-async function call(path: string, init: RequestInit, bindings: object = env, target: { request: typeof testApp.request } = testApp) {
+async function call(
+  path: string,
+  init: RequestInit,
+  bindings: object = env,
+  target: { request: typeof testApp.request } = testApp,
+) {
   const ctx = createExecutionContext();
   const res = await target.request(path, init, bindings, ctx);
   await waitOnExecutionContext(ctx);
@@ -60,7 +65,9 @@ describe("HTTP conventions", () => {
     const broken = { ...env, RABBITMQ_URL: "amqp://guest:guest@127.0.0.1:1", UPSTASH_REDIS_REST_TOKEN: "wrong" };
     const res = await call("/readyz", {}, broken, app);
     expect(res.status).toBe(503);
-    const body = (await res.json()) as { error: { code: string; message: string; details: { checks: Record<string, { ok: boolean }> } } };
+    const body = (await res.json()) as {
+      error: { code: string; message: string; details: { checks: Record<string, { ok: boolean }> } };
+    };
     expect(body.error.code).toBe("service_unavailable");
     expect(body.error.message).toMatch(/rabbitmq/);
     expect(body.error.message).toMatch(/redis/);
@@ -68,7 +75,11 @@ describe("HTTP conventions", () => {
   });
 
   it("serves the OpenAPI 3.1 document and the reference page", async () => {
-    const doc = (await (await api("/openapi.json", { token: null })).json()) as { openapi: string; paths: Record<string, unknown>; components: { securitySchemes: object } };
+    const doc = (await (await api("/openapi.json", { token: null })).json()) as {
+      openapi: string;
+      paths: Record<string, unknown>;
+      components: { securitySchemes: object };
+    };
     expect(doc.openapi).toBe("3.1.0");
     expect(Object.keys(doc.paths)).toEqual(
       expect.arrayContaining([
@@ -91,7 +102,9 @@ describe("HTTP conventions", () => {
     const res = await api("/nope", { token: null, headers: { "x-request-id": "req-abc" } });
     expect(res.status).toBe(404);
     expect(res.headers.get("x-request-id")).toBe("req-abc");
-    expect(await res.json()).toEqual({ error: { code: "not_found", message: "no route for GET /nope", requestId: "req-abc" } });
+    expect(await res.json()).toEqual({
+      error: { code: "not_found", message: "no route for GET /nope", requestId: "req-abc" },
+    });
   });
 
   it("generates a request id when none (or a malformed one) is sent", async () => {
@@ -108,7 +121,9 @@ describe("HTTP conventions", () => {
   it("turns schema violations into 400 validation_error with field paths", async () => {
     const res = await post(JSON.stringify({ url: "nope", count: 0 }));
     expect(res.status).toBe(400);
-    const { error } = (await res.json()) as { error: { code: string; details: { issues: { path: string; in: string }[] } } };
+    const { error } = (await res.json()) as {
+      error: { code: string; details: { issues: { path: string; in: string }[] } };
+    };
     expect(error.code).toBe("validation_error");
     expect(error.details.issues.map((i) => i.path).sort()).toEqual(["count", "url"]);
     expect(error.details.issues[0]?.in).toBe("json");
@@ -127,7 +142,11 @@ describe("HTTP conventions", () => {
   });
 
   it("fails with a configuration_error naming the variable when a secret is missing", async () => {
-    const res = await call("/v1/me", { headers: { authorization: `Bearer ${await tokenFor()}` } }, { ...env, AUTH_JWT_SECRET: "" });
+    const res = await call(
+      "/v1/me",
+      { headers: { authorization: `Bearer ${await tokenFor()}` } },
+      { ...env, AUTH_JWT_SECRET: "" },
+    );
     expect(res.status).toBe(500);
     const { error } = (await res.json()) as { error: { code: string; message: string } };
     expect(error.code).toBe("configuration_error");
@@ -135,7 +154,10 @@ describe("HTTP conventions", () => {
   });
 
   it("answers 403 when the token lacks the route's scope", async () => {
-    const res = await post(JSON.stringify({ url: "https://example.com/", count: 1 }), await tokenFor({ scopes: ["webhooks:read"] }));
+    const res = await post(
+      JSON.stringify({ url: "https://example.com/", count: 1 }),
+      await tokenFor({ scopes: ["webhooks:read"] }),
+    );
     expect(res.status).toBe(403);
     expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/webhooks:write/);
   });

@@ -17,7 +17,14 @@ export function tokenFor(opts: TokenOptions = {}): Promise<string> {
       userId: opts.user ?? "u_1",
       organizationId: opts.org ?? "org_1",
       email: opts.email,
-      scopes: opts.scopes ?? ["usage:read", "usage:write", "teams:read", "teams:write", "webhooks:read", "webhooks:write"],
+      scopes: opts.scopes ?? [
+        "usage:read",
+        "usage:write",
+        "teams:read",
+        "teams:write",
+        "webhooks:read",
+        "webhooks:write",
+      ],
     },
     getConfig(env).auth,
   );
@@ -41,5 +48,7 @@ export async function api(path: string, opts: ApiOptions = {}): Promise<Response
   let body: string | undefined = opts.raw;
   if (body === undefined && opts.body !== undefined) body = JSON.stringify(opts.body);
   if (body !== undefined && !headers.has("content-type")) headers.set("content-type", "application/json");
-  return exports.default.fetch(new Request(`http://edge.test${path}`, { method: opts.method ?? (body ? "POST" : "GET"), headers, body }));
+  return exports.default.fetch(
+    new Request(`http://edge.test${path}`, { method: opts.method ?? (body ? "POST" : "GET"), headers, body }),
+  );
 }

@@ -30,7 +30,10 @@ export async function tapExchange(exchange: string, bindingKey = "#"): Promise<T
   const client: AMQPClient = await connectAmqp(config().rabbitmq.url);
   const ch: AMQPChannel = await client.channel();
   await ch.exchangeDeclare(exchange, "topic", { durable: true });
-  const { name } = await ch.queueDeclare(`${config().rabbitmq.queuePrefix}tap.${crypto.randomUUID()}`, { durable: false, autoDelete: false });
+  const { name } = await ch.queueDeclare(`${config().rabbitmq.queuePrefix}tap.${crypto.randomUUID()}`, {
+    durable: false,
+    autoDelete: false,
+  });
   await ch.queueBind(name, exchange, bindingKey);
   const got: { id: string; type: string }[] = [];
   return {

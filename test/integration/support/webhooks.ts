@@ -49,22 +49,36 @@ export async function timeTravel(webhookId: string, ms: number) {
     const row = state.storage.sql.exec<{ value: string }>("select value from kv where key = 'circuit'").toArray()[0];
     if (row) {
       const c = JSON.parse(row.value) as Record<string, number | null | string>;
-      for (const k of ["lastFailureAt", "openedAt", "halfOpenAt"]) if (typeof c[k] === "number") c[k] = (c[k] as number) - ms;
+      for (const k of ["lastFailureAt", "openedAt", "halfOpenAt"])
+        if (typeof c[k] === "number") c[k] = (c[k] as number) - ms;
       state.storage.sql.exec("update kv set value = ? where key = 'circuit'", JSON.stringify(c));
     }
   });
 }
 
 /** Registers a webhook through the API and returns it (with its secret). */
-export async function register(org: string, url: string, events: string[] = ["*"], extra: Record<string, unknown> = {}) {
+export async function register(
+  org: string,
+  url: string,
+  events: string[] = ["*"],
+  extra: Record<string, unknown> = {},
+) {
   const res = await api(`/v1/orgs/${org}/webhooks`, { org, body: { url, events, ...extra } });
   if (res.status !== 201) throw new Error(`register failed: ${res.status} ${await res.text()}`);
   return (await res.json()) as { id: string; secret: string; organizationId: string; url: string; events: string[] };
 }
 
 /** Sends an event through the API. */
-export async function sendEvent(org: string, eventType = "team.created", data: Record<string, unknown> = {}, eventId = `evt_${crypto.randomUUID()}`) {
-  const res = await api(`/v1/orgs/${org}/webhook-events`, { org, body: { eventId, eventType, data, occurredAt: new Date().toISOString() } });
+export async function sendEvent(
+  org: string,
+  eventType = "team.created",
+  data: Record<string, unknown> = {},
+  eventId = `evt_${crypto.randomUUID()}`,
+) {
+  const res = await api(`/v1/orgs/${org}/webhook-events`, {
+    org,
+    body: { eventId, eventType, data, occurredAt: new Date().toISOString() },
+  });
   if (res.status !== 202) throw new Error(`enqueue failed: ${res.status} ${await res.text()}`);
   return { eventId, ...((await res.json()) as { queued: number; webhookIds: string[] }) };
 }

@@ -18,12 +18,22 @@ describe("permissions with inheritance", () => {
     expect(leafCheck.reason).toContain(mid.id);
     expect((await ana.check(root.id, "bo", "team.invite")).allowed).toBe(false);
     expect((await ana.check(leaf.id, "bo", "team.delete")).allowed).toBe(false);
-    const eff = await json<{ role: string; permissions: string[]; sources: Record<string, { type: string; teamId: string }> }>(await ana.call(`/teams/${leaf.id}/permissions/bo`), 200);
+    const eff = await json<{
+      role: string;
+      permissions: string[];
+      sources: Record<string, { type: string; teamId: string }>;
+    }>(await ana.call(`/teams/${leaf.id}/permissions/bo`), 200);
     expect(eff.role).toBe("admin");
     expect(eff.permissions).toContain("team.create_subteam");
     expect(eff.sources["team.invite"]).toEqual({ type: "inherited", teamId: mid.id, role: "admin" });
-    expect((await ana.check(leaf.id, "zed", "team.read"))).toEqual({ allowed: false, reason: "not a member of this team or any team above it" });
-    expect((await ana.call(`/teams/${leaf.id}/permissions/check`, { body: { userId: "bo", permission: "team.fly" } })).status).toBe(400);
+    expect(await ana.check(leaf.id, "zed", "team.read")).toEqual({
+      allowed: false,
+      reason: "not a member of this team or any team above it",
+    });
+    expect(
+      (await ana.call(`/teams/${leaf.id}/permissions/check`, { body: { userId: "bo", permission: "team.fly" } }))
+        .status,
+    ).toBe(400);
   });
 
   it("never answers from a stale cache entry after a change returns", async () => {
@@ -56,9 +66,11 @@ describe("permissions with inheritance", () => {
     const ana = as(org, "ana");
     const team = await ana.createTeam("T");
     const boss = as(org, "boss", { admin: true });
-    expect((await boss.call(`/teams/${team.id}`, { method: "PATCH", body: { description: "by admin" } })).status).toBe(200);
+    expect((await boss.call(`/teams/${team.id}`, { method: "PATCH", body: { description: "by admin" } })).status).toBe(
+      200,
+    );
     expect((await boss.addMember(team.id, "cy", "owner")).status).toBe(201);
-    expect((await boss.check(team.id, "boss", "team.delete"))).toEqual({ allowed: true, reason: "organization admin" });
+    expect(await boss.check(team.id, "boss", "team.delete")).toEqual({ allowed: true, reason: "organization admin" });
   });
 });
 
@@ -72,7 +84,9 @@ describe("membership", () => {
     expect((await as(org, "bo").addMember(team.id, "cy")).status).toBe(403);
     const last = await ana.call(`/teams/${team.id}/members/ana`, { method: "DELETE" });
     expect(last.status).toBe(403);
-    expect((await ana.call(`/teams/${team.id}/members/ana`, { method: "PATCH", body: { role: "admin" } })).status).toBe(403);
+    expect((await ana.call(`/teams/${team.id}/members/ana`, { method: "PATCH", body: { role: "admin" } })).status).toBe(
+      403,
+    );
     expect((await as(org, "bo").call(`/teams/${team.id}/members/bo`, { method: "DELETE" })).status).toBe(200); // leaving is allowed
   });
 
@@ -81,16 +95,25 @@ describe("membership", () => {
     const ana = as(org, "ana");
     const team = await ana.createTeam("T");
     await ana.addMember(team.id, "bo", "owner");
-    const [a, b] = await Promise.all([ana.call(`/teams/${team.id}/members/ana`, { method: "DELETE" }), as(org, "bo").call(`/teams/${team.id}/members/bo`, { method: "DELETE" })]);
+    const [a, b] = await Promise.all([
+      ana.call(`/teams/${team.id}/members/ana`, { method: "DELETE" }),
+      as(org, "bo").call(`/teams/${team.id}/members/bo`, { method: "DELETE" }),
+    ]);
     expect([a.status, b.status].sort()).toEqual([200, 403]);
-    const { rows } = await withDb((db) => db.query<{ n: number }>("select count(*)::int as n from team_memberships where team_id = $1 and role = 'owner'", [team.id]));
+    const { rows } = await withDb((db) =>
+      db.query<{ n: number }>("select count(*)::int as n from team_memberships where team_id = $1 and role = 'owner'", [
+        team.id,
+      ]),
+    );
     expect(rows[0]?.n).toBe(1);
   });
 
   it("counts members toward the plan's collaborator limit", async () => {
     const org = await newOrg();
     await withDb(async (db) => {
-      await db.query("insert into plans (id, name, limits) values ($1, $1, '{\"collaborators\": 2, \"teams\": 10}')", [`p_${org}`]);
+      await db.query('insert into plans (id, name, limits) values ($1, $1, \'{"collaborators": 2, "teams": 10}\')', [
+        `p_${org}`,
+      ]);
       await db.query("update organizations set plan_id = $2 where id = $1", [org, `p_${org}`]);
     });
     const ana = as(org, "ana");
@@ -104,7 +127,12 @@ describe("membership", () => {
 
 describe("invitations", () => {
   const tokenFromEmail = async (to: string) => {
-    const { rows } = await withDb((db) => db.query<{ body_text: string }>("select body_text from outbound_emails where to_address = $1 order by id desc limit 1", [to]));
+    const { rows } = await withDb((db) =>
+      db.query<{ body_text: string }>(
+        "select body_text from outbound_emails where to_address = $1 order by id desc limit 1",
+        [to],
+      ),
+    );
     return /token[=: ]+([A-Za-z0-9_-]{43})/.exec(rows[0]?.body_text ?? "")?.[1];
   };
 
@@ -113,20 +141,40 @@ describe("invitations", () => {
     const ana = as(org, "ana");
     const team = await ana.createTeam("T");
     const email = `dee.${crypto.randomUUID().slice(0, 6)}@example.com`;
-    const inv = await json<{ id: string; token: string; status: string; expiresAt: string }>(await ana.call(`/teams/${team.id}/invitations`, { body: { email, role: "admin", message: "welcome" } }), 201);
+    const inv = await json<{ id: string; token: string; status: string; expiresAt: string }>(
+      await ana.call(`/teams/${team.id}/invitations`, { body: { email, role: "admin", message: "welcome" } }),
+      201,
+    );
     expect(inv.status).toBe("pending");
     expect(Date.parse(inv.expiresAt) - Date.now()).toBeGreaterThan(6.9 * 86_400_000);
     expect(await tokenFromEmail(email)).toBe(inv.token);
-    const stored = await withDb((db) => db.query<{ token_hash: string }>("select token_hash from team_invitations where id = $1", [inv.id]));
+    const stored = await withDb((db) =>
+      db.query<{ token_hash: string }>("select token_hash from team_invitations where id = $1", [inv.id]),
+    );
     expect(stored.rows[0]!.token_hash).toMatch(/^[0-9a-f]{64}$/);
     expect(stored.rows[0]!.token_hash).not.toContain(inv.token);
 
-    const wrong = await api("/v1/invitations/accept", { org, user: "mallory", email: "mallory@example.com", scopes: ["teams:read"], body: { token: inv.token } });
+    const wrong = await api("/v1/invitations/accept", {
+      org,
+      user: "mallory",
+      email: "mallory@example.com",
+      scopes: ["teams:read"],
+      body: { token: inv.token },
+    });
     expect(wrong.status).toBe(403);
-    const accept = () => api("/v1/invitations/accept", { org, user: "dee", email: email.toUpperCase(), scopes: ["teams:read"], body: { token: inv.token } });
+    const accept = () =>
+      api("/v1/invitations/accept", {
+        org,
+        user: "dee",
+        email: email.toUpperCase(),
+        scopes: ["teams:read"],
+        body: { token: inv.token },
+      });
     const [r1, r2] = await Promise.all([accept(), accept()]);
     expect([r1.status, r2.status].sort()).toEqual([200, 400]);
-    const { rows } = await withDb((db) => db.query<{ role: string }>("select role from team_memberships where team_id = $1 and user_id = 'dee'", [team.id]));
+    const { rows } = await withDb((db) =>
+      db.query<{ role: string }>("select role from team_memberships where team_id = $1 and user_id = 'dee'", [team.id]),
+    );
     expect(rows).toEqual([{ role: "admin" }]);
     const again = await accept();
     expect(((await again.json()) as { error: { code: string } }).error.code).toBe("invalid_token");
@@ -136,15 +184,41 @@ describe("invitations", () => {
     const org = await newOrg();
     const ana = as(org, "ana");
     const team = await ana.createTeam("T");
-    const a = await json<{ id: string; token: string }>(await ana.call(`/teams/${team.id}/invitations`, { body: { email: "x@example.com" } }), 201);
-    const b = await json<{ id: string; token: string }>(await ana.call(`/teams/${team.id}/invitations`, { body: { email: "y@example.com" } }), 201);
-    await withDb((db) => db.query("update team_invitations set expires_at = now() - interval '1 second' where id = $1", [a.id]));
-    const expired = await api("/v1/invitations/accept", { org, user: "x", email: "x@example.com", scopes: ["teams:read"], body: { token: a.token } });
+    const a = await json<{ id: string; token: string }>(
+      await ana.call(`/teams/${team.id}/invitations`, { body: { email: "x@example.com" } }),
+      201,
+    );
+    const b = await json<{ id: string; token: string }>(
+      await ana.call(`/teams/${team.id}/invitations`, { body: { email: "y@example.com" } }),
+      201,
+    );
+    await withDb((db) =>
+      db.query("update team_invitations set expires_at = now() - interval '1 second' where id = $1", [a.id]),
+    );
+    const expired = await api("/v1/invitations/accept", {
+      org,
+      user: "x",
+      email: "x@example.com",
+      scopes: ["teams:read"],
+      body: { token: a.token },
+    });
     expect(expired.status).toBe(410);
     expect((await ana.call(`/teams/${team.id}/invitations/${b.id}`, { method: "DELETE" })).status).toBe(200);
-    const revoked = await api("/v1/invitations/accept", { org, user: "y", email: "y@example.com", scopes: ["teams:read"], body: { token: b.token } });
+    const revoked = await api("/v1/invitations/accept", {
+      org,
+      user: "y",
+      email: "y@example.com",
+      scopes: ["teams:read"],
+      body: { token: b.token },
+    });
     expect(revoked.status).toBe(400);
-    const unknown = await api("/v1/invitations/accept", { org, user: "y", email: "y@example.com", scopes: ["teams:read"], body: { token: "A".repeat(43) } });
+    const unknown = await api("/v1/invitations/accept", {
+      org,
+      user: "y",
+      email: "y@example.com",
+      scopes: ["teams:read"],
+      body: { token: "A".repeat(43) },
+    });
     expect(unknown.status).toBe(400);
     const pending = await json<{ invitations: unknown[] }>(await ana.call(`/teams/${team.id}/invitations`), 200);
     expect(pending.invitations).toHaveLength(0);
@@ -154,12 +228,30 @@ describe("invitations", () => {
     const org = await newOrg();
     const ana = as(org, "ana");
     const team = await ana.createTeam("T");
-    const inv = await json<{ id: string; token: string }>(await ana.call(`/teams/${team.id}/invitations`, { body: { email: "r@example.com" } }), 201);
-    const again = await json<{ token: string }>(await ana.call(`/teams/${team.id}/invitations/${inv.id}/resend`, { body: {} }), 200);
+    const inv = await json<{ id: string; token: string }>(
+      await ana.call(`/teams/${team.id}/invitations`, { body: { email: "r@example.com" } }),
+      201,
+    );
+    const again = await json<{ token: string }>(
+      await ana.call(`/teams/${team.id}/invitations/${inv.id}/resend`, { body: {} }),
+      200,
+    );
     expect(again.token).not.toBe(inv.token);
-    const old = await api("/v1/invitations/accept", { org, user: "r", email: "r@example.com", scopes: ["teams:read"], body: { token: inv.token } });
+    const old = await api("/v1/invitations/accept", {
+      org,
+      user: "r",
+      email: "r@example.com",
+      scopes: ["teams:read"],
+      body: { token: inv.token },
+    });
     expect(old.status).toBe(400);
-    const ok = await api("/v1/invitations/accept", { org, user: "r", email: "r@example.com", scopes: ["teams:read"], body: { token: again.token } });
+    const ok = await api("/v1/invitations/accept", {
+      org,
+      user: "r",
+      email: "r@example.com",
+      scopes: ["teams:read"],
+      body: { token: again.token },
+    });
     expect(ok.status).toBe(200);
   });
 });

@@ -16,12 +16,19 @@ const json = async <T>(res: Response, status: number): Promise<T> => {
 /** Calls the teams API as `user` of `org`. */
 export function as(org: string, user: string, extra: { email?: string; admin?: boolean } = {}) {
   const scopes = ["teams:read", "teams:write", ...(extra.admin ? ["admin"] : [])];
-  const call = (path: string, opts: { method?: string; body?: unknown } = {}) => api(`/v1/orgs/${org}${path}`, { org, user, email: extra.email, scopes, ...opts });
+  const call = (path: string, opts: { method?: string; body?: unknown } = {}) =>
+    api(`/v1/orgs/${org}${path}`, { org, user, email: extra.email, scopes, ...opts });
   return {
     call,
-    createTeam: async (name: string, more: Record<string, unknown> = {}) => json<{ id: string; name: string; parentTeamId?: string }>(await call("/teams", { body: { name, ...more } }), 201),
-    addMember: (teamId: string, userId: string, role = "member") => call(`/teams/${teamId}/members`, { body: { userId, role } }),
-    check: async (teamId: string, userId: string, permission: string) => json<{ allowed: boolean; reason: string }>(await call(`/teams/${teamId}/permissions/check`, { body: { userId, permission } }), 200),
+    createTeam: async (name: string, more: Record<string, unknown> = {}) =>
+      json<{ id: string; name: string; parentTeamId?: string }>(await call("/teams", { body: { name, ...more } }), 201),
+    addMember: (teamId: string, userId: string, role = "member") =>
+      call(`/teams/${teamId}/members`, { body: { userId, role } }),
+    check: async (teamId: string, userId: string, permission: string) =>
+      json<{ allowed: boolean; reason: string }>(
+        await call(`/teams/${teamId}/permissions/check`, { body: { userId, permission } }),
+        200,
+      ),
     move: (teamId: string, newParentId: string | null) => call(`/teams/${teamId}/move`, { body: { newParentId } }),
   };
 }

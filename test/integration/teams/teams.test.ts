@@ -7,14 +7,24 @@ import { withDb } from "../support/backends.ts";
 import { as, json, newOrg } from "./support.ts";
 
 const events = (org: string, prefix: string) =>
-  withDb(async (db) => (await db.query<{ type: string }>("select type from outbox where organization_id = $1 and type like $2 order by seq", [org, `${prefix}%`])).rows.map((r) => r.type));
+  withDb(async (db) =>
+    (
+      await db.query<{ type: string }>(
+        "select type from outbox where organization_id = $1 and type like $2 order by seq",
+        [org, `${prefix}%`],
+      )
+    ).rows.map((r) => r.type),
+  );
 
 describe("teams", () => {
   it("creates a team with its creator as owner, emitting events; names are unique case-insensitively", async () => {
     const org = await newOrg();
     const ana = as(org, "ana");
     const t = await ana.createTeam("Design", { description: "UX", visibility: "public" });
-    const got = await json<{ members: { userId: string; role: string }[] }>(await ana.call(`/teams/${t.id}?includeMembers=true`), 200);
+    const got = await json<{ members: { userId: string; role: string }[] }>(
+      await ana.call(`/teams/${t.id}?includeMembers=true`),
+      200,
+    );
     expect(got.members).toEqual([expect.objectContaining({ userId: "ana", role: "owner" })]);
     expect(await events(org, "team.")).toEqual(["team.created"]);
     expect(await events(org, "member.")).toEqual(["member.added"]);
@@ -25,9 +35,14 @@ describe("teams", () => {
     const org = await newOrg();
     const ana = as(org, "ana");
     const t = await ana.createTeam("Eng", { settings: { a: 1 } });
-    const u = await json<{ settings: Record<string, number>; name: string }>(await ana.call(`/teams/${t.id}`, { method: "PATCH", body: { name: "Engineering", settings: { b: 2 } } }), 200);
+    const u = await json<{ settings: Record<string, number>; name: string }>(
+      await ana.call(`/teams/${t.id}`, { method: "PATCH", body: { name: "Engineering", settings: { b: 2 } } }),
+      200,
+    );
     expect(u).toMatchObject({ name: "Engineering", settings: { a: 1, b: 2 } });
-    expect((await as(org, "eve").call(`/teams/${t.id}`, { method: "PATCH", body: { name: "Hacked" } })).status).toBe(403);
+    expect((await as(org, "eve").call(`/teams/${t.id}`, { method: "PATCH", body: { name: "Hacked" } })).status).toBe(
+      403,
+    );
   });
 
   it("hides secret teams from non-members but not from members below or org admins", async () => {
@@ -44,7 +59,10 @@ describe("teams", () => {
     const hier = await json<{ descendants: unknown[] }>(await ana.call(`/teams/${secret.id}/hierarchy`), 200);
     expect(hier.descendants).toHaveLength(1);
     // Private: visible to the org, but its members only to members.
-    const viewed = await json<{ members?: unknown[] }>(await as(org, "eve").call(`/teams/${child.id}?includeMembers=true`), 200);
+    const viewed = await json<{ members?: unknown[] }>(
+      await as(org, "eve").call(`/teams/${child.id}?includeMembers=true`),
+      200,
+    );
     expect(viewed.members).toBeUndefined();
   });
 
@@ -55,10 +73,18 @@ describe("teams", () => {
     const a = await ana.createTeam("A", { parentTeamId: root.id });
     const b = await ana.createTeam("B", { parentTeamId: a.id });
     await ana.createTeam("A2", { parentTeamId: root.id });
-    const up = await json<{ ancestors: { id: string }[] }>(await ana.call(`/teams/${b.id}/hierarchy?direction=ancestors`), 200);
+    const up = await json<{ ancestors: { id: string }[] }>(
+      await ana.call(`/teams/${b.id}/hierarchy?direction=ancestors`),
+      200,
+    );
     expect(up.ancestors.map((t) => t.id)).toEqual([a.id, root.id]);
-    const down = await json<{ descendants: { team: { name: string }; depth: number; children: { team: { name: string }; depth: number }[] }[] }>(await ana.call(`/teams/${root.id}/hierarchy?direction=descendants`), 200);
-    expect(down.descendants.map((n) => [n.team.name, n.depth])).toEqual([["A", 1], ["A2", 1]]);
+    const down = await json<{
+      descendants: { team: { name: string }; depth: number; children: { team: { name: string }; depth: number }[] }[];
+    }>(await ana.call(`/teams/${root.id}/hierarchy?direction=descendants`), 200);
+    expect(down.descendants.map((n) => [n.team.name, n.depth])).toEqual([
+      ["A", 1],
+      ["A2", 1],
+    ]);
     expect(down.descendants[0]!.children.map((n) => [n.team.name, n.depth])).toEqual([["B", 2]]);
     let parent = b.id;
     for (let depth = 4; depth <= 20; depth++) parent = (await ana.createTeam(`L${depth}`, { parentTeamId: parent })).id;
@@ -79,7 +105,12 @@ describe("teams", () => {
     const y = await ana.createTeam("Y");
     const [r1, r2] = await Promise.all([ana.move(x.id, y.id), ana.move(y.id, x.id)]);
     expect([r1.status, r2.status].sort()).toEqual([200, 409]);
-    const { rows } = await withDb((db) => db.query<{ id: string; parent_team_id: string | null }>("select id, parent_team_id from teams where id = any($1) order by id", [[x.id, y.id]]));
+    const { rows } = await withDb((db) =>
+      db.query<{ id: string; parent_team_id: string | null }>(
+        "select id, parent_team_id from teams where id = any($1) order by id",
+        [[x.id, y.id]],
+      ),
+    );
     expect(rows.filter((r) => r.parent_team_id !== null)).toHaveLength(1);
     expect(await events(org, "team.moved")).toHaveLength(1);
   });
@@ -94,11 +125,25 @@ describe("teams", () => {
     await ana.addMember(target.id, "bo", "member");
     await ana.addMember(old.id, "cy");
     await ana.call(`/teams/${old.id}/invitations`, { body: { email: "dee@example.com" } });
-    const del = await json<{ deleted: boolean; membersReassigned: number }>(await ana.call(`/teams/${old.id}?reassignTo=${target.id}`, { method: "DELETE" }), 200);
+    const del = await json<{ deleted: boolean; membersReassigned: number }>(
+      await ana.call(`/teams/${old.id}?reassignTo=${target.id}`, { method: "DELETE" }),
+      200,
+    );
     expect(del).toEqual({ deleted: true, membersReassigned: 3 });
-    const members = await withDb((db) => db.query<{ user_id: string; role: string }>("select user_id, role from team_memberships where team_id = $1 order by user_id", [target.id]));
-    expect(members.rows).toEqual([{ user_id: "ana", role: "owner" }, { user_id: "bo", role: "admin" }, { user_id: "cy", role: "member" }]);
-    const moved = await withDb((db) => db.query<{ parent_team_id: string | null }>("select parent_team_id from teams where id = $1", [child.id]));
+    const members = await withDb((db) =>
+      db.query<{ user_id: string; role: string }>(
+        "select user_id, role from team_memberships where team_id = $1 order by user_id",
+        [target.id],
+      ),
+    );
+    expect(members.rows).toEqual([
+      { user_id: "ana", role: "owner" },
+      { user_id: "bo", role: "admin" },
+      { user_id: "cy", role: "member" },
+    ]);
+    const moved = await withDb((db) =>
+      db.query<{ parent_team_id: string | null }>("select parent_team_id from teams where id = $1", [child.id]),
+    );
     expect(moved.rows[0]?.parent_team_id).toBeNull();
     const inv = await withDb((db) => db.query("select 1 from team_invitations where team_id = $1", [old.id]));
     expect(inv.rows).toHaveLength(0); // cascaded with the team (it was revoked first)
@@ -107,15 +152,26 @@ describe("teams", () => {
     const parent = await ana.createTeam("P");
     const kid = await ana.createTeam("K", { parentTeamId: parent.id });
     await ana.createTeam("G", { parentTeamId: kid.id });
-    const gone = await json<{ deleted: boolean }>(await ana.call(`/teams/${parent.id}?deleteSubteams=true`, { method: "DELETE" }), 200);
+    const gone = await json<{ deleted: boolean }>(
+      await ana.call(`/teams/${parent.id}?deleteSubteams=true`, { method: "DELETE" }),
+      200,
+    );
     expect(gone.deleted).toBe(true);
-    expect((await withDb((db) => db.query("select 1 from teams where organization_id = $1 and name in ('P','K','G')", [org]))).rows).toHaveLength(0);
+    expect(
+      (
+        await withDb((db) =>
+          db.query("select 1 from teams where organization_id = $1 and name in ('P','K','G')", [org]),
+        )
+      ).rows,
+    ).toHaveLength(0);
   });
 
   it("enforces the plan's team limit", async () => {
     const org = await newOrg();
     await withDb(async (db) => {
-      await db.query("insert into plans (id, name, limits) values ($1, $1, '{\"teams\": 2}') on conflict do nothing", [`p_${org}`]);
+      await db.query("insert into plans (id, name, limits) values ($1, $1, '{\"teams\": 2}') on conflict do nothing", [
+        `p_${org}`,
+      ]);
       await db.query("update organizations set plan_id = $2 where id = $1", [org, `p_${org}`]);
     });
     const ana = as(org, "ana");
@@ -131,23 +187,39 @@ describe("teams", () => {
     const ana = as(org, "ana");
     const root = await ana.createTeam("Root");
     const kid = await ana.createTeam("Kid", { parentTeamId: root.id });
-    const direct = await json<{ memberships: { teamId: string }[] }>(await api(`/v1/orgs/${org}/users/ana/teams`, { org, scopes: ["teams:read"] }), 200);
+    const direct = await json<{ memberships: { teamId: string }[] }>(
+      await api(`/v1/orgs/${org}/users/ana/teams`, { org, scopes: ["teams:read"] }),
+      200,
+    );
     expect(direct.memberships.map((m) => m.teamId).sort()).toEqual([root.id, kid.id].sort());
     await ana.addMember(root.id, "bo", "admin");
-    const inherited = await json<{ memberships: { teamId: string; role: string; inherited?: boolean }[] }>(await api(`/v1/orgs/${org}/users/bo/teams?includeInherited=true`, { org, scopes: ["teams:read"] }), 200);
-    expect(inherited.memberships).toEqual([expect.objectContaining({ teamId: root.id, role: "admin" }), expect.objectContaining({ teamId: kid.id, role: "admin", inherited: true })]);
+    const inherited = await json<{ memberships: { teamId: string; role: string; inherited?: boolean }[] }>(
+      await api(`/v1/orgs/${org}/users/bo/teams?includeInherited=true`, { org, scopes: ["teams:read"] }),
+      200,
+    );
+    expect(inherited.memberships).toEqual([
+      expect.objectContaining({ teamId: root.id, role: "admin" }),
+      expect.objectContaining({ teamId: kid.id, role: "admin", inherited: true }),
+    ]);
   });
 
   it("expires invitations from the cron and emits invitation.expired", async () => {
     const org = await newOrg();
     const ana = as(org, "ana");
     const t = await ana.createTeam("T");
-    const inv = await json<{ id: string }>(await ana.call(`/teams/${t.id}/invitations`, { body: { email: "late@example.com" } }), 201);
-    await withDb((db) => db.query("update team_invitations set expires_at = now() - interval '1 minute' where id = $1", [inv.id]));
+    const inv = await json<{ id: string }>(
+      await ana.call(`/teams/${t.id}/invitations`, { body: { email: "late@example.com" } }),
+      201,
+    );
+    await withDb((db) =>
+      db.query("update team_invitations set expires_at = now() - interval '1 minute' where id = $1", [inv.id]),
+    );
     const ctx = createExecutionContext();
     await worker.scheduled(createScheduledController({ cron: "*/5 * * * *", scheduledTime: new Date() }), env, ctx);
     await waitOnExecutionContext(ctx);
-    const { rows } = await withDb((db) => db.query<{ status: string }>("select status from team_invitations where id = $1", [inv.id]));
+    const { rows } = await withDb((db) =>
+      db.query<{ status: string }>("select status from team_invitations where id = $1", [inv.id]),
+    );
     expect(rows[0]?.status).toBe("expired");
     expect(await events(org, "invitation.")).toEqual(["invitation.sent", "invitation.expired"]);
   });

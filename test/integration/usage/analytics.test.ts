@@ -4,7 +4,11 @@ import { withDb } from "../support/backends.ts";
 import { ev, hoursAgo, newOrg, orgObject, setPlan, usage, valid } from "./support.ts";
 
 const record = (events: ReturnType<typeof ev>[]) => usage().recordEvents(events.map(valid));
-const point = (m: { dataPoints: { timestamp: string; metricType: string; value: number }[] }, metric: string, ts: string) => m.dataPoints.find((p) => p.metricType === metric && p.timestamp === ts)?.value;
+const point = (
+  m: { dataPoints: { timestamp: string; metricType: string; value: number }[] },
+  metric: string,
+  ts: string,
+) => m.dataPoints.find((p) => p.metricType === metric && p.timestamp === ts)?.value;
 
 describe("queries", () => {
   it("aggregates hourly sums, derived metrics and unique users (never summed)", async () => {
@@ -15,10 +19,25 @@ describe("queries", () => {
       ev(org, { timestamp: new Date(h2.getTime() + 60_000), userId: "ana", quantity: 2 }),
       ev(org, { timestamp: new Date(h2.getTime() + 120_000), userId: "bo" }),
       ev(org, { timestamp: new Date(h1.getTime() + 60_000), userId: "ana" }),
-      ev(org, { eventType: "storage.upload", timestamp: new Date(h1.getTime() + 90_000), quantity: 1000, userId: "ana" }),
-      ev(org, { eventType: "storage.delete", timestamp: new Date(h1.getTime() + 95_000), quantity: 400, userId: "ana" }),
+      ev(org, {
+        eventType: "storage.upload",
+        timestamp: new Date(h1.getTime() + 90_000),
+        quantity: 1000,
+        userId: "ana",
+      }),
+      ev(org, {
+        eventType: "storage.delete",
+        timestamp: new Date(h1.getTime() + 95_000),
+        quantity: 400,
+        userId: "ana",
+      }),
     ]);
-    const m = await usage().getAggregatedMetrics(org, { startTime: hoursAgo(3), endTime: new Date(), granularity: "hour", metricTypes: ["api_calls", "api.call", "storage", "active_users"] });
+    const m = await usage().getAggregatedMetrics(org, {
+      startTime: hoursAgo(3),
+      endTime: new Date(),
+      granularity: "hour",
+      metricTypes: ["api_calls", "api.call", "storage", "active_users"],
+    });
     expect(point(m, "api_calls", h2.toISOString())).toBe(3);
     expect(point(m, "api.call", h1.toISOString())).toBe(1);
     expect(point(m, "storage", h1.toISOString())).toBe(600);
@@ -29,12 +48,23 @@ describe("queries", () => {
 
   it("returns nothing for an empty range, and rejects bad queries", async () => {
     const org = newOrg();
-    const m = await usage().getAggregatedMetrics(org, { startTime: hoursAgo(5), endTime: hoursAgo(4), granularity: "hour", metricTypes: ["api_calls", "collaborators"] });
+    const m = await usage().getAggregatedMetrics(org, {
+      startTime: hoursAgo(5),
+      endTime: hoursAgo(4),
+      granularity: "hour",
+      metricTypes: ["api_calls", "collaborators"],
+    });
     expect(m.dataPoints).toEqual([]);
     expect(m.totals).toEqual({ api_calls: 0, collaborators: 0 });
-    const bad = await api(`/v1/orgs/${org}/usage/metrics?startTime=${hoursAgo(1).toISOString()}&endTime=${hoursAgo(2).toISOString()}&granularity=hour&metricTypes=nope`, { org });
+    const bad = await api(
+      `/v1/orgs/${org}/usage/metrics?startTime=${hoursAgo(1).toISOString()}&endTime=${hoursAgo(2).toISOString()}&granularity=hour&metricTypes=nope`,
+      { org },
+    );
     expect(bad.status).toBe(400);
-    const tooMany = await api(`/v1/orgs/${org}/usage/metrics?startTime=2026-01-01T00:00:00Z&endTime=2026-11-01T00:00:00Z&granularity=minute&metricTypes=api_calls`, { org });
+    const tooMany = await api(
+      `/v1/orgs/${org}/usage/metrics?startTime=2026-01-01T00:00:00Z&endTime=2026-11-01T00:00:00Z&granularity=minute&metricTypes=api_calls`,
+      { org },
+    );
     expect(tooMany.status).toBe(400);
   });
 
@@ -44,11 +74,32 @@ describe("queries", () => {
     await record([
       ev(org, { eventType: "document.viewed", resourceType: "document", resourceId: "d1", timestamp: t }),
       ev(org, { eventType: "document.viewed", resourceType: "spreadsheet", resourceId: "s1", timestamp: t }),
-      ev(org, { eventType: "document.viewed", resourceType: "document", resourceId: "d2", timestamp: t, userId: "zed" }),
+      ev(org, {
+        eventType: "document.viewed",
+        resourceType: "document",
+        resourceId: "d2",
+        timestamp: t,
+        userId: "zed",
+      }),
     ]);
-    const byType = await usage().getAggregatedMetrics(org, { startTime: hoursAgo(2), endTime: new Date(), granularity: "day", metricTypes: ["document.viewed"], dimensions: ["resourceType"] });
-    expect(Object.fromEntries(byType.dataPoints.map((p) => [p.dimensions.resourceType, p.value]))).toEqual({ document: 2, spreadsheet: 1 });
-    const byUser = await usage().getAggregatedMetrics(org, { startTime: hoursAgo(2), endTime: new Date(), granularity: "hour", metricTypes: ["document.viewed"], dimensions: ["userId"] });
+    const byType = await usage().getAggregatedMetrics(org, {
+      startTime: hoursAgo(2),
+      endTime: new Date(),
+      granularity: "day",
+      metricTypes: ["document.viewed"],
+      dimensions: ["resourceType"],
+    });
+    expect(Object.fromEntries(byType.dataPoints.map((p) => [p.dimensions.resourceType, p.value]))).toEqual({
+      document: 2,
+      spreadsheet: 1,
+    });
+    const byUser = await usage().getAggregatedMetrics(org, {
+      startTime: hoursAgo(2),
+      endTime: new Date(),
+      granularity: "hour",
+      metricTypes: ["document.viewed"],
+      dimensions: ["userId"],
+    });
     expect(Object.fromEntries(byUser.dataPoints.map((p) => [p.dimensions.userId, p.value]))).toEqual({ u1: 2, zed: 1 });
   });
 
@@ -60,7 +111,13 @@ describe("queries", () => {
       ev(org, { timestamp: new Date("2026-11-02T04:30:00Z") }), // Nov 1, 23:30 EST (the day had 25 hours)
       ev(org, { timestamp: new Date("2026-11-02T05:30:00Z") }), // Nov 2, 00:30 EST
     ]);
-    const m = await usage().getAggregatedMetrics(org, { startTime: new Date("2026-10-31T04:00:00Z"), endTime: new Date("2026-11-03T05:00:00Z"), granularity: "day", metricTypes: ["api.call"], timeZone: "America/New_York" });
+    const m = await usage().getAggregatedMetrics(org, {
+      startTime: new Date("2026-10-31T04:00:00Z"),
+      endTime: new Date("2026-11-03T05:00:00Z"),
+      granularity: "day",
+      metricTypes: ["api.call"],
+      timeZone: "America/New_York",
+    });
     expect(m.dataPoints.map((p) => [p.timestamp, p.value])).toEqual([
       ["2026-10-31T04:00:00.000Z", 1],
       ["2026-11-01T04:00:00.000Z", 2],
@@ -75,8 +132,17 @@ describe("rollups", () => {
     const org = newOrg();
     const day = new Date(Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate() - 3));
     const at = (h: number) => new Date(day.getTime() + h * 3_600_000);
-    await record([ev(org, { timestamp: at(1), quantity: 5 }), ev(org, { timestamp: at(23), quantity: 1 }), ev(org, { timestamp: at(25), quantity: 2 })]);
-    const q = { startTime: day, endTime: new Date(day.getTime() + 2 * 86_400_000), granularity: "day" as const, metricTypes: ["api_calls"] };
+    await record([
+      ev(org, { timestamp: at(1), quantity: 5 }),
+      ev(org, { timestamp: at(23), quantity: 1 }),
+      ev(org, { timestamp: at(25), quantity: 2 }),
+    ]);
+    const q = {
+      startTime: day,
+      endTime: new Date(day.getTime() + 2 * 86_400_000),
+      granularity: "day" as const,
+      metricTypes: ["api_calls"],
+    };
     const before = await usage().getAggregatedMetrics(org, q);
     expect(before.dataPoints.map((p) => p.value)).toEqual([6, 2]);
     const first = await usage().rollupMetrics("api_calls", new Date());
@@ -84,7 +150,11 @@ describe("rollups", () => {
     expect(first.rolledUp).toBeGreaterThanOrEqual(2);
     const again = await usage().rollupMetrics("api_calls", new Date());
     expect(again.rolledUp).toBe(0);
-    const { rows } = await withDb((db) => db.query<{ quantity: number }>("select quantity from usage_agg_day where organization_id = $1 order by bucket", [org]));
+    const { rows } = await withDb((db) =>
+      db.query<{ quantity: number }>("select quantity from usage_agg_day where organization_id = $1 order by bucket", [
+        org,
+      ]),
+    );
     expect(rows.map((r) => Number(r.quantity))).toEqual([6, 2]);
     expect((await usage().getAggregatedMetrics(org, q)).dataPoints.map((p) => p.value)).toEqual([6, 2]);
 
@@ -94,9 +164,17 @@ describe("rollups", () => {
     // …and folded into the day table by the next run, replacing — not adding twice.
     expect(await usage().rollupMetrics("*", new Date())).toMatchObject({ errors: 0 });
     expect(await usage().rollupMetrics("*", new Date())).toEqual({ rolledUp: 0, errors: 0 });
-    const after = await withDb((db) => db.query<{ quantity: number }>("select quantity from usage_agg_day where organization_id = $1 order by bucket", [org]));
+    const after = await withDb((db) =>
+      db.query<{ quantity: number }>("select quantity from usage_agg_day where organization_id = $1 order by bucket", [
+        org,
+      ]),
+    );
     expect(after.rows.map((r) => Number(r.quantity))).toEqual([16, 2]);
-    const month = await usage().getAggregatedMetrics(org, { ...q, granularity: "month", startTime: new Date(Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), 1)) });
+    const month = await usage().getAggregatedMetrics(org, {
+      ...q,
+      granularity: "month",
+      startTime: new Date(Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), 1)),
+    });
     expect(month.totals.api_calls).toBe(18);
   });
 });
@@ -110,7 +188,11 @@ describe("quotas and alerts", () => {
     const last = results.filter((r) => !r.allowed)[0]!;
     expect(last).toEqual({ allowed: false, remaining: 0, limit: 100 });
     const status = await usage().getQuotaStatus(org);
-    expect(status.metrics.find((m) => m.metricType === "api_calls")).toMatchObject({ used: 0, reserved: 100, percentage: 100 });
+    expect(status.metrics.find((m) => m.metricType === "api_calls")).toMatchObject({
+      used: 0,
+      reserved: 100,
+      percentage: 100,
+    });
   });
 
   it("consumes reservations with the usage that follows, so nothing is counted twice", async () => {
@@ -126,31 +208,59 @@ describe("quotas and alerts", () => {
   it("fires a threshold alert exactly once per period, then the exceeded event", async () => {
     const org = newOrg();
     await setPlan(org, { api_calls: 10 });
-    const { subscriptionId } = await usage().subscribeToQuotaAlerts(org, { metricType: "api_calls", threshold: 50, notificationChannels: ["in_app", "webhook", "email"] }, { notifyEmail: "ops@example.com" });
+    const { subscriptionId } = await usage().subscribeToQuotaAlerts(
+      org,
+      { metricType: "api_calls", threshold: 50, notificationChannels: ["in_app", "webhook", "email"] },
+      { notifyEmail: "ops@example.com" },
+    );
     const batch = Array.from({ length: 6 }, () => ev(org));
     await record(batch);
     await record(batch); // redelivered
     await record([ev(org), ev(org)]);
     await record(Array.from({ length: 3 }, () => ev(org)));
-    const events = await withDb((db) => db.query<{ type: string; event: { data: { threshold?: number; subscriptionId?: string } } }>("select type, event from outbox where organization_id = $1 and type like 'usage.%' order by seq", [org]));
+    const events = await withDb((db) =>
+      db.query<{ type: string; event: { data: { threshold?: number; subscriptionId?: string } } }>(
+        "select type, event from outbox where organization_id = $1 and type like 'usage.%' order by seq",
+        [org],
+      ),
+    );
     expect(events.rows.map((r) => r.type)).toEqual(["usage.quota.threshold_crossed", "usage.quota.exceeded"]);
     expect(events.rows[0]!.event.data).toMatchObject({ subscriptionId, threshold: 50 });
-    const notes = await withDb((db) => db.query<{ kind: string }>("select kind from notifications where organization_id = $1 order by id", [org]));
+    const notes = await withDb((db) =>
+      db.query<{ kind: string }>("select kind from notifications where organization_id = $1 order by id", [org]),
+    );
     expect(notes.rows.map((r) => r.kind)).toEqual(["usage.quota.threshold_crossed", "usage.quota.exceeded"]);
-    const mail = await withDb((db) => db.query<{ to_address: string; status: string }>("select to_address, status from outbound_emails where organization_id = $1", [org]));
+    const mail = await withDb((db) =>
+      db.query<{ to_address: string; status: string }>(
+        "select to_address, status from outbound_emails where organization_id = $1",
+        [org],
+      ),
+    );
     expect(mail.rows).toEqual([{ to_address: "ops@example.com", status: "captured" }]);
   });
 
   it("manages alert subscriptions over HTTP", async () => {
     const org = newOrg();
-    const created = await api(`/v1/orgs/${org}/usage/alerts`, { org, body: { metricType: "storage", threshold: 80, notificationChannels: ["in_app"] } });
+    const created = await api(`/v1/orgs/${org}/usage/alerts`, {
+      org,
+      body: { metricType: "storage", threshold: 80, notificationChannels: ["in_app"] },
+    });
     expect(created.status).toBe(201);
     const { subscriptionId } = (await created.json()) as { subscriptionId: string };
-    const list = (await (await api(`/v1/orgs/${org}/usage/alerts`, { org })).json()) as { subscriptions: { subscriptionId: string }[] };
+    const list = (await (await api(`/v1/orgs/${org}/usage/alerts`, { org })).json()) as {
+      subscriptions: { subscriptionId: string }[];
+    };
     expect(list.subscriptions.map((s) => s.subscriptionId)).toEqual([subscriptionId]);
     expect((await api(`/v1/orgs/${org}/usage/alerts/${subscriptionId}`, { org, method: "DELETE" })).status).toBe(200);
     expect((await api(`/v1/orgs/${org}/usage/alerts/${subscriptionId}`, { org, method: "DELETE" })).status).toBe(404);
-    expect((await api(`/v1/orgs/${org}/usage/alerts`, { org, body: { metricType: "storage", threshold: 180, notificationChannels: ["in_app"] } })).status).toBe(400);
+    expect(
+      (
+        await api(`/v1/orgs/${org}/usage/alerts`, {
+          org,
+          body: { metricType: "storage", threshold: 180, notificationChannels: ["in_app"] },
+        })
+      ).status,
+    ).toBe(400);
   });
 });
 
@@ -163,14 +273,23 @@ describe("reports and dashboard", () => {
     await record(Array.from({ length: 14 }, () => ev(org, { timestamp: hoursAgo(3) })));
     const r1 = await usage().generateUsageReport(org, start, end);
     expect(r1.revision).toBe(1);
-    expect(r1.lineItems.find((l) => l.metricType === "api_calls")).toEqual({ metricType: "api_calls", quantity: 14, included: 10, overage: 4, unitPrice: 0.5, amount: 2 });
+    expect(r1.lineItems.find((l) => l.metricType === "api_calls")).toEqual({
+      metricType: "api_calls",
+      quantity: 14,
+      included: 10,
+      overage: 4,
+      unitPrice: 0.5,
+      amount: 2,
+    });
     expect(r1.summary).toMatchObject({ totalAmount: 2, currency: "USD", eventsCounted: 14 });
     const same = await usage().generateUsageReport(org, start, end);
     expect(same.reportId).toBe(r1.reportId);
     await record([ev(org, { timestamp: hoursAgo(30), quantity: 2 })]); // late
     const r2 = await usage().generateUsageReport(org, start, end);
     expect(r2.revision).toBe(2);
-    expect(r2.changes).toEqual([{ metricType: "api_calls", previousQuantity: 14, quantity: 16, previousAmount: 2, amount: 3 }]);
+    expect(r2.changes).toEqual([
+      { metricType: "api_calls", previousQuantity: 14, quantity: 16, previousAmount: 2, amount: 3 },
+    ]);
     const got = await api(`/v1/orgs/${org}/usage/reports/${r1.reportId}`, { org });
     expect(((await got.json()) as { revision: number }).revision).toBe(1);
   });

@@ -9,7 +9,12 @@ import { api, tokenFor } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
 import { ev, newOrg, orgObject, usage, valid } from "./support.ts";
 
-const count = (org: string) => withDb(async (db) => (await db.query<{ n: number }>("select count(*)::int as n from usage_events where organization_id = $1", [org])).rows[0]!.n);
+const count = (org: string) =>
+  withDb(
+    async (db) =>
+      (await db.query<{ n: number }>("select count(*)::int as n from usage_events where organization_id = $1", [org]))
+        .rows[0]!.n,
+  );
 const apiCalls = async (org: string) => (await orgObject(org).status(org)).sums["api.call"] ?? 0;
 
 describe("ingestion", () => {
@@ -41,11 +46,16 @@ describe("ingestion", () => {
   it("accepts a mixed HTTP batch: valid ones go through the Queue, the rest are reported", async () => {
     const org = newOrg();
     const good = [ev(org), ev(org, { eventType: "document.created", resourceId: "d1", resourceType: "document" })];
-    const res = await api(`/v1/orgs/${org}/usage/events`, { org, body: { events: [...good, { ...ev(org), quantity: -5 }, good[0]] } });
+    const res = await api(`/v1/orgs/${org}/usage/events`, {
+      org,
+      body: { events: [...good, { ...ev(org), quantity: -5 }, good[0]] },
+    });
     expect(res.status).toBe(202);
     const body = (await res.json()) as { accepted: number; rejected: { index: number; issues: { path: string }[] }[] };
     expect(body.accepted).toBe(2); // the in-batch duplicate is sent once
-    expect(body.rejected).toEqual([expect.objectContaining({ index: 2, issues: [expect.objectContaining({ path: "quantity" })] })]);
+    expect(body.rejected).toEqual([
+      expect.objectContaining({ index: 2, issues: [expect.objectContaining({ path: "quantity" })] }),
+    ]);
     await vi.waitFor(async () => expect(await count(org)).toBe(2), { timeout: 10_000, interval: 50 });
   });
 
@@ -62,7 +72,10 @@ describe("ingestion", () => {
     const events = Array.from({ length: 20 }, () => ev(org, { quantity: 2 }));
     const bodies = events.map((e) => JSON.stringify(usageToCloudEvent(valid(e))));
     for (let round = 0; round < 2; round++) {
-      const batch = createMessageBatch("usage-events", bodies.map((body, i) => ({ id: `m${round}-${i}`, timestamp: new Date(), attempts: round + 1, body })));
+      const batch = createMessageBatch(
+        "usage-events",
+        bodies.map((body, i) => ({ id: `m${round}-${i}`, timestamp: new Date(), attempts: round + 1, body })),
+      );
       const ctx = createExecutionContext();
       await worker.queue(batch, env, ctx);
       await waitOnExecutionContext(ctx);
@@ -103,7 +116,16 @@ describe("ingestion", () => {
     let retryAfter: string | null = null;
     for (let i = 0; i < 3; i++) {
       const ctx = createExecutionContext();
-      const res = await app.request(`/v1/orgs/${org}/usage/events`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(ev(org)) }, strict, ctx);
+      const res = await app.request(
+        `/v1/orgs/${org}/usage/events`,
+        {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: JSON.stringify(ev(org)),
+        },
+        strict,
+        ctx,
+      );
       await waitOnExecutionContext(ctx);
       statuses.push(res.status);
       if (res.status === 429) retryAfter = res.headers.get("retry-after");

@@ -21,15 +21,35 @@ export const newOrg = () => `uorg_${crypto.randomUUID().slice(0, 8)}`;
 let n = 0;
 /** An event (defaults: api.call, quantity 1, now). */
 export function ev(org: string, over: Partial<UsageEventInput> = {}): UsageEventInput {
-  return { eventId: `e_${Date.now().toString(36)}_${n++}_${crypto.randomUUID().slice(0, 6)}`, organizationId: org, eventType: "api.call", userId: "u1", quantity: 1, metadata: {}, timestamp: new Date(), ...over };
+  return {
+    eventId: `e_${Date.now().toString(36)}_${n++}_${crypto.randomUUID().slice(0, 6)}`,
+    organizationId: org,
+    eventType: "api.call",
+    userId: "u1",
+    quantity: 1,
+    metadata: {},
+    timestamp: new Date(),
+    ...over,
+  };
 }
 
 /** Puts the organization on a custom plan with these limits/allowances/prices. */
-export async function setPlan(org: string, limits: Record<string, number>, included: Record<string, number> = {}, prices: Record<string, number> = {}) {
+export async function setPlan(
+  org: string,
+  limits: Record<string, number>,
+  included: Record<string, number> = {},
+  prices: Record<string, number> = {},
+) {
   const planId = `plan_${org}`;
   await withDb(async (db) => {
-    await db.query("insert into plans (id, name, limits, included, prices) values ($1, $1, $2, $3, $4) on conflict (id) do update set limits = excluded.limits, included = excluded.included, prices = excluded.prices", [planId, JSON.stringify(limits), JSON.stringify(included), JSON.stringify(prices)]);
-    await db.query("insert into organizations (id, plan_id) values ($1, $2) on conflict (id) do update set plan_id = excluded.plan_id", [org, planId]);
+    await db.query(
+      "insert into plans (id, name, limits, included, prices) values ($1, $1, $2, $3, $4) on conflict (id) do update set limits = excluded.limits, included = excluded.included, prices = excluded.prices",
+      [planId, JSON.stringify(limits), JSON.stringify(included), JSON.stringify(prices)],
+    );
+    await db.query(
+      "insert into organizations (id, plan_id) values ($1, $2) on conflict (id) do update set plan_id = excluded.plan_id",
+      [org, planId],
+    );
   });
   await orgObject(org).invalidate();
 }

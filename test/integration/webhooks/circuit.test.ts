@@ -8,9 +8,21 @@ import { withDb } from "../support/backends.ts";
 import { endpoint, newHook, newOrg, received, register, script, sendEvent, timeTravel } from "../support/webhooks.ts";
 
 const json = async <T = Record<string, unknown>>(res: Response) => (await res.json()) as T;
-const circuit = async (org: string, id: string) => json<{ state: string; failureCount: number; successCount: number; halfOpenAt?: string }>(await api(`/v1/orgs/${org}/webhooks/${id}/circuit`, { org }));
+const circuit = async (org: string, id: string) =>
+  json<{ state: string; failureCount: number; successCount: number; halfOpenAt?: string }>(
+    await api(`/v1/orgs/${org}/webhooks/${id}/circuit`, { org }),
+  );
 const statuses = async (webhookId: string) =>
-  Object.fromEntries((await withDb((db) => db.query<{ status: string; n: number }>("select status, count(*)::int as n from webhook_deliveries where webhook_id = $1 group by status", [webhookId]))).rows.map((r) => [r.status, r.n]));
+  Object.fromEntries(
+    (
+      await withDb((db) =>
+        db.query<{ status: string; n: number }>(
+          "select status, count(*)::int as n from webhook_deliveries where webhook_id = $1 group by status",
+          [webhookId],
+        ),
+      )
+    ).rows.map((r) => [r.status, r.n]),
+  );
 
 describe("circuit breaker", () => {
   it("walks closed → open → half_open → closed, holding deliveries while open and emitting events", async () => {
@@ -45,8 +57,19 @@ describe("circuit breaker", () => {
     expect((await circuit(org, w.id)).state).toBe("closed");
     expect(await statuses(w.id)).toEqual({ succeeded: 8 });
 
-    const { rows } = await withDb((db) => db.query<{ type: string }>("select type from outbox where organization_id = $1 and type like 'webhook.circuit%' order by seq", [org]));
-    expect(rows.map((r) => r.type)).toEqual(["webhook.circuit_opened", "webhook.circuit_half_opened", "webhook.circuit_opened", "webhook.circuit_half_opened", "webhook.circuit_closed"]);
+    const { rows } = await withDb((db) =>
+      db.query<{ type: string }>(
+        "select type from outbox where organization_id = $1 and type like 'webhook.circuit%' order by seq",
+        [org],
+      ),
+    );
+    expect(rows.map((r) => r.type)).toEqual([
+      "webhook.circuit_opened",
+      "webhook.circuit_half_opened",
+      "webhook.circuit_opened",
+      "webhook.circuit_half_opened",
+      "webhook.circuit_closed",
+    ]);
   });
 
   it("closes by hand with resetCircuit and lets held deliveries flow", async () => {
@@ -57,7 +80,9 @@ describe("circuit breaker", () => {
     for (let i = 0; i < 7; i++) await sendEvent(org);
     await endpoint(w.id).drain();
     expect((await circuit(org, w.id)).state).toBe("open");
-    const reset = await json<{ reset: boolean }>(await api(`/v1/orgs/${org}/webhooks/${w.id}/circuit/reset`, { org, method: "POST" }));
+    const reset = await json<{ reset: boolean }>(
+      await api(`/v1/orgs/${org}/webhooks/${w.id}/circuit/reset`, { org, method: "POST" }),
+    );
     expect(reset.reset).toBe(true);
     expect((await circuit(org, w.id)).state).toBe("closed");
     await timeTravel(w.id, 3_600_000);
@@ -87,7 +112,9 @@ describe("circuit breaker", () => {
       await runDurableObjectAlarm(endpoint(w.id));
     }
     expect(await statuses(w.id)).toEqual({ succeeded: 40 });
-    const ok = (await received(hook.name)).requests.filter((r) => r.body).map((r) => (JSON.parse(r.body) as { eventId: string }).eventId);
+    const ok = (await received(hook.name)).requests
+      .filter((r) => r.body)
+      .map((r) => (JSON.parse(r.body) as { eventId: string }).eventId);
     expect(new Set(ok)).toEqual(new Set(sent));
   });
 });
@@ -97,7 +124,9 @@ describe("operations", () => {
     const org = newOrg();
     const hook = newHook();
     const w = await register(org, hook.url, ["member.*"]);
-    const res = await json<{ success: boolean; statusCode: number; willRetry: boolean; deliveryId: string }>(await api(`/v1/orgs/${org}/webhooks/${w.id}/test`, { org, method: "POST" }));
+    const res = await json<{ success: boolean; statusCode: number; willRetry: boolean; deliveryId: string }>(
+      await api(`/v1/orgs/${org}/webhooks/${w.id}/test`, { org, method: "POST" }),
+    );
     expect(res).toMatchObject({ success: true, statusCode: 200, willRetry: false });
     const body = JSON.parse((await received(hook.name)).requests[0]!.body) as { type: string; id: string };
     expect(body).toMatchObject({ type: "webhook.test", id: res.deliveryId });
@@ -111,15 +140,29 @@ describe("operations", () => {
     await endpoint(w.id).drain();
     // Mark them exhausted, as if retries had run out.
     await withDb((db) => db.query("update webhook_deliveries set status = 'failed' where webhook_id = $1", [w.id]));
-    const [first] = (await withDb((db) => db.query<{ id: string }>("select id from webhook_deliveries where event_id = $1", [events[0]!.eventId]))).rows;
-    const retried = await json<{ success: boolean; deliveryId: string }>(await api(`/v1/orgs/${org}/deliveries/${first!.id}/retry`, { org, method: "POST" }));
+    const [first] = (
+      await withDb((db) =>
+        db.query<{ id: string }>("select id from webhook_deliveries where event_id = $1", [events[0]!.eventId]),
+      )
+    ).rows;
+    const retried = await json<{ success: boolean; deliveryId: string }>(
+      await api(`/v1/orgs/${org}/deliveries/${first!.id}/retry`, { org, method: "POST" }),
+    );
     expect(retried).toMatchObject({ success: true, deliveryId: first!.id });
-    const recovered = await json<{ requeued: number }>(await api(`/v1/orgs/${org}/webhooks/${w.id}/recover`, { org, body: { since: new Date(Date.now() - 60_000).toISOString() } }));
+    const recovered = await json<{ requeued: number }>(
+      await api(`/v1/orgs/${org}/webhooks/${w.id}/recover`, {
+        org,
+        body: { since: new Date(Date.now() - 60_000).toISOString() },
+      }),
+    );
     expect(recovered.requeued).toBe(2);
     await endpoint(w.id).drain();
     expect(await statuses(w.id)).toEqual({ succeeded: 3 });
     expect((await received(hook.name)).requests).toHaveLength(6);
-    const other = await api(`/v1/orgs/${newOrg()}/deliveries/${first!.id}/retry`, { scopes: ["internal"], method: "POST" });
+    const other = await api(`/v1/orgs/${newOrg()}/deliveries/${first!.id}/retry`, {
+      scopes: ["internal"],
+      method: "POST",
+    });
     expect(other.status).toBe(404);
   });
 
@@ -130,7 +173,9 @@ describe("operations", () => {
     const w = await register(org, hook.url, ["team.*"]);
     for (let i = 0; i < 3; i++) await sendEvent(org);
     await endpoint(w.id).drain();
-    const res = await json<{ deleted: boolean; cancelledDeliveries: number }>(await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org, method: "DELETE" }));
+    const res = await json<{ deleted: boolean; cancelledDeliveries: number }>(
+      await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org, method: "DELETE" }),
+    );
     expect(res).toEqual({ deleted: true, cancelledDeliveries: 3 });
     expect(await endpoint(w.id).pending()).toBe(0);
     expect((await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org })).status).toBe(404);
@@ -141,7 +186,9 @@ describe("operations", () => {
     const hook = newHook();
     const w = await register(org, hook.url, ["member.*"]);
     const e = createEvent({ type: "member.added", organizationId: org, source: "/teams", data: { userId: "u9" } });
-    const batch = createMessageBatch("platform-events", [{ id: "m1", timestamp: new Date(), attempts: 1, body: JSON.stringify(e) }]);
+    const batch = createMessageBatch("platform-events", [
+      { id: "m1", timestamp: new Date(), attempts: 1, body: JSON.stringify(e) },
+    ]);
     const ctx = createExecutionContext();
     await worker.queue(batch, env, ctx);
     expect((await getQueueResult(batch, ctx)).explicitAcks).toEqual(["m1"]);
@@ -159,7 +206,13 @@ describe("operations", () => {
       db.query(
         `insert into webhook_deliveries (id, webhook_id, organization_id, event_id, event_type, payload, scheduled_at)
          values ($1, $2, $3, $4, 'team.created', $5, now() - interval '5 minutes')`,
-        [`msg_orphan_${w.id}`, w.id, org, `evt_orphan_${w.id}`, JSON.stringify({ id: `msg_orphan_${w.id}`, type: "team.created" })],
+        [
+          `msg_orphan_${w.id}`,
+          w.id,
+          org,
+          `evt_orphan_${w.id}`,
+          JSON.stringify({ id: `msg_orphan_${w.id}`, type: "team.created" }),
+        ],
       ),
     );
     const { createWebhookService } = await import("../../../src/webhooks/service.ts");
@@ -178,15 +231,26 @@ describe("operations", () => {
     const w = await register(org, hook.url, ["team.*"]);
     for (let i = 0; i < 5; i++) await sendEvent(org);
     await endpoint(w.id).drain();
-    const h = await json<{ successRate: number; averageLatencyMs: number; p95LatencyMs: number; p99LatencyMs: number; deliveriesInPeriod: number; errorBreakdown: { type: string }[] }>(
-      await api(`/v1/orgs/${org}/webhooks/${w.id}/health?from=${new Date(Date.now() - 3_600_000).toISOString()}`, { org }),
+    const h = await json<{
+      successRate: number;
+      averageLatencyMs: number;
+      p95LatencyMs: number;
+      p99LatencyMs: number;
+      deliveriesInPeriod: number;
+      errorBreakdown: { type: string }[];
+    }>(
+      await api(`/v1/orgs/${org}/webhooks/${w.id}/health?from=${new Date(Date.now() - 3_600_000).toISOString()}`, {
+        org,
+      }),
     );
     expect(h.successRate).toBe(80);
     expect(h.deliveriesInPeriod).toBe(5);
     expect(h.p95LatencyMs).toBeGreaterThanOrEqual(h.averageLatencyMs * 0.5);
     expect(h.p99LatencyMs).toBeGreaterThanOrEqual(h.p95LatencyMs);
     expect(h.errorBreakdown.map((e) => e.type)).toEqual(["http_5xx"]);
-    const bad = await api(`/v1/orgs/${org}/webhooks/${w.id}/health?from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z`, { org });
+    const bad = await api(`/v1/orgs/${org}/webhooks/${w.id}/health?from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z`, {
+      org,
+    });
     expect(bad.status).toBe(400);
   });
 });

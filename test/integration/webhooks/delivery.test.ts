@@ -1,22 +1,49 @@
 import { env } from "cloudflare:workers";
-import { createExecutionContext, evictDurableObject, runDurableObjectAlarm, waitOnExecutionContext } from "cloudflare:test";
+import {
+  createExecutionContext,
+  evictDurableObject,
+  runDurableObjectAlarm,
+  waitOnExecutionContext,
+} from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { app } from "../../../src/app.ts";
 import { api, tokenFor } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
-import { endpoint, newHook, newOrg, received, register, script, sendEvent, timeTravel, verifiedBy } from "../support/webhooks.ts";
+import {
+  endpoint,
+  newHook,
+  newOrg,
+  received,
+  register,
+  script,
+  sendEvent,
+  timeTravel,
+  verifiedBy,
+} from "../support/webhooks.ts";
 
 const json = async <T = Record<string, unknown>>(res: Response) => (await res.json()) as T;
 
 describe("registration and management", () => {
   it("registers with a whsec_ secret shown once, masked afterwards, revealed on request", async () => {
     const org = newOrg();
-    const w = await register(org, newHook().url, ["team.*", "member.added"], { description: "ops", headers: { "X-Env": "test" } });
+    const w = await register(org, newHook().url, ["team.*", "member.added"], {
+      description: "ops",
+      headers: { "X-Env": "test" },
+    });
     expect(w.secret).toMatch(/^whsec_[A-Za-z0-9+/]{40,}={0,2}$/);
-    const got = await json<{ secret: string; events: string[]; headers: Record<string, string>; stats: { totalDeliveries: number } }>(await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org }));
+    const got = await json<{
+      secret: string;
+      events: string[];
+      headers: Record<string, string>;
+      stats: { totalDeliveries: number };
+    }>(await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org }));
     expect(got.secret).not.toBe(w.secret);
     expect(got.secret).toContain("****");
-    expect(got).toMatchObject({ events: ["team.*", "member.added"], headers: { "X-Env": "test" }, stats: { totalDeliveries: 0 } });
+    expect(got).toMatchObject({
+      events: ["team.*", "member.added"],
+      headers: { "X-Env": "test" },
+      stats: { totalDeliveries: 0 },
+    });
     const secret = await json<{ secret: string }>(await api(`/v1/orgs/${org}/webhooks/${w.id}/secret`, { org }));
     expect(secret.secret).toBe(w.secret);
   });
@@ -25,9 +52,26 @@ describe("registration and management", () => {
     const org = newOrg();
     const strict = { ...env, WEBHOOK_ALLOW_LOCAL_HTTP: "false" };
     const token = await tokenFor({ org });
-    for (const url of ["http://127.0.0.1:9/x", "https://127.0.0.1/x", "https://10.1.2.3/", "https://169.254.169.254/latest", "https://[::ffff:127.0.0.1]/", "https://user:pw@example.com/", "ftp://example.com/"]) {
+    for (const url of [
+      "http://127.0.0.1:9/x",
+      "https://127.0.0.1/x",
+      "https://10.1.2.3/",
+      "https://169.254.169.254/latest",
+      "https://[::ffff:127.0.0.1]/",
+      "https://user:pw@example.com/",
+      "ftp://example.com/",
+    ]) {
       const ctx = createExecutionContext();
-      const res = await app.request(`/v1/orgs/${org}/webhooks`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ url, events: ["*"] }) }, strict, ctx);
+      const res = await app.request(
+        `/v1/orgs/${org}/webhooks`,
+        {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: JSON.stringify({ url, events: ["*"] }),
+        },
+        strict,
+        ctx,
+      );
       await waitOnExecutionContext(ctx);
       expect(res.status, url).toBe(400);
       expect((await json<{ error: { code: string } }>(res)).error.code).toBe("validation_error");
@@ -40,7 +84,10 @@ describe("registration and management", () => {
     const org = newOrg();
     const bad = await api(`/v1/orgs/${org}/webhooks`, { org, body: { url: newHook().url, events: ["team.exploded"] } });
     expect(bad.status).toBe(400);
-    const hdr = await api(`/v1/orgs/${org}/webhooks`, { org, body: { url: newHook().url, events: ["*"], headers: { "Webhook-Signature": "x" } } });
+    const hdr = await api(`/v1/orgs/${org}/webhooks`, {
+      org,
+      body: { url: newHook().url, events: ["*"], headers: { "Webhook-Signature": "x" } },
+    });
     expect(hdr.status).toBe(400);
     expect(JSON.stringify(await hdr.json())).toContain("cannot be overridden");
   });
@@ -50,9 +97,13 @@ describe("registration and management", () => {
     const ids = [];
     for (let i = 0; i < 5; i++) ids.push((await register(org, newHook().url)).id);
     await api(`/v1/orgs/${org}/webhooks/${ids[4]}`, { org, method: "PATCH", body: { active: false } });
-    const p1 = await json<{ webhooks: { id: string }[]; total: number; hasMore: boolean; nextCursor: string }>(await api(`/v1/orgs/${org}/webhooks?limit=2`, { org }));
+    const p1 = await json<{ webhooks: { id: string }[]; total: number; hasMore: boolean; nextCursor: string }>(
+      await api(`/v1/orgs/${org}/webhooks?limit=2`, { org }),
+    );
     expect(p1).toMatchObject({ total: 5, hasMore: true });
-    const p2 = await json<{ webhooks: { id: string }[] }>(await api(`/v1/orgs/${org}/webhooks?limit=10&cursor=${encodeURIComponent(p1.nextCursor)}`, { org }));
+    const p2 = await json<{ webhooks: { id: string }[] }>(
+      await api(`/v1/orgs/${org}/webhooks?limit=10&cursor=${encodeURIComponent(p1.nextCursor)}`, { org }),
+    );
     expect([...p1.webhooks, ...p2.webhooks].map((w) => w.id)).toEqual(ids);
     const active = await json<{ total: number }>(await api(`/v1/orgs/${org}/webhooks?active=true`, { org }));
     expect(active.total).toBe(4);
@@ -86,17 +137,36 @@ describe("delivery", () => {
     const { requests } = await received(hook.name);
     expect(requests).toHaveLength(1);
     const req = requests[0]!;
-    const payload = verifiedBy(w.secret, req) as { id: string; type: string; eventId: string; organizationId: string; data: unknown };
-    expect(payload).toMatchObject({ type: "team.created", eventId: sent.eventId, organizationId: org, data: { teamId: "t1" } });
+    const payload = verifiedBy(w.secret, req) as {
+      id: string;
+      type: string;
+      eventId: string;
+      organizationId: string;
+      data: unknown;
+    };
+    expect(payload).toMatchObject({
+      type: "team.created",
+      eventId: sent.eventId,
+      organizationId: org,
+      data: { teamId: "t1" },
+    });
     expect(req.headers["webhook-id"]).toBe(payload.id);
     expect(req.headers["x-tenant"]).toBe(org);
     expect(req.headers["content-type"]).toBe("application/json");
 
-    const status = await json<{ deliveries: { status: string; attemptNumber: number; responseStatus: number }[] }>(await api(`/v1/orgs/${org}/webhook-events/${sent.eventId}/deliveries`, { org }));
-    expect(status.deliveries).toEqual([expect.objectContaining({ status: "succeeded", attemptNumber: 1, responseStatus: 200 })]);
-    const history = await json<{ deliveries: { id: string }[]; total: number }>(await api(`/v1/orgs/${org}/webhooks/${w.id}/deliveries?status=succeeded`, { org }));
+    const status = await json<{ deliveries: { status: string; attemptNumber: number; responseStatus: number }[] }>(
+      await api(`/v1/orgs/${org}/webhook-events/${sent.eventId}/deliveries`, { org }),
+    );
+    expect(status.deliveries).toEqual([
+      expect.objectContaining({ status: "succeeded", attemptNumber: 1, responseStatus: 200 }),
+    ]);
+    const history = await json<{ deliveries: { id: string }[]; total: number }>(
+      await api(`/v1/orgs/${org}/webhooks/${w.id}/deliveries?status=succeeded`, { org }),
+    );
     expect(history.total).toBe(1);
-    const got = await json<{ stats: { totalDeliveries: number; successfulDeliveries: number; lastDeliveryStatus: string } }>(await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org }));
+    const got = await json<{
+      stats: { totalDeliveries: number; successfulDeliveries: number; lastDeliveryStatus: string };
+    }>(await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org }));
     expect(got.stats).toMatchObject({ totalDeliveries: 1, successfulDeliveries: 1, lastDeliveryStatus: "succeeded" });
   });
 
@@ -132,7 +202,12 @@ describe("delivery", () => {
     const sent = await sendEvent(org);
     const first = await endpoint(w.id).drain();
     expect(first).toMatchObject({ processed: 1, failed: 1 });
-    const { rows } = await withDb((db) => db.query<{ status: string; scheduled_at: Date; attempt_count: number }>("select status, scheduled_at, attempt_count from webhook_deliveries where event_id = $1", [sent.eventId]));
+    const { rows } = await withDb((db) =>
+      db.query<{ status: string; scheduled_at: Date; attempt_count: number }>(
+        "select status, scheduled_at, attempt_count from webhook_deliveries where event_id = $1",
+        [sent.eventId],
+      ),
+    );
     const delay = new Date(rows[0]!.scheduled_at).getTime() - Date.now();
     expect(rows[0]).toMatchObject({ status: "pending", attempt_count: 1 });
     expect(delay).toBeGreaterThan(60_000 * 0.8 - 5_000); // base 60 s in tests, ±20 % jitter
@@ -143,7 +218,12 @@ describe("delivery", () => {
     }
     const reqs = (await received(hook.name)).requests;
     expect(reqs.map((r) => r.headers["webhook-id"])).toEqual(Array(3).fill(reqs[0]!.headers["webhook-id"]));
-    const after = await withDb((db) => db.query<{ status: string; attempt_count: number }>("select status, attempt_count from webhook_deliveries where event_id = $1", [sent.eventId]));
+    const after = await withDb((db) =>
+      db.query<{ status: string; attempt_count: number }>(
+        "select status, attempt_count from webhook_deliveries where event_id = $1",
+        [sent.eventId],
+      ),
+    );
     expect(after.rows[0]).toEqual({ status: "succeeded", attempt_count: 3 });
   });
 
@@ -154,7 +234,11 @@ describe("delivery", () => {
     const w = await register(org, hook.url);
     const sent = await sendEvent(org);
     await endpoint(w.id).drain();
-    const { rows } = await withDb((db) => db.query<{ scheduled_at: Date }>("select scheduled_at from webhook_deliveries where event_id = $1", [sent.eventId]));
+    const { rows } = await withDb((db) =>
+      db.query<{ scheduled_at: Date }>("select scheduled_at from webhook_deliveries where event_id = $1", [
+        sent.eventId,
+      ]),
+    );
     // Clamped to the 1 h cap.
     expect(new Date(rows[0]!.scheduled_at).getTime() - Date.now()).toBeGreaterThan(3_500_000);
   });
@@ -162,14 +246,25 @@ describe("delivery", () => {
   it("classifies timeouts, resets, redirects and garbage as failures with their types", async () => {
     const org = newOrg();
     const hook = newHook();
-    await script(hook.name, { script: [{ delayMs: 2_500 }, { mode: "reset" }, { status: 302, headers: { location: "https://example.com/" } }, { mode: "garbage" }] });
+    await script(hook.name, {
+      script: [
+        { delayMs: 2_500 },
+        { mode: "reset" },
+        { status: 302, headers: { location: "https://example.com/" } },
+        { mode: "garbage" },
+      ],
+    });
     const w = await register(org, hook.url);
     await endpoint(w.id).drain(); // nothing yet
     for (let i = 0; i < 4; i++) {
       await sendEvent(org);
       await endpoint(w.id).drain();
     }
-    const health = await json<{ successRate: number; errorBreakdown: { type: string; count: number }[]; deliveriesInPeriod: number }>(await api(`/v1/orgs/${org}/webhooks/${w.id}/health`, { org }));
+    const health = await json<{
+      successRate: number;
+      errorBreakdown: { type: string; count: number }[];
+      deliveriesInPeriod: number;
+    }>(await api(`/v1/orgs/${org}/webhooks/${w.id}/health`, { org }));
     const types = Object.fromEntries(health.errorBreakdown.map((e) => [e.type, e.count]));
     expect(types).toMatchObject({ timeout: 1, http_3xx: 1 });
     expect((types.connection ?? 0) + (types.invalid_response ?? 0)).toBeGreaterThanOrEqual(2);
@@ -184,7 +279,9 @@ describe("delivery", () => {
     const w = await register(org, hook.url);
     const sent = await sendEvent(org);
     await endpoint(w.id).drain();
-    const { rows } = await withDb((db) => db.query<{ status: string }>("select status from webhook_deliveries where event_id = $1", [sent.eventId]));
+    const { rows } = await withDb((db) =>
+      db.query<{ status: string }>("select status from webhook_deliveries where event_id = $1", [sent.eventId]),
+    );
     expect(rows[0]?.status).toBe("succeeded");
   });
 
@@ -195,9 +292,13 @@ describe("delivery", () => {
     const w = await register(org, hook.url);
     await sendEvent(org);
     await endpoint(w.id).drain();
-    const got = await json<{ active: boolean; disabledReason: string }>(await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org }));
+    const got = await json<{ active: boolean; disabledReason: string }>(
+      await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org }),
+    );
     expect(got).toMatchObject({ active: false, disabledReason: "endpoint answered 410 Gone" });
-    const { rows } = await withDb((db) => db.query("select 1 from outbox where type = 'webhook.disabled' and organization_id = $1", [org]));
+    const { rows } = await withDb((db) =>
+      db.query("select 1 from outbox where type = 'webhook.disabled' and organization_id = $1", [org]),
+    );
     expect(rows).toHaveLength(1);
   });
 
@@ -205,7 +306,9 @@ describe("delivery", () => {
     const org = newOrg();
     const hook = newHook();
     const w = await register(org, hook.url);
-    const rotated = await json<{ secret: string }>(await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org, method: "PATCH", body: { rotateSecret: true } }));
+    const rotated = await json<{ secret: string }>(
+      await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org, method: "PATCH", body: { rotateSecret: true } }),
+    );
     expect(rotated.secret).not.toBe(w.secret);
     await sendEvent(org);
     await endpoint(w.id).drain();
@@ -243,7 +346,12 @@ describe("delivery", () => {
     }
     const ids = new Set((await received(hook.name)).requests.map((q) => q.headers["webhook-id"]));
     expect(ids.size).toBe(10);
-    const { rows } = await withDb((db) => db.query<{ n: number }>("select count(*)::int as n from webhook_deliveries where webhook_id = $1 and status = 'succeeded'", [w.id]));
+    const { rows } = await withDb((db) =>
+      db.query<{ n: number }>(
+        "select count(*)::int as n from webhook_deliveries where webhook_id = $1 and status = 'succeeded'",
+        [w.id],
+      ),
+    );
     expect(rows[0]?.n).toBe(10);
   });
 });

@@ -37,7 +37,18 @@ describe("event catalog", () => {
   });
 
   it("covers every family the services need", () => {
-    for (const family of ["document.", "collaboration.", "storage.", "presence.", "api.", "team.", "member.", "invitation.", "usage.", "webhook."]) {
+    for (const family of [
+      "document.",
+      "collaboration.",
+      "storage.",
+      "presence.",
+      "api.",
+      "team.",
+      "member.",
+      "invitation.",
+      "usage.",
+      "webhook.",
+    ]) {
       expect(eventTypes.some((t) => t.startsWith(family))).toBe(true);
     }
   });
@@ -45,8 +56,21 @@ describe("event catalog", () => {
 
 describe("CloudEvents", () => {
   it("creates spec-shaped events", () => {
-    const e = createEvent({ type: "member.added", organizationId: "org_9", source: "/teams", subject: "teams/t1", data: { userId: "u" } });
-    expect(e).toMatchObject({ specversion: "1.0", type: "member.added", source: "/teams", subject: "teams/t1", datacontenttype: "application/json", organizationid: "org_9" });
+    const e = createEvent({
+      type: "member.added",
+      organizationId: "org_9",
+      source: "/teams",
+      subject: "teams/t1",
+      data: { userId: "u" },
+    });
+    expect(e).toMatchObject({
+      specversion: "1.0",
+      type: "member.added",
+      source: "/teams",
+      subject: "teams/t1",
+      datacontenttype: "application/json",
+      organizationid: "org_9",
+    });
     expect(parseCloudEvent(e)).toEqual({ ok: true, event: e });
   });
 
@@ -66,13 +90,20 @@ describe("CloudEvents", () => {
     const e = ev();
     const m = eventMessage(e);
     expect(JSON.parse(m.body)).toEqual(e);
-    expect(m.properties).toMatchObject({ deliveryMode: 2, messageId: e.id, contentType: "application/cloudevents+json" });
+    expect(m.properties).toMatchObject({
+      deliveryMode: 2,
+      messageId: e.id,
+      contentType: "application/cloudevents+json",
+    });
   });
 
   it("derives per-deployment broker names from configuration", () => {
     const t = topology({ url: "amqp://x", exchange: "ex", queuePrefix: "p." });
     expect(t).toMatchObject({ exchange: "ex", deadLetterExchange: "ex.dlx", deadLetterQueue: "p.dead-letter" });
-    expect(t.inbound[0]).toEqual({ queue: "p.usage-inbound", bindings: ["document.#", "collaboration.#", "storage.#", "presence.#", "api.#"] });
+    expect(t.inbound[0]).toEqual({
+      queue: "p.usage-inbound",
+      bindings: ["document.#", "collaboration.#", "storage.#", "presence.#", "api.#"],
+    });
   });
 });
 
@@ -125,9 +156,20 @@ describe("relay helpers", () => {
 
 describe("consumeEventBatch", () => {
   const fakePlatform = (queries: string[] = []) =>
-    ({ db: { query: async (t: string) => (queries.push(t), { rows: [], rowCount: 0 }) }, logger: createLogger({ test: true }) }) as unknown as Platform;
+    ({
+      db: { query: async (t: string) => (queries.push(t), { rows: [], rowCount: 0 }) },
+      logger: createLogger({ test: true }),
+    }) as unknown as Platform;
   const msg = (id: string, body: unknown, attempts = 1) => {
-    const m = { id, body, attempts, acked: false, retried: undefined as number | undefined, ack: () => void (m.acked = true), retry: (o?: { delaySeconds?: number }) => void (m.retried = o?.delaySeconds) };
+    const m = {
+      id,
+      body,
+      attempts,
+      acked: false,
+      retried: undefined as number | undefined,
+      ack: () => void (m.acked = true),
+      retry: (o?: { delaySeconds?: number }) => void (m.retried = o?.delaySeconds),
+    };
     return m satisfies QueueMessage;
   };
 

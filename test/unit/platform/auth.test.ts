@@ -1,20 +1,39 @@
 import { sign } from "hono/jwt";
 import { describe, expect, it } from "vitest";
 import type { Principal, Scope } from "../../../src/platform/auth.ts";
-import { assertScope, assertTenant, bearerToken, hasScope, signToken, verifyToken } from "../../../src/platform/auth.ts";
+import {
+  assertScope,
+  assertTenant,
+  bearerToken,
+  hasScope,
+  signToken,
+  verifyToken,
+} from "../../../src/platform/auth.ts";
 import { UnauthorizedError } from "../../../src/platform/errors.ts";
 
 const auth = { secret: "s".repeat(32), issuer: "cloudmatrix", audience: "cloudmatrix-edge" };
 const now = () => Math.floor(Date.now() / 1000);
 const b64url = (o: unknown) => btoa(JSON.stringify(o)).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
 
-const principal = (...scopes: Scope[]): Principal => ({ userId: "u", organizationId: "org_1", scopes: new Set(scopes) });
+const principal = (...scopes: Scope[]): Principal => ({
+  userId: "u",
+  organizationId: "org_1",
+  scopes: new Set(scopes),
+});
 
 describe("verifyToken", () => {
   it("accepts a valid token and parses its claims", async () => {
-    const token = await signToken({ userId: "u_1", organizationId: "org_1", email: "a@example.com", scopes: ["teams:read", "bogus"] }, auth);
+    const token = await signToken(
+      { userId: "u_1", organizationId: "org_1", email: "a@example.com", scopes: ["teams:read", "bogus"] },
+      auth,
+    );
     const p = await verifyToken(token, auth);
-    expect(p).toEqual({ userId: "u_1", organizationId: "org_1", email: "a@example.com", scopes: new Set(["teams:read"]) });
+    expect(p).toEqual({
+      userId: "u_1",
+      organizationId: "org_1",
+      email: "a@example.com",
+      scopes: new Set(["teams:read"]),
+    });
   });
 
   it("rejects an expired token", async () => {
@@ -23,7 +42,10 @@ describe("verifyToken", () => {
   });
 
   it("rejects a token signed with another secret", async () => {
-    const token = await signToken({ userId: "u", organizationId: "o", scopes: [] }, { ...auth, secret: "t".repeat(32) });
+    const token = await signToken(
+      { userId: "u", organizationId: "o", scopes: [] },
+      { ...auth, secret: "t".repeat(32) },
+    );
     await expect(verifyToken(token, auth)).rejects.toThrow(/signature/);
   });
 
@@ -34,7 +56,11 @@ describe("verifyToken", () => {
   });
 
   it("rejects other algorithms even with a valid HMAC", async () => {
-    const token = await sign({ sub: "u", org: "o", iss: auth.issuer, aud: auth.audience, exp: now() + 60 }, auth.secret, "HS512");
+    const token = await sign(
+      { sub: "u", org: "o", iss: auth.issuer, aud: auth.audience, exp: now() + 60 },
+      auth.secret,
+      "HS512",
+    );
     await expect(verifyToken(token, auth)).rejects.toThrow(/algorithm/);
   });
 

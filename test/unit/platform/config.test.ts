@@ -35,7 +35,9 @@ describe("parseConfig", () => {
     expect(err).toBeInstanceOf(ConfigurationError);
     expect((err as Error).message).toMatch(/DATABASE_URL/);
     expect((err as Error).message).toMatch(/AUTH_JWT_SECRET/);
-    expect((err as ConfigurationError).details).toEqual({ variables: expect.arrayContaining(["DATABASE_URL", "AUTH_JWT_SECRET"]) });
+    expect((err as ConfigurationError).details).toEqual({
+      variables: expect.arrayContaining(["DATABASE_URL", "AUTH_JWT_SECRET"]),
+    });
   });
 
   it("treats an empty string as unset", () => {
@@ -50,7 +52,12 @@ describe("parseConfig", () => {
   });
 
   it("coerces numeric and boolean settings", () => {
-    const c = parseConfig({ ...valid, WEBHOOK_TIMEOUT_MS: "5000", WEBHOOK_ALLOW_LOCAL_HTTP: "true", ENVIRONMENT: "development" });
+    const c = parseConfig({
+      ...valid,
+      WEBHOOK_TIMEOUT_MS: "5000",
+      WEBHOOK_ALLOW_LOCAL_HTTP: "true",
+      ENVIRONMENT: "development",
+    });
     expect(c.webhooks.timeoutMs).toBe(5000);
     expect(c.webhooks.allowLocalHttp).toBe(true);
   });

@@ -44,7 +44,12 @@ describe("error classes", () => {
   it("builds the envelope with details and request id", () => {
     const env = errorEnvelope(new ValidationError("bad input", [{ path: "url", message: "must be https" }]), "req-1");
     expect(env).toEqual({
-      error: { code: "validation_error", message: "bad input", details: { issues: [{ path: "url", message: "must be https" }] }, requestId: "req-1" },
+      error: {
+        code: "validation_error",
+        message: "bad input",
+        details: { issues: [{ path: "url", message: "must be https" }] },
+        requestId: "req-1",
+      },
     });
   });
 

@@ -1,21 +1,45 @@
 import { describe, expect, it } from "vitest";
-import { hashToken, invitationEmail, looksLikeToken, newInvitationToken, toInvitation } from "../../../src/teams/invitation.ts";
+import {
+  hashToken,
+  invitationEmail,
+  looksLikeToken,
+  newInvitationToken,
+  toInvitation,
+} from "../../../src/teams/invitation.ts";
 import type { InvitationRow } from "../../../src/teams/invitation.ts";
 import type { MembershipRow } from "../../../src/teams/membership.ts";
 import { byRoleThenJoin, toMembership, touchesOwner, withUsers } from "../../../src/teams/membership.ts";
 import { invitationRequestSchema } from "../../../src/teams/schemas.ts";
 import { noUsers } from "../../../src/teams/users.ts";
 
-const row = (user: string, role: MembershipRow["role"], joined = 0): MembershipRow => ({ team_id: "t", user_id: user, role, joined_at: new Date(joined), added_by: "a" });
+const row = (user: string, role: MembershipRow["role"], joined = 0): MembershipRow => ({
+  team_id: "t",
+  user_id: user,
+  role,
+  joined_at: new Date(joined),
+  added_by: "a",
+});
 
 describe("memberships", () => {
   it("maps rows to the seed's TeamMembership, with user details when known", () => {
-    expect(toMembership(row("u", "admin"))).toEqual({ teamId: "t", userId: "u", role: "admin", joinedAt: "1970-01-01T00:00:00.000Z", addedBy: "a" });
-    expect(toMembership(row("u", "member"), { id: "u", name: "Una", email: "u@example.com" }).user).toEqual({ id: "u", name: "Una", email: "u@example.com" });
+    expect(toMembership(row("u", "admin"))).toEqual({
+      teamId: "t",
+      userId: "u",
+      role: "admin",
+      joinedAt: "1970-01-01T00:00:00.000Z",
+      addedBy: "a",
+    });
+    expect(toMembership(row("u", "member"), { id: "u", name: "Una", email: "u@example.com" }).user).toEqual({
+      id: "u",
+      name: "Una",
+      email: "u@example.com",
+    });
   });
 
   it("sorts owners first, then by join time", () => {
-    const sorted = [row("m", "member", 1), row("o2", "owner", 5), row("a", "admin", 2), row("o1", "owner", 3)].sort(byRoleThenJoin);
+    const sorted = [row("m", "member", 1), row("o2", "owner", 5), row("a", "admin", 2), row("o1", "owner", 3)].sort(
+      byRoleThenJoin,
+    );
     expect(sorted.map((r) => r.user_id)).toEqual(["o1", "o2", "a", "m"]);
   });
 
@@ -57,8 +81,17 @@ describe("invitation tokens", () => {
 
 describe("invitations", () => {
   const inv = (over: Partial<InvitationRow> = {}): InvitationRow => ({
-    id: "i", team_id: "t", organization_id: "o", email: "x@example.com", role: "member", invited_by: "a", message: null, status: "pending",
-    created_at: new Date(0), expires_at: new Date(Date.now() + 60_000), ...over,
+    id: "i",
+    team_id: "t",
+    organization_id: "o",
+    email: "x@example.com",
+    role: "member",
+    invited_by: "a",
+    message: null,
+    status: "pending",
+    created_at: new Date(0),
+    expires_at: new Date(Date.now() + 60_000),
+    ...over,
   });
 
   it("shows a pending invitation past its expiry as expired", () => {
@@ -73,7 +106,14 @@ describe("invitations", () => {
   });
 
   it("writes an e-mail with the link, the message and the expiry", () => {
-    const m = invitationEmail("Design", "admin", "TOKEN", "https://app.example.com/accept", "hello", new Date("2026-12-01T00:00:00Z"));
+    const m = invitationEmail(
+      "Design",
+      "admin",
+      "TOKEN",
+      "https://app.example.com/accept",
+      "hello",
+      new Date("2026-12-01T00:00:00Z"),
+    );
     expect(m.subject).toBe("You are invited to join Design on CloudMatrix");
     expect(m.text).toContain("https://app.example.com/accept?token=TOKEN");
     expect(m.text).toContain("hello");
@@ -82,8 +122,17 @@ describe("invitations", () => {
   });
 
   it("normalises the invited address and bounds the expiry", () => {
-    expect(invitationRequestSchema.parse({ teamId: "t", email: "Dee@Example.COM", inviterUserId: "u" })).toMatchObject({ email: "dee@example.com", role: "member" });
-    expect(invitationRequestSchema.safeParse({ teamId: "t", email: "d@example.com", inviterUserId: "u", expiresInDays: 31 }).success).toBe(false);
-    expect(invitationRequestSchema.safeParse({ teamId: "t", email: "d@example.com", inviterUserId: "u", role: "king" }).success).toBe(false);
+    expect(invitationRequestSchema.parse({ teamId: "t", email: "Dee@Example.COM", inviterUserId: "u" })).toMatchObject({
+      email: "dee@example.com",
+      role: "member",
+    });
+    expect(
+      invitationRequestSchema.safeParse({ teamId: "t", email: "d@example.com", inviterUserId: "u", expiresInDays: 31 })
+        .success,
+    ).toBe(false);
+    expect(
+      invitationRequestSchema.safeParse({ teamId: "t", email: "d@example.com", inviterUserId: "u", role: "king" })
+        .success,
+    ).toBe(false);
   });
 });

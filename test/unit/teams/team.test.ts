@@ -3,12 +3,26 @@ import type { Db } from "../../../src/platform/db.ts";
 import type { Redis } from "../../../src/platform/redis.ts";
 import { PermissionCache } from "../../../src/teams/cache.ts";
 import type { Grant } from "../../../src/teams/permissions.ts";
-import { decide, effectiveGrant, effectivePermissions, higher, isPermission, permissionCatalog, rank, rolePermissions } from "../../../src/teams/permissions.ts";
+import {
+  decide,
+  effectiveGrant,
+  effectivePermissions,
+  higher,
+  isPermission,
+  permissionCatalog,
+  rank,
+  rolePermissions,
+} from "../../../src/teams/permissions.ts";
 import { createTeamSchema, updateTeamSchema } from "../../../src/teams/schemas.ts";
 import { TeamManagementService, toTeam } from "../../../src/teams/team.ts";
 import { httpUsersClient } from "../../../src/teams/users.ts";
 
-const grant = (role: Grant["role"], distance: number, teamId = `t${distance}`): Grant => ({ teamId, teamName: teamId.toUpperCase(), role, distance });
+const grant = (role: Grant["role"], distance: number, teamId = `t${distance}`): Grant => ({
+  teamId,
+  teamName: teamId.toUpperCase(),
+  role,
+  distance,
+});
 
 /** A service whose database must not be touched (validation and short-circuits happen first). */
 function service(viewer?: { userId: string; orgAdmin: boolean; email?: string }) {
@@ -16,7 +30,14 @@ function service(viewer?: { userId: string; orgAdmin: boolean; email?: string })
     throw new Error("database used");
   };
   const db = { query: forbidden, transaction: forbidden, end: async () => {} } as unknown as Db;
-  return new TeamManagementService({ db, redis: {} as Redis, keys: { key: (...p) => p.join(":") }, emailClient: { send: vi.fn() }, config: { maxDepth: 20, invitationTtlDays: 7, invitationRateLimit: 50 }, viewer });
+  return new TeamManagementService({
+    db,
+    redis: {} as Redis,
+    keys: { key: (...p) => p.join(":") },
+    emailClient: { send: vi.fn() },
+    config: { maxDepth: 20, invitationTtlDays: 7, invitationRateLimit: 50 },
+    viewer,
+  });
 }
 
 describe("roles and permissions", () => {
@@ -51,9 +72,18 @@ describe("roles and permissions", () => {
   });
 
   it("explains allowed and denied decisions", () => {
-    expect(decide("team.read", [grant("member", 0)], false)).toEqual({ allowed: true, reason: "role member on this team" });
-    expect(decide("team.invite", [grant("admin", 2, "root")], false)).toEqual({ allowed: true, reason: "role admin on ancestor team ROOT (root)" });
-    expect(decide("team.delete", [grant("admin", 0)], false)).toEqual({ allowed: false, reason: "role admin on this team does not grant team.delete" });
+    expect(decide("team.read", [grant("member", 0)], false)).toEqual({
+      allowed: true,
+      reason: "role member on this team",
+    });
+    expect(decide("team.invite", [grant("admin", 2, "root")], false)).toEqual({
+      allowed: true,
+      reason: "role admin on ancestor team ROOT (root)",
+    });
+    expect(decide("team.delete", [grant("admin", 0)], false)).toEqual({
+      allowed: false,
+      reason: "role admin on this team does not grant team.delete",
+    });
     expect(decide("team.read", [], false).allowed).toBe(false);
     expect(decide("team.delete", [], true)).toEqual({ allowed: true, reason: "organization admin" });
   });
@@ -85,8 +115,16 @@ describe("team input", () => {
   });
 
   it("rejects empty, long or control-character names and unknown visibility", () => {
-    for (const bad of [{ name: "   " }, { name: "x".repeat(101) }, { name: "a\u0007b" }, { name: "ok", visibility: "hidden" }]) {
-      expect(createTeamSchema.safeParse({ organizationId: "o", creatorUserId: "u", ...bad }).success, JSON.stringify(bad)).toBe(false);
+    for (const bad of [
+      { name: "   " },
+      { name: "x".repeat(101) },
+      { name: "a\u0007b" },
+      { name: "ok", visibility: "hidden" },
+    ]) {
+      expect(
+        createTeamSchema.safeParse({ organizationId: "o", creatorUserId: "u", ...bad }).success,
+        JSON.stringify(bad),
+      ).toBe(false);
     }
   });
 
@@ -97,31 +135,66 @@ describe("team input", () => {
   });
 
   it("maps rows to the seed's Team", () => {
-    const t = toTeam({ id: "t", organization_id: "o", name: "N", description: null, parent_team_id: null, visibility: "public", settings: {}, created_by: "u", created_at: new Date(0), updated_at: new Date(0) });
-    expect(t).toEqual({ id: "t", organizationId: "o", name: "N", visibility: "public", settings: {}, createdAt: "1970-01-01T00:00:00.000Z", updatedAt: "1970-01-01T00:00:00.000Z", createdBy: "u" });
+    const t = toTeam({
+      id: "t",
+      organization_id: "o",
+      name: "N",
+      description: null,
+      parent_team_id: null,
+      visibility: "public",
+      settings: {},
+      created_by: "u",
+      created_at: new Date(0),
+      updated_at: new Date(0),
+    });
+    expect(t).toEqual({
+      id: "t",
+      organizationId: "o",
+      name: "N",
+      visibility: "public",
+      settings: {},
+      createdAt: "1970-01-01T00:00:00.000Z",
+      updatedAt: "1970-01-01T00:00:00.000Z",
+      createdBy: "u",
+    });
   });
 });
 
 describe("service guards (before any database access)", () => {
   it("validates team creation", async () => {
-    await expect(service().createTeam({ organizationId: "o", name: "", creatorUserId: "u", visibility: "public" })).rejects.toMatchObject({ code: "validation_error" });
+    await expect(
+      service().createTeam({ organizationId: "o", name: "", creatorUserId: "u", visibility: "public" }),
+    ).rejects.toMatchObject({ code: "validation_error" });
   });
 
   it("validates roles, permissions and tokens", async () => {
-    await expect(service().addMember("t", "u", "king" as "owner", "a")).rejects.toMatchObject({ code: "validation_error" });
-    await expect(service().updateMemberRole("t", "u", "king" as "owner", "a")).rejects.toMatchObject({ code: "validation_error" });
+    await expect(service().addMember("t", "u", "king" as "owner", "a")).rejects.toMatchObject({
+      code: "validation_error",
+    });
+    await expect(service().updateMemberRole("t", "u", "king" as "owner", "a")).rejects.toMatchObject({
+      code: "validation_error",
+    });
     await expect(service().checkPermission("t", "u", "team.fly")).rejects.toMatchObject({ code: "validation_error" });
-    await expect(service().acceptInvitation("short", "u", "a@example.com")).rejects.toMatchObject({ code: "invalid_token" });
-    await expect(service().createInvitation({ teamId: "t", email: "not-an-email", inviterUserId: "u" })).rejects.toMatchObject({ code: "validation_error" });
+    await expect(service().acceptInvitation("short", "u", "a@example.com")).rejects.toMatchObject({
+      code: "invalid_token",
+    });
+    await expect(
+      service().createInvitation({ teamId: "t", email: "not-an-email", inviterUserId: "u" }),
+    ).rejects.toMatchObject({ code: "validation_error" });
     await expect(service().deleteTeam("t", { actorUserId: "" })).rejects.toMatchObject({ code: "validation_error" });
   });
 
   it("answers organization admins without reading anything", async () => {
-    expect(await service({ userId: "boss", orgAdmin: true }).checkPermission("t", "boss", "team.delete")).toEqual({ allowed: true, reason: "organization admin" });
+    expect(await service({ userId: "boss", orgAdmin: true }).checkPermission("t", "boss", "team.delete")).toEqual({
+      allowed: true,
+      reason: "organization admin",
+    });
   });
 
   it("needs a verified e-mail to accept", async () => {
-    await expect(service({ userId: "u", orgAdmin: false }).acceptInvitation("A".repeat(43), "u")).rejects.toMatchObject({ code: "forbidden" });
+    await expect(service({ userId: "u", orgAdmin: false }).acceptInvitation("A".repeat(43), "u")).rejects.toMatchObject(
+      { code: "forbidden" },
+    );
   });
 });
 
@@ -186,14 +259,21 @@ describe("users service client", () => {
       const ids = new URL(String(url)).searchParams.get("ids")!.split(",");
       return Response.json({ users: ids.map((id) => ({ id, name: id.toUpperCase() })) });
     });
-    const users = await httpUsersClient("https://users.internal/api", fetchFn as unknown as typeof fetch).getUsers(["a", "b", "a"]);
+    const users = await httpUsersClient("https://users.internal/api", fetchFn as unknown as typeof fetch).getUsers([
+      "a",
+      "b",
+      "a",
+    ]);
     expect(fetchFn).toHaveBeenCalledOnce();
     expect(String(fetchFn.mock.calls[0]![0])).toBe("https://users.internal/api/users?ids=a%2Cb");
     expect(users.get("b")).toEqual({ id: "b", name: "B" });
   });
 
   it("fails loudly on a bad answer", async () => {
-    const client = httpUsersClient("https://users.internal/", (async () => new Response("no", { status: 503 })) as unknown as typeof fetch);
+    const client = httpUsersClient(
+      "https://users.internal/",
+      (async () => new Response("no", { status: 503 })) as unknown as typeof fetch,
+    );
     await expect(client.getUsers(["a"])).rejects.toThrow(/503/);
   });
 });

@@ -34,7 +34,9 @@ function fakeDb() {
 function fakeOrgs() {
   const applied: { org: string; ids: string[] }[] = [];
   const client: OrgUsageClient = {
-    apply: async (org, events) => (applied.push({ org, ids: events.map((e) => e.eventId) }), { applied: events.length, crossings: 0 }),
+    apply: async (org, events) => (
+      applied.push({ org, ids: events.map((e) => e.eventId) }), { applied: events.length, crossings: 0 }
+    ),
     checkQuota: vi.fn(async () => ({ allowed: true, remaining: 5, limit: 10 })),
     status: async () => ({ plan: "free", periodStart: "", periodEnd: "", metrics: [], sums: {} }),
     realtime: async () => ({ activeUsers: 0, openDocuments: 0, asOf: "" }),
@@ -49,11 +51,25 @@ function aggregator(over: { db?: Db } = {}) {
   const keys: RedisKeys = { key: (...p) => `t:${p.join(":")}` };
   const orgs = fakeOrgs();
   const { db, statements } = fakeDb();
-  const agg = new UsageAnalyticsAggregator({ db: over.db ?? db, redis, keys, orgs: () => orgs.client, config, now: () => NOW });
+  const agg = new UsageAnalyticsAggregator({
+    db: over.db ?? db,
+    redis,
+    keys,
+    orgs: () => orgs.client,
+    config,
+    now: () => NOW,
+  });
   return { agg, orgs, statements, pipeline };
 }
 
-const event = (over: Record<string, unknown> = {}) => ({ eventId: "e1", organizationId: "org_1", eventType: "api.call", userId: "u1", timestamp: new Date(NOW - 1000).toISOString(), ...over });
+const event = (over: Record<string, unknown> = {}) => ({
+  eventId: "e1",
+  organizationId: "org_1",
+  eventType: "api.call",
+  userId: "u1",
+  timestamp: new Date(NOW - 1000).toISOString(),
+  ...over,
+});
 
 describe("metrics", () => {
   it("knows event types and derived metrics", () => {
@@ -65,7 +81,13 @@ describe("metrics", () => {
   });
 
   it("derives signed sums", () => {
-    const sums = { "storage.upload": 1000, "storage.delete": 300, "document.created": 5, "document.deleted": 2, "api.call": 9 };
+    const sums = {
+      "storage.upload": 1000,
+      "storage.delete": 300,
+      "document.created": 5,
+      "document.deleted": 2,
+      "api.call": 9,
+    };
     expect(valueFromSums("storage", sums)).toBe(700);
     expect(valueFromSums("documents", sums)).toBe(3);
     expect(valueFromSums("api_calls", new Map(Object.entries(sums)))).toBe(9);
@@ -84,18 +106,30 @@ describe("billing periods", () => {
   });
 
   it("finds the period containing an instant", () => {
-    expect(billingPeriod(anchor31, new Date("2026-03-15T00:00:00Z"))).toEqual({ start: new Date("2026-02-28T00:00:00Z"), end: new Date("2026-03-31T00:00:00Z") });
-    expect(billingPeriod(anchor31, new Date("2026-03-31T00:00:00Z")).start.toISOString()).toBe("2026-03-31T00:00:00.000Z");
+    expect(billingPeriod(anchor31, new Date("2026-03-15T00:00:00Z"))).toEqual({
+      start: new Date("2026-02-28T00:00:00Z"),
+      end: new Date("2026-03-31T00:00:00Z"),
+    });
+    expect(billingPeriod(anchor31, new Date("2026-03-31T00:00:00Z")).start.toISOString()).toBe(
+      "2026-03-31T00:00:00.000Z",
+    );
     const mid = new Date("2026-01-15T09:00:00Z");
-    expect(billingPeriod(mid, new Date("2026-11-15T08:59:59Z"))).toEqual({ start: new Date("2026-10-15T09:00:00Z"), end: new Date("2026-11-15T09:00:00Z") });
+    expect(billingPeriod(mid, new Date("2026-11-15T08:59:59Z"))).toEqual({
+      start: new Date("2026-10-15T09:00:00Z"),
+      end: new Date("2026-11-15T09:00:00Z"),
+    });
     expect(billingPeriod(mid, new Date("2026-12-31T00:00:00Z")).end.toISOString()).toBe("2027-01-15T09:00:00.000Z");
   });
 
   it("measures zone offsets across DST and spots half-hour zones", () => {
     expect(tzOffsetMinutes("America/New_York", new Date("2026-10-31T12:00:00Z"))).toBe(-240);
     expect(tzOffsetMinutes("America/New_York", new Date("2026-11-02T12:00:00Z"))).toBe(-300);
-    expect(hasWholeHourOffsets("Europe/Berlin", new Date("2026-10-20T00:00:00Z"), new Date("2026-11-05T00:00:00Z"))).toBe(true);
-    expect(hasWholeHourOffsets("Asia/Kolkata", new Date("2026-11-01T00:00:00Z"), new Date("2026-11-02T00:00:00Z"))).toBe(false);
+    expect(
+      hasWholeHourOffsets("Europe/Berlin", new Date("2026-10-20T00:00:00Z"), new Date("2026-11-05T00:00:00Z")),
+    ).toBe(true);
+    expect(
+      hasWholeHourOffsets("Asia/Kolkata", new Date("2026-11-01T00:00:00Z"), new Date("2026-11-02T00:00:00Z")),
+    ).toBe(false);
     expect(sourceFor("day", true)).toBe("hour");
     expect(sourceFor("hour", false)).toBe("minute");
   });
@@ -110,7 +144,14 @@ describe("quota arithmetic", () => {
   });
 
   it("reports percentage and exceeded", () => {
-    expect(quotaMetric("api_calls", 75, 5, 100)).toEqual({ metricType: "api_calls", used: 75, reserved: 5, limit: 100, percentage: 80, exceeded: false });
+    expect(quotaMetric("api_calls", 75, 5, 100)).toEqual({
+      metricType: "api_calls",
+      used: 75,
+      reserved: 5,
+      limit: 100,
+      percentage: 80,
+      exceeded: false,
+    });
     expect(quotaMetric("storage", 150, 0, 100)).toMatchObject({ percentage: 100, exceeded: true });
     expect(quotaMetric("documents", 3, 0, undefined)).toMatchObject({ limit: null, percentage: 0, exceeded: false });
   });
@@ -132,27 +173,47 @@ describe("event validation", () => {
 
   it("rejects timestamps more than 5 minutes ahead or older than the horizon", () => {
     const { agg } = aggregator();
-    expect(agg.validate(event({ timestamp: new Date(NOW + 6 * 60_000).toISOString() }))).toMatchObject({ ok: false, eventId: "e1", issues: [{ path: "timestamp" }] });
+    expect(agg.validate(event({ timestamp: new Date(NOW + 6 * 60_000).toISOString() }))).toMatchObject({
+      ok: false,
+      eventId: "e1",
+      issues: [{ path: "timestamp" }],
+    });
     expect(agg.validate(event({ timestamp: new Date(NOW + 4 * 60_000).toISOString() })).ok).toBe(true);
-    expect(agg.validate(event({ timestamp: new Date(NOW - 36 * 86_400_000).toISOString() }))).toMatchObject({ ok: false, issues: [{ message: expect.stringContaining("horizon") }] });
+    expect(agg.validate(event({ timestamp: new Date(NOW - 36 * 86_400_000).toISOString() }))).toMatchObject({
+      ok: false,
+      issues: [{ message: expect.stringContaining("horizon") }],
+    });
   });
 
   it("rejects unknown types, negative or infinite quantities, bad ids and large metadata", () => {
     const { agg } = aggregator();
-    for (const bad of [{ eventType: "api.calls" }, { quantity: -1 }, { quantity: Infinity }, { eventId: "has space" }, { metadata: { x: "y".repeat(5000) } }, { resourceType: "Document" }]) {
+    for (const bad of [
+      { eventType: "api.calls" },
+      { quantity: -1 },
+      { quantity: Infinity },
+      { eventId: "has space" },
+      { metadata: { x: "y".repeat(5000) } },
+      { resourceType: "Document" },
+    ]) {
       expect(agg.validate(event(bad)).ok, JSON.stringify(bad)).toBe(false);
     }
   });
 
   it("throws ValidationError from recordEvent", async () => {
-    await expect(aggregator().agg.recordEvent(event({ quantity: -2 }) as never)).rejects.toMatchObject({ code: "validation_error" });
+    await expect(aggregator().agg.recordEvent(event({ quantity: -2 }) as never)).rejects.toMatchObject({
+      code: "validation_error",
+    });
   });
 });
 
 describe("recording", () => {
   it("writes Postgres first, then hands every event to its organization's object and updates sketches", async () => {
     const { agg, orgs, statements, pipeline } = aggregator();
-    const v = [event({ eventId: "a" }), event({ eventId: "b", organizationId: "org_2" }), event({ eventId: "c", eventType: "document.viewed", resourceId: "d1" })].map((e) => {
+    const v = [
+      event({ eventId: "a" }),
+      event({ eventId: "b", organizationId: "org_2" }),
+      event({ eventId: "c", eventType: "document.viewed", resourceId: "d1" }),
+    ].map((e) => {
       const r = agg.validate(e);
       if (!r.ok) throw new Error("invalid");
       return r.event;
@@ -160,7 +221,10 @@ describe("recording", () => {
     const fresh = await agg.recordEvents(v);
     expect(fresh.size).toBe(3);
     expect(statements.some((s) => s.includes("insert into usage_event_ids"))).toBe(true);
-    expect(orgs.applied.map((a) => [a.org, a.ids])).toEqual([["org_1", ["a", "c"]], ["org_2", ["b"]]]);
+    expect(orgs.applied.map((a) => [a.org, a.ids])).toEqual([
+      ["org_1", ["a", "c"]],
+      ["org_2", ["b"]],
+    ]);
     expect(pipeline.pfadd).toHaveBeenCalledTimes(9); // day, week, month per event with a user
     expect(pipeline.zincrby).toHaveBeenCalledWith("t:usage:top-docs:org_1:2026-11", 1, "d1");
   });
@@ -177,18 +241,33 @@ describe("recording", () => {
 });
 
 describe("query and quota validation", () => {
-  const base = { startTime: new Date(NOW - 3_600_000), endTime: new Date(NOW), granularity: "hour" as const, metricTypes: ["api_calls"] };
+  const base = {
+    startTime: new Date(NOW - 3_600_000),
+    endTime: new Date(NOW),
+    granularity: "hour" as const,
+    metricTypes: ["api_calls"],
+  };
   it("rejects reversed ranges, unknown metrics and zones", async () => {
     const { agg } = aggregator();
-    await expect(agg.getAggregatedMetrics("o", { ...base, startTime: new Date(NOW), endTime: new Date(NOW - 1) })).rejects.toMatchObject({ code: "validation_error" });
-    await expect(agg.getAggregatedMetrics("o", { ...base, metricTypes: ["bogus"] })).rejects.toMatchObject({ code: "validation_error" });
-    await expect(agg.getAggregatedMetrics("o", { ...base, timeZone: "Mars/Olympus" })).rejects.toMatchObject({ code: "validation_error" });
+    await expect(
+      agg.getAggregatedMetrics("o", { ...base, startTime: new Date(NOW), endTime: new Date(NOW - 1) }),
+    ).rejects.toMatchObject({ code: "validation_error" });
+    await expect(agg.getAggregatedMetrics("o", { ...base, metricTypes: ["bogus"] })).rejects.toMatchObject({
+      code: "validation_error",
+    });
+    await expect(agg.getAggregatedMetrics("o", { ...base, timeZone: "Mars/Olympus" })).rejects.toMatchObject({
+      code: "validation_error",
+    });
   });
 
   it("rejects dimensions on unique counts and too many buckets", async () => {
     const { agg } = aggregator();
-    await expect(agg.getAggregatedMetrics("o", { ...base, metricTypes: ["active_users"], dimensions: ["resourceType"] })).rejects.toThrow(/unique counts/);
-    await expect(agg.getAggregatedMetrics("o", { ...base, granularity: "minute", startTime: new Date(NOW - 30 * 86_400_000) })).rejects.toThrow(/too many buckets/);
+    await expect(
+      agg.getAggregatedMetrics("o", { ...base, metricTypes: ["active_users"], dimensions: ["resourceType"] }),
+    ).rejects.toThrow(/unique counts/);
+    await expect(
+      agg.getAggregatedMetrics("o", { ...base, granularity: "minute", startTime: new Date(NOW - 30 * 86_400_000) }),
+    ).rejects.toThrow(/too many buckets/);
   });
 
   it("validates quota checks before asking the organization object", async () => {
@@ -201,9 +280,15 @@ describe("query and quota validation", () => {
 
   it("validates alert subscriptions", async () => {
     const { agg } = aggregator();
-    await expect(agg.subscribeToQuotaAlerts("o", { metricType: "api_calls", threshold: 0, notificationChannels: ["in_app"] })).rejects.toMatchObject({ code: "validation_error" });
-    await expect(agg.subscribeToQuotaAlerts("o", { metricType: "api_calls", threshold: 80, notificationChannels: ["email"] })).rejects.toThrow(/e-mail/);
-    await expect(agg.generateUsageReport("o", new Date(NOW), new Date(NOW - 1))).rejects.toMatchObject({ code: "validation_error" });
+    await expect(
+      agg.subscribeToQuotaAlerts("o", { metricType: "api_calls", threshold: 0, notificationChannels: ["in_app"] }),
+    ).rejects.toMatchObject({ code: "validation_error" });
+    await expect(
+      agg.subscribeToQuotaAlerts("o", { metricType: "api_calls", threshold: 80, notificationChannels: ["email"] }),
+    ).rejects.toThrow(/e-mail/);
+    await expect(agg.generateUsageReport("o", new Date(NOW), new Date(NOW - 1))).rejects.toMatchObject({
+      code: "validation_error",
+    });
   });
 
   it("has nothing to roll up for unique-count metrics", async () => {
@@ -216,7 +301,9 @@ describe("query and quota validation", () => {
 describe("more edge cases", () => {
   it("skips Redis sketches for duplicates but still hands them to the counters", async () => {
     const statements: string[] = [];
-    const q: Queryable = { query: async <T>(text: string) => (statements.push(text), { rows: [] as T[], rowCount: 0 }) };
+    const q: Queryable = {
+      query: async <T>(text: string) => (statements.push(text), { rows: [] as T[], rowCount: 0 }),
+    };
     const { agg, orgs, pipeline } = aggregator({ db: { ...q, transaction: (fn) => fn(q), end: async () => {} } });
     const v = agg.validate(event());
     if (!v.ok) throw new Error("invalid");
@@ -252,13 +339,38 @@ describe("more edge cases", () => {
 
 describe("event mapping", () => {
   it("maps platform CloudEvents to usage events and back", () => {
-    const ce = createEvent({ type: "storage.upload", organizationId: "org_9", source: "/storage", data: { userId: "u", resourceId: "f1", resourceType: "file", quantity: 2048 } });
+    const ce = createEvent({
+      type: "storage.upload",
+      organizationId: "org_9",
+      source: "/storage",
+      data: { userId: "u", resourceId: "f1", resourceType: "file", quantity: 2048 },
+    });
     const mapped = cloudEventToUsage(ce);
-    expect(mapped).toMatchObject({ eventId: ce.id, organizationId: "org_9", eventType: "storage.upload", timestamp: ce.time, quantity: 2048, resourceType: "file" });
-    const agg = new UsageAnalyticsAggregator({ db: fakeDb().db, redis: {} as Redis, keys: { key: () => "" }, orgs: () => fakeOrgs().client, config, now: () => Date.parse(ce.time) });
+    expect(mapped).toMatchObject({
+      eventId: ce.id,
+      organizationId: "org_9",
+      eventType: "storage.upload",
+      timestamp: ce.time,
+      quantity: 2048,
+      resourceType: "file",
+    });
+    const agg = new UsageAnalyticsAggregator({
+      db: fakeDb().db,
+      redis: {} as Redis,
+      keys: { key: () => "" },
+      orgs: () => fakeOrgs().client,
+      config,
+      now: () => Date.parse(ce.time),
+    });
     const v = agg.validate(mapped);
     expect(v.ok).toBe(true);
-    if (v.ok) expect(usageToCloudEvent(v.event)).toMatchObject({ id: ce.id, type: "storage.upload", organizationid: "org_9", data: { quantity: 2048 } });
+    if (v.ok)
+      expect(usageToCloudEvent(v.event)).toMatchObject({
+        id: ce.id,
+        type: "storage.upload",
+        organizationid: "org_9",
+        data: { quantity: 2048 },
+      });
   });
 
   it("defaults quantity to 1 when the producer sent none", () => {

@@ -1,6 +1,15 @@
 import { describe, expect, it } from "vitest";
 import type { CircuitRecord, CircuitSettings } from "../../../src/webhooks/circuit.ts";
-import { allowedInFlight, circuitView, closedCircuit, cooldownMs, recordFailure, recordSuccess, resetCircuit, tick } from "../../../src/webhooks/circuit.ts";
+import {
+  allowedInFlight,
+  circuitView,
+  closedCircuit,
+  cooldownMs,
+  recordFailure,
+  recordSuccess,
+  resetCircuit,
+  tick,
+} from "../../../src/webhooks/circuit.ts";
 
 const s: CircuitSettings = { failureThreshold: 3, successThreshold: 2, cooldownMs: 60_000, maxCooldownMs: 600_000 };
 const fail = (c: CircuitRecord, now = 1_000) => recordFailure(c, s, now);
@@ -61,7 +70,9 @@ describe("circuit breaker transitions", () => {
   });
 
   it("caps the growing cooldown", () => {
-    expect([1, 2, 3, 4, 5, 10].map((n) => cooldownMs(n, s))).toEqual([60_000, 120_000, 240_000, 480_000, 600_000, 600_000]);
+    expect([1, 2, 3, 4, 5, 10].map((n) => cooldownMs(n, s))).toEqual([
+      60_000, 120_000, 240_000, 480_000, 600_000, 600_000,
+    ]);
     expect(cooldownMs(30, { ...s, maxCooldownMs: undefined })).toBe(3_600_000);
   });
 
@@ -84,14 +95,28 @@ describe("circuit breaker transitions", () => {
   });
 
   it("resets by hand from any state, reporting a transition only when it was not closed", () => {
-    expect(resetCircuit(openAt(0))).toEqual({ circuit: closedCircuit, transition: { from: "open", to: "closed", reason: "manual reset" } });
+    expect(resetCircuit(openAt(0))).toEqual({
+      circuit: closedCircuit,
+      transition: { from: "open", to: "closed", reason: "manual reset" },
+    });
     expect(resetCircuit(closedCircuit).transition).toBeNull();
     expect(resetCircuit(tick(openAt(0), 60_000).circuit).transition?.from).toBe("half_open");
   });
 
   it("renders the seed's CircuitState with ISO dates", () => {
-    expect(circuitView("wh_1", closedCircuit)).toEqual({ webhookId: "wh_1", state: "closed", failureCount: 0, successCount: 0 });
+    expect(circuitView("wh_1", closedCircuit)).toEqual({
+      webhookId: "wh_1",
+      state: "closed",
+      failureCount: 0,
+      successCount: 0,
+    });
     const v = circuitView("wh_1", openAt(Date.parse("2026-01-01T00:00:00Z")));
-    expect(v).toMatchObject({ state: "open", failureCount: 3, openedAt: "2026-01-01T00:00:00.000Z", halfOpenAt: "2026-01-01T00:01:00.000Z", lastFailure: "2026-01-01T00:00:00.000Z" });
+    expect(v).toMatchObject({
+      state: "open",
+      failureCount: 3,
+      openedAt: "2026-01-01T00:00:00.000Z",
+      halfOpenAt: "2026-01-01T00:01:00.000Z",
+      lastFailure: "2026-01-01T00:00:00.000Z",
+    });
   });
 });

@@ -13,9 +13,24 @@ import { customHeadersSchema, eventPatternsSchema, webhookEventSchema } from "..
 import { generateSecret, verify } from "../../../src/webhooks/signing.ts";
 
 const retry = { baseMs: 1_000, capMs: 3_600_000, maxAttempts: 5 };
-const job = (i: number, over: Partial<Job> = {}): Job => ({ deliveryId: `msg_${i}`, eventId: `evt_${i}`, eventType: "team.created", body: `{"id":"msg_${i}"}`, attempts: 0, dueAt: 0, createdAt: i, ...over });
+const job = (i: number, over: Partial<Job> = {}): Job => ({
+  deliveryId: `msg_${i}`,
+  eventId: `evt_${i}`,
+  eventType: "team.created",
+  body: `{"id":"msg_${i}"}`,
+  attempts: 0,
+  dueAt: 0,
+  createdAt: i,
+  ...over,
+});
 const ok: AttemptOutcome = { success: true, statusCode: 200, responseTimeMs: 5 };
-const bad: AttemptOutcome = { success: false, statusCode: 500, responseTimeMs: 5, errorType: "http_5xx", error: "HTTP 500" };
+const bad: AttemptOutcome = {
+  success: false,
+  statusCode: 500,
+  responseTimeMs: 5,
+  errorType: "http_5xx",
+  error: "HTTP 500",
+};
 
 describe("backoff and retry policy", () => {
   it("doubles from the base: 1 s, 2 s, 4 s, 8 s … (no jitter at random = 0.5)", () => {
@@ -56,14 +71,25 @@ describe("backoff and retry policy", () => {
     expect(decide(bad, 1, retry, 0, () => 0.5)).toEqual({ kind: "retry", at: 1_000 });
     expect(decide(bad, 5, retry, 0)).toEqual({ kind: "failed" });
     expect(decide({ ...bad, statusCode: 410 }, 1, retry, 0)).toEqual({ kind: "disable" });
-    expect(decide({ success: false, responseTimeMs: 0, errorType: "ssrf_blocked" }, 1, retry, 0)).toEqual({ kind: "failed" });
+    expect(decide({ success: false, responseTimeMs: 0, errorType: "ssrf_blocked" }, 1, retry, 0)).toEqual({
+      kind: "failed",
+    });
   });
 
   it("honours Retry-After on 429/503, clamped to [1 s, cap]", () => {
-    expect(decide({ ...bad, statusCode: 429, retryAfterMs: 30_000 }, 1, retry, 0, () => 0.5)).toEqual({ kind: "retry", at: 30_000 });
-    expect(decide({ ...bad, statusCode: 503, retryAfterMs: 86_400_000 }, 1, retry, 0, () => 0.5)).toEqual({ kind: "retry", at: 3_600_000 });
+    expect(decide({ ...bad, statusCode: 429, retryAfterMs: 30_000 }, 1, retry, 0, () => 0.5)).toEqual({
+      kind: "retry",
+      at: 30_000,
+    });
+    expect(decide({ ...bad, statusCode: 503, retryAfterMs: 86_400_000 }, 1, retry, 0, () => 0.5)).toEqual({
+      kind: "retry",
+      at: 3_600_000,
+    });
     // A Retry-After shorter than the backoff does not shorten it; on a 500 it is ignored.
-    expect(decide({ ...bad, statusCode: 429, retryAfterMs: 0 }, 3, retry, 0, () => 0.5)).toEqual({ kind: "retry", at: 4_000 });
+    expect(decide({ ...bad, statusCode: 429, retryAfterMs: 0 }, 3, retry, 0, () => 0.5)).toEqual({
+      kind: "retry",
+      at: 4_000,
+    });
     expect(decide({ ...bad, retryAfterMs: 999_000 }, 1, retry, 0, () => 0.5)).toEqual({ kind: "retry", at: 1_000 });
   });
 });
@@ -104,12 +130,25 @@ function harness(outcomes: (j: Job) => AttemptOutcome, over: Partial<RunDeps> = 
     record: async (r) => void recorded.push(...r),
     onTransition: async (t) => void transitions.push(`${t.from}->${t.to}`),
     onGone: vi.fn(async () => {}),
-    settings: { retry, circuit: { failureThreshold: 3, successThreshold: 2, cooldownMs: 60_000 }, concurrency: 4, maxRunMs: 10_000 },
+    settings: {
+      retry,
+      circuit: { failureThreshold: 3, successThreshold: 2, cooldownMs: 60_000 },
+      concurrency: 4,
+      maxRunMs: 10_000,
+    },
     now: () => now,
     random: () => 0.5,
     ...over,
   };
-  return { deps, jobs, recorded, transitions, advance: (ms: number) => (now += ms), circuit: () => circuit, maxInFlight: () => maxInFlight };
+  return {
+    deps,
+    jobs,
+    recorded,
+    transitions,
+    advance: (ms: number) => (now += ms),
+    circuit: () => circuit,
+    maxInFlight: () => maxInFlight,
+  };
 }
 
 describe("endpoint runs", () => {
@@ -133,7 +172,14 @@ describe("endpoint runs", () => {
   });
 
   it("opens the breaker mid-run and holds the rest", async () => {
-    const h = harness(() => bad, { settings: { retry, circuit: { failureThreshold: 3, successThreshold: 2, cooldownMs: 60_000 }, concurrency: 1, maxRunMs: 10_000 } });
+    const h = harness(() => bad, {
+      settings: {
+        retry,
+        circuit: { failureThreshold: 3, successThreshold: 2, cooldownMs: 60_000 },
+        concurrency: 1,
+        maxRunMs: 10_000,
+      },
+    });
     h.jobs.add(Array.from({ length: 6 }, (_, i) => job(i)));
     const r = await runDue(h.deps);
     expect(r.processed).toBe(3);
@@ -144,7 +190,14 @@ describe("endpoint runs", () => {
 
   it("probes one at a time while half-open and closes after enough successes", async () => {
     const h = harness(() => ok);
-    h.deps.circuit.set({ ...closedCircuit, state: "open", openedAt: 0, halfOpenAt: 1_000, openCount: 1, failureCount: 3 });
+    h.deps.circuit.set({
+      ...closedCircuit,
+      state: "open",
+      openedAt: 0,
+      halfOpenAt: 1_000,
+      openCount: 1,
+      failureCount: 3,
+    });
     h.jobs.add(Array.from({ length: 5 }, (_, i) => job(i)));
     const r = await runDue(h.deps);
     expect(h.transitions).toEqual(["open->half_open", "half_open->closed"]);
@@ -179,7 +232,14 @@ describe("endpoint runs", () => {
   });
 
   it("stops and reports 410 Gone", async () => {
-    const h = harness(() => ({ ...bad, statusCode: 410 }), { settings: { retry, circuit: { failureThreshold: 9, successThreshold: 2, cooldownMs: 1 }, concurrency: 1, maxRunMs: 10_000 } });
+    const h = harness(() => ({ ...bad, statusCode: 410 }), {
+      settings: {
+        retry,
+        circuit: { failureThreshold: 9, successThreshold: 2, cooldownMs: 1 },
+        concurrency: 1,
+        maxRunMs: 10_000,
+      },
+    });
     h.jobs.add([job(1), job(2)]);
     const r = await runDue(h.deps);
     expect(r.processed).toBe(1);
@@ -204,40 +264,76 @@ describe("endpoint runs", () => {
 });
 
 describe("one attempt", () => {
-  const endpoint: Endpoint = { id: "wh", url: "https://hooks.example.com/in", secrets: [generateSecret()], headers: { "X-Team": "blue" } };
+  const endpoint: Endpoint = {
+    id: "wh",
+    url: "https://hooks.example.com/in",
+    secrets: [generateSecret()],
+    headers: { "X-Team": "blue" },
+  };
 
   it("POSTs the body with Standard Webhooks headers and no redirect following", async () => {
-    const fetchFn = vi.fn(async (_url: string | URL | Request, _init?: RequestInit) => new Response("fine", { status: 200 }));
-    const out = await attemptDelivery(job(7), endpoint, { timeoutMs: 1_000, policy: { allowLocalHttp: false }, fetch: fetchFn as unknown as typeof fetch });
+    const fetchFn = vi.fn(
+      async (_url: string | URL | Request, _init?: RequestInit) => new Response("fine", { status: 200 }),
+    );
+    const out = await attemptDelivery(job(7), endpoint, {
+      timeoutMs: 1_000,
+      policy: { allowLocalHttp: false },
+      fetch: fetchFn as unknown as typeof fetch,
+    });
     expect(out).toMatchObject({ success: true, statusCode: 200, responseBody: "fine" });
     const [url, init] = fetchFn.mock.calls[0]!;
     expect(String(url)).toBe("https://hooks.example.com/in");
     expect(init).toMatchObject({ method: "POST", redirect: "manual", body: '{"id":"msg_7"}' });
     const headers = init!.headers as Record<string, string>;
     expect(headers["x-team"] ?? headers["X-Team"]).toBe("blue");
-    expect(await verify("msg_7", Number(headers["webhook-timestamp"]), '{"id":"msg_7"}', headers["webhook-signature"]!, endpoint.secrets[0]!)).toBe(true);
+    expect(
+      await verify(
+        "msg_7",
+        Number(headers["webhook-timestamp"]),
+        '{"id":"msg_7"}',
+        headers["webhook-signature"]!,
+        endpoint.secrets[0]!,
+      ),
+    ).toBe(true);
   });
 
   it("reports a timeout when nothing answers in time", async () => {
-    const hang = (_u: unknown, init?: RequestInit) => new Promise<Response>((_, reject) => init?.signal?.addEventListener("abort", () => reject(init.signal!.reason)));
-    const out = await attemptDelivery(job(1), endpoint, { timeoutMs: 30, policy: { allowLocalHttp: false }, fetch: hang as typeof fetch });
+    const hang = (_u: unknown, init?: RequestInit) =>
+      new Promise<Response>((_, reject) => init?.signal?.addEventListener("abort", () => reject(init.signal!.reason)));
+    const out = await attemptDelivery(job(1), endpoint, {
+      timeoutMs: 30,
+      policy: { allowLocalHttp: false },
+      fetch: hang as typeof fetch,
+    });
     expect(out).toMatchObject({ success: false, errorType: "timeout" });
   });
 
   it("reports connection failures", async () => {
-    const out = await attemptDelivery(job(1), endpoint, { timeoutMs: 1_000, policy: { allowLocalHttp: false }, fetch: (async () => Promise.reject(new TypeError("ECONNRESET"))) as typeof fetch });
+    const out = await attemptDelivery(job(1), endpoint, {
+      timeoutMs: 1_000,
+      policy: { allowLocalHttp: false },
+      fetch: (async () => Promise.reject(new TypeError("ECONNRESET"))) as typeof fetch,
+    });
     expect(out).toMatchObject({ success: false, errorType: "connection" });
   });
 
   it("keeps only the first 16 KiB of the response", async () => {
-    const out = await attemptDelivery(job(1), endpoint, { timeoutMs: 1_000, policy: { allowLocalHttp: false }, fetch: (async () => new Response("x".repeat(100_000), { status: 500 })) as typeof fetch });
+    const out = await attemptDelivery(job(1), endpoint, {
+      timeoutMs: 1_000,
+      policy: { allowLocalHttp: false },
+      fetch: (async () => new Response("x".repeat(100_000), { status: 500 })) as typeof fetch,
+    });
     expect(out.responseBody).toHaveLength(16 * 1024);
     expect(out.errorType).toBe("http_5xx");
   });
 
   it("refuses a URL that became an SSRF target without sending anything", async () => {
     const fetchFn = vi.fn();
-    const out = await attemptDelivery(job(1), { ...endpoint, url: "https://169.254.169.254/" }, { timeoutMs: 1_000, policy: { allowLocalHttp: false }, fetch: fetchFn as unknown as typeof fetch });
+    const out = await attemptDelivery(
+      job(1),
+      { ...endpoint, url: "https://169.254.169.254/" },
+      { timeoutMs: 1_000, policy: { allowLocalHttp: false }, fetch: fetchFn as unknown as typeof fetch },
+    );
     expect(out.errorType).toBe("ssrf_blocked");
     expect(fetchFn).not.toHaveBeenCalled();
   });
@@ -251,8 +347,16 @@ describe("one attempt", () => {
 
 describe("payloads, ids and matching", () => {
   it("builds the envelope in a fixed key order", () => {
-    const body = envelope("msg_1", { eventType: "team.created", eventId: "evt_1", organizationId: "org_1", occurredAt: "2026-01-01T00:00:00.000Z", data: { a: 1 } });
-    expect(body).toBe('{"id":"msg_1","type":"team.created","eventId":"evt_1","organizationId":"org_1","occurredAt":"2026-01-01T00:00:00.000Z","data":{"a":1}}');
+    const body = envelope("msg_1", {
+      eventType: "team.created",
+      eventId: "evt_1",
+      organizationId: "org_1",
+      occurredAt: "2026-01-01T00:00:00.000Z",
+      data: { a: 1 },
+    });
+    expect(body).toBe(
+      '{"id":"msg_1","type":"team.created","eventId":"evt_1","organizationId":"org_1","occurredAt":"2026-01-01T00:00:00.000Z","data":{"a":1}}',
+    );
   });
 
   it("generates unique 128-bit delivery ids", () => {
@@ -262,19 +366,33 @@ describe("payloads, ids and matching", () => {
   });
 
   it("lists every subscription pattern that matches a type", () => {
-    expect(patternsFor("usage.quota.exceeded").sort()).toEqual(["*", "usage.*", "usage.quota.*", "usage.quota.exceeded"].sort());
+    expect(patternsFor("usage.quota.exceeded").sort()).toEqual(
+      ["*", "usage.*", "usage.quota.*", "usage.quota.exceeded"].sort(),
+    );
     expect(patternsFor("team.created").sort()).toEqual(["*", "team.*", "team.created"].sort());
   });
 
   it("validates subscriptions, custom headers and events", () => {
-    expect(eventPatternsSchema.safeParse(["team.*", "team.*", "member.added"]).data).toEqual(["team.*", "member.added"]);
+    expect(eventPatternsSchema.safeParse(["team.*", "team.*", "member.added"]).data).toEqual([
+      "team.*",
+      "member.added",
+    ]);
     expect(eventPatternsSchema.safeParse([]).success).toBe(false);
     expect(eventPatternsSchema.safeParse(["nope.*"]).success).toBe(false);
     expect(customHeadersSchema.safeParse({ Authorization: "Bearer x" }).success).toBe(true);
     expect(customHeadersSchema.safeParse({ "webhook-id": "x" }).success).toBe(false);
     expect(customHeadersSchema.safeParse({ "X-Forwarded-For": "1.2.3.4" }).success).toBe(false);
     expect(customHeadersSchema.safeParse({ "bad name": "x" }).success).toBe(false);
-    expect(customHeadersSchema.safeParse(Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`h${i}`, "v"]))).success).toBe(false);
-    expect(webhookEventSchema.safeParse({ eventId: "e", eventType: "team.*", organizationId: "o", occurredAt: "2026-01-01T00:00:00Z" }).success).toBe(false);
+    expect(
+      customHeadersSchema.safeParse(Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`h${i}`, "v"]))).success,
+    ).toBe(false);
+    expect(
+      webhookEventSchema.safeParse({
+        eventId: "e",
+        eventType: "team.*",
+        organizationId: "o",
+        occurredAt: "2026-01-01T00:00:00Z",
+      }).success,
+    ).toBe(false);
   });
 });

@@ -50,7 +50,9 @@ describe("Standard Webhooks reference vector", () => {
   });
 
   it("verifies the spec's signature", async () => {
-    expect(await verify(VECTOR.msgId, VECTOR.timestamp, VECTOR.body, VECTOR.signature, VECTOR.secret, atVector)).toBe(true);
+    expect(await verify(VECTOR.msgId, VECTOR.timestamp, VECTOR.body, VECTOR.signature, VECTOR.secret, atVector)).toBe(
+      true,
+    );
   });
 
   it("the official library produces the same vector", () => {
@@ -67,13 +69,20 @@ describe("Standard Webhooks reference vector", () => {
 });
 
 describe("interoperability with the official standardwebhooks library", () => {
-  it.each(BODIES.map((b, i) => [i, b] as const))("body #%i: our signature verifies with Webhook.verify", async (_i, body) => {
-    const secret = generateSecret();
-    const msgId = `msg_${crypto.randomUUID()}`;
-    const ts = nowSeconds();
-    const headers = { "webhook-id": msgId, "webhook-timestamp": String(ts), "webhook-signature": await sign(msgId, ts, body, secret) };
-    expect(() => new Webhook(secret).verify(body, headers, { jsonParse: false })).not.toThrow();
-  });
+  it.each(BODIES.map((b, i) => [i, b] as const))(
+    "body #%i: our signature verifies with Webhook.verify",
+    async (_i, body) => {
+      const secret = generateSecret();
+      const msgId = `msg_${crypto.randomUUID()}`;
+      const ts = nowSeconds();
+      const headers = {
+        "webhook-id": msgId,
+        "webhook-timestamp": String(ts),
+        "webhook-signature": await sign(msgId, ts, body, secret),
+      };
+      expect(() => new Webhook(secret).verify(body, headers, { jsonParse: false })).not.toThrow();
+    },
+  );
 
   it.each(BODIES.map((b, i) => [i, b] as const))("body #%i: Webhook.sign verifies with ours", async (_i, body) => {
     const secret = generateSecret();
@@ -81,19 +90,33 @@ describe("interoperability with the official standardwebhooks library", () => {
     const ts = nowSeconds();
     const signature = new Webhook(secret).sign(msgId, new Date(ts * 1000), body);
     expect(await verify(msgId, ts, body, signature, secret)).toBe(true);
-    expect(await verifyWebhook({ "Webhook-Id": msgId, "Webhook-Timestamp": String(ts), "Webhook-Signature": signature }, body, secret)).toBe(true);
+    expect(
+      await verifyWebhook(
+        { "Webhook-Id": msgId, "Webhook-Timestamp": String(ts), "Webhook-Signature": signature },
+        body,
+        secret,
+      ),
+    ).toBe(true);
   });
 
   it("the official library rejects our signature under another secret", async () => {
     const ts = nowSeconds();
-    const headers = { "webhook-id": "msg_1", "webhook-timestamp": String(ts), "webhook-signature": await sign("msg_1", ts, "{}", generateSecret()) };
+    const headers = {
+      "webhook-id": "msg_1",
+      "webhook-timestamp": String(ts),
+      "webhook-signature": await sign("msg_1", ts, "{}", generateSecret()),
+    };
     expect(() => new Webhook(generateSecret()).verify("{}", headers)).toThrow();
   });
 
   it("the official library accepts a rotation header signed with both secrets", async () => {
     const [a, b] = [generateSecret(), generateSecret()];
     const ts = nowSeconds();
-    const headers = { "webhook-id": "msg_rot", "webhook-timestamp": String(ts), "webhook-signature": await signAll("msg_rot", ts, "{}", [a, b]) };
+    const headers = {
+      "webhook-id": "msg_rot",
+      "webhook-timestamp": String(ts),
+      "webhook-signature": await signAll("msg_rot", ts, "{}", [a, b]),
+    };
     expect(new Webhook(a).verify("{}", headers)).toEqual({});
     expect(new Webhook(b).verify("{}", headers)).toEqual({});
   });
@@ -125,7 +148,8 @@ describe("verify rejects", () => {
   });
 
   it("timestamps older or newer than the tolerance, accepting the edges", async () => {
-    const at = (now: number, toleranceSeconds?: number) => verify(msgId, ts, body, signature, secret, { now, toleranceSeconds });
+    const at = (now: number, toleranceSeconds?: number) =>
+      verify(msgId, ts, body, signature, secret, { now, toleranceSeconds });
     expect(await at(ts + 300)).toBe(true);
     expect(await at(ts - 300)).toBe(true);
     expect(await at(ts + 301)).toBe(false); // stale
@@ -147,7 +171,14 @@ describe("verify rejects", () => {
   });
 
   it("malformed secrets: sign throws, verify returns false", async () => {
-    for (const bad of ["", "whsec_", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_not base64!", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLa-w"]) {
+    for (const bad of [
+      "",
+      "whsec_",
+      "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+      "whsec_not base64!",
+      "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS",
+      "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLa-w",
+    ]) {
       expect(() => secretKey(bad)).toThrow(TypeError);
       await expect(sign(msgId, ts, body, bad)).rejects.toThrow(TypeError);
       expect(await verify(msgId, ts, body, signature, bad, atVector)).toBe(false);
@@ -207,15 +238,25 @@ describe("verifyWebhook", () => {
 
   it("reads a Headers object and a record, case-insensitively", async () => {
     expect(await verifyWebhook(new Headers(good), body, secret, atVector)).toBe(true);
-    expect(await verifyWebhook({ "WEBHOOK-ID": msgId, "Webhook-Timestamp": String(ts), "webhook-Signature": signature }, body, secret, atVector)).toBe(true);
+    expect(
+      await verifyWebhook(
+        { "WEBHOOK-ID": msgId, "Webhook-Timestamp": String(ts), "webhook-Signature": signature },
+        body,
+        secret,
+        atVector,
+      ),
+    ).toBe(true);
   });
 
-  it.each(["webhook-id", "webhook-timestamp", "webhook-signature"] as const)("returns false without %s", async (name) => {
-    const { [name]: _dropped, ...rest } = good;
-    expect(await verifyWebhook(rest, body, secret, atVector)).toBe(false);
-    expect(await verifyWebhook(new Headers(rest), body, secret, atVector)).toBe(false);
-    expect(await verifyWebhook({ ...rest, [name]: undefined }, body, secret, atVector)).toBe(false);
-  });
+  it.each(["webhook-id", "webhook-timestamp", "webhook-signature"] as const)(
+    "returns false without %s",
+    async (name) => {
+      const { [name]: _dropped, ...rest } = good;
+      expect(await verifyWebhook(rest, body, secret, atVector)).toBe(false);
+      expect(await verifyWebhook(new Headers(rest), body, secret, atVector)).toBe(false);
+      expect(await verifyWebhook({ ...rest, [name]: undefined }, body, secret, atVector)).toBe(false);
+    },
+  );
 
   it.each(["1614265330.0", "1614265330.5", "1.61426533e9", "-1614265330", "0x6036c3f2", "", "now", "1".repeat(16)])(
     "returns false for timestamp header %j",
@@ -225,7 +266,14 @@ describe("verifyWebhook", () => {
   );
 
   it("tolerates whitespace around header values (Headers trims them too)", async () => {
-    expect(await verifyWebhook({ ...good, "webhook-timestamp": ` ${ts} `, "webhook-id": ` ${msgId}` }, body, secret, atVector)).toBe(true);
+    expect(
+      await verifyWebhook(
+        { ...good, "webhook-timestamp": ` ${ts} `, "webhook-id": ` ${msgId}` },
+        body,
+        secret,
+        atVector,
+      ),
+    ).toBe(true);
   });
 
   it("rejects a tampered raw body", async () => {
