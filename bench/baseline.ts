@@ -97,8 +97,14 @@ export async function nodeRedisPingP50(
     new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("redis reply timed out")), 5_000);
       pending = {
-        resolve: (l) => (clearTimeout(timer), resolve(l)),
-        reject: (e) => (clearTimeout(timer), reject(e)),
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
       };
       sock.write(raw);
     });

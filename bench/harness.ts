@@ -100,7 +100,7 @@ export interface ReceiverReply {
 export type ReceiverHandler = (
   req: IncomingMessage,
   body: Buffer,
-) => ReceiverReply | void | Promise<ReceiverReply | void>;
+) => ReceiverReply | undefined | Promise<ReceiverReply | undefined>;
 
 /** A running local HTTP receiver. */
 export interface Receiver {

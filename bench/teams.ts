@@ -231,7 +231,10 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const freshTeam = () => {
     for (;;) {
       const t = Math.floor(rnd() * teams.length);
-      if (!used.has(t)) return (used.add(t), t);
+      if (!used.has(t)) {
+        used.add(t);
+        return t;
+      }
     }
   };
   const mixed = Array.from({ length: nPairs }, () => randomPair(freshTeam()));

@@ -555,7 +555,10 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     let doneAt = NaN;
     let lastLog = 0;
     let postsDone = false;
-    const post = posting.then((r) => ((postsDone = true), r));
+    const post = posting.then((r) => {
+      postsDone = true;
+      return r;
+    });
     while (!ctx.signal.aborted && Date.now() < waitUntil) {
       inPg = (await countIds()) - base;
       if (inPg >= uniqueTotal) {
@@ -685,7 +688,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       mmApi = mm;
       if (mm.count === 0 || Date.now() > apiDeadline || ctx.signal.aborted) break;
       await sleep(1_000);
-    } while (true);
+    } while (!ctx.signal.aborted);
     const periodStart = new Date(periodOf(w.orgs[0]!).start).toISOString();
     ctx.log(
       `ingest: ${mmPg.count} postgres mismatch(es) of ${mmPg.checked}, ${mmApi.count} API mismatch(es) of ${mmApi.checked} (${apiAttempts} attempt(s))`,

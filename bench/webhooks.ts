@@ -302,7 +302,7 @@ async function runEngine(
   const expected = expectedPairs(run, shape, events);
   const pad = "x".repeat(shape.dataBytes);
   const byOrg = new Map<number, number[]>();
-  run.orgOf.forEach((o, idx) => byOrg.set(o, [...(byOrg.get(o) ?? []), idx]));
+  for (const [idx, o] of run.orgOf.entries()) byOrg.set(o, [...(byOrg.get(o) ?? []), idx]);
   const rows: { id: string; webhook_id: string; organization_id: string; event_id: string; payload: string }[] = [];
   const occurredAt = new Date().toISOString();
   for (let seq = 0; seq < events; seq++) {
@@ -406,7 +406,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
 
   // ─── the receiver: verifies every signature, counts per pair and webhook-id, injects failures ───
   const runs = new Map<string, RunStats>();
-  const receiver = await ctx.receiver(async (req, raw): Promise<ReceiverReply | void> => {
+  const receiver = await ctx.receiver(async (req, raw): Promise<ReceiverReply | undefined> => {
     const at = nowMs();
     const m = /^\/([a-z]+)\/(\d+)$/.exec(req.url ?? "");
     const run = m ? runs.get(m[1]!) : undefined;

@@ -1,7 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { createEvent } from "../src/events/cloudevent.ts";
 import type { EventType } from "../src/events/catalog.ts";
-import { getConfig } from "../src/platform/config.ts";
 import { createLogger } from "../src/platform/logger.ts";
 import { withPlatform } from "../src/platform/platform.ts";
 import type { Platform } from "../src/platform/platform.ts";

@@ -49,7 +49,14 @@ export async function startWsProxy(opts: WsProxyOptions = {}): Promise<WsProxy> 
   let open = 0;
   const waiting: (() => void)[] = [];
   const acquire = () =>
-    open < max ? (open++, Promise.resolve()) : new Promise<void>((r) => waiting.push(() => (open++, r())));
+    open < max
+      ? Promise.resolve(void open++)
+      : new Promise<void>((r) =>
+          waiting.push(() => {
+            open++;
+            r();
+          }),
+        );
   const release = () => {
     open--;
     waiting.shift()?.();

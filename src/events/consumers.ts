@@ -104,18 +104,18 @@ export async function consumeEventBatch(
     handlers.reduce((p, h) => p.then(() => h.handle(events, platform)), Promise.resolve());
   try {
     if (entries.length > 0) await run(entries.map((e) => e.event));
-    for (const e of entries) e.messages.forEach((m) => m.ack());
+    for (const e of entries) for (const m of e.messages) m.ack();
   } catch (batchErr) {
     if (entries.length === 1) platform.logger.error("event handling failed", { queue: batch.queue, err: batchErr });
     for (const e of entries) {
       try {
         if (entries.length > 1) await run([e.event]);
         else throw batchErr;
-        e.messages.forEach((m) => m.ack());
+        for (const m of e.messages) m.ack();
       } catch (err) {
         if (entries.length > 1)
           platform.logger.error("event handling failed", { queue: batch.queue, eventId: e.event.id, err });
-        e.messages.forEach((m) => m.retry({ delaySeconds: retryDelaySeconds(m.attempts) }));
+        for (const m of e.messages) m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
       }
     }
   }

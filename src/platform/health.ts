@@ -17,7 +17,7 @@ export interface CheckResult {
 /** A readiness probe: throws when down, or reports `{ok:false}` with details; may attach info. */
 export type Check = (
   platform: Platform,
-) => Promise<void | { ok: boolean; error?: string; info?: Record<string, unknown> }>;
+) => Promise<undefined | { ok: boolean; error?: string; info?: Record<string, unknown> }>;
 
 const TIMEOUT_MS = 3_000;
 

@@ -116,7 +116,9 @@ export function createPlatform(env: object, ctx: WaitUntil, logger: Logger): Pla
     get db() {
       return (db ??= createDb(config, {
         onError: (err) => logger.warn("postgres socket error", { err }),
-        onCommit: (tx) => commitListeners.forEach((l) => l(tx)),
+        onCommit: (tx) => {
+          for (const l of commitListeners) l(tx);
+        },
       }));
     },
     get redis() {

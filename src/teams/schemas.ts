@@ -9,6 +9,7 @@ const name = z
   .trim()
   .min(1)
   .max(100)
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused here
   .regex(/^[^\u0000-\u001f]+$/, "no control characters");
 
 /** Seed `CreateTeamRequest`. */

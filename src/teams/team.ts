@@ -824,7 +824,7 @@ export class TeamManagementService {
     const self = path[0];
     if (!self || !(await this.visible(self))) throw new NotFoundError(`team ${teamId} not found`);
     const ancestors = direction === "descendants" ? [] : path.slice(1).map(toTeam);
-    let descendants: TeamHierarchyNode[] = [];
+    const descendants: TeamHierarchyNode[] = [];
     if (direction !== "ancestors") {
       const rows = await descendantRows(this.db, teamId, this.config.maxDepth);
       const hidden = new Set<string>();

@@ -205,23 +205,27 @@ export const usageRoutes = createRouter()
     const valid: UsageEvent[] = [];
     const rejected: { index: number; eventId?: string; issues: FieldIssue[] }[] = [];
     const seen = new Set<string>();
-    list.forEach((raw, index) => {
+    for (const [index, raw] of list.entries()) {
       const input = raw && typeof raw === "object" ? { organizationId, ...(raw as object) } : raw;
       const v = svc.validate(input);
-      if (!v.ok) return void rejected.push({ index, eventId: v.eventId, issues: v.issues });
+      if (!v.ok) {
+        rejected.push({ index, eventId: v.eventId, issues: v.issues });
+        continue;
+      }
       if (v.event.organizationId !== organizationId && !internal) {
-        return void rejected.push({
+        rejected.push({
           index,
           eventId: v.event.eventId,
           issues: [
             { path: "organizationId", message: "must be the organization in the path (or use an internal token)" },
           ],
         });
+        continue;
       }
       const key = `${v.event.organizationId}\u0000${v.event.eventId}`;
       if (!seen.has(key)) valid.push(v.event); // a duplicate inside the batch is recorded once
       seen.add(key);
-    });
+    }
     if (valid.length === 0 && rejected.length > 0)
       throw new ValidationError(
         "no valid events",

@@ -141,7 +141,11 @@ export function memoryJobStore(): JobStore {
   return {
     add(list) {
       let n = 0;
-      for (const j of list) if (!jobs.has(j.deliveryId)) jobs.set(j.deliveryId, { ...j }), n++;
+      for (const j of list) {
+        if (jobs.has(j.deliveryId)) continue;
+        jobs.set(j.deliveryId, { ...j });
+        n++;
+      }
       return n;
     },
     due: (now, limit) =>

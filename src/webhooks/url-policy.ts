@@ -76,7 +76,7 @@ function parseIPv4(host: string): number | null {
   const last = nums.pop() ?? 0;
   if (nums.some((n) => n > 255) || last >= 256 ** (4 - nums.length)) return null;
   let addr = last;
-  nums.forEach((n, i) => (addr += n * 256 ** (3 - i)));
+  for (const [i, n] of nums.entries()) addr += n * 256 ** (3 - i);
   return addr;
 }
 
@@ -306,6 +306,7 @@ export function checkWebhookUrl(raw: string, policy: UrlPolicy): UrlVerdict {
   if (raw.length > MAX_URL_LENGTH)
     return { ok: false, code: "invalid_url", reason: `URL is longer than ${MAX_URL_LENGTH} characters` };
   // `URL` silently strips tabs, newlines and edge spaces; refuse instead so what is stored is what was typed.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused here
   if (/[\u0000-\u0020\u007f]/.test(raw)) {
     return { ok: false, code: "invalid_url", reason: "URL must not contain spaces or control characters" };
   }

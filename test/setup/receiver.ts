@@ -12,7 +12,7 @@ import type { Behaviour } from "./receiver-behaviour.ts";
 
 interface Hook {
   script: Behaviour[];
-  then: Behaviour;
+  otherwise: Behaviour;
   requests: { headers: IncomingHttpHeaders; body: string; receivedAt: number }[];
   inFlight: number;
   maxInFlight: number;
@@ -29,7 +29,8 @@ export async function startReceiver(): Promise<Receiver> {
   const hooks = new Map<string, Hook>();
   const hook = (name: string) => {
     let h = hooks.get(name);
-    if (!h) hooks.set(name, (h = { script: [], then: { status: 200 }, requests: [], inFlight: 0, maxInFlight: 0 }));
+    if (!h)
+      hooks.set(name, (h = { script: [], otherwise: { status: 200 }, requests: [], inFlight: 0, maxInFlight: 0 }));
     return h;
   };
   const server = createServer((req, res) => {
@@ -42,10 +43,10 @@ export async function startReceiver(): Promise<Receiver> {
       if (kind === "__control" && name) {
         const h = hook(name);
         if (req.method === "POST") {
-          const cfg = JSON.parse(body || "{}") as { script?: Behaviour[]; then?: Behaviour; reset?: boolean };
+          const cfg = JSON.parse(body || "{}") as { script?: Behaviour[]; otherwise?: Behaviour; reset?: boolean };
           if (cfg.reset) Object.assign(h, { requests: [], maxInFlight: 0 });
           h.script = cfg.script ?? [];
-          h.then = cfg.then ?? { status: 200 };
+          h.otherwise = cfg.otherwise ?? { status: 200 };
           res.writeHead(204).end();
         } else {
           res
@@ -59,7 +60,7 @@ export async function startReceiver(): Promise<Receiver> {
       h.requests.push({ headers: req.headers, body, receivedAt: Date.now() });
       h.inFlight += 1;
       h.maxInFlight = Math.max(h.maxInFlight, h.inFlight);
-      const b = h.script.shift() ?? h.then;
+      const b = h.script.shift() ?? h.otherwise;
       const done = () => (h.inFlight -= 1);
       setTimeout(() => {
         if (b.mode === "reset") {
@@ -75,8 +76,15 @@ export async function startReceiver(): Promise<Receiver> {
         if (b.mode === "slow-body") {
           res.write("partial ");
           const timer = setInterval(() => res.write("."), 200);
-          res.on("close", () => (clearInterval(timer), done()));
-          setTimeout(() => (clearInterval(timer), res.end("end"), done()), 10_000);
+          res.on("close", () => {
+            clearInterval(timer);
+            done();
+          });
+          setTimeout(() => {
+            clearInterval(timer);
+            res.end("end");
+            done();
+          }, 10_000);
           return;
         }
         res.end(b.body ?? "ok");

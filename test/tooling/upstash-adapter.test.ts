@@ -362,7 +362,7 @@ describe("upstash adapter wire protocol (raw fetch)", () => {
   });
 
   it("handles replies split over many TCP chunks (large bulk strings and arrays)", async () => {
-    const big = Array.from({ length: 300_000 }, (_, i) => String.fromCharCode(0x61 + (i % 26))).join("") + "é🚀";
+    const big = `${Array.from({ length: 300_000 }, (_, i) => String.fromCharCode(0x61 + (i % 26))).join("")}é🚀`;
     await direct.set(key("big"), big);
     expect(await direct.get(key("big"))).toBe(big);
     const items = Array.from({ length: 5_000 }, (_, i) => `item-${i}-${"x".repeat(i % 50)}`);

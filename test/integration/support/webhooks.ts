@@ -13,8 +13,8 @@ export function newHook() {
   return { name, url: `${receiverUrl()}/hooks/${name}` };
 }
 
-/** Scripts how the hook answers: `script` one per request, then `then`. */
-export async function script(name: string, cfg: { script?: Behaviour[]; then?: Behaviour; reset?: boolean }) {
+/** Scripts how the hook answers: `script` one per request, then `otherwise`. */
+export async function script(name: string, cfg: { script?: Behaviour[]; otherwise?: Behaviour; reset?: boolean }) {
   await fetch(`${receiverUrl()}/__control/${name}`, { method: "POST", body: JSON.stringify(cfg) });
 }
 

@@ -28,7 +28,7 @@ describe("circuit breaker", () => {
   it("walks closed → open → half_open → closed, holding deliveries while open and emitting events", async () => {
     const org = newOrg();
     const hook = newHook();
-    await script(hook.name, { then: { status: 500 } });
+    await script(hook.name, { otherwise: { status: 500 } });
     const w = await register(org, hook.url, ["team.*"]);
     for (let i = 0; i < 8; i++) await sendEvent(org);
     await endpoint(w.id).drain();
@@ -51,7 +51,7 @@ describe("circuit breaker", () => {
     expect((await received(hook.name)).requests).toHaveLength(attemptsWhenOpened + 1);
 
     // Endpoint recovers: the next probes succeed, two successes close it, everything flows.
-    await script(hook.name, { then: { status: 200 } });
+    await script(hook.name, { otherwise: { status: 200 } });
     await timeTravel(w.id, 3_600_000);
     expect(await runDurableObjectAlarm(endpoint(w.id))).toBe(true);
     expect((await circuit(org, w.id)).state).toBe("closed");
@@ -75,7 +75,7 @@ describe("circuit breaker", () => {
   it("closes by hand with resetCircuit and lets held deliveries flow", async () => {
     const org = newOrg();
     const hook = newHook();
-    await script(hook.name, { script: Array(5).fill({ status: 502 }), then: { status: 200 } });
+    await script(hook.name, { script: Array(5).fill({ status: 502 }), otherwise: { status: 200 } });
     const w = await register(org, hook.url, ["team.*"]);
     for (let i = 0; i < 7; i++) await sendEvent(org);
     await endpoint(w.id).drain();
@@ -93,7 +93,7 @@ describe("circuit breaker", () => {
   it("survives a 40-minute outage simulated through alarms: every event delivered once, none lost", async () => {
     const org = newOrg();
     const hook = newHook();
-    await script(hook.name, { then: { mode: "reset" } });
+    await script(hook.name, { otherwise: { mode: "reset" } });
     const w = await register(org, hook.url, ["team.*"]);
     const sent: string[] = [];
     // Events keep arriving during the outage, one per simulated minute.
@@ -106,7 +106,7 @@ describe("circuit breaker", () => {
     expect(["open", "half_open"]).toContain((await circuit(org, w.id)).state);
     // Held, not failed: the breaker stopped attempts long before retries ran out.
     expect((await statuses(w.id)).failed).toBeUndefined();
-    await script(hook.name, { then: { status: 200 } });
+    await script(hook.name, { otherwise: { status: 200 } });
     for (let i = 0; i < 6 && (await statuses(w.id)).pending; i++) {
       await timeTravel(w.id, 3_600_000);
       await runDurableObjectAlarm(endpoint(w.id));
@@ -169,7 +169,7 @@ describe("operations", () => {
   it("deletes a webhook and cancels its pending deliveries", async () => {
     const org = newOrg();
     const hook = newHook();
-    await script(hook.name, { then: { status: 500 } });
+    await script(hook.name, { otherwise: { status: 500 } });
     const w = await register(org, hook.url, ["team.*"]);
     for (let i = 0; i < 3; i++) await sendEvent(org);
     await endpoint(w.id).drain();
@@ -227,7 +227,7 @@ describe("operations", () => {
   it("reports health with latency percentiles", async () => {
     const org = newOrg();
     const hook = newHook();
-    await script(hook.name, { script: [{ status: 500 }], then: { status: 200, delayMs: 20 } });
+    await script(hook.name, { script: [{ status: 500 }], otherwise: { status: 200, delayMs: 20 } });
     const w = await register(org, hook.url, ["team.*"]);
     for (let i = 0; i < 5; i++) await sendEvent(org);
     await endpoint(w.id).drain();

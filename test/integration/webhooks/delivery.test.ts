@@ -197,7 +197,7 @@ describe("delivery", () => {
   it("retries with backoff through the alarm until the endpoint answers, keeping the webhook-id", async () => {
     const org = newOrg();
     const hook = newHook();
-    await script(hook.name, { script: [{ status: 500 }, { status: 503 }], then: { status: 204 } });
+    await script(hook.name, { script: [{ status: 500 }, { status: 503 }], otherwise: { status: 204 } });
     const w = await register(org, hook.url);
     const sent = await sendEvent(org);
     const first = await endpoint(w.id).drain();
@@ -288,7 +288,7 @@ describe("delivery", () => {
   it("disables the webhook on 410 Gone and emits webhook.disabled", async () => {
     const org = newOrg();
     const hook = newHook();
-    await script(hook.name, { then: { status: 410 } });
+    await script(hook.name, { otherwise: { status: 410 } });
     const w = await register(org, hook.url);
     await sendEvent(org);
     await endpoint(w.id).drain();
@@ -321,7 +321,7 @@ describe("delivery", () => {
   it("delivers to one endpoint with bounded concurrency, each event once", async () => {
     const org = newOrg();
     const hook = newHook();
-    await script(hook.name, { then: { status: 200, delayMs: 50 } });
+    await script(hook.name, { otherwise: { status: 200, delayMs: 50 } });
     const w = await register(org, hook.url);
     await Promise.all(Array.from({ length: 24 }, () => sendEvent(org)));
     await endpoint(w.id).drain();
@@ -335,7 +335,7 @@ describe("delivery", () => {
   it("loses nothing when the endpoint object is evicted mid-backlog", async () => {
     const org = newOrg();
     const hook = newHook();
-    await script(hook.name, { script: Array(10).fill({ status: 500 }), then: { status: 200 } });
+    await script(hook.name, { script: Array(10).fill({ status: 500 }), otherwise: { status: 200 } });
     const w = await register(org, hook.url, ["team.*"]);
     await Promise.all(Array.from({ length: 10 }, () => sendEvent(org)));
     await endpoint(w.id).drain(); // ten failures: the circuit opens after five, the rest wait

@@ -110,7 +110,12 @@ describe("CloudEvents", () => {
 describe("outbox bus", () => {
   it("inserts validated events in order and marks the connection", async () => {
     const calls: { text: string; params?: readonly unknown[] }[] = [];
-    const db: Queryable = { query: async (text, params) => (calls.push({ text, params }), { rows: [], rowCount: 0 }) };
+    const db: Queryable = {
+      query: async (text, params) => {
+        calls.push({ text, params });
+        return { rows: [], rowCount: 0 };
+      },
+    };
     const kick = vi.fn();
     const bus = new OutboxEventBus(db, kick);
     const events = [ev(), ev({ type: "team.updated" })];
@@ -157,7 +162,12 @@ describe("relay helpers", () => {
 describe("consumeEventBatch", () => {
   const fakePlatform = (queries: string[] = []) =>
     ({
-      db: { query: async (t: string) => (queries.push(t), { rows: [], rowCount: 0 }) },
+      db: {
+        query: async (t: string) => {
+          queries.push(t);
+          return { rows: [], rowCount: 0 };
+        },
+      },
       logger: createLogger({ test: true }),
     }) as unknown as Platform;
   const msg = (id: string, body: unknown, attempts = 1) => {

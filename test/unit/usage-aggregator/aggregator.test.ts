@@ -34,9 +34,10 @@ function fakeDb() {
 function fakeOrgs() {
   const applied: { org: string; ids: string[] }[] = [];
   const client: OrgUsageClient = {
-    apply: async (org, events) => (
-      applied.push({ org, ids: events.map((e) => e.eventId) }), { applied: events.length, crossings: 0 }
-    ),
+    apply: async (org, events) => {
+      applied.push({ org, ids: events.map((e) => e.eventId) });
+      return { applied: events.length, crossings: 0 };
+    },
     checkQuota: vi.fn(async () => ({ allowed: true, remaining: 5, limit: 10 })),
     status: async () => ({ plan: "free", periodStart: "", periodEnd: "", metrics: [], sums: {} }),
     realtime: async () => ({ activeUsers: 0, openDocuments: 0, asOf: "" }),
@@ -302,7 +303,10 @@ describe("more edge cases", () => {
   it("skips Redis sketches for duplicates but still hands them to the counters", async () => {
     const statements: string[] = [];
     const q: Queryable = {
-      query: async <T>(text: string) => (statements.push(text), { rows: [] as T[], rowCount: 0 }),
+      query: async <T>(text: string) => {
+        statements.push(text);
+        return { rows: [] as T[], rowCount: 0 };
+      },
     };
     const { agg, orgs, pipeline } = aggregator({ db: { ...q, transaction: (fn) => fn(q), end: async () => {} } });
     const v = agg.validate(event());
