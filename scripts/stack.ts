@@ -42,7 +42,7 @@ export interface Stack extends StackUrls {
 
 /** Options for {@link ensureStack}. */
 export interface EnsureStackOptions {
-  /** Where own servers keep data, logs and state. Default `<repo>/.stack`. */
+  /** Where own servers keep data, logs and state. Default `$LOCAL_STACK_DIR`, else `<repo>/.stack`. */
   dataDir?: string;
   /** Environment to read `LOCAL_*_URL` from. Default `process.env`. */
   env?: Record<string, string | undefined>;
@@ -936,7 +936,10 @@ async function ensureService(
   preferredPort?: number,
 ): Promise<Resolved> {
   const configured = env[ENV_KEYS[svc]] || DEFAULT_URLS[svc];
-  if (await answers(configured)) {
+  // LOCAL_STACK_OWN=postgres,… asks for a private server even when one answers (e.g. a test run
+  // under a shifted clock needs a Postgres whose now() moved with it).
+  const wantOwn = (env.LOCAL_STACK_OWN ?? "").split(",").includes(svc);
+  if (!wantOwn && (await answers(configured))) {
     log(`${svc}: using ${redact(configured)}`);
     return { url: configured };
   }
@@ -963,7 +966,7 @@ async function ensureService(
       if (!(e instanceof MissingBinaries)) throw e;
       await aptInstall(svc, log, e.message);
       // Installing may have started a system service at the configured URL.
-      if (await answers(configured)) {
+      if (!wantOwn && (await answers(configured))) {
         log(`${svc}: using ${redact(configured)} (started by the package install)`);
         return { url: configured };
       }
@@ -1010,7 +1013,7 @@ async function stopStates(states: State[], dataDir: string, log: (m: string) => 
  * stops whatever this call started and rejects with the servers' log tails.
  */
 export async function ensureStack(opts: EnsureStackOptions = {}): Promise<Stack> {
-  const dataDir = path.resolve(opts.dataDir ?? DEFAULT_DATA_DIR);
+  const dataDir = path.resolve(opts.dataDir ?? (opts.env ?? process.env).LOCAL_STACK_DIR ?? DEFAULT_DATA_DIR);
   const env = opts.env ?? process.env;
   const log = opts.log ?? defaultLog;
 
@@ -1065,7 +1068,9 @@ async function down(dataDir: string, log: (m: string) => void): Promise<void> {
 async function main(argv: string[]): Promise<number> {
   const cmd = argv[0];
   const i = argv.indexOf("--data-dir");
-  const dataDir = path.resolve(i >= 0 && argv[i + 1] ? argv[i + 1]! : DEFAULT_DATA_DIR);
+  const dataDir = path.resolve(
+    i >= 0 && argv[i + 1] ? argv[i + 1]! : (process.env.LOCAL_STACK_DIR ?? DEFAULT_DATA_DIR),
+  );
   if (cmd === "up") {
     const stack = await ensureStack({ dataDir });
     const urls: StackUrls = {

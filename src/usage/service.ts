@@ -3,12 +3,18 @@ import type { EventHandler } from "../events/consumers.ts";
 import { recordDeadLetters } from "../events/consumers.ts";
 import type { Platform } from "../platform/platform.ts";
 import { objectsByName } from "../platform/platform.ts";
-import type { OrgUsageClient } from "./aggregator.ts";
+import type { OrgUsageClient, UsageAggregatorOptions } from "./aggregator.ts";
 import { UsageAnalyticsAggregator } from "./aggregator.ts";
 import type { UsageEvent } from "./schemas.ts";
 
-/** Builds the usage service for one invocation. */
-export function createUsageService(platform: Platform): UsageAnalyticsAggregator {
+/**
+ * Builds the usage service for one invocation.
+ * @param overrides - e.g. `now`, a clock for jobs and tests that must not depend on today's date
+ */
+export function createUsageService(
+  platform: Platform,
+  overrides: Partial<Pick<UsageAggregatorOptions, "now">> = {},
+): UsageAnalyticsAggregator {
   return new UsageAnalyticsAggregator({
     db: platform.db,
     redis: platform.redis,
@@ -17,6 +23,7 @@ export function createUsageService(platform: Platform): UsageAnalyticsAggregator
     orgs: objectsByName<OrgUsageClient>(platform, "ORG_USAGE"),
     config: platform.config.usage,
     onError: (err) => platform.logger.error("usage rollup batch failed", { err }),
+    ...overrides,
   });
 }
 

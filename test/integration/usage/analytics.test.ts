@@ -1,7 +1,18 @@
 import { describe, expect, it } from "vitest";
 import { api } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
-import { ev, hoursAgo, newOrg, orgObject, setPlan, usage, valid } from "./support.ts";
+import {
+  ev,
+  hoursAgo,
+  lastFallBack,
+  localMidnight,
+  newOrg,
+  orgObject,
+  setPlan,
+  usage,
+  valid,
+  validAt,
+} from "./support.ts";
 
 const record = (events: ReturnType<typeof ev>[]) => usage().recordEvents(events.map(valid));
 const point = (
@@ -62,7 +73,7 @@ describe("queries", () => {
     );
     expect(bad.status).toBe(400);
     const tooMany = await api(
-      `/v1/orgs/${org}/usage/metrics?startTime=2026-01-01T00:00:00Z&endTime=2026-11-01T00:00:00Z&granularity=minute&metricTypes=api_calls`,
+      `/v1/orgs/${org}/usage/metrics?startTime=${hoursAgo(24 * 300).toISOString()}&endTime=${hoursAgo(0).toISOString()}&granularity=minute&metricTypes=api_calls`,
       { org },
     );
     expect(tooMany.status).toBe(400);
@@ -103,25 +114,37 @@ describe("queries", () => {
     expect(Object.fromEntries(byUser.dataPoints.map((p) => [p.dimensions.userId, p.value]))).toEqual({ u1: 2, zed: 1 });
   });
 
-  it("buckets days in a time zone across a DST change (America/New_York, 2026-11-01)", async () => {
+  it("buckets days in a time zone across the last DST change (America/New_York, found with Intl)", async () => {
     const org = newOrg();
-    await record([
-      ev(org, { timestamp: new Date("2026-11-01T03:30:00Z") }), // Oct 31, 23:30 EDT
-      ev(org, { timestamp: new Date("2026-11-01T04:30:00Z") }), // Nov 1, 00:30 EDT
-      ev(org, { timestamp: new Date("2026-11-02T04:30:00Z") }), // Nov 1, 23:30 EST (the day had 25 hours)
-      ev(org, { timestamp: new Date("2026-11-02T05:30:00Z") }), // Nov 2, 00:30 EST
-    ]);
-    const m = await usage().getAggregatedMetrics(org, {
-      startTime: new Date("2026-10-31T04:00:00Z"),
-      endTime: new Date("2026-11-03T05:00:00Z"),
+    const zone = "America/New_York";
+    const change = lastFallBack(zone, new Date());
+    // The service's clock is set just after the change, so the events are inside its late-event horizon.
+    const clock = { now: () => change.at.getTime() + 2 * 86_400_000 };
+    const prevDay = localMidnight(zone, change.at, -1, change.offsetBefore);
+    const day = localMidnight(zone, change.at, 0, change.offsetBefore);
+    const nextDay = localMidnight(zone, change.at, 1, change.offsetAfter);
+    const end = localMidnight(zone, change.at, 2, change.offsetAfter);
+    expect(nextDay.getTime() - day.getTime()).toBe(25 * 3_600_000); // the day clocks went back
+    const at = (d: Date, minutes: number) => new Date(d.getTime() + minutes * 60_000);
+    await usage(clock).recordEvents(
+      [
+        ev(org, { timestamp: at(day, -30) }), // 23:30 the evening before
+        ev(org, { timestamp: at(day, 30) }), // 00:30 on the day of the change
+        ev(org, { timestamp: at(nextDay, -30) }), // 23:30 on that day, its 25th hour
+        ev(org, { timestamp: at(nextDay, 30) }), // 00:30 the day after
+      ].map(validAt(clock)),
+    );
+    const m = await usage(clock).getAggregatedMetrics(org, {
+      startTime: prevDay,
+      endTime: end,
       granularity: "day",
       metricTypes: ["api.call"],
-      timeZone: "America/New_York",
+      timeZone: zone,
     });
     expect(m.dataPoints.map((p) => [p.timestamp, p.value])).toEqual([
-      ["2026-10-31T04:00:00.000Z", 1],
-      ["2026-11-01T04:00:00.000Z", 2],
-      ["2026-11-02T05:00:00.000Z", 1],
+      [prevDay.toISOString(), 1],
+      [day.toISOString(), 2],
+      [nextDay.toISOString(), 1],
     ]);
     expect(m.source).toBe("usage_agg_hour");
   });

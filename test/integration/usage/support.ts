@@ -4,12 +4,13 @@ import { createLogger } from "../../../src/platform/logger.ts";
 import { createPlatform } from "../../../src/platform/platform.ts";
 import { createUsageService } from "../../../src/usage/service.ts";
 import type { UsageEventInput } from "../../../src/usage/schemas.ts";
+import { tzOffsetMinutes } from "../../../src/usage/periods.ts";
 import { withDb } from "../support/backends.ts";
 
-/** The usage service on a fresh platform (one per call, like a request). */
-export function usage() {
+/** The usage service on a fresh platform (one per call, like a request); `now` injects a clock. */
+export function usage(opts: { now?: () => number } = {}) {
   const platform = createPlatform(env, createExecutionContext(), createLogger({ test: "usage" }));
-  return createUsageService(platform);
+  return createUsageService(platform, opts);
 }
 
 /** The organization object. */
@@ -63,7 +64,48 @@ export function hoursAgo(h: number, minutes = 0): Date {
 
 /** Validates an event and returns it (throws if invalid): the shape `recordEvents` takes. */
 export function valid(e: UsageEventInput) {
-  const v = usage().validate(e);
-  if (!v.ok) throw new Error(`invalid test event: ${JSON.stringify(v.issues)}`);
-  return v.event;
+  return validAt({})(e);
+}
+
+/** {@link valid} against a service with the clock `now`. */
+export function validAt(clock: { now?: () => number }) {
+  return (e: UsageEventInput) => {
+    const v = usage(clock).validate(e);
+    if (!v.ok) throw new Error(`invalid test event: ${JSON.stringify(v.issues)}`);
+    return v.event;
+  };
+}
+
+/**
+ * The most recent daylight-saving change of `timeZone` before `before` where clocks went back
+ * (the local day has 25 hours), found with Intl — so tests never pin a calendar date.
+ * @returns the instant of the change and the UTC offsets (minutes) before and after it
+ */
+export function lastFallBack(timeZone: string, before: Date): { at: Date; offsetBefore: number; offsetAfter: number } {
+  const hour = 3_600_000;
+  let t = Math.floor(before.getTime() / hour) * hour;
+  for (let i = 0; i < 2 * 366 * 24; i++, t -= hour) {
+    const after = tzOffsetMinutes(timeZone, new Date(t));
+    const prior = tzOffsetMinutes(timeZone, new Date(t - hour));
+    if (after >= prior) continue;
+    // The change happened within (t - 1 h, t]: narrow it to the minute.
+    let lo = t - hour;
+    let hi = t;
+    while (hi - lo > 60_000) {
+      const mid = lo + Math.floor((hi - lo) / 120_000) * 60_000;
+      if (tzOffsetMinutes(timeZone, new Date(mid)) === prior) lo = mid;
+      else hi = mid;
+    }
+    return { at: new Date(hi), offsetBefore: prior, offsetAfter: after };
+  }
+  throw new Error(`${timeZone} had no daylight-saving change in two years before ${before.toISOString()}`);
+}
+
+/** The instant of local midnight starting the day `days` after the local date of `at` in a zone of fixed `offset` minutes. */
+export function localMidnight(timeZone: string, at: Date, days: number, offset: number): Date {
+  const [y, m, d] = new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" })
+    .format(at)
+    .split("-")
+    .map(Number) as [number, number, number];
+  return new Date(Date.UTC(y, m - 1, d + days) - offset * 60_000);
 }
