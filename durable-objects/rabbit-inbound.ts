@@ -4,6 +4,8 @@ import { drainInbound } from "../src/events/inbound.ts";
 import { topology } from "../src/events/rabbit.ts";
 import { getConfig } from "../src/platform/config.ts";
 import { createLogger } from "../src/platform/logger.ts";
+import { acceptUsageEvent } from "../src/usage/accept.ts";
+import { cloudEventToUsage } from "../src/usage/cloudevents.ts";
 
 /**
  * One object per inbound RabbitMQ queue (named by the queue): an alarm drains a bounded burst into
@@ -29,6 +31,14 @@ export class RabbitInbound extends DurableObject<CloudflareBindings> {
       queue,
       maxMessages: config.events.inboundBurstMax,
       maxMs: config.events.inboundBurstMs,
+      // Acceptance happens here, once: what the usage consumer gets is counted, whatever its age by then.
+      accept: (event) => {
+        const v = acceptUsageEvent(cloudEventToUsage(event), {
+          now: Date.now(),
+          lateEventHorizonDays: config.usage.lateEventHorizonDays,
+        });
+        return v.ok ? null : v.issues.map((i) => `${i.path}: ${i.message}`).join("; ");
+      },
       deliver: async (events) => {
         await this.env.USAGE_EVENTS.sendBatch(events.map((body) => ({ body, contentType: "json" })));
       },

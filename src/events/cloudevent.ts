@@ -21,6 +21,15 @@ export const cloudEventSchema = z.object({
 /** A validated platform event. */
 export type CloudEvent = Omit<z.infer<typeof cloudEventSchema>, "type"> & { type: EventType };
 
+/**
+ * The identity of an event: its organization and its id. Producers choose ids per organization
+ * (usage events carry the client's `eventId`), so every deduplication — the Queue consumer, the
+ * usage API, RabbitMQ inbound, the organization object, Postgres — keys on both.
+ */
+export function eventKey(organizationId: string, eventId: string): string {
+  return `${organizationId}\u0000${eventId}`;
+}
+
 /** Fields of {@link createEvent}. */
 export interface NewEvent {
   type: EventType;

@@ -1,7 +1,7 @@
 import type { Queryable } from "../platform/db.ts";
 import type { Platform } from "../platform/platform.ts";
 import type { CloudEvent } from "./cloudevent.ts";
-import { parseCloudEvent } from "./cloudevent.ts";
+import { eventKey, parseCloudEvent } from "./cloudevent.ts";
 
 /**
  * Queue consumers for CloudEvents. Every handler must be idempotent by event id (a natural unique
@@ -27,7 +27,7 @@ export interface QueueBatch {
 /** One consumer of events; `name` identifies it in `processed_events` and logs. */
 export interface EventHandler {
   readonly name: string;
-  /** Applies the events (already validated, unique within the call). Throws to have them retried. */
+  /** Applies the events (already validated, unique by organization and id within the call). Throws to have them retried. */
   handle(events: readonly CloudEvent[], platform: Platform): Promise<void>;
 }
 
@@ -75,7 +75,7 @@ export async function consumeEventBatch(
   handlers: readonly EventHandler[],
   platform: Platform,
 ): Promise<void> {
-  const byId = new Map<string, { event: CloudEvent; messages: QueueMessage[] }>();
+  const byKey = new Map<string, { event: CloudEvent; messages: QueueMessage[] }>();
   const invalid: { msg: QueueMessage; reason: string }[] = [];
   for (const msg of batch.messages) {
     const parsed = parseCloudEvent(msg.body);
@@ -83,10 +83,11 @@ export async function consumeEventBatch(
       invalid.push({ msg, reason: parsed.reason });
       continue;
     }
-    const entry = byId.get(parsed.event.id);
-    if (entry)
-      entry.messages.push(msg); // same event twice in one batch: apply once, ack both
-    else byId.set(parsed.event.id, { event: parsed.event, messages: [msg] });
+    // Same event twice in one batch: apply once, ack both. Ids are unique per organization only.
+    const key = eventKey(parsed.event.organizationid, parsed.event.id);
+    const entry = byKey.get(key);
+    if (entry) entry.messages.push(msg);
+    else byKey.set(key, { event: parsed.event, messages: [msg] });
   }
 
   if (invalid.length > 0) {
@@ -99,7 +100,7 @@ export async function consumeEventBatch(
     platform.logger.warn("invalid events dead-lettered", { queue: batch.queue, count: invalid.length });
   }
 
-  const entries = [...byId.values()];
+  const entries = [...byKey.values()];
   const run = (events: CloudEvent[]) =>
     handlers.reduce((p, h) => p.then(() => h.handle(events, platform)), Promise.resolve());
   try {

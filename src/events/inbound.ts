@@ -24,6 +24,12 @@ export interface DrainOptions {
   queue: string;
   /** Hands valid events off; must throw if they were not accepted. Called in chunks. */
   deliver(events: CloudEvent[]): Promise<void>;
+  /**
+   * Acceptance beyond the CloudEvents schema (e.g. the usage late-event horizon): returns why an
+   * event is refused, or null. Judged here, once, when the message is taken off the queue;
+   * refused messages are dead-lettered with the reason like malformed ones.
+   */
+  accept?: (event: CloudEvent) => string | null;
   /** Largest burst (also the prefetch window); default 500. */
   maxMessages?: number;
   /** Longest burst in ms; default 5,000. */
@@ -104,8 +110,9 @@ export async function drainInbound(opts: DrainOptions): Promise<DrainResult> {
     const valid: { msg: AMQPMessage; event: CloudEvent }[] = [];
     for (const msg of burst) {
       const parsed = parseCloudEvent(msg.bodyToString() ?? "");
-      if (parsed.ok) {
-        valid.push({ msg, event: parsed.event });
+      const refusal = parsed.ok ? (opts.accept?.(parsed.event) ?? null) : parsed.reason;
+      if (refusal === null) {
+        if (parsed.ok) valid.push({ msg, event: parsed.event });
         continue;
       }
       await guard(
@@ -113,7 +120,7 @@ export async function drainInbound(opts: DrainOptions): Promise<DrainResult> {
           ...msg.properties,
           headers: {
             ...msg.properties.headers,
-            [REASON_HEADER]: parsed.reason.slice(0, 1000),
+            [REASON_HEADER]: refusal.slice(0, 1000),
             "x-original-queue": opts.queue,
           },
         }),
@@ -123,7 +130,7 @@ export async function drainInbound(opts: DrainOptions): Promise<DrainResult> {
       opts.logger?.warn("inbound message dead-lettered", {
         queue: opts.queue,
         routingKey: msg.routingKey,
-        reason: parsed.reason,
+        reason: refusal,
       });
     }
 

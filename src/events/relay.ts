@@ -2,7 +2,8 @@ import type { Config } from "../platform/config.ts";
 import type { Db } from "../platform/db.ts";
 import { createDb } from "../platform/db.ts";
 import type { Logger } from "../platform/logger.ts";
-import type { QueueProducer } from "../platform/platform.ts";
+import type { QueueProducer } from "../platform/queue.ts";
+import { sendTexts } from "../platform/queue.ts";
 import type { BrokerPublisher } from "./rabbit.ts";
 import { openPublisher } from "./rabbit.ts";
 
@@ -55,29 +56,6 @@ export interface RelayResult {
   batches: number;
 }
 
-// Cloudflare Queues accept at most 100 messages and 256 KB per sendBatch.
-const QUEUE_BATCH = 100;
-const QUEUE_BATCH_BYTES = 250_000;
-
-/** Splits messages into sendBatch-sized chunks by count and serialized size. */
-export function chunkForQueue<T>(items: readonly T[], size: (t: T) => number = (t) => JSON.stringify(t).length): T[][] {
-  const chunks: T[][] = [];
-  let current: T[] = [];
-  let bytes = 0;
-  for (const item of items) {
-    const b = size(item);
-    if (current.length > 0 && (current.length === QUEUE_BATCH || bytes + b > QUEUE_BATCH_BYTES)) {
-      chunks.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(item);
-    bytes += b;
-  }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
-}
-
 /** Backoff of a row whose publication failed `attempts` times: 1 s, 2 s, 4 s … capped at 5 min. */
 export function relayBackoffMs(attempts: number): number {
   return Math.min(1000 * 2 ** Math.max(0, attempts - 1), 300_000);
@@ -118,8 +96,9 @@ export async function relayOutbox(db: Db, sinks: RelaySinks, opts: RelayOptions 
           // Both sinks in parallel: the batch stays locked until both accepted it anyway. The Queue
           // gets the JSON text; consumers parse it (parseCloudEvent takes strings and objects).
           await Promise.all([
-            ...chunkForQueue(taken, (r) => r.body.length).map((chunk) =>
-              sinks.queue.sendBatch(chunk.map((r) => ({ body: r.body, contentType: "text" as const }))),
+            sendTexts(
+              sinks.queue,
+              taken.map((r) => r.body),
             ),
             sinks.publishToBroker(taken),
           ]);

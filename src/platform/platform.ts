@@ -6,6 +6,7 @@ import { getConfig } from "./config.ts";
 import type { Db, Queryable } from "./db.ts";
 import { createDb } from "./db.ts";
 import type { Logger } from "./logger.ts";
+import type { QueueProducer } from "./queue.ts";
 import type { Redis, RedisKeys } from "./redis.ts";
 import { createRedis } from "./redis.ts";
 
@@ -40,12 +41,6 @@ export interface Platform {
   waitUntil(promise: Promise<unknown>): void;
   /** Releases what was opened; call once at the end of the invocation. */
   close(): void;
-}
-
-/** A Cloudflare Queue producer, as far as the services use it. */
-export interface QueueProducer<T = unknown> {
-  send(body: T, options?: { contentType?: "json" | "text"; delaySeconds?: number }): Promise<unknown>;
-  sendBatch(messages: Iterable<{ body: T; contentType?: "json" | "text"; delaySeconds?: number }>): Promise<unknown>;
 }
 
 /** A Durable Object namespace, as far as the services use it. */

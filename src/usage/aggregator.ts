@@ -1,10 +1,16 @@
 import type { EventBus } from "../events/bus.ts";
+import { eventKey } from "../events/cloudevent.ts";
 import type { Config } from "../platform/config.ts";
 import type { Db } from "../platform/db.ts";
-import { NotFoundError, ValidationError } from "../platform/errors.ts";
-import type { FieldIssue } from "../platform/errors.ts";
+import { NotFoundError, RateLimitedError, ValidationError } from "../platform/errors.ts";
+import type { QueueProducer } from "../platform/queue.ts";
+import { sendTexts } from "../platform/queue.ts";
+import { slidingWindow } from "../platform/rate-limit.ts";
 import type { Redis, RedisKeys } from "../platform/redis.ts";
-import { parseInput, zodIssuesOf } from "../platform/validation.ts";
+import { parseInput } from "../platform/validation.ts";
+import type { ValidatedEvent } from "./accept.ts";
+import { acceptUsageEvent } from "./accept.ts";
+import { usageToCloudEvent } from "./cloudevents.ts";
 import type { MetricType } from "./metrics.ts";
 import { derivedMetrics, isDerivedMetric, sourceEventTypes, valueFromSums } from "./metrics.ts";
 import { hasWholeHourOffsets } from "./periods.ts";
@@ -17,6 +23,7 @@ import type {
   AggregatedMetrics,
   AggregationQuery,
   DashboardData,
+  IngestResult,
   LineItem,
   MetricDataPoint,
   QuotaAlertConfig,
@@ -25,7 +32,7 @@ import type {
   UsageEventInput,
   UsageReport,
 } from "./schemas.ts";
-import { aggregationQuerySchema, quotaAlertConfigSchema, usageEventSchema } from "./schemas.ts";
+import { aggregationQuerySchema, quotaAlertConfigSchema } from "./schemas.ts";
 
 /** The RPC surface of an organization's Durable Object (`OrgUsage`), as the service uses it. */
 export interface OrgUsageClient {
@@ -64,12 +71,23 @@ export interface UsageAggregatorOptions {
   now?: () => number;
   /** Receives errors that are counted rather than thrown (rollup batches). */
   onError?: (err: unknown) => void;
+  /** The `usage-events` Queue the HTTP ingest API hands accepted events to. */
+  queue?: QueueProducer;
 }
 
-/** Outcome of validating one incoming event. */
-export type ValidatedEvent = { ok: true; event: UsageEvent } | { ok: false; eventId?: string; issues: FieldIssue[] };
+export type { ValidatedEvent };
 
-const FUTURE_SKEW_MS = 5 * 60_000;
+const groupBy = <T>(items: readonly T[], key: (t: T) => string): Map<string, T[]> => {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+};
+
 const MAX_BUCKETS = 10_000;
 const granularityMs = { minute: 60_000, hour: 3_600_000, day: 86_400_000, month: 31 * 86_400_000 } as const;
 const iso = (d: Date | string) => new Date(d).toISOString();
@@ -94,6 +112,7 @@ export class UsageAnalyticsAggregator {
   private readonly config: Config["usage"];
   private readonly now: () => number;
   private readonly onError: (err: unknown) => void;
+  private readonly queue?: QueueProducer;
 
   /** @param options - redis, db, eventBus (seed) plus the organization objects and settings */
   constructor(options: UsageAggregatorOptions) {
@@ -104,41 +123,81 @@ export class UsageAnalyticsAggregator {
     this.config = options.config;
     this.now = options.now ?? Date.now;
     this.onError = options.onError ?? (() => {});
+    this.queue = options.queue;
   }
 
   /**
-   * Validates one event: schema, known type, quantity, metadata size, and a timestamp neither more
-   * than 5 minutes ahead nor older than the late-event horizon.
+   * Validates one event for acceptance: schema, known type, quantity, metadata size, and a timestamp
+   * neither more than 5 minutes ahead nor older than the late-event horizon (see `accept.ts`).
    */
   validate(input: unknown): ValidatedEvent {
-    const r = usageEventSchema.safeParse(input);
-    const eventId =
-      typeof (input as { eventId?: unknown })?.eventId === "string"
-        ? (input as { eventId: string }).eventId
-        : undefined;
-    if (!r.success) return { ok: false, eventId, issues: zodIssuesOf(r.error) };
-    const t = r.data.timestamp.getTime();
-    const now = this.now();
-    if (t > now + FUTURE_SKEW_MS)
-      return {
-        ok: false,
-        eventId,
-        issues: [{ path: "timestamp", message: "more than 5 minutes in the future", code: "too_big" }],
-      };
-    if (t < now - this.config.lateEventHorizonDays * 86_400_000) {
-      return {
-        ok: false,
-        eventId,
-        issues: [
-          {
-            path: "timestamp",
-            message: `older than the late-event horizon (${this.config.lateEventHorizonDays} days)`,
-            code: "too_small",
-          },
-        ],
-      };
+    return acceptUsageEvent(input, { now: this.now(), lateEventHorizonDays: this.config.lateEventHorizonDays });
+  }
+
+  /**
+   * Ingests a batch from the HTTP API (the route validates the envelope and delegates here): rate
+   * limit per organization, acceptance of each event, one dedup key `(organizationId, eventId)`
+   * within the batch, known duplicates skipped (Redis), and the rest handed to the `usage-events`
+   * Queue as CloudEvents. Accepted events are counted exactly once by the consumer.
+   * @param organizationId - the organization of the path; events default to it
+   * @param list - raw events as sent
+   * @param options - `internal`: the caller may record for other organizations
+   * @throws {RateLimitedError} over `USAGE_INGEST_RATE_LIMIT_PER_MINUTE`; {ValidationError} when nothing is valid
+   */
+  async ingestEvents(
+    organizationId: string,
+    list: readonly unknown[],
+    options: { internal: boolean },
+  ): Promise<IngestResult> {
+    if (list.length === 0) throw new ValidationError("no events", [{ path: "events", message: "at least one event" }]);
+    const limit = await slidingWindow(
+      this.redis,
+      this.keys.key("usage", "rl", organizationId),
+      this.config.ingestRateLimitPerMinute,
+      60_000,
+      this.now(),
+    );
+    if (!limit.allowed) throw new RateLimitedError("usage ingest rate limit exceeded", limit.retryAfterSeconds);
+    const valid = new Map<string, UsageEvent>();
+    const rejected: IngestResult["rejected"] = [];
+    for (const [index, raw] of list.entries()) {
+      const v = this.validate(raw && typeof raw === "object" ? { organizationId, ...(raw as object) } : raw);
+      if (!v.ok) {
+        rejected.push({ index, eventId: v.eventId, issues: v.issues });
+      } else if (v.event.organizationId !== organizationId && !options.internal) {
+        const message = "must be the organization in the path (or use an internal token)";
+        rejected.push({ index, eventId: v.event.eventId, issues: [{ path: "organizationId", message }] });
+      } else {
+        // A duplicate inside the batch is recorded once.
+        const key = eventKey(v.event.organizationId, v.event.eventId);
+        if (!valid.has(key)) valid.set(key, v.event);
+      }
     }
-    return { ok: true, event: r.data };
+    if (valid.size === 0) {
+      throw new ValidationError(
+        "no valid events",
+        rejected.flatMap((r) => r.issues.map((i) => ({ ...i, path: `${r.index}.${i.path}` }))),
+      );
+    }
+    // Known duplicates (recorded and confirmed in Redis) are skipped; an unknown id always goes on.
+    const duplicates: string[] = [];
+    const byOrg = groupBy([...valid.values()], (e) => e.organizationId);
+    for (const [org, events] of byOrg) {
+      const known = await this.knownDuplicates(
+        org,
+        events.map((e) => e.eventId),
+      ).catch(() => new Set<string>());
+      for (const id of known) {
+        valid.delete(eventKey(org, id));
+        duplicates.push(id);
+      }
+    }
+    if (!this.queue) throw new Error("USAGE_EVENTS queue binding missing");
+    await sendTexts(
+      this.queue,
+      [...valid.values()].map((e) => JSON.stringify(usageToCloudEvent(e))),
+    );
+    return { accepted: valid.size, duplicates, rejected };
   }
 
   /**
@@ -151,7 +210,7 @@ export class UsageAnalyticsAggregator {
     const v = this.validate(event);
     if (!v.ok) throw new ValidationError("invalid usage event", v.issues);
     const fresh = await this.recordEvents([v.event]);
-    return { recorded: fresh.has(`${v.event.organizationId}\u0000${v.event.eventId}`), eventId: v.event.eventId };
+    return { recorded: fresh.has(eventKey(v.event.organizationId, v.event.eventId)), eventId: v.event.eventId };
   }
 
   /**
@@ -159,7 +218,7 @@ export class UsageAnalyticsAggregator {
    * statement), then every event goes to its organization's object — duplicates included, because a
    * crash between the two steps must still reach the counters, which dedupe by id themselves —
    * then Redis sketches for the new ones (best effort: dashboards only).
-   * @returns keys `org\u0000eventId` of the events that were new
+   * @returns the `eventKey`s of the events that were new
    */
   async recordEvents(events: readonly UsageEvent[]): Promise<Set<string>> {
     if (events.length === 0) return new Set();
@@ -187,7 +246,7 @@ export class UsageAnalyticsAggregator {
           })),
         ),
       ),
-      this.updateSketches(events.filter((e) => fresh.has(`${e.organizationId}\u0000${e.eventId}`))).catch(
+      this.updateSketches(events.filter((e) => fresh.has(eventKey(e.organizationId, e.eventId)))).catch(
         () => undefined,
       ),
     ]);

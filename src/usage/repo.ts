@@ -1,3 +1,4 @@
+import { eventKey } from "../events/cloudevent.ts";
 import type { Queryable } from "../platform/db.ts";
 import type { Granularity } from "./periods.ts";
 import type { UsageEvent } from "./schemas.ts";
@@ -9,7 +10,7 @@ import type { UsageEvent } from "./schemas.ts";
  * `usage_event_ids`, and only for the claimed ones inserts the raw row, adds to the minute and
  * hour aggregates, adds the user to the distinct-user sets and marks day/month buckets dirty.
  * Rows are written in key order so concurrent batches lock in the same order (no deadlocks).
- * @returns the keys (`org\u0000eventId`) that were new
+ * @returns the {@link eventKey}s of the events that were new
  */
 export async function insertEvents(db: Queryable, events: readonly UsageEvent[]): Promise<Set<string>> {
   if (events.length === 0) return new Set();
@@ -61,7 +62,7 @@ export async function insertEvents(db: Queryable, events: readonly UsageEvent[])
      select o, e from fresh`,
     [JSON.stringify(rows)],
   );
-  return new Set(fresh.map((r) => `${r.o}\u0000${r.e}`));
+  return new Set(fresh.map((r) => eventKey(r.o, r.e)));
 }
 
 /** Creates the organization with the default plan if it is new (usage arrives before anything else). */

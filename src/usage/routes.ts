@@ -1,21 +1,17 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { hasScope } from "../platform/auth.ts";
 import { createRouter, requireScope } from "../platform/create-app.ts";
-import { RateLimitedError, ValidationError } from "../platform/errors.ts";
-import type { FieldIssue } from "../platform/errors.ts";
 import { idempotent } from "../platform/idempotency.ts";
 import { authErrors, jsonBody, jsonResponse } from "../platform/openapi.ts";
-import { chunkForQueue } from "../events/relay.ts";
-import { slidingWindow } from "../platform/rate-limit.ts";
-import type { UsageEvent } from "./schemas.ts";
 import {
   aggregatedMetricsSchema,
   dashboardSchema,
+  ingestResultSchema,
   quotaAlertConfigSchema,
   quotaStatusSchema,
   usageReportSchema,
 } from "./schemas.ts";
-import { createUsageService, usageToCloudEvent } from "./service.ts";
+import { createUsageService } from "./service.ts";
 
 const org = z.object({ organizationId: z.string().min(1).max(200) });
 const read = requireScope("usage:read");
@@ -28,17 +24,6 @@ const ingestBody = z.union([
   z.object({ events: z.array(z.unknown()).max(MAX_BATCH) }),
   z.record(z.string(), z.unknown()),
 ]);
-const ingestResult = z.object({
-  accepted: z.number().int(),
-  duplicates: z.array(z.string()),
-  rejected: z.array(
-    z.object({
-      index: z.number().int(),
-      eventId: z.string().optional(),
-      issues: z.array(z.object({ path: z.string(), message: z.string() })),
-    }),
-  ),
-});
 const csv = (max: number) =>
   z
     .string()
@@ -61,7 +46,7 @@ const ingestRoute = createRoute({
     body: jsonBody(ingestBody.openapi({ description: "A UsageEvent, an array of them, or {events:[…]}" })),
   },
   responses: {
-    202: jsonResponse(ingestResult, "Accepted for recording"),
+    202: jsonResponse(ingestResultSchema, "Accepted for recording"),
     429: { description: "Rate limited (Retry-After)" },
     ...authErrors,
   },
@@ -184,74 +169,17 @@ const finite = (n: number) => (Number.isFinite(n) ? n : null);
 /** The usage HTTP API (scopes `usage:read` / `usage:write`). */
 export const usageRoutes = createRouter()
   .openapi(ingestRoute, async (c) => {
-    const { organizationId } = c.req.valid("param");
-    const p = c.var.platform;
-    const limit = await slidingWindow(
-      p.redis,
-      p.keys.key("usage", "rl", organizationId),
-      p.config.usage.ingestRateLimitPerMinute,
-      60_000,
-    );
-    if (!limit.allowed) throw new RateLimitedError("usage ingest rate limit exceeded", limit.retryAfterSeconds);
     const body = c.req.valid("json");
     const list = Array.isArray(body)
       ? body
       : Array.isArray((body as { events?: unknown }).events)
         ? (body as { events: unknown[] }).events
         : [body];
-    if (list.length === 0) throw new ValidationError("no events", [{ path: "events", message: "at least one event" }]);
-    const svc = createUsageService(p);
     const internal = hasScope(c.var.principal, "internal");
-    const valid: UsageEvent[] = [];
-    const rejected: { index: number; eventId?: string; issues: FieldIssue[] }[] = [];
-    const seen = new Set<string>();
-    for (const [index, raw] of list.entries()) {
-      const input = raw && typeof raw === "object" ? { organizationId, ...(raw as object) } : raw;
-      const v = svc.validate(input);
-      if (!v.ok) {
-        rejected.push({ index, eventId: v.eventId, issues: v.issues });
-        continue;
-      }
-      if (v.event.organizationId !== organizationId && !internal) {
-        rejected.push({
-          index,
-          eventId: v.event.eventId,
-          issues: [
-            { path: "organizationId", message: "must be the organization in the path (or use an internal token)" },
-          ],
-        });
-        continue;
-      }
-      const key = `${v.event.organizationId}\u0000${v.event.eventId}`;
-      if (!seen.has(key)) valid.push(v.event); // a duplicate inside the batch is recorded once
-      seen.add(key);
-    }
-    if (valid.length === 0 && rejected.length > 0)
-      throw new ValidationError(
-        "no valid events",
-        rejected.flatMap((r) => r.issues.map((i) => ({ ...i, path: `${r.index}.${i.path}` }))),
-      );
-    // Known duplicates (recorded and confirmed in Redis) are skipped; an unknown id always goes on.
-    const dupes = new Set<string>();
-    for (const o of new Set(valid.map((e) => e.organizationId))) {
-      for (const id of await svc
-        .knownDuplicates(
-          o,
-          valid.filter((e) => e.organizationId === o).map((e) => e.eventId),
-        )
-        .catch(() => new Set<string>()))
-        dupes.add(`${o}\u0000${id}`);
-    }
-    const fresh = valid.filter((e) => !dupes.has(`${e.organizationId}\u0000${e.eventId}`));
-    const queue = p.bindings.USAGE_EVENTS;
-    if (!queue) throw new Error("USAGE_EVENTS queue binding missing");
-    const messages = fresh.map((e) => JSON.stringify(usageToCloudEvent(e)));
-    await Promise.all(
-      chunkForQueue(messages, (m) => m.length).map((chunk) =>
-        queue.sendBatch(chunk.map((body) => ({ body, contentType: "text" as const }))),
-      ),
-    );
-    return c.json({ accepted: fresh.length, duplicates: [...dupes].map((k) => k.split("\u0000")[1]!), rejected }, 202);
+    const result = await createUsageService(c.var.platform).ingestEvents(c.req.valid("param").organizationId, list, {
+      internal,
+    });
+    return c.json(result, 202);
   })
   .openapi(metricsRoute, async (c) => {
     const q = c.req.valid("query");

@@ -188,3 +188,20 @@ export const dashboardSchema = z
   .openapi("DashboardData");
 /** Dashboard data. */
 export type DashboardData = z.infer<typeof dashboardSchema>;
+
+/** What the ingest API answers (202): how many were accepted, known duplicates, rejected ones and why. */
+export const ingestResultSchema = z
+  .object({
+    accepted: z.number().int(),
+    duplicates: z.array(z.string()),
+    rejected: z.array(
+      z.object({
+        index: z.number().int(),
+        eventId: z.string().optional(),
+        issues: z.array(z.object({ path: z.string(), message: z.string() })),
+      }),
+    ),
+  })
+  .openapi("IngestResult");
+/** Result of `ingestEvents`. */
+export type IngestResult = z.infer<typeof ingestResultSchema>;

@@ -109,6 +109,36 @@ describe("inbound RabbitMQ → usage-events Queue", () => {
     );
   });
 
+  it("judges usage events once, when taking them off RabbitMQ: too old is dead-lettered with the reason", async () => {
+    const horizonDays = config().usage.lateEventHorizonDays;
+    const old = createEvent({
+      type: "api.call",
+      organizationId: "org_in",
+      source: "/api",
+      data: { userId: "u1" },
+      time: new Date(Date.now() - (horizonDays + 1) * 86_400_000),
+    });
+    const fresh = createEvent({ type: "api.call", organizationId: "org_in", source: "/api", data: { userId: "u1" } });
+    await publishFromOtherService([old, fresh].map((e) => ({ routingKey: e.type, body: JSON.stringify(e) })));
+    const stub = env.RABBIT_INBOUND.get(env.RABBIT_INBOUND.idFromName(inboundQueue()));
+    await stub.kick(inboundQueue());
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    await vi.waitFor(
+      async () => {
+        const { rows } = await withDb((db) =>
+          db.query("select event_id from usage_events where event_id = any($1)", [[old.id, fresh.id]]),
+        );
+        expect(rows).toEqual([{ event_id: fresh.id }]);
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+    const dead = await withAmqp(config().rabbitmq.url, async (client) => {
+      const m = await (await client.channel()).basicGet(t().deadLetterQueue, { noAck: true });
+      return { reason: String(m?.properties.headers?.[REASON_HEADER]), id: JSON.parse(m?.bodyToString() ?? "{}").id };
+    });
+    expect(dead).toEqual({ reason: expect.stringContaining("late-event horizon"), id: old.id });
+  });
+
   it("stops a burst at maxMessages and reports that more may wait", async () => {
     const events = Array.from({ length: 30 }, docEvent);
     await publishFromOtherService(events.map((e) => ({ routingKey: e.type, body: JSON.stringify(e) })));

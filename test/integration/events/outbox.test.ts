@@ -8,7 +8,7 @@ import { createEvent } from "../../../src/events/cloudevent.ts";
 import { claimEvents } from "../../../src/events/consumers.ts";
 import { relayOutbox, relayWithConfig } from "../../../src/events/relay.ts";
 import type { RelayedEvent, RelaySinks } from "../../../src/events/relay.ts";
-import type { QueueProducer } from "../../../src/platform/platform.ts";
+import type { QueueProducer } from "../../../src/platform/queue.ts";
 import { createLogger } from "../../../src/platform/logger.ts";
 import type { TapQueue } from "../support/backends.ts";
 import { config, tapExchange, withDb } from "../support/backends.ts";

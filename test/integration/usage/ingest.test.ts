@@ -6,8 +6,8 @@ import worker from "../../../src/index.ts";
 import { insertEvents } from "../../../src/usage/repo.ts";
 import { usageToCloudEvent } from "../../../src/usage/service.ts";
 import { api, tokenFor } from "../support/api.ts";
-import { withDb } from "../support/backends.ts";
-import { ev, newOrg, orgObject, usage, valid } from "./support.ts";
+import { config, withDb } from "../support/backends.ts";
+import { ev, newOrg, orgObject, usage, valid, validAt } from "./support.ts";
 
 const count = (org: string) =>
   withDb(
@@ -83,6 +83,46 @@ describe("ingestion", () => {
     }
     expect(await count(org)).toBe(20);
     expect(await apiCalls(org)).toBe(40);
+  });
+
+  it("counts the same event ids in two organizations separately within one Queue batch", async () => {
+    const [orgA, orgB] = [newOrg(), newOrg()];
+    const ids = Array.from({ length: 50 }, (_, i) => `shared-${i}-${crypto.randomUUID().slice(0, 6)}`);
+    const bodies = [orgA, orgB].flatMap((org) =>
+      ids.map((eventId) => JSON.stringify(usageToCloudEvent(valid(ev(org, { eventId }))))),
+    );
+    const batch = createMessageBatch(
+      "usage-events",
+      bodies.map((body, i) => ({ id: `m-${i}`, timestamp: new Date(), attempts: 1, body })),
+    );
+    const ctx = createExecutionContext();
+    await worker.queue(batch, env, ctx);
+    await waitOnExecutionContext(ctx);
+    expect((await getQueueResult(batch, ctx)).explicitAcks).toHaveLength(100);
+    expect([await count(orgA), await count(orgB)]).toEqual([50, 50]);
+    expect([await apiCalls(orgA), await apiCalls(orgB)]).toEqual([50, 50]);
+  });
+
+  it("judges the late-event horizon once, at acceptance: an accepted event is counted when consumed later", async () => {
+    const org = newOrg();
+    const horizonDays = config().usage.lateEventHorizonDays;
+    // Accepted a minute before the horizon would have refused it, consumed when it is past it.
+    const acceptedAt = Date.now() - 2 * 60_000;
+    const e = validAt({ now: () => acceptedAt })(
+      ev(org, { timestamp: new Date(acceptedAt - horizonDays * 86_400_000 + 60_000), quantity: 4 }),
+    );
+    const batch = createMessageBatch("usage-events", [
+      { id: "late-1", timestamp: new Date(), attempts: 1, body: JSON.stringify(usageToCloudEvent(e)) },
+    ]);
+    const ctx = createExecutionContext();
+    await worker.queue(batch, env, ctx);
+    await waitOnExecutionContext(ctx);
+    expect((await getQueueResult(batch, ctx)).explicitAcks).toEqual(["late-1"]);
+    expect(await count(org)).toBe(1);
+    const dead = await withDb((db) =>
+      db.query("select 1 from dead_letters where event_id = $1", [e.eventId]).then((r) => r.rowCount),
+    );
+    expect(dead).toBe(0);
   });
 
   it("counts concurrent recordings of the same and different events exactly", async () => {

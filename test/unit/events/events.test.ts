@@ -5,7 +5,8 @@ import type { CloudEvent } from "../../../src/events/cloudevent.ts";
 import { createEvent, parseCloudEvent } from "../../../src/events/cloudevent.ts";
 import type { EventHandler, QueueMessage } from "../../../src/events/consumers.ts";
 import { consumeEventBatch, retryDelaySeconds } from "../../../src/events/consumers.ts";
-import { chunkForQueue, relayBackoffMs } from "../../../src/events/relay.ts";
+import { relayBackoffMs } from "../../../src/events/relay.ts";
+import { chunkForQueue } from "../../../src/platform/queue.ts";
 import { eventMessage, topology } from "../../../src/events/rabbit.ts";
 import type { Queryable } from "../../../src/platform/db.ts";
 import type { Platform } from "../../../src/platform/platform.ts";
@@ -192,6 +193,20 @@ describe("consumeEventBatch", () => {
     await consumeEventBatch({ queue: "q", messages: [a, b] }, [handler], fakePlatform());
     expect(seen).toEqual([e.id]);
     expect(a.acked && b.acked).toBe(true);
+  });
+
+  it("keys duplicates on (organization, id): the same id in two organizations is two events", async () => {
+    const a = { ...ev(), id: "shared-id", organizationid: "org_a" };
+    const b = { ...a, organizationid: "org_b" };
+    const seen: string[] = [];
+    const handler: EventHandler = {
+      name: "h",
+      handle: async (events) => void seen.push(...events.map((x) => `${x.organizationid}/${x.id}`)),
+    };
+    const messages = [msg("1", a), msg("2", b), msg("3", a)];
+    await consumeEventBatch({ queue: "q", messages }, [handler], fakePlatform());
+    expect(seen.sort()).toEqual(["org_a/shared-id", "org_b/shared-id"]);
+    expect(messages.every((m) => m.acked)).toBe(true);
   });
 
   it("dead-letters invalid bodies at once instead of retrying them", async () => {
