@@ -2,25 +2,19 @@ import { DurableObject } from "cloudflare:workers";
 import { createLogger } from "../src/platform/logger.ts";
 import { withPlatform } from "../src/platform/platform.ts";
 import type { Platform } from "../src/platform/platform.ts";
+import { migrateSqlite } from "../src/platform/sqlite-schema.ts";
 import { fireAlerts } from "../src/usage/alerts.ts";
 import type { AlertCrossing } from "../src/usage/alerts.ts";
+import type { AlertSubscription, CounterEvent, KeyedCrossing, Sums } from "../src/usage/counters.ts";
+import { GAUGE_TYPES, SETTLE_MS, crossings, driftOf, reconciled } from "../src/usage/counters.ts";
 import { valueFromSums } from "../src/usage/metrics.ts";
 import { billingPeriod } from "../src/usage/periods.ts";
 import type { Admission, Plan, QuotaMetricType } from "../src/usage/quota.ts";
-import { admit, crossedThresholds, quotaMetric, quotaMetrics } from "../src/usage/quota.ts";
-import { orgPlan } from "../src/usage/repo.ts";
+import { admit, quotaMetric, quotaMetrics } from "../src/usage/quota.ts";
+import { orgPlan, periodUserIds, usageTruth } from "../src/usage/repo.ts";
 import type { QuotaMetric } from "../src/usage/schemas.ts";
 
-/** An event as the organization object applies it. */
-export interface CounterEvent {
-  eventId: string;
-  eventType: string;
-  userId?: string;
-  resourceId?: string;
-  quantity: number;
-  /** Epoch ms. */
-  occurredAt: number;
-}
+export type { CounterEvent };
 
 /** What `status()` returns. */
 export interface OrgUsageStatus {
@@ -31,39 +25,67 @@ export interface OrgUsageStatus {
   sums: Record<string, number>;
 }
 
-const GAUGE_TYPES = ["storage.upload", "storage.delete", "document.created", "document.deleted"];
+/** What a reconciliation corrected. */
+export interface Reconciliation {
+  /** Postgres time up to which the base now counts events (epoch ms). */
+  cutoff: number;
+  /** Period sums and gauges corrected, by event type (non-zero only). */
+  drift: { sums: Sums; gauges: Sums; users: number };
+}
+
 const PLAN_TTL_MS = 60_000;
 const RESERVATION_TTL_MS = 5 * 60_000;
 const ACTIVE_WINDOW_MS = 5 * 60_000;
+/** A running object reconciles itself this often (its alarm); the cron covers objects that sleep. */
+const RECONCILE_EVERY_MS = 5 * 60_000;
+const ALERT_RETRY_MS = 30_000;
+
+/** The object's SQLite schema, append-only (see `migrateSqlite`). */
+const MIGRATIONS = [
+  `create table if not exists applied (event_id text primary key, occurred_at integer not null);
+   create index if not exists applied_time on applied (occurred_at);
+   create table if not exists sums (event_type text primary key, value real not null);
+   create table if not exists gauges (event_type text primary key, value real not null);
+   create table if not exists period_users (user_id text primary key);
+   create table if not exists seen (user_id text primary key, last_seen integer not null);
+   create table if not exists open_docs (doc_id text primary key, sessions integer not null, last_seen integer not null);
+   create table if not exists reservations (id text primary key, metric text not null, amount real not null,
+     expires_at integer not null);
+   create table if not exists kv (key text primary key, value text not null);`,
+  // What each applied event contributed, and when Postgres received it (reconciliation); alerts
+  // crossed but not yet handed to Postgres (claimed in the same transaction as the counters).
+  `alter table applied add column received_at integer not null default 0;
+   alter table applied add column event_type text not null default '';
+   alter table applied add column quantity real not null default 0;
+   create index applied_received on applied (received_at);
+   create table pending_alerts (key text primary key, crossing text not null, created_at integer not null);`,
+];
 
 /**
  * One object per organization: exact real-time counters for the current billing period (sums per
  * event type, distinct users) and all-time gauges (storage, documents), applied once per event id;
- * atomic quota admission with reservations; realtime presence; threshold alerts. All state lives in
- * SQLite and every method runs in one turn, so concurrent checks cannot overshoot a limit.
+ * atomic quota admission with reservations; realtime presence; threshold alerts. Counters are a base
+ * reconciled from Postgres plus what the object applied since (see `src/usage/counters.ts`), so they
+ * never drift for good. Alerts are claimed in the same SQLite transaction as the counter update that
+ * crossed them and handed to Postgres afterwards, retried until Postgres took them.
  */
 export class OrgUsage extends DurableObject<CloudflareBindings> {
   private readonly sql: SqlStorage;
   // Concurrent first calls share one load instead of each opening a database connection.
   private planLoad: Promise<{ plan: Plan; anchor: Date }> | undefined;
-  private subsLoad:
-    | Promise<{ id: string; metricType: string; threshold: number; notificationChannels: string[] }[]>
-    | undefined;
+  private subsLoad: Promise<AlertSubscription[]> | undefined;
+  private reconciling: Promise<Reconciliation | null> | undefined;
 
   constructor(ctx: DurableObjectState, env: CloudflareBindings) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     void ctx.blockConcurrencyWhile(async () => {
-      this.sql.exec(`
-        create table if not exists applied (event_id text primary key, occurred_at integer not null);
-        create index if not exists applied_time on applied (occurred_at);
-        create table if not exists sums (event_type text primary key, value real not null);
-        create table if not exists gauges (event_type text primary key, value real not null);
-        create table if not exists period_users (user_id text primary key);
-        create table if not exists seen (user_id text primary key, last_seen integer not null);
-        create table if not exists open_docs (doc_id text primary key, sessions integer not null, last_seen integer not null);
-        create table if not exists reservations (id text primary key, metric text not null, amount real not null, expires_at integer not null);
-        create table if not exists kv (key text primary key, value text not null);`);
+      migrateSqlite(ctx.storage, MIGRATIONS);
+      // A restarted object checks itself against Postgres soon (a never-reconciled one before it answers).
+      const at = Number(this.kv("reconciledAt") ?? 0);
+      if (at > 0 && Date.now() - at > RECONCILE_EVERY_MS && (await ctx.storage.getAlarm()) === null) {
+        await ctx.storage.setAlarm(Date.now());
+      }
     });
   }
 
@@ -103,14 +125,16 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     return this.planLoad;
   }
 
-  /** Rolls the period over when `now` left it: period sums and users start from zero. */
-  private period(anchor: Date, now: number): { start: Date; end: Date } {
-    const p = billingPeriod(anchor, new Date(now));
-    if (this.kv("periodStart") !== p.start.toISOString()) {
-      this.sql.exec("delete from sums");
-      this.sql.exec("delete from period_users");
-      this.setKv("periodStart", p.start.toISOString());
-    }
+  /**
+   * Everything a call needs before it touches the counters: the plan, and counters that are
+   * reconciled for the current period (a new or lost object, or a period that just rolled over,
+   * is reconciled first, so admission never works from empty counters).
+   */
+  private async ready(org: string): Promise<{ plan: Plan; anchor: Date }> {
+    if (this.kv("org") !== org) this.setKv("org", org);
+    const p = await this.plan(org);
+    const period = billingPeriod(p.anchor, new Date());
+    if (this.kv("periodStart") !== period.start.toISOString() || !this.kv("reconciledAt")) await this.reconcile(org);
     return p;
   }
 
@@ -139,6 +163,13 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     return valueFromSums(metric, this.gauges());
   }
 
+  private usedAll(): Record<QuotaMetricType, number> {
+    return Object.fromEntries((Object.keys(quotaMetrics) as QuotaMetricType[]).map((m) => [m, this.used(m)])) as Record<
+      QuotaMetricType,
+      number
+    >;
+  }
+
   private reserved(metric: string, now: number): number {
     this.sql.exec("delete from reservations where expires_at <= ?", now);
     return (
@@ -164,79 +195,192 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     }
   }
 
+  private addTo(table: "sums" | "gauges", eventType: string, quantity: number): void {
+    this.sql.exec(
+      `insert into ${table} (event_type, value) values (?, ?) on conflict (event_type) do update set value = value + excluded.value`,
+      eventType,
+      quantity,
+    );
+  }
+
   /**
    * Applies events once each (by event id): period sums for events inside the current period,
-   * gauges for all, distinct period users, presence. Fires threshold alerts for what it crossed.
-   * @returns how many events were new to this object
+   * gauges for all, distinct period users, presence. Events the reconciled base already counts
+   * (received before its cutoff) are only marked applied. Threshold and limit crossings are claimed
+   * in the same transaction as the counters, then handed to Postgres (retried until taken).
+   * @returns how many events were new to this object, and how many alerts it crossed
    */
   async apply(org: string, events: CounterEvent[]): Promise<{ applied: number; crossings: number }> {
-    if (this.kv("org") !== org) this.setKv("org", org);
-    const now = Date.now();
-    const { plan, anchor } = await this.plan(org);
-    const period = this.period(anchor, now);
-    const before = Object.fromEntries(Object.keys(quotaMetrics).map((m) => [m, this.used(m as QuotaMetricType)]));
-    let applied = 0;
-    for (const e of events) {
-      if (
-        this.sql.exec(
-          "insert into applied (event_id, occurred_at) values (?, ?) on conflict do nothing",
-          e.eventId,
-          e.occurredAt,
-        ).rowsWritten === 0
-      )
-        continue;
-      applied += 1;
-      const inPeriod = e.occurredAt >= period.start.getTime() && e.occurredAt < period.end.getTime();
-      if (inPeriod) {
-        this.sql.exec(
-          "insert into sums (event_type, value) values (?, ?) on conflict (event_type) do update set value = value + excluded.value",
-          e.eventType,
-          e.quantity,
-        );
-        if (e.userId) this.sql.exec("insert into period_users (user_id) values (?) on conflict do nothing", e.userId);
-      }
-      if (GAUGE_TYPES.includes(e.eventType)) {
-        this.sql.exec(
-          "insert into gauges (event_type, value) values (?, ?) on conflict (event_type) do update set value = value + excluded.value",
-          e.eventType,
-          e.quantity,
-        );
-      }
-      if (e.eventType === "api.call" && inPeriod) this.consumeReservations("api_calls", e.quantity);
-      if (e.eventType === "storage.upload") this.consumeReservations("storage", e.quantity);
-      if (e.eventType === "document.created") this.consumeReservations("documents", e.quantity);
-      this.presence(e, now);
-    }
-    // Forget dedup keys older than any event still accepted (late horizon 35 d + margin).
-    this.sql.exec("delete from applied where occurred_at < ?", now - 45 * 86_400_000);
-
-    const crossings: AlertCrossing[] = [];
+    const { plan, anchor } = await this.ready(org);
+    // Loaded before the counters move, so nothing awaits between the update and the crossing check.
     const subs = await this.subscriptions(org);
-    for (const metric of Object.keys(quotaMetrics) as QuotaMetricType[]) {
-      const after = this.used(metric);
-      const limit = plan.limits[metric];
-      const mine = subs.filter((s) => s.metricType === metric);
-      for (const t of crossedThresholds(
-        before[metric]!,
-        after,
-        limit,
-        mine.map((s) => s.threshold),
-      )) {
-        for (const s of mine.filter((x) => x.threshold === t))
-          crossings.push({
-            kind: "threshold",
-            subscription: s,
-            metricType: metric,
-            used: after,
-            limit: limit!,
-            periodStart: period.start,
-          });
+    const now = Date.now();
+    const period = billingPeriod(anchor, new Date(now));
+    const cutoff = Number(this.kv("baseCutoff") ?? 0);
+    const { applied, crossed } = this.ctx.storage.transactionSync(() => {
+      const before = this.usedAll();
+      let n = 0;
+      for (const e of events) {
+        const fresh =
+          this.sql.exec(
+            "insert into applied (event_id, occurred_at, received_at, event_type, quantity) values (?, ?, ?, ?, ?) on conflict do nothing",
+            e.eventId,
+            e.occurredAt,
+            e.receivedAt,
+            e.eventType,
+            e.quantity,
+          ).rowsWritten > 0;
+        if (!fresh) continue;
+        n += 1;
+        const inPeriod = e.occurredAt >= period.start.getTime() && e.occurredAt < period.end.getTime();
+        // A set is never double-counted: users join whatever the base says.
+        if (inPeriod && e.userId) {
+          this.sql.exec("insert into period_users (user_id) values (?) on conflict do nothing", e.userId);
+        }
+        if (e.receivedAt >= cutoff) {
+          if (inPeriod) this.addTo("sums", e.eventType, e.quantity);
+          if ((GAUGE_TYPES as readonly string[]).includes(e.eventType)) this.addTo("gauges", e.eventType, e.quantity);
+        }
+        if (e.eventType === "api.call" && inPeriod) this.consumeReservations("api_calls", e.quantity);
+        if (e.eventType === "storage.upload") this.consumeReservations("storage", e.quantity);
+        if (e.eventType === "document.created") this.consumeReservations("documents", e.quantity);
+        this.presence(e, now);
       }
-      if (limit !== undefined && before[metric]! <= limit && after > limit)
-        crossings.push({ kind: "exceeded", metricType: metric, used: after, limit, periodStart: period.start });
+      // Forget dedup keys older than any event still accepted (late horizon 35 d + margin).
+      this.sql.exec("delete from applied where occurred_at < ?", now - 45 * 86_400_000);
+      const found = crossings(before, this.usedAll(), plan, subs, period.start);
+      this.claimAlerts(found, now);
+      return { applied: n, crossed: found.length };
+    });
+    if (crossed > 0 || this.sql.exec("select 1 from pending_alerts limit 1").toArray().length > 0) {
+      await this.flushAlerts();
     }
-    if (crossings.length > 0) await this.withPlatform((p) => fireAlerts(p, org, crossings));
-    return { applied, crossings: crossings.length };
+    // An active object reconciles itself a few minutes on, when what it applied has settled.
+    if (applied > 0) await this.armAlarm(Number(this.kv("reconciledAt") ?? 0) + RECONCILE_EVERY_MS);
+    return { applied, crossings: crossed };
+  }
+
+  /** Records crossings to fire (once per key), inside the caller's transaction. */
+  private claimAlerts(found: readonly KeyedCrossing[], now: number): void {
+    for (const c of found) {
+      this.sql.exec(
+        "insert into pending_alerts (key, crossing, created_at) values (?, ?, ?) on conflict do nothing",
+        c.key,
+        JSON.stringify(c),
+        now,
+      );
+    }
+  }
+
+  /**
+   * Hands pending alerts to Postgres (outbox event, notification, e-mail — idempotent there by the
+   * same key) and forgets those it took; on failure they stay and the alarm retries.
+   */
+  private async flushAlerts(): Promise<number> {
+    const rows = this.sql
+      .exec<{ key: string; crossing: string }>("select key, crossing from pending_alerts order by created_at")
+      .toArray();
+    if (rows.length === 0) return 0;
+    const org = this.kv("org") ?? "";
+    const pending = rows.map((r) => {
+      const c = JSON.parse(r.crossing) as AlertCrossing & { periodStart: string };
+      return { ...c, periodStart: new Date(c.periodStart) } as AlertCrossing;
+    });
+    try {
+      await this.withPlatform((p) => fireAlerts(p, org, pending));
+    } catch (err) {
+      createLogger({ component: "org-usage", org }).error("usage alerts not handed off; retrying", {
+        err,
+        pending: rows.length,
+      });
+      await this.armAlarm(Date.now() + ALERT_RETRY_MS);
+      return 0;
+    }
+    for (const r of rows) this.sql.exec("delete from pending_alerts where key = ?", r.key);
+    return rows.length;
+  }
+
+  private async armAlarm(at: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || at < current) await this.ctx.storage.setAlarm(at);
+  }
+
+  /**
+   * Reconciles the counters with Postgres: the base becomes Postgres' exact totals of the events
+   * received before `now - settle`, plus what this object applied since. Corrects a lost object, a
+   * batch that died after its Postgres write, or any other drift; logs what it corrected.
+   * Concurrent calls share one run.
+   * @param org - the organization (remembered by the object)
+   * @param options - `unlessWithinMs`: skip when the last reconciliation is more recent (the cron's sweep)
+   * @returns what was corrected, or null when skipped
+   */
+  async reconcile(org?: string, options: { unlessWithinMs?: number } = {}): Promise<Reconciliation | null> {
+    if (org && this.kv("org") !== org) this.setKv("org", org);
+    const id = this.kv("org");
+    if (!id) return null;
+    const last = Number(this.kv("reconciledAt") ?? 0);
+    if (options.unlessWithinMs !== undefined && Date.now() - last < options.unlessWithinMs) return null;
+    this.reconciling ??= this.runReconcile(id).finally(() => (this.reconciling = undefined));
+    return this.reconciling;
+  }
+
+  private async runReconcile(org: string): Promise<Reconciliation> {
+    const { anchor } = await this.plan(org);
+    const period = billingPeriod(anchor, new Date());
+    const truth = await this.withPlatform((p) => usageTruth(p.db, org, period, GAUGE_TYPES, SETTLE_MS));
+    let missingUsers: string[] = [];
+    const localUsers = () => this.sql.exec<{ n: number }>("select count(*) as n from period_users").one().n;
+    const periodStart = period.start.toISOString();
+    // Every user the object knows came from an event Postgres has, so equal counts mean equal sets.
+    if (this.kv("periodStart") !== periodStart || localUsers() !== truth.periodUsers) {
+      missingUsers = await this.withPlatform((p) => periodUserIds(p.db, org, period));
+    }
+    const result = this.ctx.storage.transactionSync(() => {
+      const rolled = this.kv("periodStart") !== periodStart;
+      if (rolled) {
+        this.sql.exec("delete from period_users");
+        this.setKv("periodStart", periodStart);
+      }
+      const recentRows = this.sql
+        .exec<{ event_type: string; in_period: number; total: number }>(
+          `select event_type,
+             sum(case when occurred_at >= ? and occurred_at < ? then quantity else 0 end) as in_period,
+             sum(quantity) as total
+           from applied where received_at >= ? group by event_type`,
+          period.start.getTime(),
+          period.end.getTime(),
+          truth.cutoff,
+        )
+        .toArray();
+      const next = reconciled(truth, {
+        periodSums: Object.fromEntries(recentRows.map((r) => [r.event_type, r.in_period])),
+        allTimeSums: Object.fromEntries(recentRows.map((r) => [r.event_type, r.total])),
+      });
+      const before = { sums: Object.fromEntries(this.sums()), gauges: Object.fromEntries(this.gauges()) };
+      const usersBefore = rolled ? 0 : localUsers();
+      this.sql.exec("delete from sums");
+      this.sql.exec("delete from gauges");
+      for (const [t, v] of Object.entries(next.sums)) if (v !== 0) this.addTo("sums", t, v);
+      for (const [t, v] of Object.entries(next.gauges)) if (v !== 0) this.addTo("gauges", t, v);
+      for (const u of missingUsers)
+        this.sql.exec("insert into period_users (user_id) values (?) on conflict do nothing", u);
+      this.setKv("baseCutoff", String(truth.cutoff));
+      this.setKv("reconciledAt", String(Date.now()));
+      return {
+        cutoff: truth.cutoff,
+        drift: {
+          // After a rollover the old period's sums are not drift: compare with an empty period.
+          sums: driftOf(rolled ? {} : before.sums, next.sums),
+          gauges: driftOf(before.gauges, next.gauges),
+          users: localUsers() - usersBefore,
+        },
+      };
+    });
+    const d = result.drift;
+    if (Object.keys(d.sums).length > 0 || Object.keys(d.gauges).length > 0 || d.users !== 0) {
+      createLogger({ component: "org-usage", org }).warn("usage drift corrected", { ...d });
+    }
+    return result;
   }
 
   private presence(e: CounterEvent, now: number): void {
@@ -270,15 +414,10 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     }
   }
 
-  private async subscriptions(
-    org: string,
-  ): Promise<{ id: string; metricType: string; threshold: number; notificationChannels: string[] }[]> {
+  private async subscriptions(org: string): Promise<AlertSubscription[]> {
     const cached = this.kv("subs");
     if (cached) {
-      const c = JSON.parse(cached) as {
-        subs: { id: string; metricType: string; threshold: number; notificationChannels: string[] }[];
-        loadedAt: number;
-      };
+      const c = JSON.parse(cached) as { subs: AlertSubscription[]; loadedAt: number };
       if (Date.now() - c.loadedAt < PLAN_TTL_MS) return c.subs;
     }
     this.subsLoad ??= this.withPlatform(async (p) =>
@@ -310,10 +449,8 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
    * expires after 5 minutes).
    */
   async checkQuota(org: string, metric: QuotaMetricType, amount: number): Promise<Admission> {
-    if (this.kv("org") !== org) this.setKv("org", org);
+    const { plan } = await this.ready(org);
     const now = Date.now();
-    const { plan, anchor } = await this.plan(org);
-    this.period(anchor, now);
     const decision = admit(this.used(metric), this.reserved(metric, now), plan.limits[metric], amount);
     if (decision.allowed && plan.limits[metric] !== undefined && amount > 0) {
       this.sql.exec(
@@ -329,10 +466,9 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
 
   /** Current period, plan and every quota metric (seed `QuotaStatus` parts). */
   async status(org: string): Promise<OrgUsageStatus> {
-    if (this.kv("org") !== org) this.setKv("org", org);
+    const { plan, anchor } = await this.ready(org);
     const now = Date.now();
-    const { plan, anchor } = await this.plan(org);
-    const p = this.period(anchor, now);
+    const p = billingPeriod(anchor, new Date(now));
     return {
       plan: plan.id,
       periodStart: p.start.toISOString(),
@@ -355,5 +491,17 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
       openDocuments: this.sql.exec<{ n: number }>("select count(*) as n from open_docs").one().n,
       asOf: new Date(now).toISOString(),
     };
+  }
+
+  /** Retries pending alerts and reconciles a running object every few minutes; never throws. */
+  override async alarm(): Promise<void> {
+    try {
+      await this.flushAlerts();
+      const at = Number(this.kv("reconciledAt") ?? 0);
+      if (Date.now() - at >= RECONCILE_EVERY_MS - 1_000) await this.reconcile();
+    } catch (err) {
+      createLogger({ component: "org-usage", org: this.kv("org") }).error("org usage alarm failed", { err });
+      await this.armAlarm(Date.now() + ALERT_RETRY_MS);
+    }
   }
 }

@@ -48,6 +48,16 @@ export const cronJobs: Record<string, CronJob[]> = {
       if (r.rolledUp || r.errors) p.logger.info("usage rollup", r);
     },
     async (p) => {
+      const r = await createUsageService(p).applyRetention();
+      if (r.minuteRows || r.eventIds || r.rawRows || r.partitionsDropped.length)
+        p.logger.info("usage retention", { ...r });
+    },
+    async (p) => {
+      // Objects an event never reached (a batch dead-lettered after its Postgres write) heal here.
+      const r = await createUsageService(p).reconcileActiveOrganizations(new Date(Date.now() - 20 * 60_000));
+      if (r.reconciled) p.logger.info("usage objects reconciled", r);
+    },
+    async (p) => {
       const expired = await createTeamService(p).expireInvitations();
       if (expired) p.logger.info("invitations expired", { expired });
     },

@@ -11,14 +11,25 @@ import { parseInput } from "../platform/validation.ts";
 import type { ValidatedEvent } from "./accept.ts";
 import { acceptUsageEvent } from "./accept.ts";
 import { usageToCloudEvent } from "./cloudevents.ts";
+import type { CounterEvent } from "./counters.ts";
 import type { MetricType } from "./metrics.ts";
 import { derivedMetrics, isDerivedMetric, sourceEventTypes, valueFromSums } from "./metrics.ts";
 import { hasWholeHourOffsets } from "./periods.ts";
 import type { Admission, QuotaMetricType } from "./quota.ts";
 import { quotaMetrics } from "./quota.ts";
-import { distinctUsers, ensureOrganizations, insertEvents, orgPlan, sumsByBucket, sumsByRawDimension } from "./repo.ts";
+import {
+  distinctUsers,
+  ensureOrganizations,
+  insertEvents,
+  orgPlan,
+  recentlyActiveOrganizations,
+  sumsByBucket,
+  sumsByRawDimension,
+} from "./repo.ts";
 import type { SumRow } from "./repo.ts";
-import { applyRetention, rollupMetrics as rollup } from "./rollup.ts";
+import { rollupMetrics as rollup } from "./rollup.ts";
+import type { RetentionLimits, RetentionResult } from "./retention.ts";
+import { applyRetention } from "./retention.ts";
 import type {
   AggregatedMetrics,
   AggregationQuery,
@@ -36,17 +47,14 @@ import { aggregationQuerySchema, quotaAlertConfigSchema } from "./schemas.ts";
 
 /** The RPC surface of an organization's Durable Object (`OrgUsage`), as the service uses it. */
 export interface OrgUsageClient {
-  apply(
-    org: string,
-    events: {
-      eventId: string;
-      eventType: string;
-      userId?: string;
-      resourceId?: string;
-      quantity: number;
-      occurredAt: number;
-    }[],
-  ): Promise<{ applied: number; crossings: number }>;
+  apply(org: string, events: CounterEvent[]): Promise<{ applied: number; crossings: number }>;
+  reconcile(
+    org?: string,
+    options?: { unlessWithinMs?: number },
+  ): Promise<{
+    cutoff: number;
+    drift: { sums: Record<string, number>; gauges: Record<string, number>; users: number };
+  } | null>;
   checkQuota(org: string, metric: QuotaMetricType, amount: number): Promise<Admission>;
   status(org: string): Promise<{
     plan: string;
@@ -222,18 +230,19 @@ export class UsageAnalyticsAggregator {
    */
   async recordEvents(events: readonly UsageEvent[]): Promise<Set<string>> {
     if (events.length === 0) return new Set();
-    const fresh = await this.db.transaction(async (tx) => {
+    const { fresh, receivedAt } = await this.db.transaction(async (tx) => {
+      // Bounded far below the organization objects' settle time (see usageTruth): whatever Postgres
+      // received before a reconciliation's cutoff has committed by then.
+      await tx.query("set local statement_timeout = '60s'");
       await ensureOrganizations(
         tx,
         events.map((e) => e.organizationId),
       );
       return insertEvents(tx, events);
     });
-    const byOrg = new Map<string, UsageEvent[]>();
-    for (const e of events) byOrg.set(e.organizationId, [...(byOrg.get(e.organizationId) ?? []), e]);
     // Counters and sketches are independent once Postgres has the events: update them together.
     await Promise.all([
-      ...[...byOrg].map(([org, list]) =>
+      ...[...groupBy(events, (e) => e.organizationId)].map(([org, list]) =>
         this.orgs(org).apply(
           org,
           list.map((e) => ({
@@ -243,6 +252,7 @@ export class UsageAnalyticsAggregator {
             resourceId: e.resourceId,
             quantity: e.quantity,
             occurredAt: e.timestamp.getTime(),
+            receivedAt: receivedAt.get(eventKey(e.organizationId, e.eventId)) ?? Date.now(),
           })),
         ),
       ),
@@ -425,13 +435,52 @@ export class UsageAnalyticsAggregator {
    * @param cutoffTime - roll up buckets that start before this time
    */
   async rollupMetrics(metricType: MetricType | "*", cutoffTime: Date): Promise<{ rolledUp: number; errors: number }> {
-    const r = await rollup(this.db, metricType, cutoffTime, (err) => this.onError(err));
-    await applyRetention(
+    return rollup(this.db, metricType, cutoffTime, (err) => this.onError(err));
+  }
+
+  /**
+   * Retention (cron): purges minute aggregates, dedup keys and raw events past their horizons in
+   * bounded, index-backed steps, drops expired month partitions and creates the next ones.
+   * @param limits - rows per delete and deletes per run
+   */
+  applyRetention(limits?: RetentionLimits): Promise<RetentionResult> {
+    return applyRetention(
       this.db,
       { minuteRetentionDays: this.config.minuteRetentionDays, rawRetentionDays: this.config.lateEventHorizonDays + 7 },
       new Date(this.now()),
+      limits,
     );
-    return r;
+  }
+
+  /**
+   * Reconciles the organization objects of every organization that received events recently (cron):
+   * covers objects that never heard of a batch (it died after its Postgres write) or lost their
+   * state. Objects reconciled within the last few minutes skip it.
+   * @param since - organizations with events received since this time
+   * @param options - `unlessWithinMs` (default 4 min): skip objects reconciled more recently; `limit` organizations
+   * @returns how many objects were reconciled and how many had drift corrected
+   */
+  async reconcileActiveOrganizations(
+    since: Date,
+    options: { unlessWithinMs?: number; limit?: number } = {},
+  ): Promise<{ reconciled: number; corrected: number }> {
+    const { unlessWithinMs = 4 * 60_000, limit = 1_000 } = options;
+    const orgs = await recentlyActiveOrganizations(this.db, since, limit);
+    let reconciled = 0;
+    let corrected = 0;
+    // A few at a time: each is a Postgres read in the object.
+    for (let i = 0; i < orgs.length; i += 8) {
+      const results = await Promise.all(
+        orgs.slice(i, i + 8).map((org) => this.orgs(org).reconcile(org, { unlessWithinMs })),
+      );
+      for (const r of results) {
+        if (!r) continue;
+        reconciled += 1;
+        const d = r.drift;
+        if (Object.keys(d.sums).length + Object.keys(d.gauges).length > 0 || d.users !== 0) corrected += 1;
+      }
+    }
+    return { reconciled, corrected };
   }
 
   /** Quantity of each billable metric in [start, end): sums over hours, gauges at the end, distinct users. */

@@ -10,11 +10,12 @@ import type { UsageEvent } from "./schemas.ts";
  * `usage_event_ids`, and only for the claimed ones inserts the raw row, adds to the minute and
  * hour aggregates, adds the user to the distinct-user sets and marks day/month buckets dirty.
  * Rows are written in key order so concurrent batches lock in the same order (no deadlocks).
- * @returns the {@link eventKey}s of the events that were new
+ * @returns the {@link eventKey}s of the events that were new, and when Postgres received each event
+ *   (its first arrival, epoch ms): the organization object's reconciliation keys on it
  */
-export async function insertEvents(db: Queryable, events: readonly UsageEvent[]): Promise<Set<string>> {
-  if (events.length === 0) return new Set();
-  const rows = events.map((e) => ({
+export async function insertEvents(db: Queryable, events: readonly UsageEvent[]): Promise<InsertedEvents> {
+  if (events.length === 0) return { fresh: new Set(), receivedAt: new Map() };
+  const input = events.map((e) => ({
     o: e.organizationId,
     e: e.eventId,
     t: e.eventType,
@@ -25,14 +26,18 @@ export async function insertEvents(db: Queryable, events: readonly UsageEvent[])
     m: e.metadata,
     at: e.timestamp.toISOString(),
   }));
-  const { rows: fresh } = await db.query<{ o: string; e: string }>(
+  const { rows } = await db.query<{ o: string; e: string; fresh: boolean; received_ms: number }>(
     `with input as (
        select distinct on (o, e) * from jsonb_to_recordset($1::jsonb)
          as x(o text, e text, t text, u text, ri text, rt text, q float8, m jsonb, at timestamptz)
        order by o, e
      ), claimed as (
        insert into usage_event_ids (organization_id, event_id) select o, e from input order by o, e
-       on conflict do nothing returning organization_id as o, event_id as e
+       on conflict do nothing returning organization_id as o, event_id as e, received_at
+     ), known as (
+       -- Events claimed by earlier batches: their first arrival (claims in flight elsewhere read as now).
+       select organization_id as o, event_id as e, received_at from usage_event_ids
+       where (organization_id, event_id) in (select o, e from input)
      ), fresh as (
        select i.* from input i join claimed c using (o, e)
      ), raw as (
@@ -59,10 +64,26 @@ export async function insertEvents(db: Queryable, events: readonly UsageEvent[])
        select distinct o, t, g, date_trunc(g, at, 'UTC') from fresh cross join (values ('day'), ('month')) as gs(g) order by 1, 2, 3, 4
        on conflict (organization_id, event_type, granularity, bucket) do update set marked_at = now()
      )
-     select o, e from fresh`,
-    [JSON.stringify(rows)],
+     select i.o, i.e, c.o is not null as fresh,
+       (extract(epoch from coalesce(c.received_at, k.received_at, now())) * 1000)::float8 as received_ms
+     from input i left join claimed c using (o, e) left join known k using (o, e)`,
+    [JSON.stringify(input)],
   );
-  return new Set(fresh.map((r) => eventKey(r.o, r.e)));
+  const out: InsertedEvents = { fresh: new Set(), receivedAt: new Map() };
+  for (const r of rows) {
+    const key = eventKey(r.o, r.e);
+    if (r.fresh) out.fresh.add(key);
+    out.receivedAt.set(key, Number(r.received_ms));
+  }
+  return out;
+}
+
+/** What {@link insertEvents} reports. */
+export interface InsertedEvents {
+  /** Keys of the events that were new. */
+  fresh: Set<string>;
+  /** Every input event's first arrival in Postgres (epoch ms), by key. */
+  receivedAt: Map<string, number>;
 }
 
 /** Creates the organization with the default plan if it is new (usage arrives before anything else). */
@@ -232,3 +253,95 @@ export const aggTable: Record<Granularity, string> = {
   day: "usage_agg_day",
   month: "usage_agg_month",
 };
+
+/** The exact counters of an organization as Postgres knows them, for reconciling its object. */
+export interface UsageTruth {
+  /** Epoch ms (Postgres clock): the totals below count the events received before it. */
+  cutoff: number;
+  /** Quantity per event type of events that occurred in the period. */
+  periodSums: Record<string, number>;
+  /** Quantity per event type over all time (the gauges' sources). */
+  allTimeSums: Record<string, number>;
+  /** Distinct users active in the period (whatever their arrival time: a set is never double-counted). */
+  periodUsers: number;
+}
+
+/**
+ * Reads {@link UsageTruth}: whole hours of the period from the exact hour aggregates, a partial
+ * first hour (periods need not start on the hour) from raw events, minus the tail received at or
+ * after `cutoff = now() - settle` (through the arrival-time index). Ingest transactions are bounded
+ * by a statement timeout far below `settle`, so everything received before the cutoff is committed.
+ * @param gaugeTypes - event types whose all-time sums are needed
+ */
+export async function usageTruth(
+  db: Queryable,
+  org: string,
+  period: { start: Date; end: Date },
+  gaugeTypes: readonly string[],
+  settleMs: number,
+): Promise<UsageTruth> {
+  const { rows } = await db.query<{ kind: string; event_type: string | null; q: number; cutoff: Date }>(
+    `with c as (
+       select now() - ($5::int * interval '1 millisecond') as cutoff,
+              date_trunc('hour', $2::timestamptz) + case when date_trunc('hour', $2::timestamptz) = $2::timestamptz
+                then interval '0' else interval '1 hour' end as whole_from
+     ), period as (
+       select event_type, quantity as q from usage_agg_hour, c
+       where organization_id = $1 and bucket >= c.whole_from and bucket < $3
+       union all
+       select event_type, quantity from usage_events, c
+       where organization_id = $1 and occurred_at >= $2 and occurred_at < least(c.whole_from, $3)
+       union all
+       select event_type, -quantity from usage_events, c
+       where organization_id = $1 and received_at >= c.cutoff and occurred_at >= $2 and occurred_at < $3
+     ), all_time as (
+       select event_type, quantity as q from usage_agg_hour where organization_id = $1 and event_type = any($4::text[])
+       union all
+       select event_type, -quantity from usage_events, c
+       where organization_id = $1 and received_at >= c.cutoff and event_type = any($4::text[])
+     ), users as (
+       select user_id from usage_user_hours, c where organization_id = $1 and bucket >= c.whole_from and bucket < $3
+       union
+       select user_id from usage_events, c
+       where organization_id = $1 and occurred_at >= $2 and occurred_at < least(c.whole_from, $3) and user_id is not null
+     )
+     select 'period' as kind, event_type, sum(q)::float8 as q, (select cutoff from c) as cutoff from period group by 2
+     union all
+     select 'all_time', event_type, sum(q)::float8, (select cutoff from c) from all_time group by 2
+     union all
+     select 'users', null, count(*)::float8, (select cutoff from c) from users
+     union all
+     select 'cutoff', null, 0, (select cutoff from c)`,
+    [org, period.start.toISOString(), period.end.toISOString(), gaugeTypes, settleMs],
+  );
+  const truth: UsageTruth = { cutoff: 0, periodSums: {}, allTimeSums: {}, periodUsers: 0 };
+  for (const r of rows) {
+    truth.cutoff = new Date(r.cutoff).getTime();
+    if (r.kind === "period" && r.event_type) truth.periodSums[r.event_type] = Number(r.q);
+    else if (r.kind === "all_time" && r.event_type) truth.allTimeSums[r.event_type] = Number(r.q);
+    else if (r.kind === "users") truth.periodUsers = Number(r.q);
+  }
+  return truth;
+}
+
+/** Distinct users active in the period (to repair an organization object's user set). */
+export async function periodUserIds(db: Queryable, org: string, period: { start: Date; end: Date }): Promise<string[]> {
+  const { rows } = await db.query<{ user_id: string }>(
+    `select user_id from usage_user_hours
+     where organization_id = $1 and bucket >= date_trunc('hour', $2::timestamptz) and bucket < $3
+       and (bucket >= $2 or exists (select 1 from usage_events e where e.organization_id = $1 and e.user_id = usage_user_hours.user_id
+                                    and e.occurred_at >= $2 and e.occurred_at < bucket + interval '1 hour'))
+     group by 1`,
+    [org, period.start.toISOString(), period.end.toISOString()],
+  );
+  return rows.map((r) => r.user_id);
+}
+
+/** Organizations with events received since `since` (the reconciliation cron's work list). */
+export async function recentlyActiveOrganizations(db: Queryable, since: Date, limit: number): Promise<string[]> {
+  const { rows } = await db.query<{ organization_id: string }>(
+    "select distinct organization_id from usage_event_ids where received_at >= $1 limit $2",
+    [since.toISOString(), limit],
+  );
+  return rows.map((r) => r.organization_id);
+}

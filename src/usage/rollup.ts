@@ -10,14 +10,6 @@ import { isUsageEventType, sourceEventTypes, usageEventTypes } from "./metrics.t
  * Markers are taken `FOR UPDATE SKIP LOCKED`, so concurrent runs split the work.
  */
 
-/** Retention settings. */
-export interface RetentionSettings {
-  /** Minute aggregates older than this are purged (the hour table keeps the exact sums). */
-  minuteRetentionDays: number;
-  /** Raw events older than this are purged (dedup only matters within the late-event horizon). */
-  rawRetentionDays: number;
-}
-
 /** Markers handled per transaction. */
 const BATCH = 2_000;
 
@@ -88,26 +80,4 @@ export async function rollupMetrics(
     }
   }
   return { rolledUp, errors };
-}
-
-/**
- * Retention: purges minute aggregates and raw events past their horizons (the hour, day and month
- * tables keep exact sums), and makes sure monthly partitions exist ahead.
- */
-export async function applyRetention(
-  db: Db,
-  r: RetentionSettings,
-  now: Date,
-): Promise<{ minuteRows: number; rawRows: number; partitionsCreated: number }> {
-  const minute = await db.query("delete from usage_agg_minute where bucket < $1", [
-    new Date(now.getTime() - r.minuteRetentionDays * 86_400_000).toISOString(),
-  ]);
-  const rawBefore = new Date(now.getTime() - r.rawRetentionDays * 86_400_000).toISOString();
-  const raw = await db.query("delete from usage_events where occurred_at < $1", [rawBefore]);
-  await db.query("delete from usage_event_ids where received_at < $1", [rawBefore]);
-  const { rows } = await db.query<{ n: number }>(
-    "select usage_ensure_partitions((date_trunc('month', $1::timestamptz) - interval '1 month')::date, 5) as n",
-    [now.toISOString()],
-  );
-  return { minuteRows: minute.rowCount, rawRows: raw.rowCount, partitionsCreated: rows[0]?.n ?? 0 };
 }

@@ -1,6 +1,9 @@
+import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { api } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
+import { insertEvents } from "../../../src/usage/repo.ts";
+import { purges } from "../../../src/usage/retention.ts";
 import {
   ev,
   hoursAgo,
@@ -262,6 +265,38 @@ describe("quotas and alerts", () => {
     expect(mail.rows).toEqual([{ to_address: "ops@example.com", status: "captured" }]);
   });
 
+  it("never loses a threshold alert when handing it to Postgres fails: the redelivered batch fires it", async () => {
+    const org = newOrg();
+    await setPlan(org, { api_calls: 10 });
+    const { subscriptionId } = await usage().subscribeToQuotaAlerts(org, {
+      metricType: "api_calls",
+      threshold: 50,
+      notificationChannels: ["in_app"],
+    });
+    // Postgres refuses this subscription's alert claim (an outage of exactly that step).
+    const fn = `fail_${subscriptionId}`;
+    await withDb(async (db) => {
+      await db.query(
+        `create function ${fn}() returns trigger language plpgsql as $$ begin raise exception 'down'; end $$`,
+      );
+      await db.query(
+        `create trigger ${fn} before insert on usage_alerts_fired for each row when (new.subscription_id = '${subscriptionId}') execute function ${fn}()`,
+      );
+    });
+    const batch = Array.from({ length: 6 }, () => ev(org));
+    await record(batch).catch(() => undefined); // the Queue would retry a failed batch
+    await withDb(async (db) => {
+      await db.query(`drop trigger ${fn} on usage_alerts_fired`);
+      await db.query(`drop function ${fn}()`);
+    });
+    await record(batch); // the retry: every event is known by now
+    const fired = await withDb((db) =>
+      db.query<{ type: string }>("select type from outbox where organization_id = $1 and type like 'usage.%'", [org]),
+    );
+    expect(fired.rows.map((r) => r.type)).toEqual(["usage.quota.threshold_crossed"]);
+    expect((await usage().getQuotaStatus(org)).metrics.find((m) => m.metricType === "api_calls")?.used).toBe(6);
+  });
+
   it("manages alert subscriptions over HTTP", async () => {
     const org = newOrg();
     const created = await api(`/v1/orgs/${org}/usage/alerts`, {
@@ -284,6 +319,144 @@ describe("quotas and alerts", () => {
         })
       ).status,
     ).toBe(400);
+  });
+});
+
+describe("reconciliation of the organization objects", () => {
+  // Ten minutes pass for the organization's events: Postgres' and the object's records of their
+  // arrival move back together, so they are settled and a reconciliation's base counts them.
+  const settle = async (org: string) => {
+    await withDb(async (db) => {
+      for (const table of ["usage_events", "usage_event_ids"]) {
+        await db.query(
+          `update ${table} set received_at = received_at - interval '10 minutes' where organization_id = $1`,
+          [org],
+        );
+      }
+    });
+    await runInDurableObject(orgObject(org), async (_o: unknown, state: DurableObjectState) => {
+      state.storage.sql.exec("update applied set received_at = received_at - 600000");
+    });
+  };
+  const used = async (org: string, metric: string) =>
+    (await usage().getQuotaStatus(org)).metrics.find((m) => m.metricType === metric)?.used;
+
+  it("heals counters that missed a batch dead-lettered after its Postgres write (cron sweep)", async () => {
+    const org = newOrg();
+    await record(Array.from({ length: 10 }, () => ev(org)));
+    const lost = Array.from({ length: 5 }, () => ev(org, { quantity: 2, userId: "late-user" })).map(valid);
+    await withDb((db) => insertEvents(db, lost)); // in Postgres, never reached the object
+    await settle(org);
+    expect(await used(org, "api_calls")).toBe(10);
+    const r = await usage().reconcileActiveOrganizations(new Date(Date.now() - 30 * 60_000), { unlessWithinMs: 0 });
+    expect(r.reconciled).toBeGreaterThanOrEqual(1);
+    expect(await used(org, "api_calls")).toBe(20);
+    expect(await used(org, "collaborators")).toBe(2);
+    // A later redelivery of the lost batch is known to the base: nothing is counted twice.
+    await usage().recordEvents(lost);
+    expect(await used(org, "api_calls")).toBe(20);
+  });
+
+  it("rebuilds a lost object from Postgres before it answers", async () => {
+    const org = newOrg();
+    await record([
+      ev(org, { quantity: 3 }),
+      ev(org, { eventType: "storage.upload", quantity: 1000, userId: "ana" }),
+      ev(org, { eventType: "document.created", quantity: 2 }),
+    ]);
+    await settle(org);
+    await runInDurableObject(orgObject(org), async (_o: unknown, state: DurableObjectState) => {
+      for (const t of ["applied", "sums", "gauges", "period_users", "kv"]) state.storage.sql.exec(`delete from ${t}`);
+    });
+    expect(await used(org, "api_calls")).toBe(3);
+    expect(await used(org, "storage")).toBe(1000);
+    expect(await used(org, "documents")).toBe(2);
+    expect(await used(org, "collaborators")).toBe(2);
+  });
+
+  it("reports no drift and counts nothing twice for events still in flight", async () => {
+    const org = newOrg();
+    const batch = Array.from({ length: 4 }, () => ev(org, { quantity: 5 }));
+    await record(batch);
+    const r = await orgObject(org).reconcile(org);
+    expect(r?.drift).toEqual({ sums: {}, gauges: {}, users: 0 });
+    await record(batch);
+    expect(await used(org, "api_calls")).toBe(20);
+    await settle(org);
+    expect((await orgObject(org).reconcile(org))?.drift).toEqual({ sums: {}, gauges: {}, users: 0 });
+    expect(await used(org, "api_calls")).toBe(20);
+  });
+});
+
+describe("retention", () => {
+  const days = (n: number) => new Date(Date.now() - n * 86_400_000);
+
+  it("purges minute aggregates in bounded batches and keeps recent ones", async () => {
+    const org = newOrg();
+    await withDb((db) =>
+      db.query(
+        `insert into usage_agg_minute (organization_id, event_type, resource_type, bucket, quantity, events)
+         select $1, 'api.call', '', $2::timestamptz - g * interval '1 minute', 1, 1 from generate_series(1, 250) g
+         union all select $1, 'api.call', '', date_trunc('minute', now()), 1, 1`,
+        [org, days(8).toISOString()],
+      ),
+    );
+    const left = () =>
+      withDb(
+        async (db) =>
+          (
+            await db.query<{ n: number }>(
+              "select count(*)::int as n from usage_agg_minute where organization_id = $1",
+              [org],
+            )
+          ).rows[0]!.n,
+      );
+    const once = await usage().applyRetention({ batchSize: 100, maxBatches: 1 });
+    expect(once.minuteRows).toBe(100);
+    await usage().applyRetention();
+    expect(await left()).toBe(1);
+  });
+
+  it("finds what it purges through a time index", async () => {
+    for (const p of Object.values(purges)) {
+      const plan = await withDb((db) =>
+        db.transaction(async (tx) => {
+          await tx.query("set local enable_seqscan = off");
+          const { rows } = await tx.query<{ "QUERY PLAN": unknown }>(`explain (format json) ${p.sql}`, [
+            new Date().toISOString(),
+            10,
+          ]);
+          return JSON.stringify(rows[0]!["QUERY PLAN"]);
+        }),
+      );
+      expect(plan).toContain(`"Index Name":"${p.index}"`);
+    }
+  });
+
+  it("drops whole months of raw events past the horizon instead of deleting rows", async () => {
+    const org = newOrg();
+    const old = days(100);
+    const month = `usage_events_${old.toISOString().slice(0, 7).replace("-", "_")}`;
+    await withDb(async (db) => {
+      // An earlier retention run may have dropped that month already: bring it back for this test.
+      await db.query("select usage_ensure_partitions(date_trunc('month', $1::timestamptz)::date, 1)", [
+        old.toISOString(),
+      ]);
+      await db.query(
+        `insert into usage_events (organization_id, event_id, event_type, quantity, occurred_at)
+         values ($1, 'old', 'api.call', 1, $2), ($1, 'new', 'api.call', 1, now())`,
+        [org, old.toISOString()],
+      );
+    });
+    const r = await usage().applyRetention();
+    expect(r.partitionsDropped).toContain(month);
+    const { rows } = await withDb((db) =>
+      db.query<{ event_id: string; gone: boolean }>(
+        "select event_id, to_regclass($2) is null as gone from usage_events where organization_id = $1",
+        [org, month],
+      ),
+    );
+    expect(rows).toEqual([{ event_id: "new", gone: true }]);
   });
 });
 

@@ -22,7 +22,10 @@ function fakeDb() {
       statements.push(text);
       if (text.includes("from fresh")) {
         const rows = JSON.parse(String(params![0])) as { o: string; e: string }[];
-        return { rows: rows.map((r) => ({ o: r.o, e: r.e })) as T[], rowCount: rows.length };
+        return {
+          rows: rows.map((r) => ({ o: r.o, e: r.e, fresh: true, received_ms: NOW })) as T[],
+          rowCount: rows.length,
+        };
       }
       return { rows: [] as T[], rowCount: 0 };
     },
@@ -42,6 +45,7 @@ function fakeOrgs() {
     status: async () => ({ plan: "free", periodStart: "", periodEnd: "", metrics: [], sums: {} }),
     realtime: async () => ({ activeUsers: 0, openDocuments: 0, asOf: "" }),
     invalidate: async () => {},
+    reconcile: async () => null,
   };
   return { applied, client };
 }
