@@ -3,7 +3,7 @@ import { createApp } from "./platform/create-app.ts";
 import { healthRoutes } from "./platform/health.ts";
 import { identityRoutes } from "./platform/me.ts";
 import { mountOpenApi } from "./platform/openapi.ts";
-import { devRoutes } from "./platform/dev.ts";
+import { emailRoutes } from "./platform/email-routes.ts";
 import { teamRoutes } from "./teams/routes.ts";
 import { usageRoutes } from "./usage/routes.ts";
 import { webhookRoutes } from "./webhooks/routes.ts";
@@ -17,7 +17,7 @@ export function buildApp() {
   app.route("/", webhookRoutes);
   app.route("/", usageRoutes);
   app.route("/", teamRoutes);
-  app.route("/", devRoutes);
+  app.route("/", emailRoutes);
   mountOpenApi(app);
   return app;
 }

@@ -5,7 +5,7 @@ import { app } from "./app.ts";
 import { archiveHandler, consumeDeadLetters, consumeEventBatch } from "./events/consumers.ts";
 import { kickInbound, purgeEventBookkeeping, sweepOutbox } from "./events/jobs.ts";
 import { createLogger } from "./platform/logger.ts";
-import { createPlatform } from "./platform/platform.ts";
+import { createPlatform, sendQueuedEmails } from "./platform/platform.ts";
 import { createTeamService } from "./teams/service.ts";
 import { createUsageService, usageIngest } from "./usage/service.ts";
 import { createWebhookService, webhookFanOut } from "./webhooks/service.ts";
@@ -36,6 +36,11 @@ export const cronJobs: Record<string, CronJob[]> = {
   "* * * * *": [
     (p) => sweepOutbox(p),
     (p, env) => kickInbound(p, (queue) => env.RABBIT_INBOUND.get(env.RABBIT_INBOUND.idFromName(queue))),
+    // E-mails are sent after their transaction commits; this catches retries and anything a crash left.
+    async (p) => {
+      const r = await sendQueuedEmails(p.config, p.logger, 200);
+      if (r.sent || r.captured || r.retrying || r.failed) p.logger.info("e-mail sweep", { ...r });
+    },
     async (p) => {
       const r = await createWebhookService(p).processQueue(500);
       if (r.processed) p.logger.info("webhook sweep", r);

@@ -31,6 +31,7 @@ const envSchema = z.object({
   AUTH_JWT_SECRET: z.string({ error: "is required" }).min(32, "must be at least 32 characters"),
   AUTH_JWT_ISSUER: z.string().min(1).default("cloudmatrix"),
   AUTH_JWT_AUDIENCE: z.string().min(1).default("cloudmatrix-edge"),
+  TOKEN_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   MAX_BODY_BYTES: int(1024, 50 * 1024 * 1024, 1024 * 1024),
   EVENTS_INBOUND_POLL_MS: int(50, 86_400_000, 1_000),
   EVENTS_INBOUND_BURST_MAX: int(1, 5_000, 500),
@@ -85,6 +86,8 @@ export interface Config {
   };
   /** JWT verification: HS256 secret, required `iss` and `aud`. */
   auth: { secret: string; issuer: string; audience: string };
+  /** Key of derived tokens (invitation links); `TOKEN_SECRET`, else the JWT secret (domain-separated). */
+  tokenSecret: string;
   /** Largest accepted request body in bytes. */
   maxBodyBytes: number;
   /** Base URL of the platform's users service, when there is one. */
@@ -135,6 +138,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
       relayLanes: e.EVENTS_RELAY_LANES,
     },
     auth: { secret: e.AUTH_JWT_SECRET, issuer: e.AUTH_JWT_ISSUER, audience: e.AUTH_JWT_AUDIENCE },
+    tokenSecret: e.TOKEN_SECRET ?? e.AUTH_JWT_SECRET,
     maxBodyBytes: e.MAX_BODY_BYTES,
     usersServiceUrl: e.USERS_SERVICE_URL,
     email: { apiUrl: e.EMAIL_API_URL, apiToken: e.EMAIL_API_TOKEN, from: e.EMAIL_FROM },

@@ -7,8 +7,10 @@ import { ConflictError, ValidationError } from "./errors.ts";
  * its response (2xx–4xx) is stored for 24 h; a repeat with the same key and the same request gets
  * that response again (`Idempotent-Replayed: true`); the same key with a different request, or
  * while the first is still running, is a 409. 5xx responses are not stored, so a retry runs again.
+ * @param options - `redact`: top-level response fields never stored (secrets such as an invitation
+ *   token); a replay answers without them
  */
-export function idempotent(): MiddlewareHandler<AppEnv> {
+export function idempotent(options: { redact?: readonly string[] } = {}): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const key = c.req.header("idempotency-key");
     if (key === undefined) return next();
@@ -63,6 +65,9 @@ export function idempotent(): MiddlewareHandler<AppEnv> {
       body = JSON.parse(text);
     } catch {
       body = text;
+    }
+    if (body && typeof body === "object" && !Array.isArray(body)) {
+      for (const field of options.redact ?? []) delete (body as Record<string, unknown>)[field];
     }
     await db.query("update idempotency_keys set status = $3, response = $4 where organization_id = $1 and key = $2", [
       org,

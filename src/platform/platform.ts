@@ -9,6 +9,7 @@ import type { Logger } from "./logger.ts";
 import type { QueueProducer } from "./queue.ts";
 import type { Redis, RedisKeys } from "./redis.ts";
 import { createRedis } from "./redis.ts";
+import { deliverEmails, hasEmailWrites, providerFromConfig } from "./email.ts";
 
 /**
  * The per-invocation composition root shared by HTTP requests, queue batches, cron runs and
@@ -83,26 +84,23 @@ export function createPlatform(env: object, ctx: WaitUntil, logger: Logger): Pla
   const config = getConfig(env);
   const bindings = env as PlatformBindings;
   let db: Db | undefined;
-  let relaying: Promise<void> | undefined;
-  let relayAgain = false;
-  const kickRelay = () => {
+  const kickRelay = coalescing(ctx, async () => {
     const queue = bindings.PLATFORM_EVENTS;
     if (!queue) return; // no queue bound (e.g. a bare test app): the cron sweep relays later
-    if (relaying) {
-      relayAgain = true;
-      return;
-    }
-    relaying = (async () => {
-      do {
-        relayAgain = false;
-        await relayWithConfig({ config, queue, logger }).catch((err: unknown) =>
-          logger.error("outbox relay failed", { err }),
-        );
-      } while (relayAgain);
-    })().finally(() => (relaying = undefined));
-    ctx.waitUntil(relaying);
-  };
-  const commitListeners: ((tx: Queryable) => void)[] = [(tx) => hasOutboxWrites(tx) && kickRelay()];
+    await relayWithConfig({ config, queue, logger }).catch((err: unknown) =>
+      logger.error("outbox relay failed", { err }),
+    );
+  });
+  const kickEmails = coalescing(ctx, () =>
+    sendQueuedEmails(config, logger).then(
+      () => undefined,
+      (err: unknown) => logger.error("e-mail sender failed", { err }),
+    ),
+  );
+  const commitListeners: ((tx: Queryable) => void)[] = [
+    (tx) => hasOutboxWrites(tx) && kickRelay(),
+    (tx) => hasEmailWrites(tx) && kickEmails(),
+  ];
   let redis: { redis: Redis; keys: RedisKeys } | undefined;
   const getRedis = () => (redis ??= createRedis(config));
   return {
@@ -133,6 +131,47 @@ export function createPlatform(env: object, ctx: WaitUntil, logger: Logger): Pla
       if (db) ctx.waitUntil(db.end());
     },
   };
+}
+
+/**
+ * A background job for `waitUntil` that coalesces kicks: a kick while it runs makes it run once more
+ * afterwards (so nothing committed meanwhile waits for the cron), never twice at once.
+ */
+function coalescing(ctx: WaitUntil, job: () => Promise<void>): () => void {
+  let running: Promise<void> | undefined;
+  let again = false;
+  return () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        await job();
+      } while (again);
+    })().finally(() => (running = undefined));
+    ctx.waitUntil(running);
+  };
+}
+
+/**
+ * One run of the e-mail sender on its own pool (the request's pool closes when the request ends).
+ * @returns what it did
+ */
+export async function sendQueuedEmails(config: Config, logger: Logger, limit = 50) {
+  const db = createDb(config, { onError: (err) => logger.warn("e-mail sender socket error", { err }) });
+  try {
+    return await deliverEmails(db, {
+      provider: providerFromConfig(config),
+      from: config.email.from,
+      tokenSecret: config.tokenSecret,
+      logger,
+      limit,
+    });
+  } finally {
+    await db.end();
+  }
 }
 
 /** Runs `fn` with a platform for one invocation and closes it afterwards (Durable Object methods, jobs). */

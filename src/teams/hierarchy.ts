@@ -62,17 +62,29 @@ export async function descendantRows(
 
 /** The user's memberships on the team and every ancestor: the grants a permission check weighs. */
 export async function grantsOnPath(db: Queryable, teamId: string, userId: string, maxDepth: number): Promise<Grant[]> {
-  const { rows } = await db.query<{ team_id: string; name: string; role: Role; distance: number }>(
+  const { rows } = await db.query<{
+    team_id: string;
+    name: string;
+    visibility: TeamRow["visibility"];
+    role: Role;
+    distance: number;
+  }>(
     `with recursive up as (
-       select t.id, t.name, t.parent_team_id, 0 as distance, array[t.id] as path from teams t where t.id = $1
+       select t.id, t.name, t.visibility, t.parent_team_id, 0 as distance, array[t.id] as path from teams t where t.id = $1
        union all
-       select t.id, t.name, t.parent_team_id, up.distance + 1, up.path || t.id from teams t join up on t.id = up.parent_team_id
+       select t.id, t.name, t.visibility, t.parent_team_id, up.distance + 1, up.path || t.id from teams t join up on t.id = up.parent_team_id
        where not t.id = any(up.path) and up.distance < $3
      )
-     select up.id as team_id, up.name, m.role, up.distance from up join team_memberships m on m.team_id = up.id and m.user_id = $2`,
+     select up.id as team_id, up.name, up.visibility, m.role, up.distance from up join team_memberships m on m.team_id = up.id and m.user_id = $2`,
     [teamId, userId, maxDepth],
   );
-  return rows.map((r) => ({ teamId: r.team_id, teamName: r.name, role: r.role, distance: r.distance }));
+  return rows.map((r) => ({
+    teamId: r.team_id,
+    teamName: r.name,
+    role: r.role,
+    distance: r.distance,
+    visibility: r.visibility,
+  }));
 }
 
 /** Whether `candidate` is `teamId` itself or one of its descendants (a move under it would loop). */

@@ -1,28 +1,23 @@
 import type { Role } from "./permissions.ts";
 import type { TeamInvitation } from "./schemas.ts";
 
+import { deriveToken, hashToken, newNonce } from "../platform/secret-token.ts";
+
+export { hashToken, looksLikeToken } from "../platform/secret-token.ts";
+
 /**
- * Invitation tokens: 256 bits from the CSPRNG, base64url, handed to the invitee once (e-mail) and
- * stored only as their SHA-256, so a database leak reveals no usable token.
+ * Invitation tokens are derived, never stored: HMAC(secret, invitation id, nonce) — see
+ * `platform/secret-token.ts`. The row keeps the nonce and the token's SHA-256 (for the lookup at
+ * accept time); the e-mail outbox derives the token again when it sends the message. Re-sending
+ * draws a new nonce, which revokes the previous token.
  */
 
-/** A fresh token. */
-export function newInvitationToken(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  return btoa(String.fromCharCode(...bytes))
-    .replace(/\+/g, "-")
-    .replace(/\//g, "_")
-    .replace(/=+$/, "");
+/** A fresh nonce, the token it gives and that token's hash. */
+export async function issueInvitationToken(secret: string, invitationId: string) {
+  const nonce = newNonce();
+  const token = await deriveToken(secret, invitationId, nonce);
+  return { nonce, token, hash: await hashToken(token) };
 }
-
-/** Hex SHA-256 of a token (what the database stores and looks up). */
-export async function hashToken(token: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Whether a string can be a token we issued (43 base64url characters). */
-export const looksLikeToken = (t: string) => /^[A-Za-z0-9_-]{43}$/.test(t);
 
 /** A `team_invitations` row. */
 export interface InvitationRow {
@@ -34,6 +29,8 @@ export interface InvitationRow {
   invited_by: string;
   message: string | null;
   status: TeamInvitation["status"];
+  /** Nonce of the current token (null for invitations issued before derived tokens). */
+  token_nonce?: string | null;
   created_at: Date;
   expires_at: Date;
 }
@@ -54,16 +51,18 @@ export function toInvitation(r: InvitationRow, token?: string): TeamInvitation {
   };
 }
 
-/** The invitation e-mail. */
+/**
+ * The invitation e-mail. Its body holds `{{token}}` where the token goes: the outbox derives it at
+ * send time, so the stored message carries none.
+ */
 export function invitationEmail(
   teamName: string,
   role: Role,
-  token: string,
   acceptUrl: string | undefined,
   message: string | undefined,
   expiresAt: Date,
 ) {
-  const link = acceptUrl ? `${acceptUrl}${acceptUrl.includes("?") ? "&" : "?"}token=${token}` : `token: ${token}`;
+  const link = acceptUrl ? `${acceptUrl}${acceptUrl.includes("?") ? "&" : "?"}token={{token}}` : "token: {{token}}";
   return {
     subject: `You are invited to join ${teamName} on CloudMatrix`,
     text: [

@@ -108,9 +108,6 @@ export async function grantKeepingHigher(
   );
 }
 
-/** Whether `next` is a promotion or demotion to/from owner (needs `team.manage_owners`). */
-export const touchesOwner = (current: Role | null, next: Role | null) => current === "owner" || next === "owner";
-
 /** Sorts roles strongest first (for listings). */
 export const byRoleThenJoin = (a: MembershipRow, b: MembershipRow) =>
   rank(b.role) - rank(a.role) || new Date(a.joined_at).getTime() - new Date(b.joined_at).getTime();

@@ -53,6 +53,28 @@ export const higher = (a: Role, b: Role): Role => (rank(a) >= rank(b) ? a : b);
 /** Whether `p` is a known permission. */
 export const isPermission = (p: string): p is Permission => Object.hasOwn(permissionCatalog, p);
 
+/**
+ * The one rule of who may grant what: to give someone `role` on a team — or to take it away —
+ * the actor needs this permission there. Every path that writes a membership goes through it:
+ * adding, changing roles, removing others, inviting, accepting an invitation (checked against the
+ * inviter) and re-homing members when a team is deleted.
+ */
+export function permissionToGrant(role: Role): Permission {
+  return role === "owner" ? "team.manage_owners" : "team.manage_members";
+}
+
+/** The strongest role someone holding `grants` on a team may grant there (org admins: owner), or null. */
+export function grantableRole(grants: readonly Grant[], orgAdmin: boolean): Role | null {
+  if (orgAdmin) return "owner";
+  const g = effectiveGrant(grants);
+  if (!g) return null;
+  for (const r of [...roles].reverse()) if (rolePermissions[g.role].includes(permissionToGrant(r))) return r;
+  return null;
+}
+
+/** The weaker of two roles. */
+export const lower = (a: Role, b: Role): Role => (rank(a) <= rank(b) ? a : b);
+
 /** A membership on the path from a team to the root: where a role comes from. */
 export interface Grant {
   teamId: string;
@@ -60,6 +82,10 @@ export interface Grant {
   role: Role;
   /** 0 = the team itself, 1 = its parent … */
   distance: number;
+  /** The granting team's visibility (secret teams are named only to those who may see them). */
+  visibility?: "public" | "private" | "secret";
+  /** Set when the viewer may not see the granting team: its name and id are blanked. */
+  hidden?: boolean;
 }
 
 /** The winning grant: highest role, nearest team on ties. */
@@ -78,7 +104,12 @@ export function decide(permission: Permission, grants: readonly Grant[], orgAdmi
   if (orgAdmin) return { allowed: true, reason: "organization admin" };
   const g = effectiveGrant(grants);
   if (!g) return { allowed: false, reason: "not a member of this team or any team above it" };
-  const where = g.distance === 0 ? "this team" : `ancestor team ${g.teamName} (${g.teamId})`;
+  const where =
+    g.distance === 0
+      ? "this team"
+      : g.hidden
+        ? "an ancestor team you cannot see"
+        : `ancestor team ${g.teamName} (${g.teamId})`;
   if (rolePermissions[g.role].includes(permission)) return { allowed: true, reason: `role ${g.role} on ${where}` };
   return { allowed: false, reason: `role ${g.role} on ${where} does not grant ${permission}` };
 }
@@ -97,11 +128,17 @@ export function effectivePermissions(
       permissions: all,
       sources: Object.fromEntries(all.map((p) => [p, { type: "organization_admin" as const }])),
     };
-  const sources: Record<string, { type: "direct" | "inherited"; teamId: string; role: Role }> = {};
+  const sources: Record<string, { type: "direct" | "inherited"; teamId?: string; role: Role }> = {};
   // Strongest grant first, so each permission is attributed to what actually grants it.
   for (const g of [...grants].sort((a, b) => rank(b.role) - rank(a.role) || a.distance - b.distance)) {
-    for (const p of rolePermissions[g.role])
-      sources[p] ??= { type: g.distance === 0 ? "direct" : "inherited", teamId: g.teamId, role: g.role };
+    for (const p of rolePermissions[g.role]) {
+      // A team the viewer may not see is not named: the source says "inherited" and the role only.
+      sources[p] ??= {
+        type: g.distance === 0 ? "direct" : "inherited",
+        ...(g.hidden ? {} : { teamId: g.teamId }),
+        role: g.role,
+      };
+    }
   }
   return { permissions: all.filter((p) => sources[p]), sources };
 }

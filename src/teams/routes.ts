@@ -12,6 +12,7 @@ import {
   hierarchySchema,
   invitationSchema,
   membershipSchema,
+  teamPolicySchema,
   teamSchema,
   updateTeamSchema,
 } from "./schemas.ts";
@@ -102,7 +103,16 @@ const r = {
     summary: "Delete a team",
     request: { params: orgTeam, query: z.object({ reassignTo: z.string().optional(), deleteSubteams: bool }) },
     responses: {
-      200: jsonResponse(z.object({ deleted: z.boolean(), membersReassigned: z.number().int() }), "Deleted"),
+      200: jsonResponse(
+        z.object({
+          deleted: z.boolean(),
+          membersReassigned: z.number().int(),
+          rolesCapped: z.number().int().openapi({
+            description: "Reassigned members whose role was lowered to what the caller may grant on the target",
+          }),
+        }),
+        "Deleted",
+      ),
       ...authErrors,
     },
   }),
@@ -144,7 +154,8 @@ const r = {
     method: "post",
     path: "/v1/orgs/{organizationId}/teams/{teamId}/invitations",
     tags,
-    middleware: [write, idempotent()] as const,
+    // The token is never stored: a replayed response carries the invitation without it.
+    middleware: [write, idempotent({ redact: ["token"] })] as const,
     summary: "Invite by e-mail (the token is in the response and the e-mail)",
     request: {
       params: orgTeam,
@@ -265,6 +276,24 @@ const r = {
     },
     responses: { 200: jsonResponse(z.object({ allowed: z.boolean(), reason: z.string() }), "Decision"), ...authErrors },
   }),
+  policy: createRoute({
+    method: "get",
+    path: "/v1/orgs/{organizationId}/team-policy",
+    tags,
+    middleware: [read] as const,
+    summary: "Who may create root teams in the organization",
+    request: { params: org },
+    responses: { 200: jsonResponse(teamPolicySchema, "The policy"), ...authErrors },
+  }),
+  setPolicy: createRoute({
+    method: "put",
+    path: "/v1/orgs/{organizationId}/team-policy",
+    tags,
+    middleware: [requireScope("admin")] as const,
+    summary: "Set who may create root teams: every member (default) or organization admins (scope `admin`)",
+    request: { params: org, body: jsonBody(teamPolicySchema.pick({ rootTeamCreation: true })) },
+    responses: { 200: jsonResponse(teamPolicySchema, "The policy"), ...authErrors },
+  }),
 };
 
 /** The teams HTTP API (scopes `teams:read` / `teams:write`; the actor is the token's `sub`). */
@@ -372,6 +401,10 @@ export const teamRoutes = createRouter()
     await ownTeam(c, organizationId, teamId);
     return c.json(await svc(c).getEffectivePermissions(teamId, userId), 200);
   })
+  .openapi(r.policy, async (c) => c.json(await svc(c).getTeamPolicy(c.req.valid("param").organizationId), 200))
+  .openapi(r.setPolicy, async (c) =>
+    c.json(await svc(c).updateTeamPolicy(c.req.valid("param").organizationId, c.req.valid("json")), 200),
+  )
   .openapi(r.check, async (c) => {
     const { organizationId, teamId } = c.req.valid("param");
     await ownTeam(c, organizationId, teamId);

@@ -177,3 +177,15 @@ export const effectivePermissionsSchema = z
   .openapi("EffectivePermissions");
 /** Permissions with their sources. */
 export type EffectivePermissions = z.infer<typeof effectivePermissionsSchema>;
+
+/** An organization's team policy. */
+export const teamPolicySchema = z
+  .object({
+    organizationId: z.string(),
+    rootTeamCreation: z
+      .enum(["members", "admins"])
+      .openapi({ description: "Who may create teams at the root: every member (default) or organization admins only" }),
+  })
+  .openapi("TeamPolicy");
+/** An organization's team policy. */
+export type TeamPolicy = z.infer<typeof teamPolicySchema>;

@@ -12,13 +12,14 @@ export function createTeamService(platform: Platform, principal?: Principal): Te
     redis: platform.redis,
     keys: platform.keys,
     eventBus: platform.events,
-    emailClient: createEmailClient(platform.db, platform.config),
+    emailClient: createEmailClient(platform.db),
     users: platform.config.usersServiceUrl ? httpUsersClient(platform.config.usersServiceUrl) : noUsers,
     config: platform.config.teams,
     viewer: principal
       ? { userId: principal.userId, orgAdmin: hasScope(principal, "admin"), email: principal.email }
       : undefined,
     acceptUrl: platform.config.teams.acceptUrl,
+    tokenSecret: platform.config.tokenSecret,
     waitUntil: (p) => platform.waitUntil(p),
   });
 }

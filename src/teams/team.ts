@@ -5,6 +5,7 @@ import { createEvent } from "../events/cloudevent.ts";
 import type { Config } from "../platform/config.ts";
 import type { Db, Queryable } from "../platform/db.ts";
 import type { EmailClient } from "../platform/email.ts";
+import { cancelEmails } from "../platform/email.ts";
 import {
   ConflictError,
   CycleError,
@@ -24,7 +25,7 @@ import { PermissionCache } from "./cache.ts";
 import type { TeamRow } from "./hierarchy.ts";
 import { ancestorRows, depthOf, descendantRows, grantsOnPath, isInSubtree, subtreeHeight } from "./hierarchy.ts";
 import type { InvitationRow } from "./invitation.ts";
-import { hashToken, invitationEmail, looksLikeToken, newInvitationToken, toInvitation } from "./invitation.ts";
+import { hashToken, invitationEmail, issueInvitationToken, looksLikeToken, toInvitation } from "./invitation.ts";
 import type { MembershipRow } from "./membership.ts";
 import {
   assertCollaboratorRoom,
@@ -33,11 +34,21 @@ import {
   grantKeepingHigher,
   lockTeam,
   toMembership,
-  touchesOwner,
   withUsers,
 } from "./membership.ts";
 import type { Grant, Permission, PermissionDecision, Role } from "./permissions.ts";
-import { decide, effectiveGrant, effectivePermissions, isPermission, roles } from "./permissions.ts";
+import {
+  decide,
+  effectiveGrant,
+  effectivePermissions,
+  grantableRole,
+  higher,
+  isPermission,
+  lower,
+  permissionToGrant,
+  roles,
+} from "./permissions.ts";
+import { reachCte, reachedTeams, membersVisibleSql, redactGrants, sightOf, visibleTeamSql } from "./visibility.ts";
 import type {
   CreateTeamRequest,
   DeleteTeamOptions,
@@ -48,9 +59,16 @@ import type {
   TeamHierarchyNode,
   TeamInvitation,
   TeamMembership,
+  TeamPolicy,
   UpdateTeamRequest,
 } from "./schemas.ts";
-import { createTeamSchema, deleteTeamSchema, invitationRequestSchema, updateTeamSchema } from "./schemas.ts";
+import {
+  createTeamSchema,
+  deleteTeamSchema,
+  invitationRequestSchema,
+  teamPolicySchema,
+  updateTeamSchema,
+} from "./schemas.ts";
 import type { UsersClient } from "./users.ts";
 import { noUsers } from "./users.ts";
 
@@ -74,6 +92,8 @@ export interface TeamServiceOptions {
   viewer?: Viewer;
   /** Link in invitation e-mails; `?token=` is appended. */
   acceptUrl?: string;
+  /** Key of derived invitation tokens (`config.tokenSecret`). */
+  tokenSecret: string;
   /** Keeps background work (cache fills) alive after the response (ctx.waitUntil). */
   waitUntil?: (p: Promise<unknown>) => void;
 }
@@ -112,6 +132,7 @@ export class TeamManagementService {
   private readonly viewer?: Viewer;
   private readonly cache: PermissionCache;
   private readonly acceptUrl?: string;
+  private readonly tokenSecret: string;
   private readonly waitUntil: (p: Promise<unknown>) => void;
 
   /** @param options - db, redis, eventBus, emailClient (seed) plus users service, settings and the viewer */
@@ -124,6 +145,7 @@ export class TeamManagementService {
     this.config = options.config;
     this.viewer = options.viewer;
     this.acceptUrl = options.acceptUrl;
+    this.tokenSecret = options.tokenSecret;
     this.cache = new PermissionCache(options.redis, options.keys);
     this.waitUntil = options.waitUntil ?? ((p) => void p.catch(() => undefined));
   }
@@ -163,6 +185,66 @@ export class TeamManagementService {
     if (!d.allowed) throw new ForbiddenError(`${permission} denied: ${d.reason}`);
   }
 
+  /**
+   * The one rule of who may grant what (`permissionToGrant`): @throws {ForbiddenError} unless the actor
+   * may give — or take away — `role` on the team.
+   */
+  private async assertMayGrant(q: Queryable, team: TeamRow, actor: string, role: Role): Promise<void> {
+    await this.authorize(q, team, actor, permissionToGrant(role));
+  }
+
+  /** The strongest role the actor may grant on the team (uncached), or null. */
+  private async grantable(q: Queryable, team: TeamRow, actor: string): Promise<Role | null> {
+    return grantableRole(await grantsOnPath(q, team.id, actor, this.config.maxDepth), this.isOrgAdmin(actor));
+  }
+
+  /** What the viewer may see of each team (one query at most). */
+  private sightOf(teams: readonly Pick<TeamRow, "id" | "visibility">[]) {
+    return sightOf(this.db, this.viewer, teams, this.config.maxDepth);
+  }
+
+  /**
+   * Teams as the viewer may see them: a parent the viewer cannot see is not named (its id would
+   * reveal a secret team).
+   */
+  private async present(rows: readonly TeamRow[]): Promise<Team[]> {
+    const parentIds = [...new Set(rows.map((r) => r.parent_team_id).filter((id): id is string => !!id))];
+    const parents =
+      parentIds.length === 0 || !this.viewer || this.viewer.orgAdmin
+        ? []
+        : (await this.db.query<TeamRow>("select id, visibility from teams where id = any($1::text[])", [parentIds]))
+            .rows;
+    const seen = await this.sightOf(parents);
+    return rows.map((r) => {
+      const t = toTeam(r);
+      if (r.parent_team_id && seen.get(r.parent_team_id)?.visible === false) delete t.parentTeamId;
+      return t;
+    });
+  }
+
+  /** Grants with the teams the viewer may not see blanked out, so no reason or source names them. */
+  private async redacted(grants: Grant[], userId: string): Promise<Grant[]> {
+    if (!this.viewer || this.viewer.orgAdmin || this.viewer.userId === userId) return grants;
+    const secret = grants.filter((g) => g.visibility !== "public" && g.visibility !== "private");
+    if (secret.length === 0) return grants;
+    const reached = await reachedTeams(
+      this.db,
+      this.viewer.userId,
+      secret.map((g) => g.teamId),
+      this.config.maxDepth,
+    );
+    const hidden = new Set(
+      secret.filter((g) => g.visibility === "secret" || g.visibility === undefined).map((g) => g.teamId),
+    );
+    for (const id of reached) hidden.delete(id);
+    return redactGrants(grants, hidden);
+  }
+
+  /** Serialises changes that can add collaborators to an organization, so its plan limit holds. */
+  private async lockMembers(tx: Queryable, org: string) {
+    await tx.query("select pg_advisory_xact_lock(hashtext($1))", [`teams-members:${org}`]);
+  }
+
   /** Runs a change that affects permissions: bumps the cache version before and after the commit. */
   private async permissionChange<T>(org: string, fn: () => Promise<T>): Promise<T> {
     await this.cache.bump(org);
@@ -181,13 +263,23 @@ export class TeamManagementService {
    * @throws {ValidationError} if team data is invalid or the depth limit is reached
    * @throws {QuotaExceededError} if organization has reached team limit
    * @throws {ConflictError} if the name is taken in the organization (case-insensitive)
+   * @throws {ForbiddenError} for a root team when the organization lets only its admins create those
    */
   async createTeam(request: CreateTeamRequest): Promise<Team> {
     const req = parseInput(createTeamSchema, request, "team");
     const row = await this.permissionChange(req.organizationId, () =>
       withTransaction(this.db, async (tx, outbox) => {
         await this.lockOrg(tx, req.organizationId);
+        await this.lockMembers(tx, req.organizationId);
         await tx.query("insert into organizations (id) values ($1) on conflict do nothing", [req.organizationId]);
+        if (!req.parentTeamId && !this.isOrgAdmin(req.creatorUserId)) {
+          const policy = await rootTeamCreation(tx, req.organizationId);
+          if (policy === "admins") {
+            throw new ForbiddenError("in this organization only organization admins may create teams at the root");
+          }
+        }
+        // The creator becomes the owner: a new collaborator counts toward the plan like any other.
+        await assertCollaboratorRoom(tx, req.organizationId, req.creatorUserId);
         const { rows: lim } = await tx.query<{ limit: number | null; teams: number }>(
           "select (p.limits->>'teams')::int as limit, (select count(*)::int from teams where organization_id = $1) as teams from organizations o join plans p on p.id = o.plan_id where o.id = $1",
           [req.organizationId],
@@ -258,8 +350,7 @@ export class TeamManagementService {
 
   /** Whether the viewer may see the team at all (secret teams: members of it or above, and org admins). */
   private async visible(team: TeamRow): Promise<boolean> {
-    if (team.visibility !== "secret" || !this.viewer) return true;
-    if (this.viewer.orgAdmin) return true;
+    if (team.visibility !== "secret" || !this.viewer || this.viewer.orgAdmin) return true;
     return (await this.grants(team.id, this.viewer.userId)).length > 0;
   }
 
@@ -276,7 +367,8 @@ export class TeamManagementService {
     const { rows } = await this.db.query<TeamRow>("select * from teams where id = $1", [teamId]);
     const row = rows[0];
     if (!row || !(await this.visible(row))) return null;
-    const team = toTeam(row);
+    const [team] = await this.present([row]);
+    if (!team) return null;
     if (options.includeMembers) {
       const mayList =
         row.visibility === "public" ||
@@ -293,9 +385,8 @@ export class TeamManagementService {
         "select * from teams where parent_team_id = $1 order by created_at, id",
         [teamId],
       );
-      const out: Team[] = [];
-      for (const s of subs.rows) if (await this.visible(s)) out.push(toTeam(s));
-      team.subteams = out;
+      const seen = await this.sightOf(subs.rows);
+      team.subteams = subs.rows.filter((s) => seen.get(s.id)?.visible).map(toTeam);
     }
     return team;
   }
@@ -307,12 +398,19 @@ export class TeamManagementService {
   ): Promise<{ teams: Team[]; nextCursor: string | null }> {
     const limit = Math.min(Math.max(options.limit ?? 50, 1), 200);
     const after = decodeCursor(options.cursor);
+    // The children of a team the viewer cannot see are not listed either (that would confirm it exists).
+    if (options.parentTeamId) {
+      const parent = (await this.db.query<TeamRow>("select * from teams where id = $1", [options.parentTeamId]))
+        .rows[0];
+      if (!parent || parent.organization_id !== organizationId || !(await this.visible(parent))) {
+        return { teams: [], nextCursor: null };
+      }
+    }
     const { rows } = await this.db.query<TeamRow & { created_text: string }>(
-      `with recursive mine as (select team_id as id, 0 as d from team_memberships where user_id = $2
-         union all select t.id, mine.d + 1 from teams t join mine on t.parent_team_id = mine.id where mine.d < $7)
+      `with recursive ${reachCte("$2", "$1", "$7")}
        select t.*, t.created_at::text as created_text from teams t
        where t.organization_id = $1 and ($3::text is null or t.parent_team_id = $3)
-         and (t.visibility <> 'secret' or $4 or t.id in (select id from mine))
+         and ${visibleTeamSql("t", "$4")}
          and ($5::timestamptz is null or (t.created_at, t.id) > ($5::timestamptz, $6))
        order by t.created_at, t.id limit $8`,
       [
@@ -329,7 +427,7 @@ export class TeamManagementService {
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     return {
-      teams: page.map(toTeam),
+      teams: await this.present(page),
       nextCursor: rows.length > limit && last ? encodeCursor(last.created_text, last.id) : null,
     };
   }
@@ -387,7 +485,7 @@ export class TeamManagementService {
   async deleteTeam(
     teamId: string,
     options: DeleteTeamOptions,
-  ): Promise<{ deleted: boolean; membersReassigned: number }> {
+  ): Promise<{ deleted: boolean; membersReassigned: number; rolesCapped: number }> {
     const o = parseInput(deleteTeamSchema, options, "delete options");
     const team = await this.team(this.db, teamId);
     return this.permissionChange(team.organization_id, () =>
@@ -397,6 +495,7 @@ export class TeamManagementService {
         const subtree = o.deleteSubteams ? await descendantRows(tx, teamId, this.config.maxDepth) : [];
         const doomed = [teamId, ...subtree.map((t) => t.id)];
         let reassigned = 0;
+        let capped = 0;
         if (o.reassignTo) {
           if (doomed.includes(o.reassignTo))
             throw new ValidationError("cannot reassign into a team being deleted", [
@@ -405,9 +504,15 @@ export class TeamManagementService {
           const target = await this.team(tx, o.reassignTo);
           if (target.organization_id !== team.organization_id)
             throw new NotFoundError(`team ${o.reassignTo} not found`);
-          await this.authorize(tx, target, o.actorUserId, "team.manage_members");
+          // Re-homing members grants roles on the target: never more than the actor may grant there.
+          const cap = await this.grantable(tx, target, o.actorUserId);
+          if (!cap) throw new ForbiddenError(`you may not add members to team ${o.reassignTo}`);
           const members = await tx.query<MembershipRow>("select * from team_memberships where team_id = $1", [teamId]);
-          for (const m of members.rows) await grantKeepingHigher(tx, o.reassignTo, m.user_id, m.role, o.actorUserId);
+          for (const m of members.rows) {
+            const role = lower(m.role, cap);
+            if (role !== m.role) capped += 1;
+            await grantKeepingHigher(tx, o.reassignTo, m.user_id, role, o.actorUserId);
+          }
           reassigned = members.rows.length;
         }
         if (!o.deleteSubteams)
@@ -430,7 +535,7 @@ export class TeamManagementService {
             }),
           ),
         );
-        return { deleted: true, membersReassigned: reassigned };
+        return { deleted: true, membersReassigned: reassigned, rolesCapped: capped };
       }),
     );
   }
@@ -449,8 +554,9 @@ export class TeamManagementService {
     const team = await this.team(this.db, teamId);
     const row = await this.permissionChange(team.organization_id, () =>
       withTransaction(this.db, async (tx, outbox) => {
+        await this.lockMembers(tx, team.organization_id);
         await lockTeam(tx, teamId);
-        await this.authorize(tx, team, actorUserId, role === "owner" ? "team.manage_owners" : "team.manage_members");
+        await this.assertMayGrant(tx, team, actorUserId, role);
         await assertCollaboratorRoom(tx, team.organization_id, userId);
         const { rows } = await tx.query<MembershipRow>(
           "insert into team_memberships (team_id, user_id, role, added_by) values ($1, $2, $3, $4) on conflict do nothing returning *",
@@ -486,13 +592,8 @@ export class TeamManagementService {
         );
         const current = rows[0];
         if (!current) throw new NotFoundError(`user ${userId} is not a member of team ${teamId}`);
-        if (actorUserId !== userId)
-          await this.authorize(
-            tx,
-            team,
-            actorUserId,
-            touchesOwner(current.role, null) ? "team.manage_owners" : "team.manage_members",
-          );
+        // Leaving is always allowed; taking a role from someone else needs the right to grant it.
+        if (actorUserId !== userId) await this.assertMayGrant(tx, team, actorUserId, current.role);
         await assertKeepsAnOwner(tx, teamId, current.role, null);
         await tx.query("delete from team_memberships where team_id = $1 and user_id = $2", [teamId, userId]);
         await outbox.publish(
@@ -525,12 +626,8 @@ export class TeamManagementService {
         );
         const current = rows[0];
         if (!current) throw new NotFoundError(`user ${userId} is not a member of team ${teamId}`);
-        await this.authorize(
-          tx,
-          team,
-          actorUserId,
-          touchesOwner(current.role, newRole) ? "team.manage_owners" : "team.manage_members",
-        );
+        // Both ends count: demoting an owner takes the owner role away.
+        await this.assertMayGrant(tx, team, actorUserId, higher(current.role, newRole));
         await assertKeepsAnOwner(tx, teamId, current.role, newRole);
         const updated = await tx.query<MembershipRow>(
           "update team_memberships set role = $3 where team_id = $1 and user_id = $2 returning *",
@@ -553,45 +650,94 @@ export class TeamManagementService {
     return toMembership(row);
   }
 
-  /**
-   * Create and send a team invitation: a 256-bit token (stored hashed), e-mailed to the invitee;
-   * rate-limited per organization.
-   * @param request - teamId, email, role, inviterUserId, message?
-   */
-  async createInvitation(request: InvitationRequest): Promise<TeamInvitation> {
-    const req = parseInput(invitationRequestSchema, request, "invitation");
-    const team = await this.team(this.db, req.teamId);
-    await this.authorize(this.db, team, req.inviterUserId, req.role === "owner" ? "team.manage_owners" : "team.invite");
+  /** Checks the invitation rate limit of an organization (creating and re-sending both count). */
+  private async invitationRateLimit(org: string): Promise<void> {
     const limit = await slidingWindow(
       this.redis,
-      this.keys.key("teams", "invites", team.organization_id),
+      this.keys.key("teams", "invites", org),
       this.config.invitationRateLimit,
       86_400_000,
     );
-    if (!limit.allowed)
+    if (!limit.allowed) {
       throw new RateLimitedError(
         `at most ${this.config.invitationRateLimit} invitations per organization per 24 h`,
         limit.retryAfterSeconds,
       );
-    const token = newInvitationToken();
+    }
+  }
+
+  /** Queues the invitation e-mail in `tx`: its token is derived when it is sent, never stored. */
+  private async queueInvitationEmail(tx: Queryable, team: TeamRow, inv: InvitationRow, nonce: string): Promise<void> {
+    const mail = invitationEmail(
+      team.name,
+      inv.role,
+      this.acceptUrl,
+      inv.message ?? undefined,
+      new Date(inv.expires_at),
+    );
+    await this.email.send(
+      {
+        to: inv.email,
+        ...mail,
+        kind: "invitation",
+        organizationId: team.organization_id,
+        tokenFor: { subject: inv.id, nonce },
+        ref: inv.id,
+      },
+      tx,
+    );
+  }
+
+  /**
+   * Create and send a team invitation: a 256-bit token derived from the invitation and a nonce
+   * (only its hash is stored), e-mailed through the outbox; rate-limited per organization; one
+   * pending invitation per address and team.
+   * @param request - teamId, email, role, inviterUserId, message?
+   * @throws {ConflictError} if the address already has a pending invitation to the team (details.invitationId)
+   */
+  async createInvitation(request: InvitationRequest): Promise<TeamInvitation> {
+    const req = parseInput(invitationRequestSchema, request, "invitation");
+    const team = await this.team(this.db, req.teamId);
+    await this.authorize(this.db, team, req.inviterUserId, "team.invite");
+    await this.assertMayGrant(this.db, team, req.inviterUserId, req.role);
+    await this.invitationRateLimit(team.organization_id);
+    const id = `inv_${crypto.randomUUID().replace(/-/g, "")}`;
+    const { nonce, token, hash } = await issueInvitationToken(this.tokenSecret, id);
     const days = req.expiresInDays ?? this.config.invitationTtlDays;
     const row = await withTransaction(this.db, async (tx, outbox) => {
+      // A pending invitation past its expiry no longer blocks a new one.
+      await tx.query(
+        "update team_invitations set status = 'expired' where team_id = $1 and email = $2 and status = 'pending' and expires_at <= now()",
+        [team.id, req.email],
+      );
       const { rows } = await tx.query<InvitationRow>(
-        `insert into team_invitations (id, team_id, organization_id, email, role, token_hash, invited_by, message, expires_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(days => $9)) returning *`,
+        `insert into team_invitations (id, team_id, organization_id, email, role, token_hash, token_nonce, invited_by, message, expires_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(days => $10))
+         on conflict (team_id, email) where status = 'pending' do nothing returning *`,
         [
-          `inv_${crypto.randomUUID().replace(/-/g, "")}`,
+          id,
           team.id,
           team.organization_id,
           req.email,
           req.role,
-          await hashToken(token),
+          hash,
+          nonce,
           req.inviterUserId,
           req.message ?? null,
           days,
         ],
       );
-      const inv = rows[0]!;
+      const inv = rows[0];
+      if (!inv) {
+        const existing = await tx.query<{ id: string }>(
+          "select id from team_invitations where team_id = $1 and email = $2 and status = 'pending'",
+          [team.id, req.email],
+        );
+        throw new ConflictError(`${req.email} already has a pending invitation to this team: re-send it instead`, {
+          details: { invitationId: existing.rows[0]?.id },
+        });
+      }
+      await this.queueInvitationEmail(tx, team, inv, nonce);
       await outbox.publish(
         this.event("invitation.sent", team.organization_id, `teams/${team.id}`, {
           invitationId: inv.id,
@@ -604,14 +750,13 @@ export class TeamManagementService {
       );
       return inv;
     });
-    const mail = invitationEmail(team.name, req.role, token, this.acceptUrl, req.message, new Date(row.expires_at));
-    await this.email.send({ to: req.email, ...mail, kind: "invitation", organizationId: team.organization_id });
     return toInvitation(row, token);
   }
 
   /**
    * Accept a team invitation: single use (the row is locked; a second accept finds it used); the
    * accepting user's e-mail must match the invited address, and a mismatch does not consume it.
+   * Someone already in the team keeps the higher of the two roles.
    * @param invitationToken - invitation token
    * @param userId - user accepting the invitation
    * @param verifiedEmail - the user's verified e-mail (token claim or users service)
@@ -632,8 +777,10 @@ export class TeamManagementService {
       [hash],
     );
     if (!probe[0]) throw new InvalidTokenError("invalid invitation token");
-    const row = await this.permissionChange(probe[0].organization_id, () =>
+    const org = probe[0].organization_id;
+    const row = await this.permissionChange(org, () =>
       withTransaction(this.db, async (tx, outbox) => {
+        await this.lockMembers(tx, org);
         const { rows } = await tx.query<InvitationRow>(
           "select * from team_invitations where token_hash = $1 for update",
           [hash],
@@ -648,6 +795,10 @@ export class TeamManagementService {
           throw new ForbiddenError("this invitation was sent to another e-mail address");
         await lockTeam(tx, inv.team_id);
         await assertCollaboratorRoom(tx, inv.organization_id, userId);
+        const before = await tx.query<MembershipRow>(
+          "select * from team_memberships where team_id = $1 and user_id = $2",
+          [inv.team_id, userId],
+        );
         await grantKeepingHigher(tx, inv.team_id, userId, inv.role, inv.invited_by);
         await tx.query(
           "update team_invitations set status = 'accepted', accepted_by = $2, accepted_at = now() where id = $1",
@@ -657,27 +808,46 @@ export class TeamManagementService {
           inv.team_id,
           userId,
         ]);
+        const now = m.rows[0]!;
+        const was = before.rows[0];
+        const subject = `teams/${inv.team_id}`;
         await outbox.publishMany([
-          this.event("invitation.accepted", inv.organization_id, `teams/${inv.team_id}`, {
+          this.event("invitation.accepted", inv.organization_id, subject, {
             invitationId: inv.id,
             teamId: inv.team_id,
             userId,
           }),
-          this.event("member.added", inv.organization_id, `teams/${inv.team_id}`, {
-            teamId: inv.team_id,
-            userId,
-            role: m.rows[0]!.role,
-            addedBy: inv.invited_by,
-            invitationId: inv.id,
-          }),
+          // A member event only for what changed: joining, or a role the invitation raised.
+          ...(!was
+            ? [
+                this.event("member.added", inv.organization_id, subject, {
+                  teamId: inv.team_id,
+                  userId,
+                  role: now.role,
+                  addedBy: inv.invited_by,
+                  invitationId: inv.id,
+                }),
+              ]
+            : was.role !== now.role
+              ? [
+                  this.event("member.role_changed", inv.organization_id, subject, {
+                    teamId: inv.team_id,
+                    userId,
+                    previousRole: was.role,
+                    role: now.role,
+                    changedBy: inv.invited_by,
+                    invitationId: inv.id,
+                  }),
+                ]
+              : []),
         ]);
-        return m.rows[0]!;
+        return now;
       }),
     );
     return toMembership(row);
   }
 
-  /** Revokes a pending invitation. */
+  /** Revokes a pending invitation (its unsent e-mail is cancelled too). */
   async revokeInvitation(teamId: string, invitationId: string, actorUserId: string): Promise<{ revoked: boolean }> {
     const team = await this.team(this.db, teamId);
     return withTransaction(this.db, async (tx, outbox) => {
@@ -687,6 +857,7 @@ export class TeamManagementService {
         [invitationId, teamId],
       );
       if (rowCount === 0) throw new NotFoundError(`no pending invitation ${invitationId}`);
+      await cancelEmails(tx, invitationId);
       await outbox.publish(
         this.event("invitation.revoked", team.organization_id, `teams/${teamId}`, {
           invitationId,
@@ -698,27 +869,55 @@ export class TeamManagementService {
     });
   }
 
-  /** Re-sends a pending invitation with a new token and a fresh expiry (the old token stops working). */
+  /**
+   * Re-sends a pending (or expired) invitation with a new token and a fresh expiry: the old token
+   * stops working and its unsent e-mail is cancelled. Counts toward the rate limit like a new one.
+   */
   async resendInvitation(teamId: string, invitationId: string, actorUserId: string): Promise<TeamInvitation> {
     const team = await this.team(this.db, teamId);
     await this.authorize(this.db, team, actorUserId, "team.invite");
-    const token = newInvitationToken();
-    const { rows } = await this.db.query<InvitationRow>(
-      `update team_invitations set token_hash = $3, expires_at = now() + make_interval(days => $4), status = 'pending'
-       where id = $1 and team_id = $2 and status in ('pending', 'expired') returning *`,
-      [invitationId, teamId, await hashToken(token), this.config.invitationTtlDays],
-    );
-    const inv = rows[0];
-    if (!inv) throw new NotFoundError(`no pending invitation ${invitationId}`);
-    const mail = invitationEmail(
-      team.name,
-      inv.role,
-      token,
-      this.acceptUrl,
-      inv.message ?? undefined,
-      new Date(inv.expires_at),
-    );
-    await this.email.send({ to: inv.email, ...mail, kind: "invitation", organizationId: team.organization_id });
+    const current = (
+      await this.db.query<InvitationRow>("select * from team_invitations where id = $1 and team_id = $2", [
+        invitationId,
+        teamId,
+      ])
+    ).rows[0];
+    if (!current || (current.status !== "pending" && current.status !== "expired")) {
+      throw new NotFoundError(`no pending invitation ${invitationId}`);
+    }
+    await this.assertMayGrant(this.db, team, actorUserId, current.role);
+    await this.invitationRateLimit(team.organization_id);
+    const { nonce, token, hash } = await issueInvitationToken(this.tokenSecret, invitationId);
+    const inv = await withTransaction(this.db, async (tx, outbox) => {
+      const { rows } = await tx.query<InvitationRow>(
+        `update team_invitations set token_hash = $3, token_nonce = $4, expires_at = now() + make_interval(days => $5),
+           status = 'pending'
+         where id = $1 and team_id = $2 and status in ('pending', 'expired') returning *`,
+        [invitationId, teamId, hash, nonce, this.config.invitationTtlDays],
+      );
+      const inv = rows[0];
+      if (!inv) throw new NotFoundError(`no pending invitation ${invitationId}`);
+      await cancelEmails(tx, invitationId);
+      await this.queueInvitationEmail(tx, team, inv, nonce);
+      await outbox.publish(
+        this.event("invitation.sent", team.organization_id, `teams/${teamId}`, {
+          invitationId,
+          teamId,
+          email: inv.email,
+          role: inv.role,
+          invitedBy: actorUserId,
+          expiresAt: iso(inv.expires_at),
+          resent: true,
+        }),
+      );
+      return inv;
+    }).catch((err: unknown) => {
+      // Re-sending an expired invitation while a newer one is pending for the same address.
+      if ((err as { code?: string }).code === "23505") {
+        throw new ConflictError(`${current.email} already has a newer pending invitation to this team`);
+      }
+      throw err;
+    });
     return toInvitation(inv, token);
   }
 
@@ -730,11 +929,17 @@ export class TeamManagementService {
   ): Promise<TeamInvitation[]> {
     const team = await this.team(this.db, teamId);
     await this.authorize(this.db, team, actorUserId, "team.invite");
+    // Expiry is judged the same way everywhere (`toInvitation`): a pending row past its expiry is
+    // expired whether or not the cron has marked it yet.
+    const where = {
+      pending: "status = 'pending' and expires_at > now()",
+      expired: "(status = 'expired' or (status = 'pending' and expires_at <= now()))",
+      accepted: "status = 'accepted'",
+      revoked: "status = 'revoked'",
+    }[status];
     const { rows } = await this.db.query<InvitationRow>(
-      status === "pending" || status === "expired"
-        ? "select * from team_invitations where team_id = $1 and status = 'pending' and (expires_at > now()) = ($2 = 'pending') order by created_at desc"
-        : "select * from team_invitations where team_id = $1 and status = $2 order by created_at desc",
-      [teamId, status],
+      `select * from team_invitations where team_id = $1 and ${where} order by created_at desc`,
+      [teamId],
     );
     return rows.map((r) => toInvitation(r));
   }
@@ -748,6 +953,7 @@ export class TeamManagementService {
          returning *`,
         [limit],
       );
+      for (const r of rows) await cancelEmails(tx, r.id);
       await outbox.publishMany(
         rows.map((r) =>
           this.event("invitation.expired", r.organization_id, `teams/${r.team_id}`, {
@@ -773,8 +979,10 @@ export class TeamManagementService {
   ): Promise<{ memberships: TeamMembership[]; nextCursor: string | null }> {
     const limit = Math.min(Math.max(options.limit ?? 50, 1), 200);
     const after = decodeCursor(options.cursor);
+    // Someone else's memberships show only where the viewer may see members (public teams, teams they
+    // reach): a private or secret team is not revealed through who belongs to it.
     const { rows } = await this.db.query<MembershipRow & { inherited: boolean; created_text: string }>(
-      `with recursive direct as (
+      `with recursive ${reachCte("$9", "coalesce($2::text, rt.organization_id)", "$4")}, direct as (
          select m.* from team_memberships m join teams t on t.id = m.team_id
          where m.user_id = $1 and ($2::text is null or t.organization_id = $2)
        ), below as (
@@ -794,6 +1002,7 @@ export class TeamManagementService {
        )
        select e.*, t.created_at::text as created_text from everything e join teams t on t.id = e.team_id
        where ($5::text is null or (t.created_at, t.id) > ($5::timestamptz, $6))
+         and ($9 = $1 or ${membersVisibleSql("t", "$8")})
        order by t.created_at, t.id limit $7`,
       [
         userId,
@@ -803,6 +1012,8 @@ export class TeamManagementService {
         after?.createdAt ?? null,
         after?.id ?? "",
         limit + 1,
+        !this.viewer || this.viewer.orgAdmin,
+        this.viewer?.userId ?? "",
       ],
     );
     const page = rows.slice(0, limit);
@@ -823,15 +1034,22 @@ export class TeamManagementService {
     const path = await ancestorRows(this.db, teamId, this.config.maxDepth);
     const self = path[0];
     if (!self || !(await this.visible(self))) throw new NotFoundError(`team ${teamId} not found`);
-    const ancestors = direction === "descendants" ? [] : path.slice(1).map(toTeam);
+    let ancestors: Team[] = [];
+    if (direction !== "descendants") {
+      // The chain stops below the first ancestor the viewer may not see: nothing above it is named.
+      const seen = await this.sightOf(path.slice(1));
+      const cut = path.slice(1).findIndex((t) => !seen.get(t.id)?.visible);
+      ancestors = await this.present(cut < 0 ? path.slice(1) : path.slice(1, 1 + cut));
+    }
     const descendants: TeamHierarchyNode[] = [];
     if (direction !== "ancestors") {
       const rows = await descendantRows(this.db, teamId, this.config.maxDepth);
+      const seen = await this.sightOf(rows.filter((r) => r.visibility === "secret"));
       const hidden = new Set<string>();
       const nodes = new Map<string, TeamHierarchyNode>();
       for (const r of rows) {
         // A secret team hides its whole subtree from those who cannot see it.
-        if (hidden.has(r.parent_team_id ?? "") || (r.visibility === "secret" && !(await this.visible(r)))) {
+        if (hidden.has(r.parent_team_id ?? "") || seen.get(r.id)?.visible === false) {
           hidden.add(r.id);
           continue;
         }
@@ -841,7 +1059,8 @@ export class TeamManagementService {
         else nodes.get(r.parent_team_id ?? "")?.children.push(node);
       }
     }
-    return { team: toTeam(self), ancestors, descendants };
+    const [team] = await this.present([self]);
+    return { team: team!, ancestors, descendants };
   }
 
   /**
@@ -903,7 +1122,7 @@ export class TeamManagementService {
         { path: "permission", message: "see GET /openapi.json for the permission list" },
       ]);
     if (this.isOrgAdmin(userId)) return { allowed: true, reason: "organization admin" };
-    return decide(permission, await this.grants(teamId, userId), false);
+    return decide(permission, await this.redacted(await this.grants(teamId, userId), userId), false);
   }
 
   /** Caches the organization of a team (teams never change organization). */
@@ -922,8 +1141,41 @@ export class TeamManagementService {
    */
   async getEffectivePermissions(teamId: string, userId: string): Promise<EffectivePermissions> {
     const admin = this.isOrgAdmin(userId);
-    const grants = admin ? [] : await this.grants(teamId, userId);
+    const grants = admin ? [] : await this.redacted(await this.grants(teamId, userId), userId);
     const { permissions, sources } = effectivePermissions(grants, admin);
     return { teamId, userId, role: effectiveGrant(grants)?.role ?? null, permissions, sources };
   }
+
+  /** The organization's team policy: who may create teams at the root (`members`, GitHub's default, or `admins`). */
+  async getTeamPolicy(organizationId: string): Promise<TeamPolicy> {
+    return { organizationId, rootTeamCreation: await rootTeamCreation(this.db, organizationId) };
+  }
+
+  /**
+   * Sets who may create root teams. @throws {ForbiddenError} unless the caller is an organization admin
+   * @param policy - `rootTeamCreation`: `members` or `admins`
+   */
+  async updateTeamPolicy(
+    organizationId: string,
+    policy: { rootTeamCreation: "members" | "admins" },
+  ): Promise<TeamPolicy> {
+    if (this.viewer && !this.viewer.orgAdmin)
+      throw new ForbiddenError("only organization admins change the team policy");
+    const p = parseInput(teamPolicySchema.pick({ rootTeamCreation: true }), policy, "team policy");
+    await this.db.query(
+      `insert into organizations (id, root_team_creation) values ($1, $2)
+       on conflict (id) do update set root_team_creation = excluded.root_team_creation, updated_at = now()`,
+      [organizationId, p.rootTeamCreation],
+    );
+    return { organizationId, rootTeamCreation: p.rootTeamCreation };
+  }
+}
+
+/** Who may create root teams in an organization (`members` when it has no row yet). */
+async function rootTeamCreation(q: Queryable, org: string): Promise<"members" | "admins"> {
+  const { rows } = await q.query<{ p: "members" | "admins" }>(
+    "select root_team_creation as p from organizations where id = $1",
+    [org],
+  );
+  return rows[0]?.p ?? "members";
 }

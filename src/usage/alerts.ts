@@ -1,6 +1,6 @@
 import { createEvent } from "../events/cloudevent.ts";
 import { withTransaction } from "../events/bus.ts";
-import { createEmailClient } from "../platform/email.ts";
+import { queueEmail } from "../platform/email.ts";
 import type { Platform } from "../platform/platform.ts";
 
 /** A threshold or limit crossed by an organization's counters. */
@@ -18,12 +18,11 @@ export type AlertCrossing =
 /**
  * Fires alerts exactly once: a row per (subscription, period) — or (organization, metric, period)
  * for exceeded limits — is claimed in the transaction that writes the event into the outbox and the
- * in-app notification; a crossing seen again (a retried batch, a restarted object) claims nothing.
- * E-mails go out after the commit.
+ * in-app notification and queues the e-mail; a crossing seen again (a retried batch, a restarted
+ * object) claims nothing.
  */
 export async function fireAlerts(p: Platform, org: string, crossings: readonly AlertCrossing[]): Promise<number> {
-  const emails: { to: string; subject: string; text: string }[] = [];
-  const fired = await withTransaction(p.db, async (tx, outbox) => {
+  return withTransaction(p.db, async (tx, outbox) => {
     let n = 0;
     for (const c of crossings) {
       const pct = Math.round((c.used / c.limit) * 10_000) / 100;
@@ -64,10 +63,13 @@ export async function fireAlerts(p: Platform, org: string, crossings: readonly A
         }
         const to = claim.rows[0]?.notify_email;
         if (c.subscription.notificationChannels.includes("email") && to) {
-          emails.push({
+          // Queued in this transaction: the e-mail exists exactly when the alert was claimed.
+          await queueEmail(tx, {
             to,
             subject: `CloudMatrix: ${c.metricType} at ${pct}% of your plan`,
             text: `Your organization ${org} has used ${c.used} of ${c.limit} ${c.metricType} (${pct}%) this billing period.`,
+            kind: "usage.alert",
+            organizationId: org,
           });
         }
       } else {
@@ -101,10 +103,4 @@ export async function fireAlerts(p: Platform, org: string, crossings: readonly A
     }
     return n;
   });
-  const email = createEmailClient(p.db, p.config);
-  for (const m of emails)
-    await email
-      .send({ ...m, kind: "usage.alert", organizationId: org })
-      .catch((err: unknown) => p.logger.error("alert e-mail failed", { err }));
-  return fired;
 }

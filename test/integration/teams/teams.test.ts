@@ -2,7 +2,6 @@ import { env } from "cloudflare:workers";
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../../src/index.ts";
-import { api } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
 import { as, json, newOrg } from "./support.ts";
 
@@ -129,7 +128,7 @@ describe("teams", () => {
       await ana.call(`/teams/${old.id}?reassignTo=${target.id}`, { method: "DELETE" }),
       200,
     );
-    expect(del).toEqual({ deleted: true, membersReassigned: 3 });
+    expect(del).toEqual({ deleted: true, membersReassigned: 3, rolesCapped: 0 });
     const members = await withDb((db) =>
       db.query<{ user_id: string; role: string }>(
         "select user_id, role from team_memberships where team_id = $1 order by user_id",
@@ -187,20 +186,43 @@ describe("teams", () => {
     const ana = as(org, "ana");
     const root = await ana.createTeam("Root");
     const kid = await ana.createTeam("Kid", { parentTeamId: root.id });
-    const direct = await json<{ memberships: { teamId: string }[] }>(
-      await api(`/v1/orgs/${org}/users/ana/teams`, { org, scopes: ["teams:read"] }),
-      200,
-    );
+    const direct = await json<{ memberships: { teamId: string }[] }>(await ana.call("/users/ana/teams"), 200);
     expect(direct.memberships.map((m) => m.teamId).sort()).toEqual([root.id, kid.id].sort());
     await ana.addMember(root.id, "bo", "admin");
+    // Seen by ana, who reaches both (private) teams: an outsider would not see these memberships.
     const inherited = await json<{ memberships: { teamId: string; role: string; inherited?: boolean }[] }>(
-      await api(`/v1/orgs/${org}/users/bo/teams?includeInherited=true`, { org, scopes: ["teams:read"] }),
+      await ana.call("/users/bo/teams?includeInherited=true"),
       200,
     );
     expect(inherited.memberships).toEqual([
       expect.objectContaining({ teamId: root.id, role: "admin" }),
       expect.objectContaining({ teamId: kid.id, role: "admin", inherited: true }),
     ]);
+  });
+
+  it("lets the organization restrict root teams to its admins; subteams follow the parent's rule", async () => {
+    const org = await newOrg();
+    const ana = as(org, "ana");
+    const admin = as(org, "root", { admin: true });
+    const root = await ana.createTeam("Before");
+    expect(await json(await ana.call("/team-policy"), 200)).toEqual({
+      organizationId: org,
+      rootTeamCreation: "members",
+    });
+    expect((await ana.call("/team-policy", { method: "PUT", body: { rootTeamCreation: "admins" } })).status).toBe(403);
+    expect((await admin.call("/team-policy", { method: "PUT", body: { rootTeamCreation: "sometimes" } })).status).toBe(
+      400,
+    );
+    expect(
+      await json(await admin.call("/team-policy", { method: "PUT", body: { rootTeamCreation: "admins" } }), 200),
+    ).toEqual({
+      organizationId: org,
+      rootTeamCreation: "admins",
+    });
+    const refused = await ana.call("/teams", { body: { name: "After" } });
+    expect(refused.status).toBe(403);
+    expect(await ana.createTeam("Sub", { parentTeamId: root.id })).toMatchObject({ parentTeamId: root.id });
+    expect((await admin.createTeam("By admin")).name).toBe("By admin");
   });
 
   it("expires invitations from the cron and emits invitation.expired", async () => {

@@ -1,14 +1,16 @@
 import { describe, expect, it } from "vitest";
+import { deriveToken } from "../../../src/platform/secret-token.ts";
 import {
   hashToken,
   invitationEmail,
+  issueInvitationToken,
   looksLikeToken,
-  newInvitationToken,
   toInvitation,
 } from "../../../src/teams/invitation.ts";
 import type { InvitationRow } from "../../../src/teams/invitation.ts";
 import type { MembershipRow } from "../../../src/teams/membership.ts";
-import { byRoleThenJoin, toMembership, touchesOwner, withUsers } from "../../../src/teams/membership.ts";
+import { byRoleThenJoin, toMembership, withUsers } from "../../../src/teams/membership.ts";
+import { grantableRole, permissionToGrant } from "../../../src/teams/permissions.ts";
 import { invitationRequestSchema } from "../../../src/teams/schemas.ts";
 import { noUsers } from "../../../src/teams/users.ts";
 
@@ -43,11 +45,16 @@ describe("memberships", () => {
     expect(sorted.map((r) => r.user_id)).toEqual(["o1", "o2", "a", "m"]);
   });
 
-  it("flags changes that touch the owner role", () => {
-    expect(touchesOwner("owner", "admin")).toBe(true);
-    expect(touchesOwner("member", "owner")).toBe(true);
-    expect(touchesOwner("member", "admin")).toBe(false);
-    expect(touchesOwner("owner", null)).toBe(true);
+  it("has one rule of who may grant what: owners grant owner, admins up to admin, members nothing", () => {
+    expect(permissionToGrant("owner")).toBe("team.manage_owners");
+    expect(permissionToGrant("admin")).toBe("team.manage_members");
+    expect(permissionToGrant("member")).toBe("team.manage_members");
+    const on = (role: MembershipRow["role"], distance = 0) => [{ teamId: "t", teamName: "T", role, distance }];
+    expect(grantableRole(on("owner", 2), false)).toBe("owner");
+    expect(grantableRole(on("admin"), false)).toBe("admin");
+    expect(grantableRole(on("member"), false)).toBeNull();
+    expect(grantableRole([], false)).toBeNull();
+    expect(grantableRole([], true)).toBe("owner");
   });
 
   it("omits user details when no users service is configured", async () => {
@@ -62,10 +69,17 @@ describe("memberships", () => {
 });
 
 describe("invitation tokens", () => {
-  it("are 256-bit base64url strings, unique", () => {
-    const tokens = new Set(Array.from({ length: 200 }, newInvitationToken));
-    expect(tokens.size).toBe(200);
-    for (const t of tokens) expect(looksLikeToken(t)).toBe(true);
+  it("are 256-bit base64url strings derived from the invitation and a fresh nonce, unique", async () => {
+    const secret = "s".repeat(32);
+    const issued = await Promise.all(Array.from({ length: 200 }, () => issueInvitationToken(secret, "inv_1")));
+    expect(new Set(issued.map((t) => t.token)).size).toBe(200);
+    for (const t of issued) {
+      expect(looksLikeToken(t.token)).toBe(true);
+      expect(t.hash).toBe(await hashToken(t.token));
+      // Derivable again from what is stored (id, nonce) plus the secret — and only with the secret.
+      expect(await deriveToken(secret, "inv_1", t.nonce)).toBe(t.token);
+      expect(await deriveToken("t".repeat(32), "inv_1", t.nonce)).not.toBe(t.token);
+    }
   });
 
   it("are stored as SHA-256 hex", async () => {
@@ -105,20 +119,19 @@ describe("invitations", () => {
     expect(toInvitation(inv(), "tok").token).toBe("tok");
   });
 
-  it("writes an e-mail with the link, the message and the expiry", () => {
+  it("writes an e-mail with a token placeholder (never the token), the link, the message and the expiry", () => {
     const m = invitationEmail(
       "Design",
       "admin",
-      "TOKEN",
       "https://app.example.com/accept",
       "hello",
-      new Date("2026-12-01T00:00:00Z"),
+      new Date(Date.UTC(2024, 5, 1)),
     );
     expect(m.subject).toBe("You are invited to join Design on CloudMatrix");
-    expect(m.text).toContain("https://app.example.com/accept?token=TOKEN");
+    expect(m.text).toContain("https://app.example.com/accept?token={{token}}");
     expect(m.text).toContain("hello");
-    expect(m.text).toContain("2026-12-01T00:00:00.000Z");
-    expect(invitationEmail("D", "member", "T", undefined, undefined, new Date(0)).text).toContain("token: T");
+    expect(m.text).toContain("2024-06-01T00:00:00.000Z");
+    expect(invitationEmail("D", "member", undefined, undefined, new Date(0)).text).toContain("token: {{token}}");
   });
 
   it("normalises the invited address and bounds the expiry", () => {

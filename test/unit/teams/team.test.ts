@@ -36,6 +36,7 @@ function service(viewer?: { userId: string; orgAdmin: boolean; email?: string })
     keys: { key: (...p) => p.join(":") },
     emailClient: { send: vi.fn() },
     config: { maxDepth: 20, invitationTtlDays: 7, invitationRateLimit: 50 },
+    tokenSecret: "s".repeat(32),
     viewer,
   });
 }
