@@ -15,8 +15,10 @@ import { nextWake, runDue } from "../src/webhooks/runner.ts";
 
 /**
  * One object per webhook endpoint: its pending deliveries (SQLite), its circuit breaker, and one
- * alarm re-armed for the earliest due delivery (or the breaker's half-open time). The policy lives
- * in `src/webhooks/` (runner, queue, circuit); this class is storage, the alarm and RPC.
+ * alarm re-armed for the earliest due delivery (or the breaker's half-open time), and none while the
+ * endpoint is disabled: held deliveries cost nothing until `enqueue` (re-enabling) or `resetCircuit`
+ * wakes it. The policy lives in `src/webhooks/` (runner, queue, circuit); this class is storage,
+ * the alarm and RPC.
  */
 export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   private readonly sql: SqlStorage;

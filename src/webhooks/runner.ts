@@ -58,9 +58,20 @@ async function step(
   if (transition) await deps.onTransition(transition, circuit);
 }
 
-/** When to wake next: the half-open time of an open breaker, else the earliest due job. */
-export function nextWake(jobs: JobStore, circuit: CircuitRecord): number | null {
-  if (jobs.size() === 0) return null;
+/**
+ * What the endpoint was found to be: `active`, `inactive` (disabled: its jobs are held) or `deleted`.
+ * A run that did not load it (breaker open, nothing due) assumes `active`.
+ */
+export type EndpointState = "active" | "inactive" | "deleted";
+
+/**
+ * When to wake next (epoch ms), or null for no alarm. Held jobs must cost nothing: a disabled or
+ * deleted endpoint sleeps until something wakes it (re-enabling and `resetCircuit` re-arm through
+ * the object's RPC), an open breaker until its half-open time (or a job due after it), a closed or
+ * half-open one until the earliest job is due.
+ */
+export function nextWake(jobs: JobStore, circuit: CircuitRecord, endpoint: EndpointState = "active"): number | null {
+  if (endpoint !== "active" || jobs.size() === 0) return null;
   if (circuit.state === "open" && circuit.halfOpenAt !== null) return Math.max(circuit.halfOpenAt, jobs.nextDue() ?? 0);
   return jobs.nextDue();
 }
@@ -76,14 +87,16 @@ export async function runDue(deps: RunDeps, only?: string): Promise<RunResult & 
   };
   const started = deps.now();
   await step(deps, (c) => tick(c, started));
+  let state: EndpointState = "active";
 
   if (deps.circuit.get().state !== "open" && deps.jobs.size() > 0) {
     const endpoint = await deps.loadEndpoint();
     if (endpoint === null) {
-      deps.jobs.clear(); // deleted: its deliveries were cancelled in Postgres
-      return result;
-    }
-    if (endpoint !== "inactive") {
+      state = "deleted";
+      deps.jobs.clear(); // its deliveries were cancelled in Postgres
+    } else if (endpoint === "inactive") {
+      state = "inactive";
+    } else {
       let gone = false;
       while (!gone && deps.now() - started < deps.settings.maxRunMs) {
         const allowed = allowedInFlight(deps.circuit.get(), deps.settings.concurrency);
@@ -120,11 +133,14 @@ export async function runDue(deps: RunDeps, only?: string): Promise<RunResult & 
           if (r.decision.kind === "disable") gone = true;
         }
         result.records.push(...records);
-        if (gone) await deps.onGone();
+        if (gone) {
+          await deps.onGone();
+          state = "inactive";
+        }
         if (only) break;
       }
     }
   }
-  result.nextWakeAt = nextWake(deps.jobs, deps.circuit.get());
+  result.nextWakeAt = nextWake(deps.jobs, deps.circuit.get(), state);
   return result;
 }

@@ -8,7 +8,7 @@ import type { AttemptOutcome, Job } from "../../../src/webhooks/queue.ts";
 import { backoffMs, classifyStatus, decide, memoryJobStore, parseRetryAfter } from "../../../src/webhooks/queue.ts";
 import { patternsFor } from "../../../src/webhooks/repo.ts";
 import type { AttemptRecord, RunDeps } from "../../../src/webhooks/runner.ts";
-import { runDue } from "../../../src/webhooks/runner.ts";
+import { nextWake, runDue } from "../../../src/webhooks/runner.ts";
 import { customHeadersSchema, eventPatternsSchema, webhookEventSchema } from "../../../src/webhooks/schemas.ts";
 import { generateSecret, verify } from "../../../src/webhooks/signing.ts";
 
@@ -260,6 +260,91 @@ describe("endpoint runs", () => {
     await runDue(h.deps);
     expect(h.recorded[0]?.decision).toEqual({ kind: "failed" });
     expect(h.jobs.size()).toBe(0);
+  });
+});
+
+describe("wake-ups: a held delivery costs nothing", () => {
+  const open: CircuitRecord = {
+    ...closedCircuit,
+    state: "open",
+    failureCount: 5,
+    openedAt: 1_000,
+    halfOpenAt: 61_000,
+    openCount: 1,
+  };
+  const halfOpen: CircuitRecord = { ...open, state: "half_open" };
+  const store = (...dueAts: number[]) => {
+    const s = memoryJobStore();
+    s.add(dueAts.map((dueAt, i) => job(i, { dueAt })));
+    return s;
+  };
+
+  it("no jobs: no alarm, whatever the state", () => {
+    for (const c of [closedCircuit, open, halfOpen])
+      for (const e of ["active", "inactive", "deleted"] as const) expect(nextWake(store(), c, e)).toBeNull();
+  });
+
+  it("closed: the earliest job, due or future", () => {
+    expect(nextWake(store(5_000, 500), closedCircuit, "active")).toBe(500);
+    expect(nextWake(store(90_000), closedCircuit, "active")).toBe(90_000);
+  });
+
+  it("open: the half-open time, never earlier, or a job due after it", () => {
+    expect(nextWake(store(0, 10), open, "active")).toBe(61_000);
+    expect(nextWake(store(200_000), open, "active")).toBe(200_000);
+  });
+
+  it("half-open: the earliest job (a probe may go)", () => {
+    expect(nextWake(store(3_000, 70_000), halfOpen, "active")).toBe(3_000);
+  });
+
+  it("disabled: no alarm, even with due jobs or an open circuit (re-enabling wakes it)", () => {
+    for (const c of [closedCircuit, open, halfOpen]) expect(nextWake(store(0, 10), c, "inactive")).toBeNull();
+  });
+
+  it("deleted: no alarm", () => {
+    expect(nextWake(store(0), closedCircuit, "deleted")).toBeNull();
+  });
+
+  it("a run that finds the endpoint disabled holds its jobs and arms nothing", async () => {
+    const h = harness(() => ok, { loadEndpoint: async () => "inactive" });
+    h.jobs.add([job(1), job(2), job(3)]);
+    const r = await runDue(h.deps);
+    expect(r).toMatchObject({ processed: 0, nextWakeAt: null });
+    expect(h.jobs.size()).toBe(3);
+  });
+
+  it("a run that finds the endpoint deleted clears its jobs and arms nothing", async () => {
+    const h = harness(() => ok, { loadEndpoint: async () => null });
+    h.jobs.add([job(1), job(2, { dueAt: 9e15 })]);
+    const r = await runDue(h.deps);
+    expect(r.nextWakeAt).toBeNull();
+    expect(h.jobs.size()).toBe(0);
+  });
+
+  it("a run that gets 410 Gone holds the rest and arms nothing", async () => {
+    const h = harness(() => ({ ...bad, statusCode: 410 }), {
+      settings: {
+        retry,
+        circuit: { failureThreshold: 9, successThreshold: 2, cooldownMs: 1 },
+        concurrency: 1,
+        maxRunMs: 10_000,
+      },
+    });
+    h.jobs.add([job(1), job(2), job(3), job(4)]);
+    const r = await runDue(h.deps);
+    expect(r).toMatchObject({ processed: 1, nextWakeAt: null });
+    expect(h.jobs.size()).toBe(3);
+  });
+
+  it("a run while open arms the half-open time, a run while closed the next due job", async () => {
+    const h = harness(() => bad);
+    h.deps.circuit.set({ ...open, halfOpenAt: 2_000_000 });
+    h.jobs.add([job(1)]);
+    expect((await runDue(h.deps)).nextWakeAt).toBe(2_000_000);
+    const c = harness(() => ok);
+    c.jobs.add([job(1), job(2, { dueAt: 5_000_000 })]);
+    expect((await runDue(c.deps)).nextWakeAt).toBe(5_000_000);
   });
 });
 
