@@ -9,7 +9,7 @@ import type { Endpoint } from "../src/webhooks/attempt.ts";
 import type { CircuitRecord, CircuitState } from "../src/webhooks/circuit.ts";
 import { circuitView, closedCircuit, resetCircuit } from "../src/webhooks/circuit.ts";
 import type { Job, JobStore } from "../src/webhooks/queue.ts";
-import { findWebhook, recordAttempts } from "../src/webhooks/repo.ts";
+import { findWebhook, recordAttempts, recordCircuit } from "../src/webhooks/repo.ts";
 import type { AttemptRecord, RunResult } from "../src/webhooks/runner.ts";
 import { nextWake, runDue } from "../src/webhooks/runner.ts";
 
@@ -136,8 +136,11 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   async resetCircuit(): Promise<{ reset: boolean }> {
     const { circuit, transition } = resetCircuit(this.circuit());
     this.put("circuit", JSON.stringify(circuit));
-    if (transition)
-      await this.withPlatform((p) => this.emit(p, "webhook.circuit_closed", { reason: transition.reason }));
+    await this.withPlatform(async (p) => {
+      if (transition) await this.emit(p, "webhook.circuit_closed", { reason: transition.reason });
+      // Also without a transition: a mirror left stale by a failed write heals here.
+      await recordCircuit(p.db, this.get("webhookId") ?? "", circuit);
+    });
     await this.rearm(nextWake(this.jobs, circuit));
     return { reset: transition !== null };
   }
@@ -244,6 +247,7 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
               failureCount: c.failureCount,
               halfOpenAt: c.halfOpenAt ? new Date(c.halfOpenAt).toISOString() : null,
             });
+            await recordCircuit(db, webhookId, c);
           },
           onGone: async () => {
             this.endpointCache = undefined;

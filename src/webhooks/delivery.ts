@@ -410,15 +410,20 @@ export class WebhookDeliverySystem {
   }
 
   /**
-   * Process the delivery queue (cron sweep): hands every overdue pending delivery — round-robin
-   * across webhooks — to its endpoint object again (idempotent) and runs those endpoints now.
+   * Process the delivery queue (cron sweep): hands every overdue pending delivery that can run —
+   * round-robin across webhooks — to its endpoint object again (idempotent) and runs those
+   * endpoints now. Deliveries of disabled webhooks and of open circuits (until their half-open
+   * time, mirrored from the endpoint objects) are held: handing them over would only fill the batch.
    * @param batchSize - most deliveries to look at
    */
   async processQueue(batchSize = 10): Promise<{ processed: number; succeeded: number; failed: number }> {
     const { rows } = await this.db.query<DeliveryRow>(
       `select * from (
-         select d.*, row_number() over (partition by webhook_id order by scheduled_at) as rn
-         from webhook_deliveries d where status = 'pending' and scheduled_at < now() - interval '30 seconds'
+         select d.*, row_number() over (partition by d.webhook_id order by d.scheduled_at) as rn
+         from webhook_deliveries d join webhooks w on w.id = d.webhook_id
+         where d.status = 'pending' and d.scheduled_at < now() - interval '30 seconds'
+           and w.active and w.deleted_at is null
+           and (w.circuit_state <> 'open' or w.circuit_half_open_at <= now())
        ) x order by rn, scheduled_at limit $1`,
       [batchSize],
     );

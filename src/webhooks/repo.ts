@@ -1,4 +1,5 @@
 import type { Queryable } from "../platform/db.ts";
+import type { CircuitRecord } from "./circuit.ts";
 import type { AttemptRecord } from "./runner.ts";
 import type { Delivery, Webhook, WebhookStats } from "./schemas.ts";
 
@@ -114,6 +115,18 @@ export async function matchingWebhookIds(db: Queryable, org: string, type: strin
     [org, patternsFor(type)],
   );
   return rows.map((r) => r.id);
+}
+
+/**
+ * Mirrors the breaker of an endpoint object in Postgres (on every transition and reset), so the
+ * cron sweep can skip endpoints whose deliveries are held.
+ */
+export async function recordCircuit(db: Queryable, webhookId: string, c: CircuitRecord): Promise<void> {
+  await db.query("update webhooks set circuit_state = $2, circuit_half_open_at = $3 where id = $1", [
+    webhookId,
+    c.state,
+    c.state === "closed" || c.halfOpenAt === null ? null : new Date(c.halfOpenAt).toISOString(),
+  ]);
 }
 
 /** A `webhook_deliveries` row. */

@@ -224,6 +224,68 @@ describe("operations", () => {
     expect((await received(hook.name)).requests.map((q) => q.headers["webhook-id"])).toContain(`msg_orphan_${w.id}`);
   });
 
+  it("sweeps only deliveries that can run: open-circuit and disabled endpoints cannot starve a healthy one", async () => {
+    const org = newOrg();
+    const broken = newHook();
+    await script(broken.name, { otherwise: { status: 500 } });
+    const open = await register(org, broken.url, ["team.*"]);
+    for (let i = 0; i < 5; i++) await sendEvent(org);
+    await endpoint(open.id).drain();
+    expect((await circuit(org, open.id)).state).toBe("open");
+    const disabledHook = newHook();
+    const disabled = await register(org, disabledHook.url, ["member.*"]);
+    await api(`/v1/orgs/${org}/webhooks/${disabled.id}`, { org, method: "PATCH", body: { active: false } });
+    const healthyHook = newHook();
+    const healthy = await register(org, healthyHook.url, ["member.*"]);
+    // Overdue rows the objects never got: the held ones older than the healthy one, so an
+    // oldest-first sweep that does not know the endpoints' state takes them first.
+    const seed = (webhookId: string, n: number, age: string) =>
+      withDb(async (db) => {
+        for (let i = 0; i < n; i++) {
+          const id = `msg_sweep_${i}_${webhookId}`;
+          await db.query(
+            `insert into webhook_deliveries (id, webhook_id, organization_id, event_id, event_type, payload, scheduled_at)
+             values ($1, $2, $3, $4, 'team.created', $5, now() - $6::interval)`,
+            [id, webhookId, org, `evt_sweep_${i}_${webhookId}`, JSON.stringify({ id, type: "team.created" }), age],
+          );
+        }
+      });
+    await seed(open.id, 10, "2 days");
+    await seed(disabled.id, 10, "2 days");
+    await seed(healthy.id, 1, "1 day");
+    const brokenBefore = (await received(broken.name)).requests.length;
+
+    const { createWebhookService } = await import("../../../src/webhooks/service.ts");
+    const { createPlatform } = await import("../../../src/platform/platform.ts");
+    const { createLogger } = await import("../../../src/platform/logger.ts");
+    const platform = createPlatform(env, createExecutionContext(), createLogger());
+    const r = await createWebhookService(platform).processQueue(2);
+    expect(r.succeeded).toBeGreaterThanOrEqual(1);
+    expect((await received(healthyHook.name)).requests.map((q) => q.headers["webhook-id"])).toEqual([
+      `msg_sweep_0_${healthy.id}`,
+    ]);
+    expect((await received(broken.name)).requests).toHaveLength(brokenBefore);
+    expect((await received(disabledHook.name)).requests).toHaveLength(0);
+    expect(await endpoint(open.id).pending()).toBe(5); // the seeded rows were not handed over
+    expect(await endpoint(disabled.id).pending()).toBe(0);
+
+    // The sweep reads the breaker from Postgres: the object mirrors every transition there.
+    const mirror = async () =>
+      (
+        await withDb((db) =>
+          db.query<{ circuit_state: string; circuit_half_open_at: Date | null }>(
+            "select circuit_state, circuit_half_open_at from webhooks where id = $1",
+            [open.id],
+          ),
+        )
+      ).rows[0]!;
+    const m = await mirror();
+    expect(m.circuit_state).toBe("open");
+    expect(new Date(m.circuit_half_open_at!).toISOString()).toBe((await circuit(org, open.id)).halfOpenAt);
+    await api(`/v1/orgs/${org}/webhooks/${open.id}/circuit/reset`, { org, method: "POST" });
+    expect(await mirror()).toEqual({ circuit_state: "closed", circuit_half_open_at: null });
+  });
+
   it("reports health with latency percentiles", async () => {
     const org = newOrg();
     const hook = newHook();
