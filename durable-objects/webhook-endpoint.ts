@@ -31,11 +31,13 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     void ctx.blockConcurrencyWhile(async () => {
-      this.sql.exec(`create table if not exists jobs (
-        delivery_id text primary key, event_id text not null, event_type text not null, body text not null,
-        attempts integer not null, due_at integer not null, created_at integer not null)`);
-      this.sql.exec("create index if not exists jobs_due on jobs (due_at, created_at)");
       this.sql.exec("create table if not exists kv (key text primary key, value text not null)");
+      for (let v = Number(this.get("schema") ?? 0); v < SCHEMA.length; v++) {
+        ctx.storage.transactionSync(() => {
+          for (const statement of SCHEMA[v]!) this.sql.exec(statement);
+          this.put("schema", String(v + 1));
+        });
+      }
     });
   }
 
@@ -55,19 +57,29 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     add: (list) => {
       let n = 0;
       for (const j of list) {
-        n +=
+        const added =
           this.sql.exec(
-            "insert into jobs (delivery_id, event_id, event_type, body, attempts, due_at, created_at) values (?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
+            "insert into jobs (delivery_id, event_id, event_type, body, attempts, schedule_base, due_at, created_at) values (?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
             j.deliveryId,
             j.eventId,
             j.eventType,
             j.body,
             j.attempts,
+            j.scheduleBase,
             j.dueAt,
             j.createdAt,
-          ).rowsWritten > 0
-            ? 1
-            : 0;
+          ).rowsWritten > 0;
+        if (added) n++;
+        // Replayed since it was handed over: the new schedule wins.
+        else
+          this.sql.exec(
+            "update jobs set attempts = ?, schedule_base = ?, due_at = ? where delivery_id = ? and schedule_base < ?",
+            j.attempts,
+            j.scheduleBase,
+            j.dueAt,
+            j.deliveryId,
+            j.scheduleBase,
+          );
       }
       return n;
     },
@@ -273,12 +285,29 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   }
 }
 
+/**
+ * The object's SQLite schema as ordered steps; `kv.schema` holds how many an object has applied, so
+ * an existing object gets only the steps it lacks. Append steps, never edit one. Step 1 is what
+ * objects had before versioning (hence `if not exists`).
+ */
+const SCHEMA: readonly (readonly string[])[] = [
+  [
+    `create table if not exists jobs (
+      delivery_id text primary key, event_id text not null, event_type text not null, body text not null,
+      attempts integer not null, due_at integer not null, created_at integer not null)`,
+    "create index if not exists jobs_due on jobs (due_at, created_at)",
+  ],
+  // The position in the current retry schedule (a replay starts a fresh one).
+  ["alter table jobs add column schedule_base integer not null default 0"],
+];
+
 interface JobRow extends Record<string, SqlStorageValue> {
   delivery_id: string;
   event_id: string;
   event_type: string;
   body: string;
   attempts: number;
+  schedule_base: number;
   due_at: number;
   created_at: number;
 }
@@ -289,6 +318,7 @@ const toJob = (r: JobRow): Job => ({
   eventType: r.event_type,
   body: r.body,
   attempts: r.attempts,
+  scheduleBase: r.schedule_base,
   dueAt: r.due_at,
   createdAt: r.created_at,
 });

@@ -5,3 +5,7 @@
 alter table webhooks
   add column circuit_state text not null default 'closed' check (circuit_state in ('closed', 'open', 'half_open')),
   add column circuit_half_open_at timestamptz;
+
+-- A replay (retryDelivery, recover) starts a fresh retry schedule while attempt_count keeps the
+-- total: schedule_base is attempt_count when the current schedule started.
+alter table webhook_deliveries add column schedule_base integer not null default 0;

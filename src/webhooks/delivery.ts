@@ -114,7 +114,7 @@ export function envelope(
 }
 
 const toJob = (
-  d: Pick<DeliveryRow, "id" | "event_id" | "event_type" | "payload" | "attempt_count" | "created_at">,
+  d: Pick<DeliveryRow, "id" | "event_id" | "event_type" | "payload" | "attempt_count" | "schedule_base" | "created_at">,
   dueAt: number,
 ): Job => ({
   deliveryId: d.id,
@@ -122,6 +122,7 @@ const toJob = (
   eventType: d.event_type,
   body: d.payload,
   attempts: d.attempt_count,
+  scheduleBase: d.schedule_base,
   dueAt,
   createdAt: new Date(d.created_at).getTime(),
 });
@@ -503,7 +504,8 @@ export class WebhookDeliverySystem {
   }
 
   /**
-   * Retry a delivery manually (also a succeeded one: "resend"). Its attempt numbering continues.
+   * Retry a delivery manually (also a succeeded one: "resend"). A delivery that is not pending
+   * starts a fresh retry schedule (full `maxAttempts` with backoff); its attempt numbering continues.
    * @param deliveryId - delivery identifier
    * @throws {NotFoundError} if unknown; {ConflictError} if its webhook was deleted
    */
@@ -513,7 +515,8 @@ export class WebhookDeliverySystem {
     if (!(await findWebhook(this.db, d.webhook_id))) throw new ConflictError(`webhook ${d.webhook_id} was deleted`);
     if (d.status !== "pending") {
       await this.db.query(
-        "update webhook_deliveries set status = 'pending', scheduled_at = now(), completed_at = null where id = $1",
+        `update webhook_deliveries set status = 'pending', scheduled_at = now(), completed_at = null, schedule_base = attempt_count
+         where id = $1`,
         [deliveryId],
       );
     }
@@ -521,13 +524,14 @@ export class WebhookDeliverySystem {
   }
 
   /**
-   * Requeues every failed delivery of a webhook created since `since` ("recover").
+   * Requeues every failed delivery of a webhook created since `since` ("recover"), each with a
+   * fresh retry schedule; attempt numbering continues.
    * @returns how many were requeued
    */
   async recoverFailed(webhookId: string, since: Date): Promise<{ requeued: number }> {
     const webhook = await this.mustFind(webhookId);
     const { rows } = await this.db.query<DeliveryRow>(
-      `update webhook_deliveries set status = 'pending', scheduled_at = now(), completed_at = null
+      `update webhook_deliveries set status = 'pending', scheduled_at = now(), completed_at = null, schedule_base = attempt_count
        where webhook_id = $1 and status = 'failed' and created_at >= $2 returning *`,
       [webhookId, since.toISOString()],
     );

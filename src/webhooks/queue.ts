@@ -12,8 +12,13 @@ export interface Job {
   eventType: string;
   /** The exact request body (signed as is). */
   body: string;
-  /** Attempts made so far. */
+  /** Attempts made so far, in all (the attempt history's numbering continues across replays). */
   attempts: number;
+  /**
+   * `attempts` when the current retry schedule started: 0, or the total at the last replay
+   * (`retryDelivery`, `recoverFailed`). Backoff and the attempt limit count from here.
+   */
+  scheduleBase: number;
   /** Epoch ms when the next attempt is due. */
   dueAt: number;
   /** Epoch ms when the delivery was created (enqueue→delivered latency). */
@@ -22,7 +27,10 @@ export interface Job {
 
 /** Job storage of one endpoint (SQLite in the Durable Object; an array in unit tests). */
 export interface JobStore {
-  /** Adds jobs whose delivery id is not held yet; returns how many were new. */
+  /**
+   * Adds jobs whose delivery id is not held yet; returns how many were new. A held job with an
+   * older schedule (`scheduleBase` lower: the delivery was replayed since) takes the new one.
+   */
   add(jobs: readonly Job[]): number;
   /** Due jobs (dueAt ≤ now), earliest first. */
   due(now: number, limit: number): Job[];
@@ -113,7 +121,15 @@ export type Decision =
   | { kind: "disable" };
 
 /**
- * Decides the delivery's fate after its `attempts`-th attempt. `Retry-After` on 429/503 is honoured
+ * Which attempt of the current retry schedule the `attemptNumber`-th attempt of a job is (1-based):
+ * a replayed delivery starts over at 1 while its history keeps counting.
+ */
+export function schedulePosition(job: Pick<Job, "scheduleBase">, attemptNumber: number): number {
+  return attemptNumber - job.scheduleBase;
+}
+
+/**
+ * Decides the delivery's fate after the `attempts`-th attempt of its current schedule. `Retry-After` on 429/503 is honoured
  * but clamped to [1 s, cap] so an endpoint can neither hammer-loop nor park us for a day.
  */
 export function decide(
@@ -142,9 +158,9 @@ export function memoryJobStore(): JobStore {
     add(list) {
       let n = 0;
       for (const j of list) {
-        if (jobs.has(j.deliveryId)) continue;
-        jobs.set(j.deliveryId, { ...j });
-        n++;
+        const held = jobs.get(j.deliveryId);
+        if (!held) n++;
+        if (!held || held.scheduleBase < j.scheduleBase) jobs.set(j.deliveryId, { ...j });
       }
       return n;
     },

@@ -138,7 +138,10 @@ export interface DeliveryRow {
   event_type: string;
   payload: string;
   status: Delivery["status"];
+  /** Attempts in all. */
   attempt_count: number;
+  /** attempt_count when the current retry schedule started (a replay starts a fresh one). */
+  schedule_base: number;
   scheduled_at: Date;
   last_attempt_at: Date | null;
   response_status: number | null;

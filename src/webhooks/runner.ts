@@ -2,7 +2,7 @@ import type { CircuitRecord, CircuitSettings, CircuitTransition } from "./circui
 import { allowedInFlight, recordFailure, recordSuccess, tick } from "./circuit.ts";
 import type { Endpoint } from "./attempt.ts";
 import type { AttemptOutcome, Decision, Job, JobStore, RetrySettings } from "./queue.ts";
-import { decide } from "./queue.ts";
+import { decide, schedulePosition } from "./queue.ts";
 
 /**
  * One run of an endpoint's queue (its Durable Object's alarm): advance the breaker, take due jobs
@@ -14,7 +14,7 @@ import { decide } from "./queue.ts";
 /** One attempt as recorded in Postgres. */
 export interface AttemptRecord {
   job: Job;
-  /** 1-based number of this attempt. */
+  /** 1-based number of this attempt in the delivery's whole history (continues across replays). */
   attemptNumber: number;
   attemptedAt: number;
   outcome: AttemptOutcome;
@@ -114,7 +114,13 @@ export async function runDue(deps: RunDeps, only?: string): Promise<RunResult & 
             attemptNumber,
             attemptedAt,
             outcome,
-            decision: decide(outcome, attemptNumber, deps.settings.retry, attemptedAt, deps.random),
+            decision: decide(
+              outcome,
+              schedulePosition(job, attemptNumber),
+              deps.settings.retry,
+              attemptedAt,
+              deps.random,
+            ),
           };
         });
         // Durable first: if recording fails, the jobs stay due and are attempted again (at-least-once).

@@ -166,6 +166,74 @@ describe("operations", () => {
     expect(other.status).toBe(404);
   });
 
+  it("a replay starts a fresh retry schedule: retried or recovered after exhaustion, a failure retries again", async () => {
+    const org = newOrg();
+    const hook = newHook();
+    await script(hook.name, { otherwise: { status: 500 } });
+    const w = await register(org, hook.url, ["team.*"]);
+    const sent = await sendEvent(org);
+    const row = async (eventId: string) =>
+      (
+        await withDb((db) =>
+          db.query<{ id: string; status: string; attempt_count: number; scheduled_at: Date }>(
+            "select id, status, attempt_count, scheduled_at from webhook_deliveries where event_id = $1",
+            [eventId],
+          ),
+        )
+      ).rows[0]!;
+    const numbers = async (deliveryId: string) =>
+      (
+        await withDb((db) =>
+          db.query<{ n: number }>(
+            "select attempt_number as n from webhook_attempts where delivery_id = $1 order by id",
+            [deliveryId],
+          ),
+        )
+      ).rows.map((r) => r.n);
+    // Exhaust it through the real schedule: every hour of travel makes the next retry (or probe) due.
+    await endpoint(w.id).drain();
+    for (let i = 0; i < 20 && (await row(sent.eventId)).status === "pending"; i++) {
+      await timeTravel(w.id, 3_600_000);
+      await endpoint(w.id).drain();
+    }
+    const exhausted = await row(sent.eventId);
+    expect(exhausted).toMatchObject({ status: "failed", attempt_count: 15 });
+    await api(`/v1/orgs/${org}/webhooks/${w.id}/circuit/reset`, { org, method: "POST" });
+
+    const retried = await json<{ success: boolean; statusCode: number; willRetry: boolean; nextRetryAt: string }>(
+      await api(`/v1/orgs/${org}/deliveries/${exhausted.id}/retry`, { org, method: "POST" }),
+    );
+    expect(retried).toMatchObject({ success: false, statusCode: 500, willRetry: true });
+    // The first step of a fresh schedule (base 60 s in tests, ±20 %), not the capped 15th.
+    const delay = Date.parse(retried.nextRetryAt) - Date.now();
+    expect(delay).toBeGreaterThan(60_000 * 0.8 - 5_000);
+    expect(delay).toBeLessThan(60_000 * 1.2);
+    expect(await row(sent.eventId)).toMatchObject({ status: "pending", attempt_count: 16 });
+    await timeTravel(w.id, 3_600_000);
+    await endpoint(w.id).drain();
+    expect(await row(sent.eventId)).toMatchObject({ status: "pending", attempt_count: 17 });
+    expect(await numbers(exhausted.id)).toEqual(Array.from({ length: 17 }, (_, i) => i + 1));
+
+    // recover: an exhausted delivery (marked by hand) gets a fresh schedule too.
+    const other = await sendEvent(org);
+    const marked = await row(other.eventId);
+    await endpoint(w.id).drain();
+    await withDb((db) =>
+      db.query("update webhook_deliveries set status = 'failed', attempt_count = 15 where id = $1", [marked.id]),
+    );
+    // The object still holds it mid-schedule (as after a lost hand-back); the replay's schedule wins.
+    const recovered = await json<{ requeued: number }>(
+      await api(`/v1/orgs/${org}/webhooks/${w.id}/recover`, {
+        org,
+        body: { since: new Date(Date.now() - 60_000).toISOString() },
+      }),
+    );
+    expect(recovered.requeued).toBe(1);
+    await endpoint(w.id).drain();
+    expect(await row(other.eventId)).toMatchObject({ status: "pending", attempt_count: 16 });
+    expect((await numbers(marked.id)).at(-1)).toBe(16);
+  });
+
   it("deletes a webhook and cancels its pending deliveries", async () => {
     const org = newOrg();
     const hook = newHook();

@@ -323,7 +323,16 @@ describe("delivery", () => {
           [deliveryId, w.id, org, eventId, body],
         );
         const now = Date.now();
-        out.push({ deliveryId, eventId, eventType: "team.created", body, attempts: 0, dueAt: now, createdAt: now + i });
+        out.push({
+          deliveryId,
+          eventId,
+          eventType: "team.created",
+          body,
+          attempts: 0,
+          scheduleBase: 0,
+          dueAt: now,
+          createdAt: now + i,
+        });
       }
       return out;
     });
@@ -389,6 +398,45 @@ describe("delivery", () => {
     expect(new Set(r.requests.map((q) => q.headers["webhook-id"])).size).toBe(24);
     expect(r.maxInFlight).toBeLessThanOrEqual(4);
     expect(r.maxInFlight).toBeGreaterThan(1);
+  });
+
+  it("migrates an endpoint object's SQLite from the layout before schema versions", async () => {
+    const org = newOrg();
+    const hook = newHook();
+    const w = await register(org, hook.url, ["team.*"]);
+    // A delivery persisted but never handed over (an alarm of its own would race the rebuild below).
+    const id = `msg_legacy_${w.id}`;
+    const d = { id, eventId: `evt_legacy_${w.id}`, payload: JSON.stringify({ id, type: "team.created" }) };
+    await withDb((db) =>
+      db.query(
+        `insert into webhook_deliveries (id, webhook_id, organization_id, event_id, event_type, payload)
+         values ($1, $2, $3, $4, 'team.created', $5)`,
+        [d.id, w.id, org, d.eventId, d.payload],
+      ),
+    );
+    await endpoint(w.id).enqueue(w.id, org, []); // the object exists, with its webhook id
+    // Rebuild what an object created before versioning has: jobs without schedule_base, no kv.schema.
+    await runInDurableObject(endpoint(w.id), async (_i: unknown, state: DurableObjectState) => {
+      const sql = state.storage.sql;
+      sql.exec("drop table jobs");
+      sql.exec("delete from kv where key = 'schema'");
+      sql.exec(`create table jobs (
+        delivery_id text primary key, event_id text not null, event_type text not null, body text not null,
+        attempts integer not null, due_at integer not null, created_at integer not null)`);
+      sql.exec("insert into jobs values (?, ?, 'team.created', ?, 0, 0, 0)", d.id, d.eventId, d.payload);
+    });
+    await evictDurableObject(endpoint(w.id));
+    const columns = await runInDurableObject(endpoint(w.id), async (_i: unknown, state: DurableObjectState) => ({
+      names: state.storage.sql
+        .exec<{ name: string }>("select name from pragma_table_info('jobs')")
+        .toArray()
+        .map((c) => c.name),
+      schema: state.storage.sql.exec<{ value: string }>("select value from kv where key = 'schema'").one().value,
+    }));
+    expect(columns.names).toContain("schedule_base");
+    expect(columns.schema).toBe("2");
+    expect(await endpoint(w.id).drain()).toMatchObject({ processed: 1, succeeded: 1 });
+    expect((await received(hook.name)).requests.map((r) => r.headers["webhook-id"])).toEqual([d.id]);
   });
 
   it("loses nothing when the endpoint object is evicted mid-backlog", async () => {

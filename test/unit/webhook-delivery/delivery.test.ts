@@ -19,6 +19,7 @@ const job = (i: number, over: Partial<Job> = {}): Job => ({
   eventType: "team.created",
   body: `{"id":"msg_${i}"}`,
   attempts: 0,
+  scheduleBase: 0,
   dueAt: 0,
   createdAt: i,
   ...over,
@@ -105,6 +106,15 @@ describe("job store", () => {
     expect(s.due(30, 10).map((j) => j.deliveryId)).toEqual(["msg_1"]);
     expect(s.clear()).toBe(2);
     expect(s.nextDue()).toBeNull();
+  });
+
+  it("lets a replay's fresh schedule replace a held job's older one, and only that", () => {
+    const s = memoryJobStore();
+    s.add([job(1, { attempts: 3, dueAt: 50 })]);
+    expect(s.add([job(1, { attempts: 3, dueAt: 0 })])).toBe(0); // a re-hand of the same schedule
+    expect(s.get("msg_1")).toMatchObject({ attempts: 3, scheduleBase: 0, dueAt: 50 });
+    expect(s.add([job(1, { attempts: 15, scheduleBase: 15, dueAt: 7 })])).toBe(0);
+    expect(s.get("msg_1")).toMatchObject({ attempts: 15, scheduleBase: 15, dueAt: 7 });
   });
 });
 
@@ -260,6 +270,19 @@ describe("endpoint runs", () => {
     await runDue(h.deps);
     expect(h.recorded[0]?.decision).toEqual({ kind: "failed" });
     expect(h.jobs.size()).toBe(0);
+  });
+
+  it("gives a replayed delivery a fresh schedule while its attempt numbering continues", async () => {
+    const h = harness(() => bad);
+    h.jobs.add([job(1, { attempts: 15, scheduleBase: 15 })]);
+    await runDue(h.deps);
+    // Position 1 of a fresh schedule: the base backoff, not exhausted.
+    expect(h.recorded[0]).toMatchObject({ attemptNumber: 16, decision: { kind: "retry", at: 1_001_000 } });
+    expect(h.jobs.get("msg_1")).toMatchObject({ attempts: 16, scheduleBase: 15 });
+    const last = harness(() => bad);
+    last.jobs.add([job(1, { attempts: 19, scheduleBase: 15 })]);
+    await runDue(last.deps);
+    expect(last.recorded[0]).toMatchObject({ attemptNumber: 20, decision: { kind: "failed" } });
   });
 });
 
