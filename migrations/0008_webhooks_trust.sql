@@ -9,3 +9,16 @@ alter table webhooks
 -- A replay (retryDelivery, recover) starts a fresh retry schedule while attempt_count keeps the
 -- total: schedule_base is attempt_count when the current schedule started.
 alter table webhook_deliveries add column schedule_base integer not null default 0;
+
+-- Events that arrive while a webhook is disabled are recorded as 'held' (not handed to the endpoint
+-- object), so recover can send them once it is re-enabled.
+alter table webhook_deliveries drop constraint webhook_deliveries_status_check;
+alter table webhook_deliveries add constraint webhook_deliveries_status_check
+  check (status in ('pending', 'in_progress', 'succeeded', 'failed', 'cancelled', 'held'));
+-- Matching now includes disabled webhooks.
+drop index webhooks_events_idx;
+create index webhooks_events_idx on webhooks using gin (events) where deleted_at is null;
+-- recover reads failed and held deliveries by creation time.
+drop index webhook_deliveries_failed_idx;
+create index webhook_deliveries_recoverable_idx on webhook_deliveries (webhook_id, created_at)
+  where status in ('failed', 'held');

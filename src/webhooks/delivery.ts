@@ -8,7 +8,7 @@ import { parseInput } from "../platform/validation.ts";
 import type { CircuitState } from "./circuit.ts";
 import type { Job } from "./queue.ts";
 import type { DeliveryRow, WebhookRow } from "./repo.ts";
-import { findDelivery, findWebhook, listWebhookRows, matchingWebhookIds, toDelivery, toWebhook } from "./repo.ts";
+import { findDelivery, findWebhook, listWebhookRows, matchingWebhooks, toDelivery, toWebhook } from "./repo.ts";
 import type { AttemptRecord } from "./runner.ts";
 import type {
   Delivery,
@@ -247,7 +247,7 @@ export class WebhookDeliverySystem {
   }
 
   /**
-   * Delete a webhook and cancel pending deliveries.
+   * Delete a webhook and cancel pending (and held) deliveries.
    * @param webhookId - webhook identifier
    * @returns whether it was deleted and how many pending deliveries were cancelled
    */
@@ -259,7 +259,7 @@ export class WebhookDeliverySystem {
       );
       if (rowCount === 0) return null;
       const res = await tx.query(
-        "update webhook_deliveries set status = 'cancelled', completed_at = now() where webhook_id = $1 and status in ('pending', 'in_progress')",
+        "update webhook_deliveries set status = 'cancelled', completed_at = now() where webhook_id = $1 and status in ('pending', 'in_progress', 'held')",
         [webhookId],
       );
       return res.rowCount;
@@ -302,40 +302,46 @@ export class WebhookDeliverySystem {
   /**
    * Enqueue an event for delivery to all matching webhooks. Idempotent on `eventId`: a repeated
    * call creates nothing new and re-hands any still-pending delivery to its endpoint.
-   * Every delivery is persisted in Postgres before this returns.
+   * Every delivery is persisted in Postgres before this returns. A disabled webhook's delivery is
+   * recorded as `held` and not handed over: `recoverFailed` sends it once the webhook is re-enabled.
    * @param event - the event (`eventId`, `eventType`, `organizationId`, `data`, `occurredAt`)
-   * @returns how many deliveries are queued and to which webhooks
+   * @returns how many deliveries are queued and to which (active) webhooks
    */
   async enqueueEvent(event: WebhookEvent): Promise<{ queued: number; webhookIds: string[] }> {
     const e = parseInput(webhookEventSchema, event, "webhook event");
-    const webhookIds = await matchingWebhookIds(this.db, e.organizationId, e.eventType);
-    if (webhookIds.length === 0) return { queued: 0, webhookIds: [] };
-    const rows = await this.insertDeliveries(e, webhookIds);
-    await this.handOff(rows.filter((r) => r.status === "pending"));
-    return { queued: rows.filter((r) => r.status === "pending").length, webhookIds };
+    const targets = await matchingWebhooks(this.db, e.organizationId, e.eventType);
+    if (targets.length === 0) return { queued: 0, webhookIds: [] };
+    const rows = await this.insertDeliveries(
+      e,
+      targets.map((t) => ({ webhookId: t.id, status: t.active ? "pending" : "held" })),
+    );
+    const pending = rows.filter((r) => r.status === "pending");
+    await this.handOff(pending);
+    return { queued: pending.length, webhookIds: targets.filter((t) => t.active).map((t) => t.id) };
   }
 
   private async insertDeliveries(
     e: { eventId: string; eventType: string; organizationId: string; occurredAt: string; data: unknown },
-    webhookIds: string[],
+    targets: { webhookId: string; status: "pending" | "held" }[],
   ): Promise<DeliveryRow[]> {
-    const fresh = webhookIds.map((webhookId) => {
+    const fresh = targets.map(({ webhookId, status }) => {
       const id = newDeliveryId();
-      return { id, webhook_id: webhookId, payload: envelope(id, e) };
+      return { id, webhook_id: webhookId, status, payload: envelope(id, e) };
     });
     // One round trip: the new rows come back from the insert, rows of an earlier enqueue of the same
     // event from the select (both read the same snapshot, so nothing is returned twice).
     const { rows } = await this.db.query<DeliveryRow>(
       `with ins as (
-         insert into webhook_deliveries (id, webhook_id, organization_id, event_id, event_type, payload)
-         select x.id, x.webhook_id, $2, $3, $4, x.payload from jsonb_to_recordset($1::jsonb) as x(id text, webhook_id text, payload text)
+         insert into webhook_deliveries (id, webhook_id, organization_id, event_id, event_type, payload, status)
+         select x.id, x.webhook_id, $2, $3, $4, x.payload, x.status
+         from jsonb_to_recordset($1::jsonb) as x(id text, webhook_id text, payload text, status text)
          on conflict (webhook_id, event_id) do nothing
          returning *
        )
        select * from ins
        union all
        select * from webhook_deliveries where event_id = $3 and webhook_id = any($5::text[])`,
-      [JSON.stringify(fresh), e.organizationId, e.eventId, e.eventType, webhookIds],
+      [JSON.stringify(fresh), e.organizationId, e.eventId, e.eventType, targets.map((t) => t.webhookId)],
     );
     return rows;
   }
@@ -524,15 +530,17 @@ export class WebhookDeliverySystem {
   }
 
   /**
-   * Requeues every failed delivery of a webhook created since `since` ("recover"), each with a
-   * fresh retry schedule; attempt numbering continues.
+   * Requeues every failed or held delivery of a webhook created since `since` ("recover", as in
+   * Svix), each with a fresh retry schedule; attempt numbering continues. Held deliveries are the
+   * events that arrived while the webhook was disabled; re-enable it first, or they wait in its
+   * endpoint object until it is.
    * @returns how many were requeued
    */
   async recoverFailed(webhookId: string, since: Date): Promise<{ requeued: number }> {
     const webhook = await this.mustFind(webhookId);
     const { rows } = await this.db.query<DeliveryRow>(
       `update webhook_deliveries set status = 'pending', scheduled_at = now(), completed_at = null, schedule_base = attempt_count
-       where webhook_id = $1 and status = 'failed' and created_at >= $2 returning *`,
+       where webhook_id = $1 and status in ('failed', 'held') and created_at >= $2 returning *`,
       [webhookId, since.toISOString()],
     );
     for (let i = 0; i < rows.length; i += 500) {
@@ -560,7 +568,7 @@ export class WebhookDeliverySystem {
         occurredAt: new Date(this.now()).toISOString(),
         data: { message: "This is a test event from CloudMatrix.", webhookId },
       },
-      [webhookId],
+      [{ webhookId, status: "pending" }],
     );
     return this.attemptDelivery(row!.id);
   }

@@ -108,13 +108,20 @@ export function patternsFor(type: string): string[] {
   return out;
 }
 
-/** Active webhooks of `org` subscribed to `type` (GIN-indexed array overlap). */
-export async function matchingWebhookIds(db: Queryable, org: string, type: string): Promise<string[]> {
-  const { rows } = await db.query<{ id: string }>(
-    "select id from webhooks where organization_id = $1 and active and deleted_at is null and events && $2::text[] order by id",
+/**
+ * Webhooks of `org` (not deleted) subscribed to `type`, active or not: a disabled one still gets
+ * its deliveries recorded, as `held` (GIN-indexed array overlap).
+ */
+export async function matchingWebhooks(
+  db: Queryable,
+  org: string,
+  type: string,
+): Promise<{ id: string; active: boolean }[]> {
+  const { rows } = await db.query<{ id: string; active: boolean }>(
+    "select id, active from webhooks where organization_id = $1 and deleted_at is null and events && $2::text[] order by id",
     [org, patternsFor(type)],
   );
-  return rows.map((r) => r.id);
+  return rows;
 }
 
 /**

@@ -167,7 +167,7 @@ const recoverRoute = createRoute({
   path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/recover",
   tags,
   middleware: [write, idempotent()] as const,
-  summary: "Requeue every failed delivery since a time",
+  summary: "Requeue every failed or held delivery since a time, each with a fresh retry schedule",
   request: { params: orgWebhook, body: jsonBody(z.object({ since: z.iso.datetime({ offset: true }) })) },
   responses: { 202: jsonResponse(z.object({ requeued: z.number().int() }), "Requeued"), ...authErrors },
 });

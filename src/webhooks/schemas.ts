@@ -132,8 +132,13 @@ export const webhookEventSchema = z
 /** An event to deliver. */
 export type WebhookEvent = z.input<typeof webhookEventSchema>;
 
-/** Delivery statuses. */
-export const deliveryStatuses = ["pending", "in_progress", "succeeded", "failed", "cancelled"] as const;
+/**
+ * Delivery statuses: `pending` (queued in its endpoint object, retrying), `in_progress` (in the
+ * model, not written), `succeeded`, `failed` (retries exhausted, or the URL refused), `cancelled`
+ * (webhook deleted), `held` (the event arrived while the webhook was disabled: recorded, not sent;
+ * `recover` sends it).
+ */
+export const deliveryStatuses = ["pending", "in_progress", "succeeded", "failed", "cancelled", "held"] as const;
 
 /** Seed `Delivery`. */
 export const deliverySchema = z
@@ -142,7 +147,7 @@ export const deliverySchema = z
     webhookId: z.string(),
     eventId: z.string(),
     eventType: z.string(),
-    status: z.enum(deliveryStatuses),
+    status: z.enum(deliveryStatuses).openapi({ description: "held: arrived while the webhook was disabled" }),
     attemptNumber: z.number().int(),
     scheduledAt: z.string(),
     attemptedAt: z.string().optional(),

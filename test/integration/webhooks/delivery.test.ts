@@ -183,6 +183,44 @@ describe("delivery", () => {
     expect(member.webhookIds).toEqual([a.id]);
   });
 
+  it("records events for a disabled webhook as held; re-enabling and recover deliver them", async () => {
+    const org = newOrg();
+    const hook = newHook();
+    const w = await register(org, hook.url, ["team.*"]);
+    await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org, method: "PATCH", body: { active: false } });
+    const since = new Date(Date.now() - 1_000).toISOString();
+    const sent = [];
+    for (let i = 0; i < 3; i++) sent.push(await sendEvent(org, "team.created", { n: i }));
+    expect(sent.map((e) => e.queued)).toEqual([0, 0, 0]);
+
+    const history = await json<{ deliveries: { status: string; eventId: string }[]; total: number }>(
+      await api(`/v1/orgs/${org}/webhooks/${w.id}/deliveries?status=held`, { org }),
+    );
+    expect(history.total).toBe(3);
+    expect(history.deliveries.map((d) => d.eventId).sort()).toEqual(sent.map((e) => e.eventId).sort());
+    const status = await json<{ deliveries: { status: string }[]; summary: Record<string, { status: string }> }>(
+      await api(`/v1/orgs/${org}/webhook-events/${sent[0]!.eventId}/deliveries`, { org }),
+    );
+    expect(status.deliveries).toEqual([expect.objectContaining({ status: "held", attemptNumber: 0 })]);
+    expect(status.summary[w.id]).toEqual({ status: "held", attempts: 0 });
+
+    // Re-enabling alone does not send what was held (Svix semantics): recover does.
+    await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org, method: "PATCH", body: { active: true } });
+    await endpoint(w.id).drain();
+    expect((await received(hook.name)).requests).toHaveLength(0);
+    const recovered = await json<{ requeued: number }>(
+      await api(`/v1/orgs/${org}/webhooks/${w.id}/recover`, { org, body: { since } }),
+    );
+    expect(recovered.requeued).toBe(3);
+    await endpoint(w.id).drain();
+    const got = (await received(hook.name)).requests.map((r) => verifiedBy(w.secret, r) as { eventId: string });
+    expect(got.map((p) => p.eventId).sort()).toEqual(sent.map((e) => e.eventId).sort());
+    const after = await json<{ total: number }>(
+      await api(`/v1/orgs/${org}/webhooks/${w.id}/deliveries?status=succeeded`, { org }),
+    );
+    expect(after.total).toBe(3);
+  });
+
   it("is idempotent on eventId: one delivery per webhook, same webhook-id", async () => {
     const org = newOrg();
     const hook = newHook();
