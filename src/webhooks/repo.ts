@@ -46,6 +46,7 @@ export function toWebhook(r: WebhookRow, reveal = false): Webhook {
     totalDeliveries: Number(r.total_deliveries ?? 0),
     successfulDeliveries: Number(r.successful_deliveries ?? 0),
     failedDeliveries: Number(r.failed_deliveries ?? 0),
+    attempts,
     averageResponseTimeMs: attempts ? Math.round((Number(r.total_response_time_ms ?? 0) / attempts) * 10) / 10 : 0,
     lastDeliveryAt: iso(r.last_delivery_at),
     lastDeliveryStatus: r.last_delivery_status,
@@ -183,8 +184,8 @@ export async function findDelivery(db: Queryable, id: string): Promise<DeliveryR
 }
 
 /**
- * Records a wave of attempts in one round trip: the attempts' history, each delivery's status and
- * the webhook's running stats.
+ * Records a wave of attempts in one round trip: the attempts' history and each delivery's status.
+ * The webhook's stats follow from both by triggers (migration 0008), like every other change.
  */
 export async function recordAttempts(
   db: Queryable,
@@ -220,20 +221,7 @@ export async function recordAttempts(
          completed_at = case when a.status in ('succeeded', 'failed') then a.attempted_at end
        from a where d.id = a.delivery_id and d.status <> 'cancelled'
      )
-     insert into webhook_stats as s (webhook_id, total_deliveries, successful_deliveries, failed_deliveries, total_response_time_ms, attempts, last_delivery_at, last_delivery_status)
-     select $1,
-       count(*) filter (where status <> 'pending'), count(*) filter (where status = 'succeeded'), count(*) filter (where status = 'failed'),
-       sum(response_time_ms), count(*), max(attempted_at),
-       (array_agg(case when success then 'succeeded' else 'failed' end order by attempted_at desc))[1]
-     from a
-     on conflict (webhook_id) do update set
-       total_deliveries = s.total_deliveries + excluded.total_deliveries,
-       successful_deliveries = s.successful_deliveries + excluded.successful_deliveries,
-       failed_deliveries = s.failed_deliveries + excluded.failed_deliveries,
-       total_response_time_ms = s.total_response_time_ms + excluded.total_response_time_ms,
-       attempts = s.attempts + excluded.attempts,
-       last_delivery_at = greatest(s.last_delivery_at, excluded.last_delivery_at),
-       last_delivery_status = excluded.last_delivery_status`,
+     select 1`,
     [webhookId, JSON.stringify(rows)],
   );
 }

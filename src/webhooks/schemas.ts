@@ -84,13 +84,18 @@ export const webhookUpdateSchema = z
 /** Input of `updateWebhook`. */
 export type WebhookUpdate = z.input<typeof webhookUpdateSchema>;
 
-/** Seed `WebhookStats`. */
+/**
+ * Seed `WebhookStats`. Deliveries are counted by their current state, attempts per attempt: a
+ * resend adds an attempt, not a delivery; a failed delivery recovered to success moves from
+ * `failedDeliveries` to `successfulDeliveries`.
+ */
 export const webhookStatsSchema = z
   .object({
-    totalDeliveries: z.number().int(),
-    successfulDeliveries: z.number().int(),
-    failedDeliveries: z.number().int(),
-    averageResponseTimeMs: z.number(),
+    totalDeliveries: z.number().int().openapi({ description: "deliveries attempted at least once" }),
+    successfulDeliveries: z.number().int().openapi({ description: "deliveries whose current status is succeeded" }),
+    failedDeliveries: z.number().int().openapi({ description: "deliveries whose current status is failed" }),
+    attempts: z.number().int().openapi({ description: "attempts in all (retries and resends included)" }),
+    averageResponseTimeMs: z.number().openapi({ description: "mean response time per attempt" }),
     lastDeliveryAt: z.string().nullable(),
     lastDeliveryStatus: z.string().nullable(),
   })

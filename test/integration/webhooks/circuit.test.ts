@@ -234,6 +234,74 @@ describe("operations", () => {
     expect((await numbers(marked.id)).at(-1)).toBe(16);
   });
 
+  it("counts deliveries by their current state and attempts per attempt (resend, recover)", async () => {
+    type Stats = {
+      totalDeliveries: number;
+      successfulDeliveries: number;
+      failedDeliveries: number;
+      attempts: number;
+      averageResponseTimeMs: number;
+      lastDeliveryStatus: string | null;
+    };
+    const org = newOrg();
+    const stats = async (id: string) =>
+      (await json<{ stats: Stats }>(await api(`/v1/orgs/${org}/webhooks/${id}`, { org }))).stats;
+    const meanLatency = async (id: string) => {
+      const { rows } = await withDb((db) =>
+        db.query<{ ms: number }>("select response_time_ms as ms from webhook_attempts where webhook_id = $1", [id]),
+      );
+      return Math.round((rows.reduce((n, r) => n + r.ms, 0) / rows.length) * 10) / 10;
+    };
+
+    // Delivered, then resent and delivered again: one delivery, two attempts.
+    const okHook = newHook();
+    await script(okHook.name, { script: [{ delayMs: 30 }, { delayMs: 90 }] });
+    const ok = await register(org, okHook.url, ["team.*"]);
+    const sent = await sendEvent(org);
+    await endpoint(ok.id).drain();
+    const [delivery] = (
+      await withDb((db) =>
+        db.query<{ id: string }>("select id from webhook_deliveries where event_id = $1", [sent.eventId]),
+      )
+    ).rows;
+    const resent = await json<{ success: boolean }>(
+      await api(`/v1/orgs/${org}/deliveries/${delivery!.id}/retry`, { org, method: "POST" }),
+    );
+    expect(resent.success).toBe(true);
+    expect(await stats(ok.id)).toMatchObject({
+      totalDeliveries: 1,
+      successfulDeliveries: 1,
+      failedDeliveries: 0,
+      attempts: 2,
+      averageResponseTimeMs: await meanLatency(ok.id),
+      lastDeliveryStatus: "succeeded",
+    });
+
+    // Failed (410 Gone fails it at once), recovered, delivered: it moves from failed to succeeded.
+    const goneHook = newHook();
+    await script(goneHook.name, { script: [{ status: 410 }], otherwise: { status: 200 } });
+    const gone = await register(org, goneHook.url, ["member.*"]);
+    await sendEvent(org, "member.added");
+    await endpoint(gone.id).drain();
+    expect(await stats(gone.id)).toMatchObject({ totalDeliveries: 1, successfulDeliveries: 0, failedDeliveries: 1 });
+    await api(`/v1/orgs/${org}/webhooks/${gone.id}`, { org, method: "PATCH", body: { active: true } });
+    const recovered = await json<{ requeued: number }>(
+      await api(`/v1/orgs/${org}/webhooks/${gone.id}/recover`, {
+        org,
+        body: { since: new Date(Date.now() - 60_000).toISOString() },
+      }),
+    );
+    expect(recovered.requeued).toBe(1);
+    await endpoint(gone.id).drain();
+    expect(await stats(gone.id)).toMatchObject({
+      totalDeliveries: 1,
+      successfulDeliveries: 1,
+      failedDeliveries: 0,
+      attempts: 2,
+      lastDeliveryStatus: "succeeded",
+    });
+  });
+
   it("deletes a webhook and cancels its pending deliveries", async () => {
     const org = newOrg();
     const hook = newHook();
