@@ -425,9 +425,12 @@ describe("operations", () => {
   it("reports health with latency percentiles", async () => {
     const org = newOrg();
     const hook = newHook();
-    await script(hook.name, { script: [{ status: 500 }], otherwise: { status: 200, delayMs: 20 } });
+    // Widely spread latencies (the first answer a 500), so percentile_cont differs from nearest
+    // rank, from the maximum and between p95 and p99 by far more than the rounding.
+    const delays = [10, 0, 5, 15, 30, 50, 80, 120, 170, 230, 320, 450];
+    await script(hook.name, { script: delays.map((delayMs, i) => ({ status: i === 0 ? 500 : 200, delayMs })) });
     const w = await register(org, hook.url, ["team.*"]);
-    for (let i = 0; i < 5; i++) await sendEvent(org);
+    for (let i = 0; i < delays.length; i++) await sendEvent(org);
     await endpoint(w.id).drain();
     const h = await json<{
       successRate: number;
@@ -441,11 +444,33 @@ describe("operations", () => {
         org,
       }),
     );
-    expect(h.successRate).toBe(80);
-    expect(h.deliveriesInPeriod).toBe(5);
-    expect(h.p95LatencyMs).toBeGreaterThanOrEqual(h.averageLatencyMs * 0.5);
-    expect(h.p99LatencyMs).toBeGreaterThanOrEqual(h.p95LatencyMs);
+    expect(h.successRate).toBe(Math.round((11 / 12) * 10_000) / 100);
+    expect(h.deliveriesInPeriod).toBe(12);
     expect(h.errorBreakdown.map((e) => e.type)).toEqual(["http_5xx"]);
+
+    // The expected figures, computed here from the recorded attempts (percentile_cont: linear
+    // interpolation between the closest ranks).
+    const ms = (
+      await withDb((db) =>
+        db.query<{ ms: number }>("select response_time_ms as ms from webhook_attempts where webhook_id = $1", [w.id]),
+      )
+    ).rows
+      .map((r) => r.ms)
+      .sort((a, b) => a - b);
+    expect(ms).toHaveLength(12);
+    const cont = (p: number) => {
+      const pos = p * (ms.length - 1);
+      const lo = Math.floor(pos);
+      return ms[lo]! + (ms[Math.min(lo + 1, ms.length - 1)]! - ms[lo]!) * (pos - lo);
+    };
+    const nearestRank = (p: number) => ms[Math.ceil(p * ms.length) - 1]!;
+    const r1 = (v: number) => Math.round(v * 10) / 10;
+    // The data can tell a wrong percentile from the right one.
+    for (const p of [0.95, 0.99]) expect(Math.abs(cont(p) - nearestRank(p))).toBeGreaterThan(2);
+    expect(cont(0.99) - cont(0.95)).toBeGreaterThan(2);
+    expect(h.averageLatencyMs).toBeCloseTo(r1(ms.reduce((a, b) => a + b, 0) / ms.length), 1);
+    expect(h.p95LatencyMs).toBeCloseTo(r1(cont(0.95)), 1);
+    expect(h.p99LatencyMs).toBeCloseTo(r1(cont(0.99)), 1);
     const bad = await api(`/v1/orgs/${org}/webhooks/${w.id}/health?from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z`, {
       org,
     });
