@@ -148,11 +148,14 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   async resetCircuit(): Promise<{ reset: boolean }> {
     const { circuit, transition } = resetCircuit(this.circuit());
     this.put("circuit", JSON.stringify(circuit));
-    await this.withPlatform(async (p) => {
-      if (transition) await this.emit(p, "webhook.circuit_closed", { reason: transition.reason });
-      // Also without a transition: a mirror left stale by a failed write heals here.
-      await recordCircuit(p.db, this.get("webhookId") ?? "", circuit);
-    });
+    const webhookId = this.get("webhookId");
+    if (webhookId) {
+      await this.withPlatform(async (p) => {
+        if (transition) await this.emit(p, "webhook.circuit_closed", { reason: transition.reason });
+        // Also without a transition: a mirror left stale by a failed write heals here.
+        await recordCircuit(p.db, webhookId, circuit);
+      });
+    }
     await this.rearm(nextWake(this.jobs, circuit));
     return { reset: transition !== null };
   }

@@ -129,8 +129,9 @@ export function schedulePosition(job: Pick<Job, "scheduleBase">, attemptNumber: 
 }
 
 /**
- * Decides the delivery's fate after the `attempts`-th attempt of its current schedule. `Retry-After` on 429/503 is honoured
- * but clamped to [1 s, cap] so an endpoint can neither hammer-loop nor park us for a day.
+ * Decides the delivery's fate after the `attempts`-th attempt of its current schedule (see
+ * {@link schedulePosition}). `Retry-After` on 429/503 is honoured but clamped to [1 s, cap] so an
+ * endpoint can neither hammer-loop nor park us for a day.
  */
 export function decide(
   outcome: AttemptOutcome,

@@ -44,7 +44,7 @@ export interface RunResult {
   processed: number;
   succeeded: number;
   failed: number;
-  /** When the run should happen again (epoch ms), or null when nothing is pending. */
+  /** When the run should happen again (epoch ms; see {@link nextWake}), or null for no alarm. */
   nextWakeAt: number | null;
 }
 
