@@ -5,14 +5,16 @@ import { startUpstashAdapter } from "../upstash-adapter.ts";
 import { startWsProxy } from "../ws-proxy.ts";
 import { createDatabase, closePgProxy, databaseUrl, dropDatabase } from "./pg.ts";
 import { migrate } from "../migrate.ts";
-import { topology } from "../../src/events/rabbit.ts";
+import { ensureTopology, topology } from "../../src/events/rabbit.ts";
 import { withAmqp } from "../../src/platform/amqp.ts";
+import { parseRabbitmqConfig } from "../../src/platform/config.ts";
 import { Redis } from "@upstash/redis";
 
 /**
  * Everything a local Worker needs, in one call shared by `npm run dev`, the test setup and the
- * benchmarks: the stack (reused or started), a migrated database, the WebSocket proxy for the
- * Neon driver, the Upstash-compatible adapter, and the bindings that point at them.
+ * benchmarks: the stack (reused or started), a migrated database, the declared RabbitMQ topology,
+ * the WebSocket proxy for the Neon driver, the Upstash-compatible adapter, and the bindings that
+ * point at them.
  */
 
 /** Options of {@link startLocalEnv}. */
@@ -51,6 +53,16 @@ export async function startLocalEnv(opts: LocalEnvOptions): Promise<LocalEnv> {
   await createDatabase(stack.postgresUrl, opts.database);
   const migrated = await migrate(dbUrl, "migrations", log);
   log(`database ${opts.database}: ${migrated.applied.length} migration(s) applied`);
+  // Before anything can report ready: events published from then on must find their queue.
+  const rabbit = parseRabbitmqConfig({
+    RABBITMQ_URL: stack.rabbitmqUrl,
+    RABBITMQ_EXCHANGE: opts.rabbitmqExchange,
+    RABBITMQ_QUEUE_PREFIX: opts.rabbitmqQueuePrefix,
+  });
+  const t = await ensureTopology(rabbit);
+  log(
+    `rabbitmq: exchange ${t.exchange} → ${t.inbound.map((i) => i.queue).join(", ")} declared (dead letters ${t.deadLetterQueue})`,
+  );
 
   const proxy = await startWsProxy({ port: opts.wsProxyPort ?? 0 });
   const upstashToken = randomBytes(16).toString("hex");

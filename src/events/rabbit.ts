@@ -1,5 +1,6 @@
 import type { AMQPChannel } from "@cloudamqp/amqp-client";
-import { connectAmqp } from "../platform/amqp.ts";
+import type { AMQPClient } from "../platform/amqp.ts";
+import { connectAmqp, withAmqp } from "../platform/amqp.ts";
 import type { Config } from "../platform/config.ts";
 import type { CloudEvent } from "./cloudevent.ts";
 
@@ -41,6 +42,51 @@ export async function declareTopology(ch: AMQPChannel, t: Topology): Promise<voi
     await ch.queueDeclare(q.queue, { durable: true });
     for (const key of q.bindings) await ch.queueBind(q.queue, t.exchange, key);
   }
+}
+
+/**
+ * Declares the whole topology on its own connection: what `npm run setup` (deploys) and the local
+ * environment (`npm run dev`, tests) run before the service may report ready, so events other
+ * services publish from the first moment are routed to the inbound queue instead of dropped.
+ */
+export async function ensureTopology(rabbit: Config["rabbitmq"]): Promise<Topology> {
+  const t = topology(rabbit);
+  await withAmqp(rabbit.url, async (client) => declareTopology(await client.channel(), t));
+  return t;
+}
+
+/**
+ * What of the topology is missing on the broker, e.g. `["queue cloudmatrix-edge.usage-inbound
+ * missing"]`, by passive declares. The broker closes a channel whose passive declare fails, so each
+ * check gets a channel of its own. Bindings cannot be checked passively in AMQP 0-9-1; they are
+ * declared together with their queue, so a present queue has them unless someone removed them.
+ */
+export async function missingTopology(client: AMQPClient, t: Topology): Promise<string[]> {
+  const checks: { what: string; declare: (ch: AMQPChannel) => Promise<unknown> }[] = [
+    ...[t.exchange, t.deadLetterExchange].map((x) => ({
+      what: `exchange ${x}`,
+      declare: (ch: AMQPChannel) => ch.exchangeDeclare(x, "topic", { passive: true }),
+    })),
+    ...[...t.inbound.map((i) => i.queue), t.deadLetterQueue].map((q) => ({
+      what: `queue ${q}`,
+      declare: (ch: AMQPChannel) => ch.queueDeclare(q, { passive: true }),
+    })),
+  ];
+  const results = await Promise.all(
+    checks.map(async ({ what, declare }) => {
+      const ch = await client.channel();
+      try {
+        await declare(ch);
+        await ch.close().catch(() => undefined);
+        return undefined;
+      } catch (err) {
+        // 404 NOT_FOUND is the answer "missing"; anything else (a lost connection) is a failed probe.
+        if (err instanceof Error && /\(404\)$/.test(err.message)) return `${what} missing`;
+        throw err;
+      }
+    }),
+  );
+  return results.filter((r): r is string => r !== undefined);
 }
 
 /** Properties of a persistent structured-mode CloudEvents message. */

@@ -112,18 +112,33 @@ export interface Config {
   teams: { maxDepth: number; invitationTtlDays: number; invitationRateLimit: number; acceptUrl?: string };
 }
 
-/** Parses raw bindings into a {@link Config}; throws {@link ConfigurationError} naming every bad variable. */
-export function parseConfig(env: Record<string, unknown>): Config {
+function parseEnv<T extends z.ZodType>(schema: T, env: Record<string, unknown>): z.infer<T> {
   // Empty strings count as unset so `FOO=` in .dev.vars falls back to the default (or fails if required).
   const raw = Object.fromEntries(Object.entries(env).filter(([, v]) => typeof v === "string" && v !== ""));
-  const parsed = envSchema.safeParse(raw);
+  const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`);
     throw new ConfigurationError(`invalid configuration: ${problems.join("; ")}`, {
       details: { variables: parsed.error.issues.map((i) => i.path.join(".")) },
     });
   }
-  const e = parsed.data;
+  return parsed.data;
+}
+
+const rabbitmqSchema = envSchema.pick({ RABBITMQ_URL: true, RABBITMQ_EXCHANGE: true, RABBITMQ_QUEUE_PREFIX: true });
+
+/**
+ * Parses only the RabbitMQ settings, with the same defaults as {@link parseConfig}: for tooling
+ * that declares the broker topology (`npm run setup`, the local stack) without the other secrets.
+ */
+export function parseRabbitmqConfig(env: Record<string, unknown>): Config["rabbitmq"] {
+  const e = parseEnv(rabbitmqSchema, env);
+  return { url: e.RABBITMQ_URL, exchange: e.RABBITMQ_EXCHANGE, queuePrefix: e.RABBITMQ_QUEUE_PREFIX };
+}
+
+/** Parses raw bindings into a {@link Config}; throws {@link ConfigurationError} naming every bad variable. */
+export function parseConfig(env: Record<string, unknown>): Config {
+  const e = parseEnv(envSchema, env);
   return {
     environment: e.ENVIRONMENT,
     databaseUrl: e.DATABASE_URL,

@@ -1,6 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { withAmqp } from "./amqp.ts";
 import { createRouter } from "./create-app.ts";
+import { missingTopology, topology } from "../events/rabbit.ts";
 import { outboxStats } from "../events/relay.ts";
 import { AppError } from "./errors.ts";
 import type { Platform } from "./platform.ts";
@@ -21,11 +22,17 @@ export type Check = (
 
 const TIMEOUT_MS = 3_000;
 
-/** Probes of the three backing services; services may add their own (e.g. outbox lag). */
+/** Probes of the three backing services and the broker topology; services may add their own (e.g. outbox lag). */
 export const dependencyChecks: Record<string, Check> = {
   postgres: async (p) => void (await p.db.query("select 1")),
   redis: async (p) => void (await p.redis.ping()),
   rabbitmq: (p) => withAmqp(p.config.rabbitmq.url, async () => undefined),
+  // Without the inbound queue and its bindings, events other services publish are dropped unrouted.
+  topology: (p) =>
+    withAmqp(p.config.rabbitmq.url, async (client) => {
+      const missing = await missingTopology(client, topology(p.config.rabbitmq));
+      return missing.length > 0 ? { ok: false, error: `${missing.join(", ")} (run npm run setup)` } : undefined;
+    }),
   outbox: async (p) => {
     const stats = await outboxStats(p.db);
     const lag = stats.oldestPendingAgeSeconds ?? 0;
@@ -83,7 +90,7 @@ const readyz = createRoute({
   path: "/readyz",
   tags: ["health"],
   security: [],
-  summary: "Readiness: Postgres, Redis and RabbitMQ answer",
+  summary: "Readiness: Postgres, Redis and RabbitMQ answer, and the RabbitMQ topology is declared",
   responses: {
     200: {
       description: "All dependencies answer",

@@ -3,7 +3,10 @@ import { env } from "cloudflare:workers";
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { app } from "../../../src/app.ts";
+import { ensureTopology } from "../../../src/events/rabbit.ts";
+import { withAmqp } from "../../../src/platform/amqp.ts";
 import { assertScope } from "../../../src/platform/auth.ts";
+import { getConfig } from "../../../src/platform/config.ts";
 import { createApp, createRouter } from "../../../src/platform/create-app.ts";
 import { jsonBody } from "../../../src/platform/openapi.ts";
 import { api, tokenFor } from "../support/api.ts";
@@ -57,7 +60,7 @@ describe("HTTP conventions", () => {
     const res = await api("/readyz", { token: null });
     const body = (await res.json()) as { status: string; checks: Record<string, { ok: boolean }> };
     expect(res.status, JSON.stringify(body)).toBe(200);
-    expect(Object.keys(body.checks).sort()).toEqual(["outbox", "postgres", "rabbitmq", "redis"]);
+    expect(Object.keys(body.checks).sort()).toEqual(["outbox", "postgres", "rabbitmq", "redis", "topology"]);
     expect(Object.values(body.checks).every((c) => c.ok)).toBe(true);
   });
 
@@ -72,6 +75,39 @@ describe("HTTP conventions", () => {
     expect(body.error.message).toMatch(/rabbitmq/);
     expect(body.error.message).toMatch(/redis/);
     expect(body.error.details.checks.postgres?.ok).toBe(true);
+  });
+
+  it("answers 503 naming a missing RabbitMQ inbound queue, and 200 once the topology is declared again", async () => {
+    // Names of this run, one level down, so deleting the queue cannot disturb the inbound tests.
+    const run = getConfig(env).rabbitmq;
+    const rabbit = { ...run, queuePrefix: `${run.queuePrefix}readyz.${crypto.randomUUID()}.` };
+    const bindings = { ...env, RABBITMQ_QUEUE_PREFIX: rabbit.queuePrefix };
+    const t = await ensureTopology(rabbit);
+    const inbound = t.inbound[0]!.queue;
+    const deleteQueues = () =>
+      withAmqp(rabbit.url, async (client) => {
+        for (const q of [inbound, t.deadLetterQueue]) await (await client.channel()).queueDelete(q).catch(() => 0);
+      });
+    type Ready = { error?: { message: string; details: { checks: Record<string, { ok: boolean; error?: string }> } } };
+    try {
+      const before = await call("/readyz", {}, bindings, app);
+      expect(before.status, await before.clone().text()).toBe(200);
+
+      await withAmqp(rabbit.url, async (client) => void (await (await client.channel()).queueDelete(inbound)));
+      const missing = await call("/readyz", {}, bindings, app);
+      const body = (await missing.json()) as Ready;
+      expect(missing.status, JSON.stringify(body)).toBe(503);
+      expect(body.error?.message).toMatch(/topology/);
+      expect(body.error?.details.checks.topology?.ok).toBe(false);
+      expect(body.error?.details.checks.topology?.error).toContain(`queue ${inbound} missing`);
+      expect(body.error?.details.checks.rabbitmq?.ok).toBe(true);
+
+      await ensureTopology(rabbit);
+      const after = await call("/readyz", {}, bindings, app);
+      expect(after.status, await after.clone().text()).toBe(200);
+    } finally {
+      await deleteQueues();
+    }
   });
 
   it("serves the OpenAPI 3.1 document and the reference page", async () => {
