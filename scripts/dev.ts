@@ -2,14 +2,20 @@ import { spawn } from "node:child_process";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { firesEveryMinute, parseCron, startCronScheduler } from "./lib/cron.ts";
+import type { CronScheduler } from "./lib/cron.ts";
 import { writeDevVars } from "./lib/dev-vars.ts";
 import { startLocalEnv } from "./lib/local-env.ts";
+import { readCrons } from "./lib/wrangler-config.ts";
 
 /**
  * `npm run dev`: brings the local stack up (reusing running servers, else starting its own),
- * migrates the dev database, starts the Neon WebSocket proxy and the Upstash adapter, writes
- * `.dev.vars`, and runs `wrangler dev` with Queues, Cron Triggers (`/__scheduled?cron=…`) and
- * Durable Objects. Ctrl-C stops everything this command started.
+ * migrates the dev database, declares the RabbitMQ topology, starts the Neon WebSocket proxy and
+ * the Upstash adapter, writes `.dev.vars`, and runs `wrangler dev` with Queues and Durable
+ * Objects. Wrangler fires Cron Triggers only on `/__scheduled`, so this command
+ * fires every cron of `wrangler.toml` itself at its minutes (UTC), and the every-minute ones once
+ * as soon as the server answers (the inbound drainer starts at once). Ctrl-C stops everything this
+ * command started.
  *
  * Flags (defaults are the developer's dev data; tests pass throwaway names):
  *   --port N                   HTTP port (default $PORT or 8787)
@@ -37,14 +43,20 @@ const { values } = parseArgs({
 const log = (m: string) => console.log(`[dev] ${m}`);
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const port = Number(values.port);
+const origin = `http://127.0.0.1:${port}`;
 
 let stopping = false;
+let scheduler: CronScheduler | undefined;
 let wrangler: ReturnType<typeof spawn> | undefined;
 let closeEnv: (() => Promise<void>) | undefined;
+// Aborts in-flight cron calls and the readiness wait when we stop.
+const shutdown = new AbortController();
 
 const stop = async (code: number) => {
   if (stopping) return;
   stopping = true;
+  scheduler?.stop();
+  shutdown.abort();
   if (wrangler && wrangler.exitCode === null && wrangler.signalCode === null) {
     const exited = new Promise((r) => wrangler!.once("exit", r));
     wrangler.kill("SIGINT");
@@ -60,6 +72,9 @@ const stop = async (code: number) => {
 process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
 
+// wrangler's config reader takes seconds to load: read the crons while the stack comes up.
+const cronsRead = readCrons(join(REPO_ROOT, "wrangler.toml"));
+cronsRead.catch(() => undefined);
 const env = await startLocalEnv({
   database: values.database!,
   redisKeyPrefix: values["redis-prefix"]!,
@@ -76,6 +91,30 @@ log(
 );
 log(`dev token: npm run token -- --org org_1 --user u_1 --email a@example.com`);
 
+// Parsed before wrangler starts, so a cron the local scheduler cannot run fails loudly and early.
+const crons = (await cronsRead).map(parseCron);
+log(
+  `cron schedule (wrangler.toml, UTC): ${crons
+    .map(
+      (c) =>
+        `"${c.expression}"${firesEveryMinute(c) ? " (every minute; also once as soon as the server answers)" : ""}`,
+    )
+    .join(", ")}`,
+);
+const fire = async (expr: string, at: Date) => {
+  const started = Date.now();
+  const label = `cron "${expr}" (${at.toISOString().slice(11, 16)} UTC)`;
+  try {
+    const res = await fetch(`${origin}/__scheduled?cron=${encodeURIComponent(expr)}`, {
+      signal: AbortSignal.any([shutdown.signal, AbortSignal.timeout(300_000)]),
+    });
+    const body = res.ok ? "" : `: ${(await res.text()).slice(0, 300)}`;
+    log(`${label} fired: ${res.status} in ${Date.now() - started} ms${body}`);
+  } catch (err) {
+    if (!stopping) log(`${label} failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+};
+
 const args = ["dev", "--ip", "127.0.0.1", "--port", String(port), "--test-scheduled"];
 if (values["persist-to"]) args.push("--persist-to", resolve(values["persist-to"]));
 // With --env-file wrangler reads that file instead of .dev.vars (a test must not clobber the developer's).
@@ -88,3 +127,20 @@ wrangler = spawn(process.execPath, [join(REPO_ROOT, "node_modules", "wrangler", 
 });
 // Wrangler ending on its own (a crash, a port in use) ends dev too, failing when wrangler did.
 wrangler.on("exit", (code) => void stop(code ?? 1));
+
+// As soon as the Worker answers, run the every-minute crons: the outbox sweep, the webhook sweep
+// and the kick that starts the RabbitMQ inbound drainer.
+while (!stopping) {
+  const up = await fetch(`${origin}/healthz`, {
+    signal: AbortSignal.any([shutdown.signal, AbortSignal.timeout(2_000)]),
+  })
+    .then((r) => r.ok)
+    .catch(() => false);
+  if (up) break;
+  await new Promise((r) => setTimeout(r, 250));
+}
+if (!stopping) {
+  log(`server answers on ${origin}; firing crons on schedule`);
+  scheduler = startCronScheduler({ crons: crons.map((c) => c.expression), fire });
+  await scheduler.fireEveryMinuteNow();
+}
