@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { buildAssets } from "./build-assets.ts";
 import { firesEveryMinute, parseCron, startCronScheduler } from "./lib/cron.ts";
 import type { CronScheduler } from "./lib/cron.ts";
 import { writeDevVars } from "./lib/dev-vars.ts";
@@ -11,8 +12,8 @@ import { readCrons } from "./lib/wrangler-config.ts";
 /**
  * `npm run dev`: brings the local stack up (reusing running servers, else starting its own),
  * migrates the dev database, declares the RabbitMQ topology, starts the Neon WebSocket proxy and
- * the Upstash adapter, writes `.dev.vars`, and runs `wrangler dev` with Queues and Durable
- * Objects. Wrangler fires Cron Triggers only on `/__scheduled`, so this command
+ * the Upstash adapter, builds the static assets, writes `.dev.vars`, and runs `wrangler dev` with
+ * Queues and Durable Objects. Wrangler fires Cron Triggers only on `/__scheduled`, so this command
  * fires every cron of `wrangler.toml` itself at its minutes (UTC), and the every-minute ones once
  * as soon as the server answers (the inbound drainer starts at once). Ctrl-C stops everything this
  * command started.
@@ -75,6 +76,7 @@ process.on("SIGTERM", () => void stop(0));
 // wrangler's config reader takes seconds to load: read the crons while the stack comes up.
 const cronsRead = readCrons(join(REPO_ROOT, "wrangler.toml"));
 cronsRead.catch(() => undefined);
+await buildAssets(log);
 const env = await startLocalEnv({
   database: values.database!,
   redisKeyPrefix: values["redis-prefix"]!,

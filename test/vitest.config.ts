@@ -1,6 +1,10 @@
 import { fileURLToPath } from "node:url";
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { buildAssets } from "../scripts/build-assets.ts";
+
+// wrangler.toml's [assets] folder must exist before the Workers plugin reads the config (cheap, idempotent).
+await buildAssets();
 
 /**
  * Three projects: `unit` (pure domain code in Node, fakes behind interfaces), `tooling` (Node

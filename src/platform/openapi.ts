@@ -1,6 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "./create-app.ts";
+import { DOCS_ASSETS, DOCS_MOUNT_ID } from "./docs-assets.ts";
 import { errorStatus } from "./errors.ts";
 
 /** OpenAPI schema of the error envelope every non-2xx response carries. */
@@ -38,12 +39,32 @@ export function jsonBody<T extends z.ZodType>(schema: T, description?: string) {
   return { required: true, description, content: { "application/json": { schema } } };
 }
 
-// The reference page loads Scalar from its CDN in the reader's browser; the Worker ships no UI code.
+/**
+ * Content-Security-Policy of `/docs`: everything from this origin only, scripts from files only.
+ * The one exception is inline styles: Scalar's components insert `<style>` elements (theme, toasts)
+ * and `style="…"` attributes that neither a nonce nor a hash can cover.
+ */
+export const DOCS_CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
+  "font-src 'self'",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join("; ");
+
+// No inline script (the CSP forbids it) and no URL of another origin: the reference works offline.
 const docsPage = `<!doctype html>
-<html><head><meta charset="utf-8"><title>CloudMatrix Edge API</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body><script id="api-reference" data-url="/openapi.json"></script>
-<script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference"></script></body></html>`;
+<html lang="en"><head><meta charset="utf-8"><title>CloudMatrix Edge API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,"></head>
+<body><div id="${DOCS_MOUNT_ID}"></div>
+<script src="${DOCS_ASSETS.scalar}"></script>
+<script src="${DOCS_ASSETS.init}"></script></body></html>`;
 
 /** Serves the OpenAPI 3.1 document at `/openapi.json` and the API reference page at `/docs`. */
 export function mountOpenApi(app: OpenAPIHono<AppEnv>): void {
@@ -57,5 +78,10 @@ export function mountOpenApi(app: OpenAPIHono<AppEnv>): void {
     },
     security: [{ bearerAuth: [] }],
   });
-  app.get("/docs", (c) => c.html(docsPage));
+  app.get("/docs", (c) => {
+    c.header("content-security-policy", DOCS_CONTENT_SECURITY_POLICY);
+    c.header("x-content-type-options", "nosniff");
+    c.header("referrer-policy", "no-referrer");
+    return c.html(docsPage);
+  });
 }

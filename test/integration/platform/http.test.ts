@@ -7,6 +7,7 @@ import { ensureTopology } from "../../../src/events/rabbit.ts";
 import { withAmqp } from "../../../src/platform/amqp.ts";
 import { assertScope } from "../../../src/platform/auth.ts";
 import { getConfig } from "../../../src/platform/config.ts";
+import { DOCS_ASSETS } from "../../../src/platform/docs-assets.ts";
 import { createApp, createRouter } from "../../../src/platform/create-app.ts";
 import { jsonBody } from "../../../src/platform/openapi.ts";
 import { api, tokenFor } from "../support/api.ts";
@@ -110,6 +111,42 @@ describe("HTTP conventions", () => {
     }
   });
 
+  it("serves /docs under a self-only CSP, referencing only same-origin assets that exist", async () => {
+    const res = await api("/docs", { token: null });
+    expect(res.status).toBe(200);
+    const csp = res.headers.get("content-security-policy") ?? "";
+    const directives = Object.fromEntries(
+      csp.split(";").map((d) => {
+        const [name, ...sources] = d.trim().split(/\s+/);
+        return [name, sources];
+      }),
+    );
+    expect(directives["default-src"]).toEqual(["'self'"]);
+    expect(directives["script-src"]).toEqual(["'self'"]); // no inline script, no eval
+    expect(directives["connect-src"]).toEqual(["'self'"]);
+    expect(directives["font-src"]).toEqual(["'self'"]);
+    expect(directives["frame-ancestors"]).toEqual(["'none'"]);
+    expect(csp).not.toMatch(/https?:|\*|unsafe-eval/);
+
+    const html = await res.text();
+    expect(html).not.toMatch(/https?:|\/\/[a-z0-9]/i); // no URL of another origin, protocol-relative included
+    const scripts = [...html.matchAll(/<script\b([^>]*)>([\s\S]*?)<\/script>/g)];
+    expect(scripts.length).toBeGreaterThan(0);
+    for (const [, attrs, body] of scripts) {
+      expect(attrs).toMatch(/\bsrc="/);
+      expect(body).toBe("");
+    }
+    const refs = [...html.matchAll(/\b(?:src|href)="([^"]*)"/g)].map((m) => m[1]!);
+    for (const ref of refs) expect(ref, ref).toMatch(/^(\/(?!\/)|data:)/);
+    for (const path of refs.filter((r) => r.startsWith("/"))) {
+      // The asset server answers these before the Worker (wrangler.toml run_worker_first).
+      const asset = await env.ASSETS.fetch(new Request(`http://edge.test${path}`));
+      expect(asset.status, path).toBe(200);
+      expect(asset.headers.get("content-type"), path).toMatch(/javascript/);
+      await asset.body?.cancel();
+    }
+  });
+
   it("serves the OpenAPI 3.1 document and the reference page", async () => {
     const doc = (await (await api("/openapi.json", { token: null })).json()) as {
       openapi: string;
@@ -131,7 +168,10 @@ describe("HTTP conventions", () => {
     expect(doc.components.securitySchemes).toHaveProperty("bearerAuth");
     const docs = await api("/docs", { token: null });
     expect(docs.headers.get("content-type")).toMatch(/text\/html/);
-    expect(await docs.text()).toContain("/openapi.json");
+    expect(await docs.text()).toContain(`<script src="${DOCS_ASSETS.init}">`);
+    // The page's start-up script (an asset) points Scalar at this origin's document.
+    const init = await (await env.ASSETS.fetch(new Request(`http://edge.test${DOCS_ASSETS.init}`))).text();
+    expect(init).toContain(`"url":"/openapi.json"`);
   });
 
   it("answers unknown routes with a 404 envelope carrying the request id", async () => {
