@@ -3,6 +3,7 @@ import { createEvent } from "../src/events/cloudevent.ts";
 import type { EventType } from "../src/events/catalog.ts";
 import { createLogger } from "../src/platform/logger.ts";
 import { withPlatform } from "../src/platform/platform.ts";
+import { migrateSqlite } from "../src/platform/sqlite-schema.ts";
 import type { Platform } from "../src/platform/platform.ts";
 import { attemptDelivery } from "../src/webhooks/attempt.ts";
 import type { Endpoint } from "../src/webhooks/attempt.ts";
@@ -31,13 +32,7 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     void ctx.blockConcurrencyWhile(async () => {
-      this.sql.exec("create table if not exists kv (key text primary key, value text not null)");
-      for (let v = Number(this.get("schema") ?? 0); v < SCHEMA.length; v++) {
-        ctx.storage.transactionSync(() => {
-          for (const statement of SCHEMA[v]!) this.sql.exec(statement);
-          this.put("schema", String(v + 1));
-        });
-      }
+      migrateSqlite(ctx.storage, MIGRATIONS);
     });
   }
 
@@ -293,15 +288,15 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
  * an existing object gets only the steps it lacks. Append steps, never edit one. Step 1 is what
  * objects had before versioning (hence `if not exists`).
  */
-const SCHEMA: readonly (readonly string[])[] = [
-  [
-    `create table if not exists jobs (
-      delivery_id text primary key, event_id text not null, event_type text not null, body text not null,
-      attempts integer not null, due_at integer not null, created_at integer not null)`,
-    "create index if not exists jobs_due on jobs (due_at, created_at)",
-  ],
+/** The object's SQLite schema, append-only (see `migrateSqlite`); the first is the layout before versions. */
+const MIGRATIONS = [
+  `create table if not exists jobs (
+     delivery_id text primary key, event_id text not null, event_type text not null, body text not null,
+     attempts integer not null, due_at integer not null, created_at integer not null);
+   create index if not exists jobs_due on jobs (due_at, created_at);
+   create table if not exists kv (key text primary key, value text not null);`,
   // The position in the current retry schedule (a replay starts a fresh one).
-  ["alter table jobs add column schedule_base integer not null default 0"],
+  "alter table jobs add column schedule_base integer not null default 0",
 ];
 
 interface JobRow extends Record<string, SqlStorageValue> {

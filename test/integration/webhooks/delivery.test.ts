@@ -453,11 +453,11 @@ describe("delivery", () => {
       ),
     );
     await endpoint(w.id).enqueue(w.id, org, []); // the object exists, with its webhook id
-    // Rebuild what an object created before versioning has: jobs without schedule_base, no kv.schema.
+    // Rebuild what an object created before versioning has: jobs without schedule_base, no version.
     await runInDurableObject(endpoint(w.id), async (_i: unknown, state: DurableObjectState) => {
       const sql = state.storage.sql;
       sql.exec("drop table jobs");
-      sql.exec("delete from kv where key = 'schema'");
+      sql.exec("drop table _schema");
       sql.exec(`create table jobs (
         delivery_id text primary key, event_id text not null, event_type text not null, body text not null,
         attempts integer not null, due_at integer not null, created_at integer not null)`);
@@ -469,10 +469,10 @@ describe("delivery", () => {
         .exec<{ name: string }>("select name from pragma_table_info('jobs')")
         .toArray()
         .map((c) => c.name),
-      schema: state.storage.sql.exec<{ value: string }>("select value from kv where key = 'schema'").one().value,
+      schema: state.storage.sql.exec<{ version: number }>("select version from _schema").one().version,
     }));
     expect(columns.names).toContain("schedule_base");
-    expect(columns.schema).toBe("2");
+    expect(columns.schema).toBe(2);
     expect(await endpoint(w.id).drain()).toMatchObject({ processed: 1, succeeded: 1 });
     expect((await received(hook.name)).requests.map((r) => r.headers["webhook-id"])).toEqual([d.id]);
   });
