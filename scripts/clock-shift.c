@@ -5,9 +5,16 @@
  * test depends on the calendar. libfaketime does the same job but deadlocks workerd (tcmalloc
  * allocates inside libfaketime's dlsym during start-up) and redis-server (jemalloc); this shim
  * never allocates and calls the kernel directly, so it needs no dlsym.
+ *
+ * What moves: clock_gettime(CLOCK_REALTIME…), gettimeofday and time() — the clocks of JavaScript's
+ * Date (V8 in Node, workerd and Deno) and of Postgres. One exception: time() in workerd, which uses
+ * it only to refuse compatibility dates "in the future" at start-up (Miniflare's own internal worker
+ * pins one a few months old, so a clock moved back a year could not start it otherwise).
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
@@ -43,8 +50,11 @@ int gettimeofday(struct timeval *tv, void *tz) {
 }
 
 time_t time(time_t *t) {
+  static int is_workerd = -1;
+  if (is_workerd < 0) is_workerd = strstr(program_invocation_short_name, "workerd") != NULL;
   struct timespec ts;
-  if (clock_gettime(CLOCK_REALTIME, &ts) != 0) return (time_t)-1;
+  if (syscall(SYS_clock_gettime, CLOCK_REALTIME, &ts) != 0) return (time_t)-1;
+  if (!is_workerd) ts.tv_sec += shift_seconds();
   if (t) *t = ts.tv_sec;
   return ts.tv_sec;
 }

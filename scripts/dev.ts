@@ -118,6 +118,9 @@ const fire = async (expr: string, at: Date) => {
 };
 
 const args = ["dev", "--ip", "127.0.0.1", "--port", String(port), "--test-scheduled"];
+// Set by `npm run test:clock` when it moves the clock behind wrangler.toml's compatibility date,
+// which Miniflare refuses as "in the future".
+if (process.env.TEST_COMPATIBILITY_DATE) args.push("--compatibility-date", process.env.TEST_COMPATIBILITY_DATE);
 if (values["persist-to"]) args.push("--persist-to", resolve(values["persist-to"]));
 // With --env-file wrangler reads that file instead of .dev.vars (a test must not clobber the developer's).
 if (devVars !== resolve(REPO_ROOT, ".dev.vars")) args.push("--env-file", devVars);

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -38,8 +38,14 @@ if (!existsSync(lib) || statSync(lib).mtimeMs < statSync(source).mtimeMs) {
   }
 }
 
+// Miniflare refuses a compatibility date after "today": behind wrangler.toml's, use the moved today.
+const shiftedToday = new Date(Date.now() + seconds * 1000).toISOString().slice(0, 10);
+const configured = /compatibility_date\s*=\s*"(\d{4}-\d{2}-\d{2})"/.exec(
+  readFileSync(join(root, "wrangler.toml"), "utf8"),
+)?.[1];
 const env = {
   ...process.env,
+  ...(configured && shiftedToday < configured ? { TEST_COMPATIBILITY_DATE: shiftedToday } : {}),
   CLOCK_SHIFT_SECONDS: String(seconds),
   LD_PRELOAD: [lib, process.env.LD_PRELOAD].filter(Boolean).join(":"),
   // A Postgres of our own under the shifted clock, kept apart from the unshifted ones.

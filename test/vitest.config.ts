@@ -33,6 +33,10 @@ export default defineConfig({
             // drive it with runDurableObjectAlarm instead.
             // Webhook tests deliver to the local receiver over http and exercise 1 s timeouts.
             miniflare: {
+              // `npm run test:clock` with the clock moved behind wrangler.toml's compatibility date.
+              ...(process.env.TEST_COMPATIBILITY_DATE
+                ? { compatibilityDate: process.env.TEST_COMPATIBILITY_DATE }
+                : {}),
               bindings: {
                 ...inject<Record<string, string>>("bindings"),
                 ENVIRONMENT: "test",

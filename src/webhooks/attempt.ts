@@ -33,6 +33,8 @@ const USER_AGENT = "CloudMatrix-Webhooks/1.0 (+https://cloudmatrix.dev/webhooks)
 async function readPrefix(res: Response, limit: number): Promise<string> {
   if (!res.body) return "";
   const reader = res.body.getReader();
+  // A body cut off by the timeout errors the stream, which rejects `closed` too: nobody awaits it.
+  reader.closed.catch(() => undefined);
   const chunks: Uint8Array[] = [];
   let size = 0;
   try {

@@ -155,7 +155,9 @@ describe("transactional outbox", () => {
     await withDb((db) => withTransaction(db, (_tx, outbox) => outbox.publish(e)));
     const failing: RelaySinks = {
       ...recordingSinks(),
-      publishToBroker: async () => Promise.reject(new Error("broker down")),
+      publishToBroker: async () => {
+        throw new Error("broker down");
+      },
     };
     const r = await withDb((db) => relayOutbox(db, failing));
     expect(r.failed).toBeGreaterThanOrEqual(1);
