@@ -30,21 +30,30 @@ export interface AttemptSettings {
 const MAX_BODY = 16 * 1024;
 const USER_AGENT = "CloudMatrix-Webhooks/1.0 (+https://cloudmatrix.dev/webhooks)";
 
-async function readPrefix(res: Response, limit: number): Promise<string> {
+/**
+ * Reads at most `limit` bytes of the body until `deadline` (epoch ms), then cancels the rest. The
+ * deadline is ours, not the fetch's abort signal: aborting a response mid-body errors the stream
+ * inside the runtime, which surfaces as an unhandled rejection nobody can catch.
+ */
+async function readPrefix(res: Response, limit: number, deadline: number): Promise<string> {
   if (!res.body) return "";
   const reader = res.body.getReader();
-  // A body cut off by the timeout errors the stream, which rejects `closed` too: nobody awaits it.
-  reader.closed.catch(() => undefined);
   const chunks: Uint8Array[] = [];
   let size = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     while (size < limit) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      size += value.byteLength;
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), left)));
+      const next = await Promise.race([reader.read(), late]);
+      if (timer !== undefined) clearTimeout(timer);
+      if (next === null || next.done) break;
+      chunks.push(next.value);
+      size += next.value.byteLength;
     }
   } finally {
+    if (timer !== undefined) clearTimeout(timer);
     // Whatever is left (a huge or endless body) is not our business: release the connection.
     reader.cancel().catch(() => undefined);
   }
@@ -82,7 +91,10 @@ export async function attemptDelivery(job: Job, endpoint: Endpoint, s: AttemptSe
   const verdict = checkWebhookUrl(endpoint.url, s.policy);
   if (!verdict.ok) return { success: false, responseTimeMs: 0, errorType: "ssrf_blocked", error: verdict.reason };
 
-  const signal = AbortSignal.timeout(s.timeoutMs);
+  // The signal only covers the wait for the response; the body has its own deadline (readPrefix).
+  const controller = new AbortController();
+  const signal = controller.signal;
+  const abortAt = setTimeout(() => controller.abort(new DOMException("timed out", "TimeoutError")), s.timeoutMs);
   let res: Response;
   try {
     res = await (s.fetch ?? fetch)(verdict.url.toString(), {
@@ -93,6 +105,7 @@ export async function attemptDelivery(job: Job, endpoint: Endpoint, s: AttemptSe
       signal,
     });
   } catch (err) {
+    clearTimeout(abortAt);
     const timedOut =
       signal.aborted || (err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError"));
     return {
@@ -104,9 +117,10 @@ export async function attemptDelivery(job: Job, endpoint: Endpoint, s: AttemptSe
         : `connection failed: ${err instanceof Error ? err.message : String(err)}`,
     };
   }
+  clearTimeout(abortAt);
   const responseTimeMs = now() - started;
   // The status decides; a body that stalls past the timeout only shortens what we record.
-  const responseBody = await readPrefix(res, MAX_BODY).catch(() => "");
+  const responseBody = await readPrefix(res, MAX_BODY, started + s.timeoutMs).catch(() => "");
   const { success, errorType } = classifyStatus(res.status);
   return {
     success,
