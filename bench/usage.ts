@@ -9,7 +9,8 @@ import { createRedis } from "../src/platform/redis.ts";
 import { UsageAnalyticsAggregator } from "../src/usage/aggregator.ts";
 import type { OrgUsageClient } from "../src/usage/aggregator.ts";
 import { billingPeriod } from "../src/usage/periods.ts";
-import { ensureOrganizations, insertEvents, sumsByBucket } from "../src/usage/repo.ts";
+import { ensureOrganizations, sumsByBucket } from "../src/usage/repo.ts";
+import { appendEvents } from "../src/usage/log.ts";
 import type { UsageEvent } from "../src/usage/schemas.ts";
 import { pgInsertRowsPerSecond } from "./baseline.ts";
 import type { BenchConfig, BenchContext, BenchResult } from "./harness.ts";
@@ -822,7 +823,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
             await c.query("begin");
             try {
               await ensureOrganizations(db, [req.org]);
-              await insertEvents(db, events);
+              await appendEvents(db, events);
               await c.query("commit");
             } catch (err) {
               await c.query("rollback").catch(() => undefined);

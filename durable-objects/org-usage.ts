@@ -3,15 +3,16 @@ import { createLogger } from "../src/platform/logger.ts";
 import { withPlatform } from "../src/platform/platform.ts";
 import type { Platform } from "../src/platform/platform.ts";
 import { migrateSqlite } from "../src/platform/sqlite-schema.ts";
+import { GAUGE_TYPES } from "../src/usage/counters.ts";
 import { fireAlerts } from "../src/usage/alerts.ts";
 import type { AlertCrossing } from "../src/usage/alerts.ts";
 import type { AlertSubscription, CounterEvent, KeyedCrossing, Sums } from "../src/usage/counters.ts";
-import { GAUGE_TYPES, SETTLE_MS, crossings, driftOf, reconciled } from "../src/usage/counters.ts";
+import { batchDeltas, crossings, driftOf, reconciled } from "../src/usage/counters.ts";
 import { valueFromSums } from "../src/usage/metrics.ts";
 import { billingPeriod } from "../src/usage/periods.ts";
 import type { Admission, Plan, QuotaMetricType } from "../src/usage/quota.ts";
 import { admit, quotaMetric, quotaMetrics } from "../src/usage/quota.ts";
-import { orgPlan, periodUserIds, usageTruth } from "../src/usage/repo.ts";
+import { exactSums, orgPlan, periodUserIds } from "../src/usage/repo.ts";
 import type { QuotaMetric } from "../src/usage/schemas.ts";
 
 export type { CounterEvent };
@@ -27,7 +28,7 @@ export interface OrgUsageStatus {
 
 /** What a reconciliation corrected. */
 export interface Reconciliation {
-  /** Postgres time up to which the base now counts events (epoch ms). */
+  /** The log position the base was read at: events below it are the base's. */
   cutoff: number;
   /** Period sums and gauges corrected, by event type (non-zero only). */
   drift: { sums: Sums; gauges: Sums; users: number };
@@ -59,6 +60,13 @@ const MIGRATIONS = [
    alter table applied add column quantity real not null default 0;
    create index applied_received on applied (received_at);
    create table pending_alerts (key text primary key, crossing text not null, created_at integer not null);`,
+  // Positions are now log positions (txids), no longer arrival times: everything applied so far is
+  // left to the base, which the next reconciliation reads again.
+  `alter table applied rename column received_at to position;
+   update applied set position = 0;
+   drop index applied_received;
+   create index applied_position on applied (position);
+   delete from kv where key in ('baseCutoff', 'reconciledAt');`,
 ];
 
 /**
@@ -156,15 +164,25 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     );
   }
 
-  private used(metric: QuotaMetricType): number {
-    if (metric === "collaborators")
-      return this.sql.exec<{ n: number }>("select count(*) as n from period_users").one().n;
-    if (metric === "api_calls") return valueFromSums("api_calls", this.sums());
-    return valueFromSums(metric, this.gauges());
+  private periodUserCount(): number {
+    return this.sql.exec<{ n: number }>("select count(*) as n from period_users").one().n;
   }
 
-  private usedAll(): Record<QuotaMetricType, number> {
-    return Object.fromEntries((Object.keys(quotaMetrics) as QuotaMetricType[]).map((m) => [m, this.used(m)])) as Record<
+  private used(metric: QuotaMetricType): number {
+    return this.usedAll()[metric];
+  }
+
+  /** What each quota metric has used, from the counters (or from the state given). */
+  private usedAll(
+    state = { sums: this.sums(), gauges: this.gauges(), users: this.periodUserCount() },
+  ): Record<QuotaMetricType, number> {
+    const of = (m: QuotaMetricType) =>
+      m === "collaborators"
+        ? state.users
+        : m === "api_calls"
+          ? valueFromSums(m, state.sums)
+          : valueFromSums(m, state.gauges);
+    return Object.fromEntries((Object.keys(quotaMetrics) as QuotaMetricType[]).map((m) => [m, of(m)])) as Record<
       QuotaMetricType,
       number
     >;
@@ -216,36 +234,36 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     const subs = await this.subscriptions(org);
     const now = Date.now();
     const period = billingPeriod(anchor, new Date(now));
-    const cutoff = Number(this.kv("baseCutoff") ?? 0);
+    const watermark = Number(this.kv("baseCutoff") ?? 0);
     const { applied, crossed } = this.ctx.storage.transactionSync(() => {
       const before = this.usedAll();
-      let n = 0;
-      for (const e of events) {
-        const fresh =
-          this.sql.exec(
-            "insert into applied (event_id, occurred_at, received_at, event_type, quantity) values (?, ?, ?, ?, ?) on conflict do nothing",
-            e.eventId,
-            e.occurredAt,
-            e.receivedAt,
-            e.eventType,
-            e.quantity,
-          ).rowsWritten > 0;
-        if (!fresh) continue;
-        n += 1;
-        const inPeriod = e.occurredAt >= period.start.getTime() && e.occurredAt < period.end.getTime();
-        // A set is never double-counted: users join whatever the base says.
-        if (inPeriod && e.userId) {
-          this.sql.exec("insert into period_users (user_id) values (?) on conflict do nothing", e.userId);
-        }
-        if (e.receivedAt >= cutoff) {
-          if (inPeriod) this.addTo("sums", e.eventType, e.quantity);
-          if ((GAUGE_TYPES as readonly string[]).includes(e.eventType)) this.addTo("gauges", e.eventType, e.quantity);
-        }
-        if (e.eventType === "api.call" && inPeriod) this.consumeReservations("api_calls", e.quantity);
-        if (e.eventType === "storage.upload") this.consumeReservations("storage", e.quantity);
-        if (e.eventType === "document.created") this.consumeReservations("documents", e.quantity);
-        this.presence(e, now);
+      // One statement marks the batch applied and returns what was new to this object.
+      const unique = [...new Map(events.map((e) => [e.eventId, e])).values()];
+      const newIds = new Set(
+        this.sql
+          .exec<{ event_id: string }>(
+            `insert into applied (event_id, occurred_at, position, event_type, quantity)
+             select value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]', value ->> '$[4]'
+             from json_each(?) where true
+             on conflict do nothing returning event_id`,
+            JSON.stringify(unique.map((e) => [e.eventId, e.occurredAt, e.position, e.eventType, e.quantity])),
+          )
+          .toArray()
+          .map((r) => r.event_id),
+      );
+      const freshEvents = unique.filter((e) => newIds.has(e.eventId));
+      const d = batchDeltas(freshEvents, period, watermark);
+      for (const [t, v] of Object.entries(d.sums)) this.addTo("sums", t, v);
+      for (const [t, v] of Object.entries(d.gauges)) this.addTo("gauges", t, v);
+      if (d.users.size > 0) {
+        this.sql.exec(
+          "insert into period_users (user_id) select value from json_each(?) where true on conflict do nothing",
+          JSON.stringify([...d.users]),
+        );
       }
+      for (const [metric, amount] of Object.entries(d.reservations)) this.consumeReservations(metric, amount);
+      for (const e of freshEvents) this.presence(e, now);
+      const n = freshEvents.length;
       // Forget dedup keys older than any event still accepted (late horizon 35 d + margin).
       this.sql.exec("delete from applied where occurred_at < ?", now - 45 * 86_400_000);
       const found = crossings(before, this.usedAll(), plan, subs, period.start);
@@ -325,18 +343,27 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
   }
 
   private async runReconcile(org: string): Promise<Reconciliation> {
-    const { anchor } = await this.plan(org);
+    const { plan, anchor } = await this.plan(org);
+    const subs = await this.subscriptions(org);
     const period = billingPeriod(anchor, new Date());
-    const truth = await this.withPlatform((p) => usageTruth(p.db, org, period, GAUGE_TYPES, SETTLE_MS));
+    // Everything the log holds below the oldest running transaction; the object adds what it applied past it.
+    const truth = await this.withPlatform((p) =>
+      exactSums(p.db, { org, from: period.start, to: period.end, toEndTypes: GAUGE_TYPES, finalOnly: true }),
+    );
     let missingUsers: string[] = [];
-    const localUsers = () => this.sql.exec<{ n: number }>("select count(*) as n from period_users").one().n;
     const periodStart = period.start.toISOString();
-    // Every user the object knows came from an event Postgres has, so equal counts mean equal sets.
-    if (this.kv("periodStart") !== periodStart || localUsers() !== truth.periodUsers) {
+    // Every user the object knows came from an event the log has, so equal counts mean equal sets.
+    if (this.kv("periodStart") !== periodStart || this.periodUserCount() !== truth.usersWithTail) {
       missingUsers = await this.withPlatform((p) => periodUserIds(p.db, org, period));
     }
-    const result = this.ctx.storage.transactionSync(() => {
+    const { result, crossed } = this.ctx.storage.transactionSync(() => {
       const rolled = this.kv("periodStart") !== periodStart;
+      // What the period had used before: nothing yet after a rollover (storage gauges carry over).
+      const usedBefore = this.usedAll(
+        rolled
+          ? { sums: new Map(), gauges: this.gauges(), users: 0 }
+          : { sums: this.sums(), gauges: this.gauges(), users: this.periodUserCount() },
+      );
       if (rolled) {
         this.sql.exec("delete from period_users");
         this.setKv("periodStart", periodStart);
@@ -346,10 +373,10 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
           `select event_type,
              sum(case when occurred_at >= ? and occurred_at < ? then quantity else 0 end) as in_period,
              sum(quantity) as total
-           from applied where received_at >= ? group by event_type`,
+           from applied where position >= ? group by event_type`,
           period.start.getTime(),
           period.end.getTime(),
-          truth.cutoff,
+          truth.position,
         )
         .toArray();
       const next = reconciled(truth, {
@@ -357,25 +384,33 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
         allTimeSums: Object.fromEntries(recentRows.map((r) => [r.event_type, r.total])),
       });
       const before = { sums: Object.fromEntries(this.sums()), gauges: Object.fromEntries(this.gauges()) };
-      const usersBefore = rolled ? 0 : localUsers();
+      const usersBefore = rolled ? 0 : this.periodUserCount();
       this.sql.exec("delete from sums");
       this.sql.exec("delete from gauges");
       for (const [t, v] of Object.entries(next.sums)) if (v !== 0) this.addTo("sums", t, v);
       for (const [t, v] of Object.entries(next.gauges)) if (v !== 0) this.addTo("gauges", t, v);
       for (const u of missingUsers)
         this.sql.exec("insert into period_users (user_id) values (?) on conflict do nothing", u);
-      this.setKv("baseCutoff", String(truth.cutoff));
+      this.setKv("baseCutoff", String(truth.position));
       this.setKv("reconciledAt", String(Date.now()));
+      // Usage the base brought in crosses thresholds like applied usage does (a new object
+      // rebuilt from events it never applied, a healed batch): claimed with the counters.
+      const found = crossings(usedBefore, this.usedAll(), plan, subs, period.start);
+      this.claimAlerts(found, Date.now());
       return {
-        cutoff: truth.cutoff,
-        drift: {
-          // After a rollover the old period's sums are not drift: compare with an empty period.
-          sums: driftOf(rolled ? {} : before.sums, next.sums),
-          gauges: driftOf(before.gauges, next.gauges),
-          users: localUsers() - usersBefore,
+        crossed: found.length,
+        result: {
+          cutoff: truth.position,
+          drift: {
+            // After a rollover the old period's sums are not drift: compare with an empty period.
+            sums: driftOf(rolled ? {} : before.sums, next.sums),
+            gauges: driftOf(before.gauges, next.gauges),
+            users: this.periodUserCount() - usersBefore,
+          },
         },
       };
     });
+    if (crossed > 0) await this.flushAlerts();
     const d = result.drift;
     if (Object.keys(d.sums).length > 0 || Object.keys(d.gauges).length > 0 || d.users !== 0) {
       createLogger({ component: "org-usage", org }).warn("usage drift corrected", { ...d });

@@ -4,8 +4,9 @@ import { drainInbound } from "../src/events/inbound.ts";
 import { topology } from "../src/events/rabbit.ts";
 import { getConfig } from "../src/platform/config.ts";
 import { createLogger } from "../src/platform/logger.ts";
-import { acceptUsageEvent } from "../src/usage/accept.ts";
-import { cloudEventToUsage } from "../src/usage/cloudevents.ts";
+import { sendTexts } from "../src/platform/queue.ts";
+import { acceptUsageEvent, parseUsageEvent } from "../src/usage/accept.ts";
+import { cloudEventToUsage, encodeUsageBatches } from "../src/usage/cloudevents.ts";
 
 /**
  * One object per inbound RabbitMQ queue (named by the queue): an alarm drains a bounded burst into
@@ -39,9 +40,15 @@ export class RabbitInbound extends DurableObject<CloudflareBindings> {
         });
         return v.ok ? null : v.issues.map((i) => `${i.path}: ${i.message}`).join("; ");
       },
+      // Accepted events travel as usage batches: a few Queue messages per burst, not one per event.
       deliver: async (events) => {
-        await this.env.USAGE_EVENTS.sendBatch(events.map((body) => ({ body, contentType: "json" })));
+        const usage = events.flatMap((e) => {
+          const v = parseUsageEvent(cloudEventToUsage(e));
+          return v.ok ? [v.event] : [];
+        });
+        await sendTexts(this.env.USAGE_EVENTS, encodeUsageBatches(usage));
       },
+      chunkSize: 1_000,
       logger,
     });
   }

@@ -7,7 +7,7 @@ import { kickInbound, purgeEventBookkeeping, sweepOutbox } from "./events/jobs.t
 import { createLogger } from "./platform/logger.ts";
 import { createPlatform, sendQueuedEmails } from "./platform/platform.ts";
 import { createTeamService } from "./teams/service.ts";
-import { createUsageService, usageIngest } from "./usage/service.ts";
+import { consumeUsageEvents, createUsageService, kickAggregation } from "./usage/service.ts";
 import { createWebhookService, webhookFanOut } from "./webhooks/service.ts";
 import type { Platform } from "./platform/platform.ts";
 
@@ -26,7 +26,7 @@ export type CronJob = (platform: Platform, env: CloudflareBindings) => Promise<v
 /** Queue consumers by queue name (wrangler.toml `[[queues.consumers]]`). */
 export const queueConsumers: Record<string, QueueConsumer> = {
   "platform-events": (batch, p) => consumeEventBatch(batch, [archiveHandler, webhookFanOut], p),
-  "usage-events": (batch, p) => consumeEventBatch(batch, [usageIngest], p),
+  "usage-events": (batch, p) => consumeUsageEvents(batch, p),
   "platform-events-dlq": consumeDeadLetters,
   "usage-events-dlq": consumeDeadLetters,
 };
@@ -36,6 +36,8 @@ export const cronJobs: Record<string, CronJob[]> = {
   "* * * * *": [
     (p) => sweepOutbox(p),
     (p, env) => kickInbound(p, (queue) => env.RABBIT_INBOUND.get(env.RABBIT_INBOUND.idFromName(queue))),
+    // Usage: the log is folded into the aggregates after every consumer batch; this catches up the rest.
+    async (p) => kickAggregation(p),
     // E-mails are sent after their transaction commits; this catches retries and anything a crash left.
     async (p) => {
       const r = await sendQueuedEmails(p.config, p.logger, 200);

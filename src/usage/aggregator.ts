@@ -10,17 +10,22 @@ import type { Redis, RedisKeys } from "../platform/redis.ts";
 import { parseInput } from "../platform/validation.ts";
 import type { ValidatedEvent } from "./accept.ts";
 import { acceptUsageEvent } from "./accept.ts";
-import { usageToCloudEvent } from "./cloudevents.ts";
+import { encodeUsageBatches } from "./cloudevents.ts";
 import type { CounterEvent } from "./counters.ts";
 import type { MetricType } from "./metrics.ts";
 import { derivedMetrics, isDerivedMetric, sourceEventTypes, valueFromSums } from "./metrics.ts";
+import { GAUGE_TYPES } from "./counters.ts";
+import type { Granularity } from "./periods.ts";
 import { hasWholeHourOffsets } from "./periods.ts";
 import type { Admission, QuotaMetricType } from "./quota.ts";
 import { quotaMetrics } from "./quota.ts";
+import type { AggregationRun } from "./log.ts";
+import { aggregateLog, appendEvents, tailSql } from "./log.ts";
 import {
+  aggregatesExactSince,
   distinctUsers,
   ensureOrganizations,
-  insertEvents,
+  exactSums,
   orgPlan,
   recentlyActiveOrganizations,
   sumsByBucket,
@@ -145,11 +150,13 @@ export class UsageAnalyticsAggregator {
   /**
    * Ingests a batch from the HTTP API (the route validates the envelope and delegates here): rate
    * limit per organization, acceptance of each event, one dedup key `(organizationId, eventId)`
-   * within the batch, known duplicates skipped (Redis), and the rest handed to the `usage-events`
-   * Queue as CloudEvents. Accepted events are counted exactly once by the consumer.
+   * within the batch, and the rest handed to the `usage-events` Queue as few batch messages as fit.
+   * Accepted events are counted exactly once by the consumer (repeats of an id recorded earlier are
+   * dropped there, by the log's key).
    * @param organizationId - the organization of the path; events default to it
    * @param list - raw events as sent
    * @param options - `internal`: the caller may record for other organizations
+   * @returns accepted count, ids repeated within the request, rejected events with their issues
    * @throws {RateLimitedError} over `USAGE_INGEST_RATE_LIMIT_PER_MINUTE`; {ValidationError} when nothing is valid
    */
   async ingestEvents(
@@ -167,9 +174,11 @@ export class UsageAnalyticsAggregator {
     );
     if (!limit.allowed) throw new RateLimitedError("usage ingest rate limit exceeded", limit.retryAfterSeconds);
     const valid = new Map<string, UsageEvent>();
+    const duplicates: string[] = [];
     const rejected: IngestResult["rejected"] = [];
+    const policy = { now: this.now(), lateEventHorizonDays: this.config.lateEventHorizonDays };
     for (const [index, raw] of list.entries()) {
-      const v = this.validate(raw && typeof raw === "object" ? { organizationId, ...(raw as object) } : raw);
+      const v = acceptUsageEvent(raw && typeof raw === "object" ? { organizationId, ...(raw as object) } : raw, policy);
       if (!v.ok) {
         rejected.push({ index, eventId: v.eventId, issues: v.issues });
       } else if (v.event.organizationId !== organizationId && !options.internal) {
@@ -178,7 +187,8 @@ export class UsageAnalyticsAggregator {
       } else {
         // A duplicate inside the batch is recorded once.
         const key = eventKey(v.event.organizationId, v.event.eventId);
-        if (!valid.has(key)) valid.set(key, v.event);
+        if (valid.has(key)) duplicates.push(v.event.eventId);
+        else valid.set(key, v.event);
       }
     }
     if (valid.size === 0) {
@@ -187,24 +197,8 @@ export class UsageAnalyticsAggregator {
         rejected.flatMap((r) => r.issues.map((i) => ({ ...i, path: `${r.index}.${i.path}` }))),
       );
     }
-    // Known duplicates (recorded and confirmed in Redis) are skipped; an unknown id always goes on.
-    const duplicates: string[] = [];
-    const byOrg = groupBy([...valid.values()], (e) => e.organizationId);
-    for (const [org, events] of byOrg) {
-      const known = await this.knownDuplicates(
-        org,
-        events.map((e) => e.eventId),
-      ).catch(() => new Set<string>());
-      for (const id of known) {
-        valid.delete(eventKey(org, id));
-        duplicates.push(id);
-      }
-    }
     if (!this.queue) throw new Error("USAGE_EVENTS queue binding missing");
-    await sendTexts(
-      this.queue,
-      [...valid.values()].map((e) => JSON.stringify(usageToCloudEvent(e))),
-    );
+    await sendTexts(this.queue, encodeUsageBatches([...valid.values()]));
     return { accepted: valid.size, duplicates, rejected };
   }
 
@@ -222,25 +216,17 @@ export class UsageAnalyticsAggregator {
   }
 
   /**
-   * Records validated events exactly once (the Queue consumer's batch path): Postgres first (one
-   * statement), then every event goes to its organization's object — duplicates included, because a
-   * crash between the two steps must still reach the counters, which dedupe by id themselves —
-   * then Redis sketches for the new ones (best effort: dashboards only).
+   * Records accepted events exactly once (the Queue consumer's batch path): the log first (one
+   * statement), then every event goes to its organization's object — known ones included, because a
+   * crash between the two steps must still reach the counters, which dedupe by id themselves — and
+   * the Redis sketches get the new ones (best effort: dashboards only). Aggregation happens later,
+   * from the log ({@link aggregate}); reads are exact before it.
    * @returns the `eventKey`s of the events that were new
    */
   async recordEvents(events: readonly UsageEvent[]): Promise<Set<string>> {
     if (events.length === 0) return new Set();
-    const { fresh, receivedAt } = await this.db.transaction(async (tx) => {
-      // Bounded far below the organization objects' settle time (see usageTruth): whatever Postgres
-      // received before a reconciliation's cutoff has committed by then.
-      await tx.query("set local statement_timeout = '60s'");
-      await ensureOrganizations(
-        tx,
-        events.map((e) => e.organizationId),
-      );
-      return insertEvents(tx, events);
-    });
-    // Counters and sketches are independent once Postgres has the events: update them together.
+    const { fresh, position } = await appendEvents(this.db, events);
+    // Counters and sketches are independent once the log has the events: update them together.
     await Promise.all([
       ...[...groupBy(events, (e) => e.organizationId)].map(([org, list]) =>
         this.orgs(org).apply(
@@ -252,7 +238,7 @@ export class UsageAnalyticsAggregator {
             resourceId: e.resourceId,
             quantity: e.quantity,
             occurredAt: e.timestamp.getTime(),
-            receivedAt: receivedAt.get(eventKey(e.organizationId, e.eventId)) ?? Date.now(),
+            position: position.get(eventKey(e.organizationId, e.eventId)) ?? 0,
           })),
         ),
       ),
@@ -263,38 +249,58 @@ export class UsageAnalyticsAggregator {
     return fresh;
   }
 
+  /**
+   * Folds the log into the aggregates past the watermark (cron, and kicked after each consumer
+   * batch). One runs at a time; the others return at once — or, with `flush`, wait and then fold
+   * everything committed before the call.
+   * @param opts - rows per chunk, chunks per run, `flush`
+   */
+  aggregate(opts?: { maxRows?: number; maxChunks?: number; flush?: boolean }): Promise<AggregationRun> {
+    return aggregateLog(this.db, opts);
+  }
+
+  /**
+   * HyperLogLogs and top-N for the dashboard, one command per key per batch: users are added per
+   * (organization, day/week/month) in one PFADD, counts per member summed before one ZINCRBY.
+   */
   private async updateSketches(events: readonly UsageEvent[]): Promise<void> {
     if (events.length === 0) return;
-    const p = this.redis.pipeline();
     const day = 86_400;
+    const hll = new Map<string, { users: Set<string>; ttl: number }>();
+    const top = new Map<string, Map<string, number>>();
+    const count = (key: string, member: string) => {
+      let m = top.get(key);
+      if (!m) top.set(key, (m = new Map()));
+      m.set(member, (m.get(member) ?? 0) + 1);
+    };
     for (const e of events) {
       const at = e.timestamp;
       const org = e.organizationId;
-      p.set(this.keys.key("usage", "seen", org, e.eventId), "1", { ex: (this.config.lateEventHorizonDays + 1) * day });
+      const month = at.toISOString().slice(0, 7);
       if (e.userId) {
         for (const [k, ttl] of [
           [this.keys.key("usage", "hll", org, "day", at.toISOString().slice(0, 10)), 40 * day],
           [this.keys.key("usage", "hll", org, "week", isoWeek(at)), 70 * day],
-          [this.keys.key("usage", "hll", org, "month", at.toISOString().slice(0, 7)), 400 * day],
+          [this.keys.key("usage", "hll", org, "month", month), 400 * day],
         ] as const) {
-          p.pfadd(k, e.userId);
-          p.expire(k, ttl);
+          let h = hll.get(k);
+          if (!h) hll.set(k, (h = { users: new Set(), ttl }));
+          h.users.add(e.userId);
         }
-        p.zincrby(this.keys.key("usage", "top-users", org, at.toISOString().slice(0, 7)), 1, e.userId);
+        count(this.keys.key("usage", "top-users", org, month), e.userId);
       }
-      if (e.resourceId && e.eventType.startsWith("document."))
-        p.zincrby(this.keys.key("usage", "top-docs", org, at.toISOString().slice(0, 7)), 1, e.resourceId);
+      if (e.resourceId && e.eventType.startsWith("document.")) {
+        count(this.keys.key("usage", "top-docs", org, month), e.resourceId);
+      }
     }
+    const p = this.redis.pipeline();
+    for (const [k, h] of hll) {
+      const [first, ...rest] = [...h.users];
+      p.pfadd(k, first!, ...rest);
+      p.expire(k, h.ttl);
+    }
+    for (const [k, members] of top) for (const [member, n] of members) p.zincrby(k, n, member);
     await p.exec();
-  }
-
-  /** Event ids already recorded (Redis pre-filter; a miss means "unknown", never "new"). */
-  async knownDuplicates(org: string, eventIds: readonly string[]): Promise<Set<string>> {
-    if (eventIds.length === 0) return new Set();
-    const hits = await this.redis.mget<(string | null)[]>(
-      ...eventIds.map((id) => this.keys.key("usage", "seen", org, id)),
-    );
-    return new Set(eventIds.filter((_, i) => hits[i] != null));
   }
 
   /**
@@ -325,6 +331,7 @@ export class UsageAnalyticsAggregator {
     const wholeHourZone = hasWholeHourOffsets(q.timeZone, q.startTime, q.endTime);
     const sumMetrics = metrics.filter((m) => !(isDerivedMetric(m) && derivedMetrics[m].kind === "distinct"));
     const distinct = metrics.filter((m) => isDerivedMetric(m) && derivedMetrics[m].kind === "distinct");
+    await this.assertAnswerable(q, wholeHourZone, sumMetrics.length > 0, distinct.length > 0, dims[0]);
     const points: MetricDataPoint[] = [];
     const totals: Record<string, number> = {};
     const sources: string[] = [];
@@ -429,12 +436,14 @@ export class UsageAnalyticsAggregator {
   }
 
   /**
-   * Perform time-series rollup for a metric: dirty day/month buckets older than the cutoff are
-   * recomputed from hours and replaced (idempotent, late-event safe); then retention runs.
+   * Perform time-series rollup for a metric: the log is folded into the hour aggregates first (all
+   * that was committed before the call), then dirty day/month buckets older than the cutoff are
+   * recomputed from hours and replaced (idempotent, late-event safe).
    * @param metricType - metric to roll up (`*` for all)
    * @param cutoffTime - roll up buckets that start before this time
    */
   async rollupMetrics(metricType: MetricType | "*", cutoffTime: Date): Promise<{ rolledUp: number; errors: number }> {
+    await aggregateLog(this.db, { flush: true });
     return rollup(this.db, metricType, cutoffTime, (err) => this.onError(err));
   }
 
@@ -484,34 +493,93 @@ export class UsageAnalyticsAggregator {
   }
 
   /** Quantity of each billable metric in [start, end): sums over hours, gauges at the end, distinct users. */
+  /**
+   * Quantity of each billable metric in [start, end), exact whatever the ends: sums over the period,
+   * gauges at its end, distinct users (see `exactSums`).
+   * @throws {ValidationError} when an end inside an hour lies past the raw-event retention
+   */
   private async periodQuantities(
     org: string,
     start: Date,
     end: Date,
   ): Promise<{ quantities: Record<string, number>; events: number }> {
-    const { rows } = await this.db.query<{ event_type: string; in_period: number; to_end: number; events: number }>(
-      `select event_type,
-         coalesce(sum(quantity) filter (where bucket >= $2), 0)::float8 as in_period,
-         sum(quantity)::float8 as to_end,
-         coalesce(sum(events) filter (where bucket >= $2), 0)::int8 as events
-       from usage_agg_hour where organization_id = $1 and bucket < $3 group by 1`,
-      [org, start.toISOString(), end.toISOString()],
-    );
-    const inPeriod = new Map(rows.map((r) => [r.event_type, Number(r.in_period)]));
-    const toEnd = new Map(rows.map((r) => [r.event_type, Number(r.to_end)]));
-    const users = await this.db.query<{ n: number }>(
-      "select count(distinct user_id)::int as n from usage_user_hours where organization_id = $1 and bucket >= $2 and bucket < $3",
-      [org, start.toISOString(), end.toISOString()],
-    );
+    for (const [path, at] of [
+      ["periodStart", start],
+      ["periodEnd", end],
+    ] as const) {
+      if (at.getTime() % 3_600_000 !== 0) this.assertRaw(at, path, "a period boundary inside an hour");
+    }
+    const r = await exactSums(this.db, { org, from: start, to: end, toEndTypes: GAUGE_TYPES });
     return {
       quantities: {
-        api_calls: valueFromSums("api_calls", inPeriod),
-        storage: valueFromSums("storage", toEnd),
-        documents: valueFromSums("documents", toEnd),
-        collaborators: users.rows[0]?.n ?? 0,
+        api_calls: valueFromSums("api_calls", r.sums),
+        storage: valueFromSums("storage", r.toEnd),
+        documents: valueFromSums("documents", r.toEnd),
+        collaborators: r.users,
       },
-      events: rows.reduce((n, r) => n + Number(r.events), 0),
+      events: r.events,
     };
+  }
+
+  /**
+   * A query the data cannot answer exactly is refused (400 saying why), never answered partially:
+   * minutes beyond their retention; 15-minute sums (zones with half- and quarter-hour offsets) or
+   * per-user day sums from before those aggregates were complete; anything read from raw events
+   * (user/resource breakdowns finer than UTC days, distinct users in such zones or per minute)
+   * beyond the raw retention.
+   */
+  private async assertAnswerable(
+    q: { startTime: Date; granularity: Granularity; timeZone: string },
+    wholeHourZone: boolean,
+    sums: boolean,
+    distinct: boolean,
+    dim: string | undefined,
+  ): Promise<void> {
+    // The first bucket starts at the zone's start of the granularity that holds startTime.
+    const from = new Date(q.startTime.getTime() - granularityMs[q.granularity]);
+    const utcDays = (q.granularity === "day" || q.granularity === "month") && q.timeZone === "UTC";
+    if (q.granularity === "minute" && from.getTime() < this.now() - this.config.minuteRetentionDays * 86_400_000) {
+      throw new ValidationError("the data cannot answer this exactly", [
+        {
+          path: "granularity",
+          message: `minute buckets are kept ${this.config.minuteRetentionDays} days; use hour or a later start`,
+        },
+      ]);
+    }
+    const quarter = sums && !dim && !wholeHourZone && q.granularity !== "minute";
+    const perUserDay = sums && dim === "userId" && utcDays;
+    if (quarter || perUserDay) {
+      const since = await aggregatesExactSince(this.db);
+      if (from < since) {
+        const what = quarter ? `sums in ${q.timeZone} (15-minute aggregates)` : "per-user day sums";
+        throw new ValidationError("the data cannot answer this exactly", [
+          { path: "startTime", message: `${what} are complete from ${since.toISOString()}; choose a later start` },
+        ]);
+      }
+    }
+    if (sums && (dim === "resourceId" || (dim === "userId" && !utcDays))) {
+      this.assertRaw(from, "dimensions", `a ${dim} breakdown${dim === "userId" ? " finer than UTC days" : ""}`);
+    }
+    if (distinct && (q.granularity === "minute" || !wholeHourZone)) {
+      this.assertRaw(from, "metricTypes", `distinct users per ${q.granularity} in ${q.timeZone}`);
+    }
+  }
+
+  /** Days raw events are kept: the oldest instant a raw-event read is exact from. */
+  private rawSince(): number {
+    return this.now() - (this.config.lateEventHorizonDays + 7) * 86_400_000;
+  }
+
+  /** @throws {ValidationError} (400) unless `at` is inside the raw-event retention, saying why it matters */
+  private assertRaw(at: Date, path: string, what: string): void {
+    if (at.getTime() >= this.rawSince()) return;
+    const days = this.config.lateEventHorizonDays + 7;
+    throw new ValidationError("the data cannot answer this exactly", [
+      {
+        path,
+        message: `${what} needs raw events, which are kept ${days} days; choose a later start or a coarser query`,
+      },
+    ]);
   }
 
   /**
@@ -653,15 +721,21 @@ export class UsageAnalyticsAggregator {
     };
   }
 
+  /** Week-over-week and month-over-month, over whole hours up to the current one (aggregates + tail). */
   private async trends(org: string, now: Date): Promise<Record<string, unknown>> {
-    const t = now.getTime();
+    const t = Math.floor(now.getTime() / 3_600_000) * 3_600_000 + 3_600_000;
     const { rows } = await this.db.query<{ event_type: string; w0: number; w1: number; m0: number; m1: number }>(
-      `select event_type,
+      `with tail as (${tailSql("$1")}), hours as (
+         select event_type, bucket, quantity from usage_agg_hour where organization_id = $1 and bucket >= $5
+         union all
+         select event_type, occurred_at, quantity from tail where occurred_at >= $5
+       )
+       select event_type,
          coalesce(sum(quantity) filter (where bucket >= $2), 0)::float8 as w0,
          coalesce(sum(quantity) filter (where bucket >= $3 and bucket < $2), 0)::float8 as w1,
          coalesce(sum(quantity) filter (where bucket >= $4), 0)::float8 as m0,
          coalesce(sum(quantity) filter (where bucket < $4), 0)::float8 as m1
-       from usage_agg_hour where organization_id = $1 and bucket >= $5 group by 1`,
+       from hours group by 1`,
       [
         org,
         iso(new Date(t - 7 * 86_400_000)),

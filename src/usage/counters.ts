@@ -1,12 +1,12 @@
 import type { AlertCrossing } from "./alerts.ts";
 import type { Plan, QuotaMetricType } from "./quota.ts";
 import { crossedThresholds, quotaMetrics } from "./quota.ts";
-import type { UsageTruth } from "./repo.ts";
+import type { IntervalSums } from "./repo.ts";
 
 /**
- * The organization object's counter rules as pure functions. Its counters are a base — Postgres'
- * exact totals of the events received before a cutoff, taken at the last reconciliation — plus the
- * events it applied itself that were received at or after that cutoff. So a reconciliation can
+ * The organization object's counter rules as pure functions. Its counters are a base — everything the
+ * usage log holds below a position (the oldest transaction running when the last reconciliation read
+ * it) — plus the events the object applied itself whose log position is at or above it. So a reconciliation can
  * replace the base at any time without counting an event twice or losing one that is in flight,
  * and a lost object or a dead-lettered batch heals at the next reconciliation.
  */
@@ -20,22 +20,19 @@ export interface CounterEvent {
   quantity: number;
   /** Epoch ms. */
   occurredAt: number;
-  /** When Postgres first received it (epoch ms, Postgres clock): decides whether the base covers it. */
-  receivedAt: number;
+  /** Its position in the usage log (the txid that recorded it): below the base's watermark, the base counts it. */
+  position: number;
 }
 
 /** Event types whose all-time sums make the gauges (storage, documents). */
 export const GAUGE_TYPES = ["storage.upload", "storage.delete", "document.created", "document.deleted"] as const;
-
-/** How long after its arrival an event is settled (its ingest transaction has surely ended). */
-export const SETTLE_MS = 5 * 60_000;
 
 /** Sums per event type. */
 export type Sums = Record<string, number>;
 
 /** Counters after a reconciliation: the base plus what was applied since the cutoff. */
 export function reconciled(
-  truth: Pick<UsageTruth, "periodSums" | "allTimeSums">,
+  truth: Pick<IntervalSums, "sums" | "toEnd">,
   recent: { periodSums: Sums; allTimeSums: Sums },
 ): { sums: Sums; gauges: Sums } {
   const add = (a: Sums, b: Sums) => {
@@ -43,9 +40,9 @@ export function reconciled(
     for (const [k, v] of Object.entries(b)) out[k] = (out[k] ?? 0) + v;
     return out;
   };
-  const gauges = add(truth.allTimeSums, recent.allTimeSums);
+  const gauges = add(truth.toEnd, recent.allTimeSums);
   for (const k of Object.keys(gauges)) if (!(GAUGE_TYPES as readonly string[]).includes(k)) delete gauges[k];
-  return { sums: add(truth.periodSums, recent.periodSums), gauges };
+  return { sums: add(truth.sums, recent.periodSums), gauges };
 }
 
 /** What changed between two sets of sums (non-zero entries only): the drift a reconciliation corrected. */
@@ -114,4 +111,44 @@ export function crossings(
     }
   }
   return out;
+}
+
+/** What a batch of newly applied events changes in the counters. */
+export interface BatchDeltas {
+  /** Period sums per event type (events in the period the base does not already count). */
+  sums: Sums;
+  /** Gauge sources per event type (events the base does not already count). */
+  gauges: Sums;
+  /** Users active in the period (a set: joined whatever the base says). */
+  users: Set<string>;
+  /** Usage that consumes quota reservations, per quota metric. */
+  reservations: Record<string, number>;
+}
+
+/**
+ * The counter changes of events new to the object: an event counts in the sums and gauges only if
+ * its log position is at or above the base's watermark (below it, the base counts it already);
+ * users and reservations are consumed either way.
+ */
+export function batchDeltas(
+  fresh: readonly Pick<CounterEvent, "eventType" | "userId" | "quantity" | "occurredAt" | "position">[],
+  period: { start: Date; end: Date },
+  baseWatermark: number,
+): BatchDeltas {
+  const d: BatchDeltas = { sums: {}, gauges: {}, users: new Set(), reservations: {} };
+  const add = (into: Record<string, number>, k: string, v: number) => {
+    into[k] = (into[k] ?? 0) + v;
+  };
+  for (const e of fresh) {
+    const inPeriod = e.occurredAt >= period.start.getTime() && e.occurredAt < period.end.getTime();
+    if (inPeriod && e.userId) d.users.add(e.userId);
+    if (e.position >= baseWatermark) {
+      if (inPeriod) add(d.sums, e.eventType, e.quantity);
+      if ((GAUGE_TYPES as readonly string[]).includes(e.eventType)) add(d.gauges, e.eventType, e.quantity);
+    }
+    if (e.eventType === "api.call" && inPeriod) add(d.reservations, "api_calls", e.quantity);
+    if (e.eventType === "storage.upload") add(d.reservations, "storage", e.quantity);
+    if (e.eventType === "document.created") add(d.reservations, "documents", e.quantity);
+  }
+  return d;
 }

@@ -2,16 +2,16 @@ import type { Db } from "../platform/db.ts";
 
 /**
  * Retention of the usage tables, bounded and index-backed so it costs the same every run whatever
- * the tables' size: minute aggregates and dedup keys are deleted in batches chosen through a time
- * index; raw events go a whole month at a time by dropping their partition (no row scan at all),
- * and only the default partition is purged by rows. Hour, day and month aggregates are kept.
+ * the tables' size: minute aggregates and the event log (the dedup keys) are deleted in batches chosen
+ * through a time index; raw events go a whole month at a time by dropping their partition (no row scan at all),
+ * and only the default partition is purged by rows. Quarter-hour, hour, day, month and per-user day aggregates are kept.
  */
 
 /** How long each kind of row is kept. */
 export interface RetentionSettings {
   /** Minute aggregates older than this are purged (the hour table keeps the exact sums). */
   minuteRetentionDays: number;
-  /** Raw events and dedup keys older than this are purged (dedup matters within the late-event horizon only). */
+  /** Raw events and log rows (dedup keys) older than this are purged (dedup matters within the late-event horizon only). */
   rawRetentionDays: number;
 }
 
@@ -33,22 +33,25 @@ export interface RetentionResult {
 }
 
 /**
- * The bounded purges: each deletes at most `$2` rows older than `$1`, found through the table's
- * time index (exported so tests can check the plan uses it).
+ * The bounded purges: each deletes at most `$2` rows older than `$1`, found through one of the
+ * table's time-ordered indexes (exported so tests can check the plan uses one).
  */
 export const purges = {
   minute: {
-    index: "usage_agg_minute_time_idx",
+    index: ["usage_agg_minute_time_idx"],
     sql: `delete from usage_agg_minute where ctid = any(array(
             select ctid from usage_agg_minute where bucket < $1 order by bucket limit $2))`,
   },
+  // The log's rows are its dedup keys: purged by arrival, and only once aggregated (below the
+  // watermark). Unordered: the BRIN bitmap yields old page ranges first and the limit stops early.
   eventIds: {
-    index: "usage_event_ids_received_idx",
-    sql: `delete from usage_event_ids where ctid = any(array(
-            select ctid from usage_event_ids where received_at < $1 order by received_at limit $2))`,
+    index: ["usage_log_received_brin", "usage_log_txid_brin"],
+    sql: `delete from usage_log where ctid = any(array(
+            select ctid from usage_log where received_at < $1
+              and txid < (select txid from usage_watermark) limit $2))`,
   },
   rawDefault: {
-    index: "usage_events_default_time_idx",
+    index: ["usage_events_default_time_idx"],
     sql: `delete from usage_events_default where ctid = any(array(
             select ctid from usage_events_default where occurred_at < $1 order by occurred_at limit $2))`,
   },

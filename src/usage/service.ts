@@ -1,14 +1,16 @@
-import type { EventHandler } from "../events/consumers.ts";
-import { recordDeadLetters } from "../events/consumers.ts";
+import type { QueueBatch, QueueMessage } from "../events/consumers.ts";
+import { recordDeadLetters, retryDelaySeconds } from "../events/consumers.ts";
+import { createDb } from "../platform/db.ts";
 import type { Platform } from "../platform/platform.ts";
 import { objectsByName } from "../platform/platform.ts";
 import type { OrgUsageClient, UsageAggregatorOptions } from "./aggregator.ts";
 import { UsageAnalyticsAggregator } from "./aggregator.ts";
 import { parseUsageEvent } from "./accept.ts";
-import { cloudEventToUsage } from "./cloudevents.ts";
+import { decodeUsageMessage } from "./cloudevents.ts";
+import { aggregateLog } from "./log.ts";
 import type { UsageEvent } from "./schemas.ts";
 
-export { cloudEventToUsage, usageToCloudEvent } from "./cloudevents.ts";
+export { cloudEventToUsage, encodeUsageBatches, usageToCloudEvent } from "./cloudevents.ts";
 
 /**
  * Builds the usage service for one invocation.
@@ -33,24 +35,88 @@ export function createUsageService(
 
 /**
  * The usage-events Queue consumer. Its events were accepted already (HTTP API, RabbitMQ inbound),
- * so only their shape is checked — never their age again: an accepted event is counted. What can
- * never be valid is dead-lettered; the rest is recorded in one batch.
+ * so only their shape is checked — never their age again: an accepted event is counted. A message
+ * carries one event (a CloudEvent) or many (a usage batch); whatever can never be valid is
+ * dead-lettered and acked, the rest of the whole Queue batch is recorded with one log statement.
+ * If that fails, each message is recorded alone so one bad message cannot hold back the others,
+ * and what still fails is retried with backoff (then the Queue's dead-letter queue).
  */
-export const usageIngest: EventHandler = {
-  name: "usage-ingest",
-  async handle(events, platform) {
-    const svc = createUsageService(platform);
-    const valid: UsageEvent[] = [];
-    const invalid: { eventId?: string; reason: string; body: unknown }[] = [];
-    for (const e of events) {
-      const v = parseUsageEvent(cloudEventToUsage(e));
-      if (v.ok) valid.push(v.event);
-      else invalid.push({ eventId: e.id, reason: v.issues.map((i) => `${i.path}: ${i.message}`).join("; "), body: e });
+export async function consumeUsageEvents(batch: QueueBatch, platform: Platform): Promise<void> {
+  const svc = createUsageService(platform);
+  const decoded: { msg: QueueMessage; events: UsageEvent[] }[] = [];
+  const dead: { messageId?: string; eventId?: string; reason: string; body: unknown; attempts?: number }[] = [];
+  for (const msg of batch.messages) {
+    const inputs = decodeUsageMessage(msg.body);
+    if (!inputs) {
+      dead.push({
+        messageId: msg.id,
+        reason: "not a usage event or usage batch",
+        body: msg.body,
+        attempts: msg.attempts,
+      });
+      continue;
     }
-    if (invalid.length > 0) {
-      await recordDeadLetters(platform.db, "usage-events", invalid);
-      platform.logger.warn("usage events rejected", { count: invalid.length });
+    const events: UsageEvent[] = [];
+    for (const input of inputs) {
+      const v = parseUsageEvent(input);
+      if (v.ok) events.push(v.event);
+      else {
+        const reason = v.issues.map((i) => `${i.path}: ${i.message}`).join("; ");
+        dead.push({ messageId: msg.id, eventId: v.eventId, reason, body: input, attempts: msg.attempts });
+      }
     }
-    await svc.recordEvents(valid);
-  },
-};
+    decoded.push({ msg, events });
+  }
+  if (dead.length > 0) {
+    await recordDeadLetters(platform.db, batch.queue, dead);
+    platform.logger.warn("usage events rejected", { count: dead.length });
+  }
+  for (const msg of batch.messages) if (!decoded.some((d) => d.msg === msg)) msg.ack();
+  try {
+    await svc.recordEvents(decoded.flatMap((d) => d.events));
+    for (const d of decoded) d.msg.ack();
+  } catch (batchErr) {
+    platform.logger.error("usage batch failed; recording message by message", { err: batchErr });
+    for (const d of decoded) {
+      try {
+        await svc.recordEvents(d.events);
+        d.msg.ack();
+      } catch (err) {
+        platform.logger.error("usage message failed", { messageId: d.msg.id, err });
+        d.msg.retry({ delaySeconds: retryDelaySeconds(d.msg.attempts) });
+      }
+    }
+  }
+  kickAggregation(platform);
+}
+
+// One aggregation loop per isolate at a time (a flag, not a shared promise: I/O objects never cross
+// requests); a kick while it runs makes it go round once more.
+let aggregating = false;
+let aggregateAgain = false;
+
+/** Folds the log into the aggregates in the background, on a pool of its own (cron and consumers). */
+export function kickAggregation(platform: Platform): void {
+  if (aggregating) {
+    aggregateAgain = true;
+    return;
+  }
+  aggregating = true;
+  const db = createDb(platform.config, { onError: (err) => platform.logger.warn("aggregator socket error", { err }) });
+  platform.waitUntil(
+    (async () => {
+      try {
+        do {
+          aggregateAgain = false;
+          const r = await aggregateLog(db);
+          if (r.rows > 0 && r.tail > 100_000) platform.logger.warn("usage aggregator behind", { ...r });
+        } while (aggregateAgain);
+      } catch (err) {
+        platform.logger.error("usage aggregation failed", { err });
+      } finally {
+        aggregating = false;
+        await db.end();
+      }
+    })(),
+  );
+}

@@ -2,7 +2,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { api } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
-import { insertEvents } from "../../../src/usage/repo.ts";
+import { appendEvents } from "../../../src/usage/log.ts";
 import { purges } from "../../../src/usage/retention.ts";
 import {
   ev,
@@ -149,7 +149,7 @@ describe("queries", () => {
       [day.toISOString(), 2],
       [nextDay.toISOString(), 1],
     ]);
-    expect(m.source).toBe("usage_agg_hour");
+    expect(m.source).toBe("usage_agg_hour+usage_log(tail)");
   });
 });
 
@@ -323,21 +323,6 @@ describe("quotas and alerts", () => {
 });
 
 describe("reconciliation of the organization objects", () => {
-  // Ten minutes pass for the organization's events: Postgres' and the object's records of their
-  // arrival move back together, so they are settled and a reconciliation's base counts them.
-  const settle = async (org: string) => {
-    await withDb(async (db) => {
-      for (const table of ["usage_events", "usage_event_ids"]) {
-        await db.query(
-          `update ${table} set received_at = received_at - interval '10 minutes' where organization_id = $1`,
-          [org],
-        );
-      }
-    });
-    await runInDurableObject(orgObject(org), async (_o: unknown, state: DurableObjectState) => {
-      state.storage.sql.exec("update applied set received_at = received_at - 600000");
-    });
-  };
   const used = async (org: string, metric: string) =>
     (await usage().getQuotaStatus(org)).metrics.find((m) => m.metricType === metric)?.used;
 
@@ -345,8 +330,7 @@ describe("reconciliation of the organization objects", () => {
     const org = newOrg();
     await record(Array.from({ length: 10 }, () => ev(org)));
     const lost = Array.from({ length: 5 }, () => ev(org, { quantity: 2, userId: "late-user" })).map(valid);
-    await withDb((db) => insertEvents(db, lost)); // in Postgres, never reached the object
-    await settle(org);
+    await withDb((db) => appendEvents(db, lost)); // in Postgres, never reached the object
     expect(await used(org, "api_calls")).toBe(10);
     const r = await usage().reconcileActiveOrganizations(new Date(Date.now() - 30 * 60_000), { unlessWithinMs: 0 });
     expect(r.reconciled).toBeGreaterThanOrEqual(1);
@@ -364,7 +348,6 @@ describe("reconciliation of the organization objects", () => {
       ev(org, { eventType: "storage.upload", quantity: 1000, userId: "ana" }),
       ev(org, { eventType: "document.created", quantity: 2 }),
     ]);
-    await settle(org);
     await runInDurableObject(orgObject(org), async (_o: unknown, state: DurableObjectState) => {
       for (const t of ["applied", "sums", "gauges", "period_users", "kv"]) state.storage.sql.exec(`delete from ${t}`);
     });
@@ -382,7 +365,6 @@ describe("reconciliation of the organization objects", () => {
     expect(r?.drift).toEqual({ sums: {}, gauges: {}, users: 0 });
     await record(batch);
     expect(await used(org, "api_calls")).toBe(20);
-    await settle(org);
     expect((await orgObject(org).reconcile(org))?.drift).toEqual({ sums: {}, gauges: {}, users: 0 });
     expect(await used(org, "api_calls")).toBe(20);
   });
@@ -429,7 +411,10 @@ describe("retention", () => {
           return JSON.stringify(rows[0]!["QUERY PLAN"]);
         }),
       );
-      expect(plan).toContain(`"Index Name":"${p.index}"`);
+      expect(
+        p.index.some((name) => plan.includes(`"Index Name":"${name}"`)),
+        plan,
+      ).toBe(true);
     }
   });
 

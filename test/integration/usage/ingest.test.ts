@@ -3,7 +3,7 @@ import { createExecutionContext, createMessageBatch, getQueueResult, waitOnExecu
 import { describe, expect, it, vi } from "vitest";
 import { app } from "../../../src/app.ts";
 import worker from "../../../src/index.ts";
-import { insertEvents } from "../../../src/usage/repo.ts";
+import { appendEvents } from "../../../src/usage/log.ts";
 import { usageToCloudEvent } from "../../../src/usage/service.ts";
 import { api, tokenFor } from "../support/api.ts";
 import { config, withDb } from "../support/backends.ts";
@@ -12,7 +12,7 @@ import { ev, newOrg, orgObject, usage, valid, validAt } from "./support.ts";
 const count = (org: string) =>
   withDb(
     async (db) =>
-      (await db.query<{ n: number }>("select count(*)::int as n from usage_events where organization_id = $1", [org]))
+      (await db.query<{ n: number }>("select count(*)::int as n from usage_log where organization_id = $1", [org]))
         .rows[0]!.n,
   );
 const apiCalls = async (org: string) => (await orgObject(org).status(org)).sums["api.call"] ?? 0;
@@ -139,7 +139,8 @@ describe("ingestion", () => {
     const org = newOrg();
     const svc = usage();
     const events = [ev(org, { quantity: 5 }), ev(org, { quantity: 7 })].map(valid);
-    await withDb((db) => insertEvents(db, events)); // the "crash": Postgres has them, the object does not
+    expect(await apiCalls(org)).toBe(0); // the object exists (a fresh one would rebuild from Postgres)
+    await withDb((db) => appendEvents(db, events)); // the "crash": Postgres has them, the object does not
     expect(await apiCalls(org)).toBe(0);
     const fresh = await svc.recordEvents(events); // the Queue redelivers
     expect(fresh.size).toBe(0); // nothing new in Postgres…

@@ -5,7 +5,7 @@ import { crossings, driftOf, reconciled } from "../../../src/usage/counters.ts";
 describe("organization object counters", () => {
   it("reconciles to the base plus what was applied since the cutoff, gauges from gauge types only", () => {
     const next = reconciled(
-      { periodSums: { "api.call": 10 }, allTimeSums: { "storage.upload": 500, "api.call": 99 } },
+      { sums: { "api.call": 10 }, toEnd: { "storage.upload": 500, "api.call": 99 } },
       {
         periodSums: { "api.call": 2, "document.viewed": 1 },
         allTimeSums: { "storage.upload": 5, "document.viewed": 1 },
