@@ -8,6 +8,8 @@ import { fireAlerts } from "../src/usage/alerts.ts";
 import type { AlertCrossing } from "../src/usage/alerts.ts";
 import type { AlertSubscription, CounterEvent, KeyedCrossing, Sums } from "../src/usage/counters.ts";
 import { batchDeltas, crossings, driftOf, reconciled } from "../src/usage/counters.ts";
+import type { LogSnapshot } from "../src/usage/log.ts";
+import { inSnapshot, parseSnapshot } from "../src/usage/log.ts";
 import { valueFromSums } from "../src/usage/metrics.ts";
 import { billingPeriod } from "../src/usage/periods.ts";
 import type { Admission, Plan, QuotaMetricType } from "../src/usage/quota.ts";
@@ -28,8 +30,8 @@ export interface OrgUsageStatus {
 
 /** What a reconciliation corrected. */
 export interface Reconciliation {
-  /** The log position the base was read at: events below it are the base's. */
-  cutoff: number;
+  /** The Postgres snapshot the base was read in (`xmin:xmax:running`): its events are the base's. */
+  snapshot: string;
   /** Period sums and gauges corrected, by event type (non-zero only). */
   drift: { sums: Sums; gauges: Sums; users: number };
 }
@@ -67,6 +69,8 @@ const MIGRATIONS = [
    drop index applied_received;
    create index applied_position on applied (position);
    delete from kv where key in ('baseCutoff', 'reconciledAt');`,
+  // The base is a Postgres snapshot now, not a single position: reconcile again to read one.
+  `delete from kv where key in ('baseCutoff', 'reconciledAt');`,
 ];
 
 /**
@@ -144,6 +148,11 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     const period = billingPeriod(p.anchor, new Date());
     if (this.kv("periodStart") !== period.start.toISOString() || !this.kv("reconciledAt")) await this.reconcile(org);
     return p;
+  }
+
+  /** The snapshot the base was read in (none yet: every applied event is the object's to count). */
+  private baseSnapshot(): LogSnapshot {
+    return parseSnapshot(this.kv("baseSnapshot") ?? "0:0:");
   }
 
   private sums(): Map<string, number> {
@@ -224,7 +233,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
   /**
    * Applies events once each (by event id): period sums for events inside the current period,
    * gauges for all, distinct period users, presence. Events the reconciled base already counts
-   * (received before its cutoff) are only marked applied. Threshold and limit crossings are claimed
+   * (in its snapshot) are only marked applied. Threshold and limit crossings are claimed
    * in the same transaction as the counters, then handed to Postgres (retried until taken).
    * @returns how many events were new to this object, and how many alerts it crossed
    */
@@ -234,7 +243,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     const subs = await this.subscriptions(org);
     const now = Date.now();
     const period = billingPeriod(anchor, new Date(now));
-    const watermark = Number(this.kv("baseCutoff") ?? 0);
+    const base = this.baseSnapshot();
     const { applied, crossed } = this.ctx.storage.transactionSync(() => {
       const before = this.usedAll();
       // One statement marks the batch applied and returns what was new to this object.
@@ -252,7 +261,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
           .map((r) => r.event_id),
       );
       const freshEvents = unique.filter((e) => newIds.has(e.eventId));
-      const d = batchDeltas(freshEvents, period, watermark);
+      const d = batchDeltas(freshEvents, period, base);
       for (const [t, v] of Object.entries(d.sums)) this.addTo("sums", t, v);
       for (const [t, v] of Object.entries(d.gauges)) this.addTo("gauges", t, v);
       if (d.users.size > 0) {
@@ -273,7 +282,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     if (crossed > 0 || this.sql.exec("select 1 from pending_alerts limit 1").toArray().length > 0) {
       await this.flushAlerts();
     }
-    // An active object reconciles itself a few minutes on, when what it applied has settled.
+    // An active object reconciles itself a few minutes on (healing anything it was never handed).
     if (applied > 0) await this.armAlarm(Number(this.kv("reconciledAt") ?? 0) + RECONCILE_EVERY_MS);
     return { applied, crossings: crossed };
   }
@@ -324,8 +333,8 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
   }
 
   /**
-   * Reconciles the counters with Postgres: the base becomes Postgres' exact totals of the events
-   * received before `now - settle`, plus what this object applied since. Corrects a lost object, a
+   * Reconciles the counters with Postgres: the base becomes Postgres' exact totals in one snapshot,
+   * plus what this object applied that the snapshot lacks. Corrects a lost object, a
    * batch that died after its Postgres write, or any other drift; logs what it corrected.
    * Concurrent calls share one run.
    * @param org - the organization (remembered by the object)
@@ -346,14 +355,14 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     const { plan, anchor } = await this.plan(org);
     const subs = await this.subscriptions(org);
     const period = billingPeriod(anchor, new Date());
-    // Everything the log holds below the oldest running transaction; the object adds what it applied past it.
+    // Everything the log holds, in one snapshot; the object adds what it applied that the snapshot lacks.
     const truth = await this.withPlatform((p) =>
-      exactSums(p.db, { org, from: period.start, to: period.end, toEndTypes: GAUGE_TYPES, finalOnly: true }),
+      exactSums(p.db, { org, from: period.start, to: period.end, toEndTypes: GAUGE_TYPES }),
     );
     let missingUsers: string[] = [];
     const periodStart = period.start.toISOString();
     // Every user the object knows came from an event the log has, so equal counts mean equal sets.
-    if (this.kv("periodStart") !== periodStart || this.periodUserCount() !== truth.usersWithTail) {
+    if (this.kv("periodStart") !== periodStart || this.periodUserCount() !== truth.users) {
       missingUsers = await this.withPlatform((p) => periodUserIds(p.db, org, period));
     }
     const { result, crossed } = this.ctx.storage.transactionSync(() => {
@@ -368,21 +377,22 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
         this.sql.exec("delete from period_users");
         this.setKv("periodStart", periodStart);
       }
-      const recentRows = this.sql
-        .exec<{ event_type: string; in_period: number; total: number }>(
-          `select event_type,
-             sum(case when occurred_at >= ? and occurred_at < ? then quantity else 0 end) as in_period,
-             sum(quantity) as total
-           from applied where position >= ? group by event_type`,
-          period.start.getTime(),
-          period.end.getTime(),
-          truth.position,
+      // What the object applied that the snapshot lacks (only rows from its xmin on can be such).
+      const snap = parseSnapshot(truth.snapshot);
+      const periodSums: Sums = {};
+      const allTimeSums: Sums = {};
+      for (const r of this.sql
+        .exec<{ event_type: string; occurred_at: number; quantity: number; position: number }>(
+          "select event_type, occurred_at, quantity, position from applied where position >= ?",
+          snap.xmin,
         )
-        .toArray();
-      const next = reconciled(truth, {
-        periodSums: Object.fromEntries(recentRows.map((r) => [r.event_type, r.in_period])),
-        allTimeSums: Object.fromEntries(recentRows.map((r) => [r.event_type, r.total])),
-      });
+        .toArray()) {
+        if (inSnapshot(r.position, snap)) continue;
+        allTimeSums[r.event_type] = (allTimeSums[r.event_type] ?? 0) + r.quantity;
+        if (r.occurred_at >= period.start.getTime() && r.occurred_at < period.end.getTime())
+          periodSums[r.event_type] = (periodSums[r.event_type] ?? 0) + r.quantity;
+      }
+      const next = reconciled(truth, { periodSums, allTimeSums });
       const before = { sums: Object.fromEntries(this.sums()), gauges: Object.fromEntries(this.gauges()) };
       const usersBefore = rolled ? 0 : this.periodUserCount();
       this.sql.exec("delete from sums");
@@ -391,7 +401,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
       for (const [t, v] of Object.entries(next.gauges)) if (v !== 0) this.addTo("gauges", t, v);
       for (const u of missingUsers)
         this.sql.exec("insert into period_users (user_id) values (?) on conflict do nothing", u);
-      this.setKv("baseCutoff", String(truth.position));
+      this.setKv("baseSnapshot", truth.snapshot);
       this.setKv("reconciledAt", String(Date.now()));
       // Usage the base brought in crosses thresholds like applied usage does (a new object
       // rebuilt from events it never applied, a healed batch): claimed with the counters.
@@ -400,7 +410,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
       return {
         crossed: found.length,
         result: {
-          cutoff: truth.position,
+          snapshot: truth.snapshot,
           drift: {
             // After a rollover the old period's sums are not drift: compare with an empty period.
             sums: driftOf(rolled ? {} : before.sums, next.sums),

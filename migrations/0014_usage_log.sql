@@ -3,8 +3,8 @@
 -- adds the log's tail beyond the watermark, so totals are exact at read time.
 
 -- The log: one row per (organization, event id) for the whole dedup horizon. `txid` is the writing
--- transaction (pg_current_xact_id): every row below the oldest running transaction is final, which
--- is what lets the aggregator advance its watermark without ever skipping a late commit.
+-- transaction (pg_current_xact_id): with the snapshot the aggregator folded in, it says exactly
+-- whether a row is in the aggregates — a late commit is never skipped.
 create table usage_log (
   organization_id  text not null,
   event_id         text not null,
@@ -24,13 +24,17 @@ create index usage_log_txid_brin on usage_log using brin (txid) with (pages_per_
 -- Retention of dedup keys by arrival (bounded batches).
 create index usage_log_received_brin on usage_log using brin (received_at) with (pages_per_range = 32);
 
--- The aggregator's position: every log row with txid below it is in the aggregates (and in the
--- partitioned raw table); rows at or above it are the tail every read adds.
+-- The aggregator's position, as a snapshot: the log rows of transactions below `snap_xmin`, and of
+-- those in [snap_xmin, snap_xmax) not listed in `snap_xip`, are in the aggregates (and in the
+-- partitioned raw table); every other row is the tail every read adds. A snapshot, not a single txid: a transaction still running
+-- when the aggregator passed is simply listed, so one long transaction never holds the others back.
 -- `exact_since`: the 15-minute and per-user aggregates below are complete from this instant (they
 -- were built from the raw events still kept when this migration ran).
 create table usage_watermark (
   id           integer primary key default 1 check (id = 1),
-  txid         bigint not null,
+  snap_xmin    bigint not null,
+  snap_xmax    bigint not null,
+  snap_xip     bigint[] not null default '{}',
   exact_since  timestamptz not null
 );
 
@@ -63,8 +67,9 @@ from usage_events group by 1, 2, 3, 4;
 insert into usage_agg_user_day (organization_id, event_type, user_id, bucket, quantity, events)
 select organization_id, event_type, user_id, date_trunc('day', occurred_at, 'UTC'), sum(quantity), count(*)
 from usage_events where user_id is not null group by 1, 2, 3, 4;
-insert into usage_watermark (txid, exact_since)
-select pg_current_xact_id()::text::bigint, coalesce((select min(occurred_at) from usage_events), now());
+insert into usage_watermark (snap_xmin, snap_xmax, exact_since)
+select pg_current_xact_id()::text::bigint, pg_current_xact_id()::text::bigint,
+       coalesce((select min(occurred_at) from usage_events), now());
 drop table usage_event_ids;
 -- The raw table is now written by the aggregator only, in bulk; reconciliation reads the log.
 drop index usage_events_org_received_idx;

@@ -13,6 +13,11 @@ export interface QueueProducer<T = unknown> {
 const QUEUE_BATCH = 100;
 const QUEUE_BATCH_BYTES = 250_000;
 
+const encoder = new TextEncoder();
+
+/** UTF-8 size of a text: the limits are in bytes (a regex test is far cheaper than encoding ASCII). */
+export const utf8Length = (s: string): number => (/[\u0080-\uffff]/.test(s) ? encoder.encode(s).length : s.length);
+
 /** Splits messages into sendBatch-sized chunks by count and serialized size. */
 export function chunkForQueue<T>(items: readonly T[], size: (t: T) => number = (t) => JSON.stringify(t).length): T[][] {
   const chunks: T[][] = [];
@@ -35,7 +40,7 @@ export function chunkForQueue<T>(items: readonly T[], size: (t: T) => number = (
 /** Sends JSON texts as text messages, in parallel sendBatch calls within the limits. */
 export async function sendTexts(queue: QueueProducer, bodies: readonly string[]): Promise<void> {
   await Promise.all(
-    chunkForQueue(bodies, (b) => b.length).map((chunk) =>
+    chunkForQueue(bodies, utf8Length).map((chunk) =>
       queue.sendBatch(chunk.map((body) => ({ body, contentType: "text" as const }))),
     ),
   );

@@ -1,6 +1,7 @@
 import type { CloudEvent } from "../events/cloudevent.ts";
 import { parseCloudEvent } from "../events/cloudevent.ts";
 import type { UsageEvent } from "./schemas.ts";
+import { utf8Length } from "../platform/queue.ts";
 
 /**
  * Usage events travel as CloudEvents (the Queue, RabbitMQ): these map between the two shapes.
@@ -66,9 +67,6 @@ export interface UsageBatchMessage {
 
 // Cloudflare Queues take messages of up to 128 KB; keep a margin for the envelope.
 const MESSAGE_BYTES = 110_000;
-const encoder = new TextEncoder();
-// A regex test is far cheaper than encoding every (usually ASCII) row.
-const byteLength = (s: string) => (/[\u0080-\uffff]/.test(s) ? encoder.encode(s).length : s.length);
 
 /** Encodes accepted events as few messages as fit the Queue's size limit, one organization each. */
 export function encodeUsageBatches(events: readonly UsageEvent[]): string[] {
@@ -100,7 +98,7 @@ export function encodeUsageBatches(events: readonly UsageEvent[]): string[] {
         e.timestamp.getTime(),
         meta,
       ]);
-      const size = byteLength(row);
+      const size = utf8Length(row);
       if (bytes + size > MESSAGE_BYTES) flush();
       rows.push(row);
       bytes += size + 1;

@@ -1,14 +1,17 @@
 import type { AlertCrossing } from "./alerts.ts";
 import type { Plan, QuotaMetricType } from "./quota.ts";
 import { crossedThresholds, quotaMetrics } from "./quota.ts";
+import type { LogSnapshot } from "./log.ts";
+import { inSnapshot } from "./log.ts";
 import type { IntervalSums } from "./repo.ts";
 
 /**
  * The organization object's counter rules as pure functions. Its counters are a base — everything the
- * usage log holds below a position (the oldest transaction running when the last reconciliation read
- * it) — plus the events the object applied itself whose log position is at or above it. So a reconciliation can
- * replace the base at any time without counting an event twice or losing one that is in flight,
- * and a lost object or a dead-lettered batch heals at the next reconciliation.
+ * usage log held in the Postgres snapshot the last reconciliation read — plus the events the object
+ * applied itself that were not yet in that snapshot. An event reaches the object only after its log
+ * row committed, so the snapshot tells exactly which applied events the base already counts: a
+ * reconciliation can replace the base at any time without counting an event twice or losing one
+ * in flight, and a lost object or a dead-lettered batch heals at once.
  */
 
 /** An event as the organization object applies it. */
@@ -20,7 +23,7 @@ export interface CounterEvent {
   quantity: number;
   /** Epoch ms. */
   occurredAt: number;
-  /** Its position in the usage log (the txid that recorded it): below the base's watermark, the base counts it. */
+  /** Its position in the usage log (the txid that recorded it): in the base's snapshot, the base counts it. */
   position: number;
 }
 
@@ -30,7 +33,7 @@ export const GAUGE_TYPES = ["storage.upload", "storage.delete", "document.create
 /** Sums per event type. */
 export type Sums = Record<string, number>;
 
-/** Counters after a reconciliation: the base plus what was applied since the cutoff. */
+/** Counters after a reconciliation: the base plus what the object applied that the base's snapshot lacks. */
 export function reconciled(
   truth: Pick<IntervalSums, "sums" | "toEnd">,
   recent: { periodSums: Sums; allTimeSums: Sums },
@@ -127,13 +130,13 @@ export interface BatchDeltas {
 
 /**
  * The counter changes of events new to the object: an event counts in the sums and gauges only if
- * its log position is at or above the base's watermark (below it, the base counts it already);
- * users and reservations are consumed either way.
+ * its log row is not in the base's snapshot (in it, the base counts it already); users and
+ * reservations are consumed either way.
  */
 export function batchDeltas(
   fresh: readonly Pick<CounterEvent, "eventType" | "userId" | "quantity" | "occurredAt" | "position">[],
   period: { start: Date; end: Date },
-  baseWatermark: number,
+  base: LogSnapshot,
 ): BatchDeltas {
   const d: BatchDeltas = { sums: {}, gauges: {}, users: new Set(), reservations: {} };
   const add = (into: Record<string, number>, k: string, v: number) => {
@@ -142,7 +145,7 @@ export function batchDeltas(
   for (const e of fresh) {
     const inPeriod = e.occurredAt >= period.start.getTime() && e.occurredAt < period.end.getTime();
     if (inPeriod && e.userId) d.users.add(e.userId);
-    if (e.position >= baseWatermark) {
+    if (!inSnapshot(e.position, base)) {
       if (inPeriod) add(d.sums, e.eventType, e.quantity);
       if ((GAUGE_TYPES as readonly string[]).includes(e.eventType)) add(d.gauges, e.eventType, e.quantity);
     }

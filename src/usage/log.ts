@@ -7,15 +7,23 @@ import type { UsageEvent } from "./schemas.ts";
  * `usage_log` as typed arrays (`unnest`), deduplicated by its primary key `(organization_id,
  * event_id)`, nothing else on the hot path. The aggregator then folds the log into the aggregates
  * (minute, quarter-hour, hour, per-user day, distinct-user sets, the partitioned raw table, dirty
- * day/month marks) in large grouped chunks, past a watermark: a log row belongs to the aggregates
- * once its writing transaction (`txid`) is below the watermark. Every read adds the log's tail
- * (rows at or above the watermark) in the same statement, so totals are exact the moment the log
- * write commits, however far the aggregator lags.
+ * day/month marks) in large grouped chunks, past a watermark. Every read adds the log's tail (the
+ * rows past the watermark) in the same statement, so totals are exact the moment the log write
+ * commits, however far the aggregator lags.
  *
- * Why the watermark is a transaction id: a row's txid is below the oldest running transaction
- * (`pg_snapshot_xmin`) only once its transaction has finished, so advancing the watermark to at most
- * that point can never step over a commit still to come — the gap that sequence numbers leave.
+ * The watermark is a Postgres snapshot (`xmin`, `xmax`, `xip`) rather than a sequence number: a
+ * row is folded exactly when its writing transaction (`txid`) is visible in it. Sequence numbers
+ * are handed out before commit, so "everything below N" would skip a transaction that commits late;
+ * a snapshot lists it as running and folds it next time — and one long transaction anywhere on the
+ * server holds nothing back.
  */
+
+/**
+ * SQL condition: a log row (alias `l`) is past the watermark, i.e. in the tail. Scalar subqueries,
+ * so the planner gets the bound as a parameter and scans only the log's last BRIN ranges.
+ */
+const PAST = `l.txid >= (select snap_xmin from usage_watermark)
+  and (l.txid >= (select snap_xmax from usage_watermark) or l.txid = any((select snap_xip from usage_watermark)::bigint[]))`;
 
 /** What {@link appendEvents} reports. */
 export interface AppendedEvents {
@@ -83,18 +91,19 @@ export interface AggregationRun {
   rows: number;
   /** Chunks committed. */
   chunks: number;
-  /** The watermark now. */
-  watermark: number;
+  /** The watermark now, as `xmin:xmax:xip,…` (a Postgres snapshot's text form). */
+  watermark: string;
   /** Log rows still past it (the tail every read adds), as of the last chunk. */
   tail: number;
 }
 
 /**
- * The SQL that folds the log rows with `$1 <= txid < $2` into every aggregate, in one statement.
- * Sums add up, sets union, dirty day/month marks make the rollup recompute those buckets.
+ * The SQL that folds the rows past the watermark with txid below `$1` into every aggregate, in one
+ * statement (sums add up, sets union, dirty day/month marks make the rollup recompute those
+ * buckets), then moves the watermark to `$2:$3:$4` (xmin, xmax, xip).
  */
 const FOLD = `with chunk as (
-    select * from usage_log where txid >= $1 and txid < $2
+    select l.* from usage_log l where ${PAST} and l.txid < $1
   ), raw as (
     insert into usage_events (organization_id, event_id, event_type, user_id, resource_id, resource_type, quantity,
                               metadata, occurred_at, received_at)
@@ -142,66 +151,112 @@ const FOLD = `with chunk as (
     select distinct organization_id, event_type, g, date_trunc(g, occurred_at, 'UTC')
     from chunk cross join (values ('day'), ('month')) as gs(g) order by 1, 2, 3, 4
     on conflict (organization_id, event_type, granularity, bucket) do update set marked_at = now()
+  ), moved as (
+    update usage_watermark set snap_xmin = $2, snap_xmax = $3, snap_xip = $4::bigint[]
   )
   select count(*)::int as n from chunk`;
 
+/** A Postgres snapshot (`pg_current_snapshot()`): which transactions had finished when it was taken. */
+export interface LogSnapshot {
+  /** Every transaction below it had finished. */
+  xmin: number;
+  /** No transaction from it on had finished. */
+  xmax: number;
+  /** Transactions in [xmin, xmax) still running then. */
+  running: readonly number[];
+}
+
+/** Parses a snapshot's text form, `xmin:xmax:xip,xip,…`. */
+export function parseSnapshot(text: string): LogSnapshot {
+  const [xmin = "0", xmax = "0", xip = ""] = text.split(":");
+  return { xmin: Number(xmin), xmax: Number(xmax), running: xip ? xip.split(",").map(Number) : [] };
+}
+
+/** A snapshot's text form. */
+export const formatSnapshot = (s: LogSnapshot): string => `${s.xmin}:${s.xmax}:${s.running.join(",")}`;
+
 /**
- * Folds the log into the aggregates, up to `maxRows` per chunk and `maxChunks` chunks. One run at a
- * time: the watermark row is locked, and a run that finds it locked returns at once. A chunk is one
- * transaction: the fold and the new watermark commit together, so a crash folds it again whole.
- *
- * `flush` (the rollup, tests) instead waits for a running aggregator and then folds everything
- * committed before the call, waiting (up to `flushTimeoutMs`, default 5 s) for transactions that
- * were still open then: the watermark cannot pass them.
+ * Whether the log rows of (committed) transaction `txid` are in the snapshot — Postgres' own rule
+ * (`pg_visible_in_snapshot`). With the watermark it says folded or tail; the SQL twin is `PAST`.
+ */
+export function inSnapshot(txid: number, s: LogSnapshot): boolean {
+  if (txid < s.xmin) return true;
+  if (txid >= s.xmax) return false;
+  return !s.running.includes(txid);
+}
+
+/**
+ * Where a chunk ends (exclusive txid): after the last transaction sampled, so a chunk holds whole
+ * transactions (`lastSampled` null: the sample was not full, everything goes); never below the
+ * watermark's `xmax`, so the new watermark still holds everything the old one did; never past the
+ * current snapshot's `xmax`, from which on no transaction had finished.
+ */
+export function chunkEnd(watermark: LogSnapshot, current: LogSnapshot, lastSampled: number | null): number {
+  const end = lastSampled === null ? current.xmax : lastSampled + 1;
+  return Math.min(Math.max(end, watermark.xmax), current.xmax);
+}
+
+/**
+ * The watermark after folding, in snapshot `current`, every row past the old one below `end`: the
+ * current snapshot cut at `end` (what is at or above it, or was still running, stays in the tail).
+ */
+export function cutSnapshot(current: LogSnapshot, end: number): LogSnapshot {
+  return { xmin: Math.min(current.xmin, end), xmax: end, running: current.running.filter((x) => x < end) };
+}
+
+/** Postgres' serialization failure: under repeatable read, another run moved the watermark first. */
+const isSerializationFailure = (err: unknown) => (err as { code?: string } | null)?.code === "40001";
+
+/**
+ * Folds the log into the aggregates, up to about `maxRows` rows a chunk and `maxChunks` chunks. One
+ * run at a time: the watermark row is locked, and a run that finds it locked returns at once —
+ * with `flush` (the rollup, tests) it waits instead, then folds everything committed before the
+ * call. A chunk is one repeatable-read transaction — the sample, the fold and the new watermark all
+ * in one snapshot, committed together, so a crash folds it again whole.
  */
 export async function aggregateLog(
   db: Db,
-  opts: { maxRows?: number; maxChunks?: number; flush?: boolean; flushTimeoutMs?: number } = {},
+  opts: { maxRows?: number; maxChunks?: number; flush?: boolean } = {},
 ): Promise<AggregationRun> {
   const maxRows = opts.maxRows ?? 50_000;
   const maxChunks = opts.maxChunks ?? (opts.flush ? Number.POSITIVE_INFINITY : 20);
-  const run: AggregationRun = { rows: 0, chunks: 0, watermark: 0, tail: 0 };
-  // Every transaction that committed before this call has a txid below the snapshot's xmax.
-  const target = opts.flush
-    ? Number((await db.query<{ x: string }>("select pg_snapshot_xmax(pg_current_snapshot())::text as x")).rows[0]!.x)
-    : 0;
-  const deadline = Date.now() + (opts.flushTimeoutMs ?? 5_000);
+  const run: AggregationRun = { rows: 0, chunks: 0, watermark: "", tail: 0 };
   for (let i = 0; i < maxChunks; i++) {
-    const step = await db.transaction(async (tx) => {
-      const { rows } = await tx.query<{ wm: string }>(
-        `select txid::text as wm from usage_watermark for update${opts.flush ? "" : " skip locked"}`,
-      );
-      if (!rows[0]) return { folded: 0, upto: -1, more: false };
-      const wm = Number(rows[0].wm);
-      // A statement of its own: its snapshot is taken once the lock is held.
-      const { rows: x } = await tx.query<{ xmin: string }>(
-        "select pg_snapshot_xmin(pg_current_snapshot())::text as xmin",
-      );
-      const xmin = Number(x[0]!.xmin);
-      if (xmin <= wm) return { folded: 0, upto: wm, more: false };
-      // About maxRows rows, whole transactions only: the log is appended in txid order, so the
-      // first maxRows rows found past the watermark (BRIN) end near the chunk's upper txid.
-      const { rows: b } = await tx.query<{ last: string | null }>(
-        `select max(txid)::text as last from (
-           select txid from usage_log where txid >= $1 and txid < $2 limit $3) s`,
-        [wm, xmin, maxRows],
-      );
-      const upto = b[0]?.last ? Math.min(Number(b[0].last) + 1, xmin) : xmin;
-      const { rows: f } = await tx.query<{ n: number }>(FOLD, [wm, upto]);
-      await tx.query("update usage_watermark set txid = $1", [upto]);
-      return { folded: f[0]!.n, upto, more: upto < xmin };
-    });
-    run.rows += step.folded;
-    if (step.upto >= 0) run.watermark = step.upto;
-    if (step.folded > 0) run.chunks += 1;
-    if (step.more) continue;
-    // Flushing and held back by a transaction older than the call: let it finish.
-    if (!opts.flush || step.upto < 0 || step.upto >= target || Date.now() > deadline) break;
-    await new Promise((r) => setTimeout(r, 5));
+    const step = await db
+      .transaction(async (tx) => {
+        await tx.query("set transaction isolation level repeatable read");
+        const { rows } = await tx.query<{ xmin: string; xmax: string; xip: string[]; cur: string }>(
+          `select snap_xmin::text as xmin, snap_xmax::text as xmax, snap_xip::text[] as xip, pg_current_snapshot()::text as cur
+           from usage_watermark for update${opts.flush ? "" : " skip locked"}`,
+        );
+        const row = rows[0];
+        if (!row) return null;
+        const watermark = { xmin: Number(row.xmin), xmax: Number(row.xmax), running: row.xip.map(Number) };
+        const current = parseSnapshot(row.cur);
+        const { rows: sample } = await tx.query<{ last: string | null; n: number }>(
+          `select max(txid)::text as last, count(*)::int as n from (
+             select l.txid from usage_log l where ${PAST} limit $1) x`,
+          [maxRows],
+        );
+        const full = sample[0]!.n >= maxRows;
+        const end = chunkEnd(watermark, current, full ? Number(sample[0]!.last) : null);
+        const next = cutSnapshot(current, end);
+        const { rows: f } = await tx.query<{ n: number }>(FOLD, [end, next.xmin, next.xmax, next.running]);
+        return { n: f[0]!.n, more: end < current.xmax, watermark: formatSnapshot(next) };
+      })
+      // Locked by a run that then committed: flushing, go round again (it sees the new watermark).
+      .catch((err) => (isSerializationFailure(err) ? ("raced" as const) : Promise.reject(err)));
+    if (step === "raced") {
+      if (opts.flush) continue;
+      break;
+    }
+    if (!step) break;
+    run.rows += step.n;
+    run.watermark = step.watermark;
+    if (step.n > 0) run.chunks += 1;
+    if (!step.more) break;
   }
-  const { rows } = await db.query<{ n: number }>(
-    "select count(*)::int as n from usage_log where txid >= (select txid from usage_watermark)",
-  );
+  const { rows } = await db.query<{ n: number }>(`select count(*)::int as n from usage_log l where ${PAST}`);
   run.tail = rows[0]!.n;
   return run;
 }
@@ -211,5 +266,4 @@ export async function aggregateLog(
  * CTE body: `tail as (${tailSql("$1")})`. It must sit in the same statement as the aggregates it
  * completes, so both come from one snapshot.
  */
-export const tailSql = (org: string) =>
-  `select * from usage_log where organization_id = ${org} and txid >= (select txid from usage_watermark)`;
+export const tailSql = (org: string) => `select l.* from usage_log l where l.organization_id = ${org} and ${PAST}`;

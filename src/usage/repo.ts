@@ -197,37 +197,32 @@ export interface IntervalSums {
   events: number;
   /** Distinct users active in [from, to). */
   users: number;
-  /** Distinct users active in [from, to) over the whole log, unfinished transactions' rows included. */
-  usersWithTail: number;
   /**
-   * The log position the answer covers: with `finalOnly`, every log row below it is counted and none
-   * at or above it; otherwise the aggregator's watermark (the whole tail is counted).
+   * The Postgres snapshot the answer was read in (`pg_current_snapshot()` as text): it counts
+   * exactly the log rows of the transactions that had finished by then (see `inSnapshot`).
    */
-  position: number;
+  snapshot: string;
 }
 
 /**
  * Exact sums over [from, to) whatever the ends (billing periods need not start on the hour): whole
  * hours from the hour aggregates, the partial first and last hour from the raw events (the caller
- * keeps unaligned ends inside the raw retention), plus the log's tail. With `finalOnly` the tail
- * stops at the oldest transaction still running (`position`): every log row below it is counted,
- * none above — the organization objects reconcile to exactly that and add what they applied past it.
+ * keeps unaligned ends inside the raw retention), plus the log's tail — one statement, one snapshot,
+ * which it returns: the organization objects reconcile to exactly that and add what they applied
+ * that it lacks.
  */
 export async function exactSums(
   db: Queryable,
-  q: { org: string; from: Date; to: Date; toEndTypes: readonly string[]; finalOnly?: boolean },
+  q: { org: string; from: Date; to: Date; toEndTypes: readonly string[] },
 ): Promise<IntervalSums> {
-  const tailed = tailSql("$1");
-  const { rows } = await db.query<{ kind: string; event_type: string | null; q: number; n: number; wm: string }>(
+  const { rows } = await db.query<{ kind: string; event_type: string | null; q: number; n: number; snap: string }>(
     `with b as (
        select $2::timestamptz as f, $3::timestamptz as t,
               date_trunc('hour', $2::timestamptz)
                 + case when date_trunc('hour', $2::timestamptz) = $2::timestamptz then interval '0' else interval '1 hour' end
                 as hf,
               date_trunc('hour', $3::timestamptz) as ht
-     ), xmin as (select pg_snapshot_xmin(pg_current_snapshot())::text::bigint as x),
-     log_tail as (${tailed}),
-     tail as (select * from log_tail where not $5 or txid < (select x from xmin)), inside as (
+     ), tail as (${tailSql("$1")}), inside as (
        select h.event_type, h.quantity as q, h.events as n from usage_agg_hour h, b
        where h.organization_id = $1 and h.bucket >= b.hf and h.bucket < b.ht
        union all
@@ -251,32 +246,25 @@ export async function exactSums(
        where e.organization_id = $1 and e.user_id is not null
          and ((e.occurred_at >= b.f and e.occurred_at < least(b.hf, b.t))
            or (e.occurred_at >= greatest(b.ht, b.hf) and e.occurred_at < b.t))
-     ), tail_users as (
-       select l.user_id from log_tail l, b where l.user_id is not null and l.occurred_at >= b.f and l.occurred_at < b.t
-     ), wm as (
-       select (case when $5 then (select x from xmin) else (select txid from usage_watermark) end)::text as wm
-     )
-     select 'inside' as kind, event_type, sum(q)::float8 as q, sum(n)::int8 as n, (select wm from wm) as wm from inside group by 2
+       union
+       select l.user_id from tail l, b where l.user_id is not null and l.occurred_at >= b.f and l.occurred_at < b.t
+     ), s as (select pg_current_snapshot()::text as snap)
+     select 'inside' as kind, event_type, sum(q)::float8 as q, sum(n)::int8 as n, (select snap from s) as snap
+     from inside group by 2
      union all
-     select 'to_end', event_type, sum(q)::float8, 0, (select wm from wm) from to_end group by 2
+     select 'to_end', event_type, sum(q)::float8, 0, (select snap from s) from to_end group by 2
      union all
-     select 'users', null, 0, (select count(*) from (select user_id from users union
-       select user_id from tail l, b where l.user_id is not null and l.occurred_at >= b.f and l.occurred_at < b.t) u),
-       (select wm from wm)
-     union all
-     select 'users_all', null, 0, (select count(*) from (select user_id from users union select user_id from tail_users) u),
-       (select wm from wm)`,
-    [q.org, q.from.toISOString(), q.to.toISOString(), q.toEndTypes, q.finalOnly === true],
+     select 'users', null, 0, (select count(*) from users), (select snap from s)`,
+    [q.org, q.from.toISOString(), q.to.toISOString(), q.toEndTypes],
   );
-  const out: IntervalSums = { sums: {}, toEnd: {}, events: 0, users: 0, usersWithTail: 0, position: 0 };
+  const out: IntervalSums = { sums: {}, toEnd: {}, events: 0, users: 0, snapshot: "" };
   for (const r of rows) {
-    out.position = Number(r.wm);
+    out.snapshot = r.snap;
     if (r.kind === "inside" && r.event_type) {
       out.sums[r.event_type] = Number(r.q);
       out.events += Number(r.n);
     } else if (r.kind === "to_end" && r.event_type) out.toEnd[r.event_type] = Number(r.q);
     else if (r.kind === "users") out.users = Number(r.n);
-    else if (r.kind === "users_all") out.usersWithTail = Number(r.n);
   }
   return out;
 }

@@ -43,12 +43,12 @@ export const purges = {
             select ctid from usage_agg_minute where bucket < $1 order by bucket limit $2))`,
   },
   // The log's rows are its dedup keys: purged by arrival, and only once aggregated (below the
-  // watermark). Unordered: the BRIN bitmap yields old page ranges first and the limit stops early.
+  // watermark's xmin). Unordered: the BRIN bitmap yields old page ranges first and the limit stops early.
   eventIds: {
     index: ["usage_log_received_brin", "usage_log_txid_brin"],
     sql: `delete from usage_log where ctid = any(array(
             select ctid from usage_log where received_at < $1
-              and txid < (select txid from usage_watermark) limit $2))`,
+              and txid < (select snap_xmin from usage_watermark) limit $2))`,
   },
   rawDefault: {
     index: ["usage_events_default_time_idx"],

@@ -2,7 +2,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { api } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
-import { appendEvents } from "../../../src/usage/log.ts";
+import { appendEvents, tailSql } from "../../../src/usage/log.ts";
 import { purges } from "../../../src/usage/retention.ts";
 import {
   ev,
@@ -202,6 +202,106 @@ describe("rollups", () => {
       startTime: new Date(Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), 1)),
     });
     expect(month.totals.api_calls).toBe(18);
+  });
+});
+
+describe("the usage log", () => {
+  const hourTotals = async (org: string) =>
+    (
+      await usage().getAggregatedMetrics(org, {
+        startTime: hoursAgo(4),
+        endTime: hoursAgo(-1),
+        granularity: "hour",
+        metricTypes: ["api.call"],
+      })
+    ).dataPoints.map((p) => [p.timestamp, p.value]);
+  const folded = (org: string) =>
+    withDb(async (db) => {
+      const { rows } = await db.query<{ hour: number; raw: number; tail: number }>(
+        `select (select coalesce(sum(events), 0)::int from usage_agg_hour where organization_id = $1) as hour,
+                (select count(*)::int from usage_events where organization_id = $1) as raw,
+                (select count(*)::int from (${tailSql("$1")}) t) as tail`,
+        [org],
+      );
+      return rows[0]!;
+    });
+
+  it("answers exactly from the log before it is aggregated, after, and once when a fold fails half-way", async () => {
+    const org = newOrg();
+    await withDb((db) =>
+      appendEvents(db, [
+        ...Array.from({ length: 3 }, () => valid(ev(org, { timestamp: hoursAgo(2, 10) }))),
+        ...Array.from({ length: 2 }, () => valid(ev(org, { timestamp: hoursAgo(0, 1) }))),
+      ]),
+    );
+    const expected = [
+      [hoursAgo(2).toISOString(), 3],
+      [hoursAgo(0).toISOString(), 2],
+    ];
+    expect(await hourTotals(org)).toEqual(expected); // the log alone (or whatever is folded): exact
+    // The fold of this organization's rows fails mid-statement: the whole chunk rolls back.
+    const fn = `fail_fold_${org}`;
+    await withDb(async (db) => {
+      await db.query(
+        `create function ${fn}() returns trigger language plpgsql as $$
+         begin raise exception 'fold refused'; end $$`,
+      );
+      await db.query(
+        `create trigger ${fn} before insert on usage_agg_hour for each row
+         when (new.organization_id = '${org}') execute function ${fn}()`,
+      );
+    });
+    try {
+      await expect(usage().aggregate({ flush: true })).rejects.toThrow(/fold refused/);
+      expect(await folded(org)).toEqual({ hour: 0, raw: 0, tail: 5 }); // nothing half-written
+      expect(await hourTotals(org)).toEqual(expected);
+    } finally {
+      await withDb((db) => db.query(`drop trigger ${fn} on usage_agg_hour; drop function ${fn}()`));
+    }
+    await usage().aggregate({ flush: true });
+    expect(await folded(org)).toEqual({ hour: 5, raw: 5, tail: 0 });
+    expect(await hourTotals(org)).toEqual(expected); // folded once, not added to the tail
+  });
+
+  it("counts late events for an hour already aggregated, and never an aggregated event's duplicate", async () => {
+    const org = newOrg();
+    const first = valid(ev(org, { timestamp: hoursAgo(3, 5), quantity: 4 }));
+    await usage().recordEvents([first]);
+    await usage().aggregate({ flush: true });
+    expect(await folded(org)).toMatchObject({ hour: 1, tail: 0 });
+    const late = valid(ev(org, { timestamp: hoursAgo(3, 50), quantity: 6 }));
+    const fresh = await usage().recordEvents([first, late]);
+    expect(fresh.size).toBe(1);
+    const at3 = hoursAgo(3).toISOString();
+    expect(await hourTotals(org)).toEqual([[at3, 10]]); // aggregate 4 + tail 6
+    await usage().aggregate({ flush: true });
+    expect(await hourTotals(org)).toEqual([[at3, 10]]);
+    expect(await folded(org)).toEqual({ hour: 2, raw: 2, tail: 0 });
+    expect((await orgObject(org).status(org)).sums["api.call"]).toBe(10);
+  });
+
+  it("bills a period that does not start on the hour exactly, to the millisecond", async () => {
+    const org = newOrg();
+    await setPlan(org, {}, { api_calls: 0 }, { api_calls: 1 });
+    // A billing anchor 50 hours ago at :37:12.345 — the period starts there, not at the hour.
+    const anchor = new Date(hoursAgo(50, 37).getTime() + 12_345);
+    await withDb((db) => db.query("update organizations set billing_anchor = $2 where id = $1", [org, anchor]));
+    await orgObject(org).invalidate();
+    const ms = (d: number) => new Date(anchor.getTime() + d);
+    await record([
+      ev(org, { timestamp: ms(-1), quantity: 100 }), // a millisecond before: the previous period
+      ev(org, { timestamp: ms(0), quantity: 1 }),
+      ev(org, { timestamp: ms(20 * 60_000), quantity: 2 }), // later in the anchor's hour
+      ev(org, { timestamp: ms(3 * 3_600_000), quantity: 4 }), // whole hours after
+    ]);
+    await usage().aggregate({ flush: true });
+    const report = await usage().generateUsageReport(org, anchor, hoursAgo(-1));
+    expect(report.lineItems.find((l) => l.metricType === "api_calls")).toMatchObject({ quantity: 7, amount: 7 });
+    const quota = await usage().getQuotaStatus(org);
+    expect(quota.metrics.find((m) => m.metricType === "api_calls")).toMatchObject({ used: 7 });
+    // The object's reconciliation reads the same exact edges.
+    const r = await orgObject(org).reconcile(org);
+    expect(r?.drift).toEqual({ sums: {}, gauges: {}, users: 0 });
   });
 });
 

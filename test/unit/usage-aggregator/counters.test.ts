@@ -3,7 +3,7 @@ import { migrateSqlite } from "../../../src/platform/sqlite-schema.ts";
 import { crossings, driftOf, reconciled } from "../../../src/usage/counters.ts";
 
 describe("organization object counters", () => {
-  it("reconciles to the base plus what was applied since the cutoff, gauges from gauge types only", () => {
+  it("reconciles to the base plus what was applied beyond its snapshot, gauges from gauge types only", () => {
     const next = reconciled(
       { sums: { "api.call": 10 }, toEnd: { "storage.upload": 500, "api.call": 99 } },
       {
