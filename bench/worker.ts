@@ -4,6 +4,7 @@ import { createDb } from "../src/platform/db.ts";
 import { createRedis } from "../src/platform/redis.ts";
 import { createEvent } from "../src/events/cloudevent.ts";
 import { drainInbound } from "../src/events/inbound.ts";
+import { kickInbound } from "../src/events/jobs.ts";
 import { eventMessage, topology } from "../src/events/rabbit.ts";
 import { relayWithConfig } from "../src/events/relay.ts";
 import { withAmqp } from "../src/platform/amqp.ts";
@@ -15,6 +16,7 @@ import { signAll } from "../src/webhooks/signing.ts";
 import { PermissionCache } from "../src/teams/cache.ts";
 import { grantsOnPath } from "../src/teams/hierarchy.ts";
 import { createTeamService } from "../src/teams/service.ts";
+import { aggregateLog } from "../src/usage/log.ts";
 import { postLoop, round, runBounded, summarize } from "./lib.ts";
 
 /**
@@ -253,6 +255,21 @@ async function benchRoute(
       }
       const ms = performance.now() - t0;
       return json({ delivered, deadLettered, ms: round(ms), perSecond: round((delivered * 1000) / ms, 0) });
+    }
+    case "usage-aggregate": {
+      // Folds everything the usage log holds past the watermark (what the cron and consumers do).
+      const db = createDb(config);
+      try {
+        return json(await aggregateLog(db, { flush: true }));
+      } finally {
+        await db.end();
+      }
+    }
+    case "inbound-kick": {
+      // What the minute cron does: make sure every inbound queue's object has its alarm chain running.
+      const platform = createPlatform(env, ctx, createLogger({ bench: "inbound-kick" }));
+      await kickInbound(platform, (queue) => env.RABBIT_INBOUND.get(env.RABBIT_INBOUND.idFromName(queue)));
+      return json({ kicked: true });
     }
     case "teams-check":
       return teamsCheck(body, env, ctx);

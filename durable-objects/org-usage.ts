@@ -271,10 +271,8 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
         );
       }
       for (const [metric, amount] of Object.entries(d.reservations)) this.consumeReservations(metric, amount);
-      for (const e of freshEvents) this.presence(e, now);
+      this.presence(freshEvents, now);
       const n = freshEvents.length;
-      // Forget dedup keys older than any event still accepted (late horizon 35 d + margin).
-      this.sql.exec("delete from applied where occurred_at < ?", now - 45 * 86_400_000);
       const found = crossings(before, this.usedAll(), plan, subs, period.start);
       this.claimAlerts(found, now);
       return { applied: n, crossed: found.length };
@@ -352,6 +350,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
   }
 
   private async runReconcile(org: string): Promise<Reconciliation> {
+    const first = !this.kv("reconciledAt");
     const { plan, anchor } = await this.plan(org);
     const subs = await this.subscriptions(org);
     const period = billingPeriod(anchor, new Date());
@@ -403,6 +402,15 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
         this.sql.exec("insert into period_users (user_id) values (?) on conflict do nothing", u);
       this.setKv("baseSnapshot", truth.snapshot);
       this.setKv("reconciledAt", String(Date.now()));
+      // What the new base counts needs no dedup key any more: a redelivery of it is the base's.
+      this.sql.exec("delete from applied where position < ?", snap.xmin);
+      for (const r of this.sql
+        .exec<{ event_id: string; position: number }>(
+          "select event_id, position from applied where position < ?",
+          snap.xmax,
+        )
+        .toArray())
+        if (inSnapshot(r.position, snap)) this.sql.exec("delete from applied where event_id = ?", r.event_id);
       // Usage the base brought in crosses thresholds like applied usage does (a new object
       // rebuilt from events it never applied, a healed batch): claimed with the counters.
       const found = crossings(usedBefore, this.usedAll(), plan, subs, period.start);
@@ -422,41 +430,53 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     });
     if (crossed > 0) await this.flushAlerts();
     const d = result.drift;
-    if (Object.keys(d.sums).length > 0 || Object.keys(d.gauges).length > 0 || d.users !== 0) {
+    // A first reconciliation builds the counters (a new or lost object): that is not drift.
+    if (!first && (Object.keys(d.sums).length > 0 || Object.keys(d.gauges).length > 0 || d.users !== 0)) {
       createLogger({ component: "org-usage", org }).warn("usage drift corrected", { ...d });
     }
     return result;
   }
 
-  private presence(e: CounterEvent, now: number): void {
-    if (now - e.occurredAt > ACTIVE_WINDOW_MS) return;
-    if (e.userId)
-      this.sql.exec(
-        "insert into seen (user_id, last_seen) values (?, ?) on conflict (user_id) do update set last_seen = max(last_seen, excluded.last_seen)",
-        e.userId,
-        e.occurredAt,
-      );
-    if (!e.resourceId) return;
-    if (e.eventType === "presence.joined" || e.eventType === "collaboration.session_started") {
-      this.sql.exec(
-        "insert into open_docs (doc_id, sessions, last_seen) values (?, 1, ?) on conflict (doc_id) do update set sessions = sessions + 1, last_seen = excluded.last_seen",
-        e.resourceId,
-        e.occurredAt,
-      );
-    } else if (e.eventType === "presence.left" || e.eventType === "collaboration.session_ended") {
-      this.sql.exec(
-        "update open_docs set sessions = sessions - 1, last_seen = ? where doc_id = ?",
-        e.occurredAt,
-        e.resourceId,
-      );
-      this.sql.exec("delete from open_docs where sessions <= 0");
-    } else if (
-      e.eventType === "presence.heartbeat" ||
-      e.eventType === "document.viewed" ||
-      e.eventType === "document.updated"
-    ) {
-      this.sql.exec("update open_docs set last_seen = max(last_seen, ?) where doc_id = ?", e.occurredAt, e.resourceId);
+  /** Realtime presence from a batch: one statement per table, whatever its size. */
+  private presence(events: readonly CounterEvent[], now: number): void {
+    const seen = new Map<string, number>();
+    const docs = new Map<string, { sessions: number; lastSeen: number }>();
+    for (const e of events) {
+      if (now - e.occurredAt > ACTIVE_WINDOW_MS) continue;
+      if (e.userId) seen.set(e.userId, Math.max(seen.get(e.userId) ?? 0, e.occurredAt));
+      if (!e.resourceId) continue;
+      const opens = e.eventType === "presence.joined" || e.eventType === "collaboration.session_started";
+      const closes = e.eventType === "presence.left" || e.eventType === "collaboration.session_ended";
+      const touches =
+        e.eventType === "presence.heartbeat" || e.eventType === "document.viewed" || e.eventType === "document.updated";
+      if (!opens && !closes && !touches) continue;
+      const d = docs.get(e.resourceId) ?? { sessions: 0, lastSeen: 0 };
+      d.sessions += opens ? 1 : closes ? -1 : 0;
+      d.lastSeen = Math.max(d.lastSeen, e.occurredAt);
+      docs.set(e.resourceId, d);
     }
+    if (seen.size > 0) {
+      this.sql.exec(
+        `insert into seen (user_id, last_seen) select value ->> '$[0]', value ->> '$[1]' from json_each(?) where true
+         on conflict (user_id) do update set last_seen = max(last_seen, excluded.last_seen)`,
+        JSON.stringify([...seen]),
+      );
+    }
+    if (docs.size === 0) return;
+    // Opened documents are added; a touch or a close only changes documents already open.
+    this.sql.exec(
+      `insert into open_docs (doc_id, sessions, last_seen)
+       select value ->> '$[0]', value ->> '$[1]', value ->> '$[2]' from json_each(?) where value ->> '$[1]' > 0
+       on conflict (doc_id) do update set sessions = sessions + excluded.sessions,
+         last_seen = max(last_seen, excluded.last_seen)`,
+      JSON.stringify([...docs].map(([id, d]) => [id, d.sessions, d.lastSeen])),
+    );
+    this.sql.exec(
+      `update open_docs set sessions = sessions + d.value ->> '$[1]', last_seen = max(last_seen, d.value ->> '$[2]')
+       from json_each(?) as d where open_docs.doc_id = d.value ->> '$[0]' and d.value ->> '$[1]' <= 0`,
+      JSON.stringify([...docs].map(([id, d]) => [id, d.sessions, d.lastSeen])),
+    );
+    this.sql.exec("delete from open_docs where sessions <= 0");
   }
 
   private async subscriptions(org: string): Promise<AlertSubscription[]> {

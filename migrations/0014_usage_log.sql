@@ -53,6 +53,13 @@ create table usage_agg_user_day (
   primary key (organization_id, event_type, user_id, bucket));
 create index usage_agg_user_day_bucket_idx on usage_agg_user_day (organization_id, bucket);
 
+-- Events per user and per document each month: the dashboard's top-N, exact (the aggregator keeps them).
+create table usage_agg_top_month (
+  organization_id text not null, month timestamptz not null, kind text not null check (kind in ('user', 'document')),
+  member text not null, events bigint not null,
+  primary key (organization_id, month, kind, member));
+create index usage_agg_top_month_rank_idx on usage_agg_top_month (organization_id, month, kind, events desc);
+
 -- What was recorded before the log: its dedup keys and payloads move in; they are aggregated already.
 insert into usage_log (organization_id, event_id, event_type, user_id, resource_id, resource_type, quantity,
                        metadata, occurred_at, received_at, txid)
@@ -67,6 +74,12 @@ from usage_events group by 1, 2, 3, 4;
 insert into usage_agg_user_day (organization_id, event_type, user_id, bucket, quantity, events)
 select organization_id, event_type, user_id, date_trunc('day', occurred_at, 'UTC'), sum(quantity), count(*)
 from usage_events where user_id is not null group by 1, 2, 3, 4;
+insert into usage_agg_top_month (organization_id, month, kind, member, events)
+select organization_id, date_trunc('month', occurred_at, 'UTC'), 'user', user_id, count(*)
+from usage_events where user_id is not null group by 1, 2, 3, 4
+union all
+select organization_id, date_trunc('month', occurred_at, 'UTC'), 'document', resource_id, count(*)
+from usage_events where resource_id is not null and event_type like 'document.%' group by 1, 2, 3, 4;
 insert into usage_watermark (snap_xmin, snap_xmax, exact_since)
 select pg_current_xact_id()::text::bigint, pg_current_xact_id()::text::bigint,
        coalesce((select min(occurred_at) from usage_events), now());

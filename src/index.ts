@@ -1,5 +1,6 @@
 import { RabbitInbound } from "../durable-objects/rabbit-inbound.ts";
 import { OrgUsage } from "../durable-objects/org-usage.ts";
+import { UsageAggregator } from "../durable-objects/usage-aggregator.ts";
 import { WebhookEndpoint } from "../durable-objects/webhook-endpoint.ts";
 import { app } from "./app.ts";
 import { archiveHandler, consumeDeadLetters, consumeEventBatch } from "./events/consumers.ts";
@@ -7,11 +8,11 @@ import { kickInbound, purgeEventBookkeeping, sweepOutbox } from "./events/jobs.t
 import { createLogger } from "./platform/logger.ts";
 import { createPlatform, sendQueuedEmails } from "./platform/platform.ts";
 import { createTeamService } from "./teams/service.ts";
-import { consumeUsageEvents, createUsageService, kickAggregation } from "./usage/service.ts";
+import { consumeUsageEvents, createUsageService, kickAggregator } from "./usage/service.ts";
 import { createWebhookService, webhookFanOut } from "./webhooks/service.ts";
 import type { Platform } from "./platform/platform.ts";
 
-export { OrgUsage, RabbitInbound, WebhookEndpoint };
+export { OrgUsage, RabbitInbound, UsageAggregator, WebhookEndpoint };
 
 /** Handles one batch of one Cloudflare Queue; each service registers its consumer here. */
 export type QueueConsumer = (
@@ -36,8 +37,8 @@ export const cronJobs: Record<string, CronJob[]> = {
   "* * * * *": [
     (p) => sweepOutbox(p),
     (p, env) => kickInbound(p, (queue) => env.RABBIT_INBOUND.get(env.RABBIT_INBOUND.idFromName(queue))),
-    // Usage: the log is folded into the aggregates after every consumer batch; this catches up the rest.
-    async (p) => kickAggregation(p),
+    // Usage: consumers kick the aggregator after every batch; this restarts a chain that stopped.
+    (p) => kickAggregator(p),
     // E-mails are sent after their transaction commits; this catches retries and anything a crash left.
     async (p) => {
       const r = await sendQueuedEmails(p.config, p.logger, 200);

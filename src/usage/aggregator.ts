@@ -30,6 +30,7 @@ import {
   recentlyActiveOrganizations,
   sumsByBucket,
   sumsByRawDimension,
+  topMembers,
 } from "./repo.ts";
 import type { SumRow } from "./repo.ts";
 import { rollupMetrics as rollup } from "./rollup.ts";
@@ -260,46 +261,34 @@ export class UsageAnalyticsAggregator {
   }
 
   /**
-   * HyperLogLogs and top-N for the dashboard, one command per key per batch: users are added per
-   * (organization, day/week/month) in one PFADD, counts per member summed before one ZINCRBY.
+   * The dashboard's unique-user HyperLogLogs, one PFADD per (organization, day/week/month) per batch
+   * (its top users and documents are exact Postgres aggregates, kept by the aggregator).
    */
   private async updateSketches(events: readonly UsageEvent[]): Promise<void> {
     if (events.length === 0) return;
     const day = 86_400;
     const hll = new Map<string, { users: Set<string>; ttl: number }>();
-    const top = new Map<string, Map<string, number>>();
-    const count = (key: string, member: string) => {
-      let m = top.get(key);
-      if (!m) top.set(key, (m = new Map()));
-      m.set(member, (m.get(member) ?? 0) + 1);
-    };
     for (const e of events) {
+      if (!e.userId) continue;
       const at = e.timestamp;
       const org = e.organizationId;
-      const month = at.toISOString().slice(0, 7);
-      if (e.userId) {
-        for (const [k, ttl] of [
-          [this.keys.key("usage", "hll", org, "day", at.toISOString().slice(0, 10)), 40 * day],
-          [this.keys.key("usage", "hll", org, "week", isoWeek(at)), 70 * day],
-          [this.keys.key("usage", "hll", org, "month", month), 400 * day],
-        ] as const) {
-          let h = hll.get(k);
-          if (!h) hll.set(k, (h = { users: new Set(), ttl }));
-          h.users.add(e.userId);
-        }
-        count(this.keys.key("usage", "top-users", org, month), e.userId);
-      }
-      if (e.resourceId && e.eventType.startsWith("document.")) {
-        count(this.keys.key("usage", "top-docs", org, month), e.resourceId);
+      for (const [k, ttl] of [
+        [this.keys.key("usage", "hll", org, "day", at.toISOString().slice(0, 10)), 40 * day],
+        [this.keys.key("usage", "hll", org, "week", isoWeek(at)), 70 * day],
+        [this.keys.key("usage", "hll", org, "month", at.toISOString().slice(0, 7)), 400 * day],
+      ] as const) {
+        let h = hll.get(k);
+        if (!h) hll.set(k, (h = { users: new Set(), ttl }));
+        h.users.add(e.userId);
       }
     }
+    if (hll.size === 0) return;
     const p = this.redis.pipeline();
     for (const [k, h] of hll) {
       const [first, ...rest] = [...h.users];
       p.pfadd(k, first!, ...rest);
       p.expire(k, h.ttl);
     }
-    for (const [k, members] of top) for (const [member, n] of members) p.zincrby(k, n, member);
     await p.exec();
   }
 
@@ -682,29 +671,19 @@ export class UsageAnalyticsAggregator {
     const now = new Date(this.now());
     const org = this.orgs(organizationId);
     const month = now.toISOString().slice(0, 7);
+    const monthStart = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
     const [status, realtime, trends, topUsers, topDocs, uniques] = await Promise.all([
       org.status(organizationId),
       org.realtime(),
       this.trends(organizationId, now),
-      this.redis.zrange<string[]>(this.keys.key("usage", "top-users", organizationId, month), 0, 9, {
-        rev: true,
-        withScores: true,
-      }),
-      this.redis.zrange<string[]>(this.keys.key("usage", "top-docs", organizationId, month), 0, 9, {
-        rev: true,
-        withScores: true,
-      }),
+      topMembers(this.db, { org: organizationId, month: monthStart, kind: "user", n: 10 }),
+      topMembers(this.db, { org: organizationId, month: monthStart, kind: "document", n: 10 }),
       Promise.all([
         this.redis.pfcount(this.keys.key("usage", "hll", organizationId, "day", now.toISOString().slice(0, 10))),
         this.redis.pfcount(this.keys.key("usage", "hll", organizationId, "week", isoWeek(now))),
         this.redis.pfcount(this.keys.key("usage", "hll", organizationId, "month", month)),
       ]),
     ]);
-    const pairs = (flat: string[]) => {
-      const out: [string, number][] = [];
-      for (let i = 0; i + 1 < flat.length; i += 2) out.push([String(flat[i]), Number(flat[i + 1])]);
-      return out;
-    };
     return {
       currentPeriod: {
         plan: status.plan,
@@ -714,8 +693,8 @@ export class UsageAnalyticsAggregator {
         eventTotals: status.sums,
       },
       trends,
-      topUsers: pairs(topUsers).map(([userId, events]) => ({ userId, events })),
-      topDocuments: pairs(topDocs).map(([documentId, events]) => ({ documentId, events })),
+      topUsers: topUsers.map((t) => ({ userId: t.member, events: t.events })),
+      topDocuments: topDocs.map((t) => ({ documentId: t.member, events: t.events })),
       realtime,
       uniqueUsers: { today: uniques[0], week: uniques[1], month: uniques[2] },
     };

@@ -6,8 +6,8 @@ import type { UsageEvent } from "./schemas.ts";
  * The usage event log and its aggregator. Ingestion is one statement per batch: the batch goes into
  * `usage_log` as typed arrays (`unnest`), deduplicated by its primary key `(organization_id,
  * event_id)`, nothing else on the hot path. The aggregator then folds the log into the aggregates
- * (minute, quarter-hour, hour, per-user day, distinct-user sets, the partitioned raw table, dirty
- * day/month marks) in large grouped chunks, past a watermark. Every read adds the log's tail (the
+ * (minute, quarter-hour, hour, per-user day, monthly top users and documents, distinct-user sets,
+ * the partitioned raw table, dirty day/month marks) in large grouped chunks, past a watermark. Every read adds the log's tail (the
  * rows past the watermark) in the same statement, so totals are exact the moment the log write
  * commits, however far the aggregator lags.
  *
@@ -33,23 +33,66 @@ export interface AppendedEvents {
   position: Map<string, number>;
 }
 
+/** How {@link appendEvents} spreads a batch over sessions. */
+export interface AppendOptions {
+  /** Statements in parallel at most (each on its own pooled session); default 4. */
+  parallel?: number;
+  /** Fewest events a parallel statement gets; default 2,000 (smaller batches are one statement). */
+  minChunk?: number;
+}
+
 /**
- * Appends a batch to the log in one statement (autocommit): new events are inserted, known ones
- * (by organization and id) left alone; reports which were new and every event's log position.
- * Rows are written in key order so concurrent batches take their locks in the same order.
+ * Appends a batch to the log (autocommit): new events are inserted, known ones (by organization
+ * and id) left alone; reports which were new and every event's log position. One statement per
+ * chunk — a large batch is split into up to `parallel` key ranges written at once, the way a client
+ * fills a table from several sessions. Rows are written in key order, so concurrent batches take
+ * their locks in the same order.
  */
-export async function appendEvents(db: Queryable, events: readonly UsageEvent[]): Promise<AppendedEvents> {
+export async function appendEvents(
+  db: Queryable,
+  events: readonly UsageEvent[],
+  options: AppendOptions = {},
+): Promise<AppendedEvents> {
   const out: AppendedEvents = { fresh: new Set(), position: new Map() };
   if (events.length === 0) return out;
-  // Deduplicated here (the statement cannot insert one key twice) and sorted for the lock order.
+  // Deduplicated here (a statement cannot insert one key twice, nor may two chunks hold it) and sorted.
   const unique = new Map<string, UsageEvent>();
   for (const e of events) {
     const k = eventKey(e.organizationId, e.eventId);
     if (!unique.has(k)) unique.set(k, e);
   }
-  const list = [...unique.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, e]) => e);
+  const keys = [...unique.keys()].sort();
+  const parts = Math.max(1, Math.min(options.parallel ?? 4, Math.floor(keys.length / (options.minChunk ?? 2_000))));
+  const size = Math.ceil(keys.length / parts);
+  const chunks = Array.from({ length: parts }, (_, i) =>
+    keys.slice(i * size, (i + 1) * size).map((k) => unique.get(k)!),
+  );
+  const results = await Promise.all(chunks.map((c) => appendChunk(db, c)));
+  for (const [i, chunk] of chunks.entries()) {
+    const r = results[i]!;
+    for (const e of chunk) {
+      const k = eventKey(e.organizationId, e.eventId);
+      const known = r.known.get(k);
+      if (known === undefined) {
+        out.fresh.add(k);
+        out.position.set(k, r.txid);
+      } else out.position.set(k, known);
+    }
+  }
+  return out;
+}
+
+/**
+ * One statement: inserts the new events and returns the statement's txid (every new row's) and,
+ * for the known ones only, the txid that recorded them. A known row can be invisible to the
+ * statement (its writer committed while this one waited on the key); those are read once more.
+ */
+async function appendChunk(
+  db: Queryable,
+  list: readonly UsageEvent[],
+): Promise<{ txid: number; known: Map<string, number> }> {
   const col = <T>(f: (e: UsageEvent) => T) => list.map(f);
-  const { rows } = await db.query<{ o: string; e: string; fresh: boolean; txid: string }>(
+  const { rows } = await db.query<{ o: string | null; e: string | null; txid: string | null }>(
     `with input as (
        select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[],
                             $8::jsonb[], $9::timestamptz[])
@@ -59,12 +102,12 @@ export async function appendEvents(db: Queryable, events: readonly UsageEvent[])
                               metadata, occurred_at)
        select o, e, t, u, ri, rt, q, m, at from input
        on conflict do nothing
-       returning organization_id as o, event_id as e, txid
+       returning organization_id as o, event_id as e
      )
-     select i.o, i.e, n.o is not null as fresh,
-       coalesce(n.txid, (select l.txid from usage_log l where l.organization_id = i.o and l.event_id = i.e),
-                pg_current_xact_id()::text::bigint)::text as txid
-     from input i left join ins n using (o, e)`,
+     select null::text as o, null::text as e, pg_current_xact_id()::text as txid
+     union all
+     select i.o, i.e, (select l.txid from usage_log l where l.organization_id = i.o and l.event_id = i.e)::text
+     from input i left join ins n using (o, e) where n.o is null`,
     [
       col((e) => e.organizationId),
       col((e) => e.eventId),
@@ -77,12 +120,23 @@ export async function appendEvents(db: Queryable, events: readonly UsageEvent[])
       col((e) => e.timestamp.toISOString()),
     ],
   );
+  const known = new Map<string, number>();
+  const unseen: { o: string; e: string }[] = [];
+  let txid = 0;
   for (const r of rows) {
-    const k = eventKey(r.o, r.e);
-    if (r.fresh) out.fresh.add(k);
-    out.position.set(k, Number(r.txid));
+    if (r.o === null || r.e === null) txid = Number(r.txid);
+    else if (r.txid === null) unseen.push({ o: r.o, e: r.e });
+    else known.set(eventKey(r.o, r.e), Number(r.txid));
   }
-  return out;
+  if (unseen.length > 0) {
+    const { rows: late } = await db.query<{ o: string; e: string; txid: string }>(
+      `select l.organization_id as o, l.event_id as e, l.txid::text as txid
+       from usage_log l join unnest($1::text[], $2::text[]) as k(o, e) on l.organization_id = k.o and l.event_id = k.e`,
+      [unseen.map((u) => u.o), unseen.map((u) => u.e)],
+    );
+    for (const r of late) known.set(eventKey(r.o, r.e), Number(r.txid));
+  }
+  return { txid, known };
 }
 
 /** Outcome of one aggregator run. */
@@ -146,6 +200,15 @@ const FOLD = `with chunk as (
     insert into usage_user_days (organization_id, bucket, user_id)
     select distinct organization_id, date_trunc('day', occurred_at, 'UTC'), user_id from chunk
     where user_id is not null order by 1, 2, 3 on conflict do nothing
+  ), top as (
+    insert into usage_agg_top_month as a (organization_id, month, kind, member, events)
+    select organization_id, date_trunc('month', occurred_at, 'UTC'), 'user', user_id, count(*)
+    from chunk where user_id is not null group by 1, 2, 3, 4
+    union all
+    select organization_id, date_trunc('month', occurred_at, 'UTC'), 'document', resource_id, count(*)
+    from chunk where resource_id is not null and event_type like 'document.%' group by 1, 2, 3, 4
+    order by 1, 2, 3, 4
+    on conflict (organization_id, month, kind, member) do update set events = a.events + excluded.events
   ), dirty as (
     insert into usage_dirty_buckets as d (organization_id, event_type, granularity, bucket)
     select distinct organization_id, event_type, g, date_trunc(g, occurred_at, 'UTC')

@@ -291,6 +291,38 @@ export async function periodUserIds(db: Queryable, org: string, period: { start:
   return rows.map((r) => r.user_id);
 }
 
+/**
+ * The `n` users or documents with the most events in the UTC month starting at `month`, exact: the
+ * monthly counts plus the log's tail. Candidates are the top `n` of the counts and every member the
+ * tail touches — a member outside both cannot rank higher than the `n`-th, whose count only grows.
+ */
+export async function topMembers(
+  db: Queryable,
+  q: { org: string; month: Date; kind: "user" | "document"; n: number },
+): Promise<{ member: string; events: number }[]> {
+  const { rows } = await db.query<{ member: string; total: string }>(
+    `with tail as (${tailSql("$1")}),
+     tail_counts as (
+       select case when $3 = 'user' then user_id else resource_id end as member, count(*) as n from tail
+       where occurred_at >= $2 and occurred_at < $2::timestamptz + interval '1 month'
+         and ($3 = 'user' or event_type like 'document.%')
+       group by 1
+     ), cand as (
+       select member from (
+         select member from usage_agg_top_month where organization_id = $1 and month = $2 and kind = $3
+         order by events desc limit $4) t
+       union select member from tail_counts where member is not null
+     )
+     select c.member, coalesce(a.events, 0) + coalesce(tc.n, 0) as total
+     from cand c
+     left join usage_agg_top_month a on a.organization_id = $1 and a.month = $2 and a.kind = $3 and a.member = c.member
+     left join tail_counts tc on tc.member = c.member
+     order by total desc, c.member limit $4`,
+    [q.org, q.month.toISOString(), q.kind, q.n],
+  );
+  return rows.map((r) => ({ member: r.member, events: Number(r.total) }));
+}
+
 /** Organizations with events received since `since` (the reconciliation cron's work list). */
 export async function recentlyActiveOrganizations(db: Queryable, since: Date, limit: number): Promise<string[]> {
   const { rows } = await db.query<{ organization_id: string }>(

@@ -1,13 +1,11 @@
 import type { QueueBatch, QueueMessage } from "../events/consumers.ts";
 import { recordDeadLetters, retryDelaySeconds } from "../events/consumers.ts";
-import { createDb } from "../platform/db.ts";
 import type { Platform } from "../platform/platform.ts";
 import { objectsByName } from "../platform/platform.ts";
 import type { OrgUsageClient, UsageAggregatorOptions } from "./aggregator.ts";
 import { UsageAnalyticsAggregator } from "./aggregator.ts";
 import { parseUsageEvent } from "./accept.ts";
 import { decodeUsageMessage } from "./cloudevents.ts";
-import { aggregateLog } from "./log.ts";
 import type { UsageEvent } from "./schemas.ts";
 
 export { cloudEventToUsage, encodeUsageBatches, usageToCloudEvent } from "./cloudevents.ts";
@@ -87,36 +85,19 @@ export async function consumeUsageEvents(batch: QueueBatch, platform: Platform):
       }
     }
   }
-  kickAggregation(platform);
+  // Folding happens elsewhere: this batch (and the Queue's next one) never waits for it.
+  await kickAggregator(platform).catch((err) => platform.logger.warn("usage aggregator not kicked", { err }));
 }
 
-// One aggregation loop per isolate at a time (a flag, not a shared promise: I/O objects never cross
-// requests); a kick while it runs makes it go round once more.
-let aggregating = false;
-let aggregateAgain = false;
+/** The usage aggregator object, as the service calls it. */
+export interface UsageAggregatorClient {
+  kick(): Promise<void>;
+}
 
-/** Folds the log into the aggregates in the background, on a pool of its own (cron and consumers). */
-export function kickAggregation(platform: Platform): void {
-  if (aggregating) {
-    aggregateAgain = true;
-    return;
-  }
-  aggregating = true;
-  const db = createDb(platform.config, { onError: (err) => platform.logger.warn("aggregator socket error", { err }) });
-  platform.waitUntil(
-    (async () => {
-      try {
-        do {
-          aggregateAgain = false;
-          const r = await aggregateLog(db);
-          if (r.rows > 0 && r.tail > 100_000) platform.logger.warn("usage aggregator behind", { ...r });
-        } while (aggregateAgain);
-      } catch (err) {
-        platform.logger.error("usage aggregation failed", { err });
-      } finally {
-        aggregating = false;
-        await db.end();
-      }
-    })(),
-  );
+/**
+ * Has the one aggregator object fold the log soon (after each consumer batch, and from the cron):
+ * a cheap call that returns at once — the fold runs on the object's alarm, not in the caller.
+ */
+export function kickAggregator(platform: Platform): Promise<void> {
+  return objectsByName<UsageAggregatorClient>(platform, "USAGE_AGGREGATOR")("usage").kick();
 }

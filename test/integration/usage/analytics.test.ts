@@ -280,6 +280,36 @@ describe("the usage log", () => {
     expect((await orgObject(org).status(org)).sums["api.call"]).toBe(10);
   });
 
+  it("ranks top users and documents exactly across aggregated events and the log's tail", async () => {
+    const org = newOrg();
+    const viewed = (userId: string, resourceId: string) =>
+      ev(org, { userId, eventType: "document.viewed", resourceId });
+    await record([
+      ...Array.from({ length: 4 }, () => viewed("ana", "doc-a")),
+      viewed("bo", "doc-b"),
+      viewed("bo", "doc-b"),
+    ]);
+    await usage().aggregate({ flush: true });
+    // In the tail only: bo overtakes ana (2 folded + 3 new), cy appears; doc-b overtakes doc-a.
+    await record([...Array.from({ length: 3 }, () => viewed("bo", "doc-b")), viewed("cy", "doc-c")]);
+    const d = (await usage().getDashboardData(org)) as {
+      topUsers: { userId: string; events: number }[];
+      topDocuments: { documentId: string; events: number }[];
+    };
+    expect(d.topUsers).toEqual([
+      { userId: "bo", events: 5 },
+      { userId: "ana", events: 4 },
+      { userId: "cy", events: 1 },
+    ]);
+    expect(d.topDocuments.map((t) => [t.documentId, t.events])).toEqual([
+      ["doc-b", 5],
+      ["doc-a", 4],
+      ["doc-c", 1],
+    ]);
+    await usage().aggregate({ flush: true });
+    expect((await usage().getDashboardData(org)).topUsers).toEqual(d.topUsers);
+  });
+
   it("bills a period that does not start on the hour exactly, to the millisecond", async () => {
     const org = newOrg();
     await setPlan(org, {}, { api_calls: 0 }, { api_calls: 1 });

@@ -1,10 +1,16 @@
 import { env } from "cloudflare:workers";
-import { createExecutionContext, createMessageBatch, getQueueResult, waitOnExecutionContext } from "cloudflare:test";
+import {
+  createExecutionContext,
+  createMessageBatch,
+  getQueueResult,
+  runDurableObjectAlarm,
+  waitOnExecutionContext,
+} from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import { app } from "../../../src/app.ts";
 import worker from "../../../src/index.ts";
-import { appendEvents } from "../../../src/usage/log.ts";
-import { usageToCloudEvent } from "../../../src/usage/service.ts";
+import { appendEvents, tailSql } from "../../../src/usage/log.ts";
+import { encodeUsageBatches, usageToCloudEvent } from "../../../src/usage/service.ts";
 import { api, tokenFor } from "../support/api.ts";
 import { config, withDb } from "../support/backends.ts";
 import { ev, newOrg, orgObject, usage, valid, validAt } from "./support.ts";
@@ -147,6 +153,30 @@ describe("ingestion", () => {
     expect(await apiCalls(org)).toBe(12); // …and the counters caught up, once
     await svc.recordEvents(events);
     expect(await apiCalls(org)).toBe(12);
+  });
+
+  it("hands folding to the aggregator object: a consumer batch never waits for it, its alarm folds the log", async () => {
+    const org = newOrg();
+    const events = Array.from({ length: 30 }, () => valid(ev(org, { quantity: 3 })));
+    const aggregator = env.USAGE_AGGREGATOR.get(env.USAGE_AGGREGATOR.idFromName("usage"));
+    const batch = createMessageBatch("usage-events", [
+      { id: "fold-1", timestamp: new Date(), attempts: 1, body: encodeUsageBatches(events)[0]! },
+    ]);
+    const ctx = createExecutionContext();
+    await worker.queue(batch, env, ctx);
+    await waitOnExecutionContext(ctx);
+    expect((await getQueueResult(batch, ctx)).explicitAcks).toEqual(["fold-1"]);
+    // The consumer kicked the object; its alarm (run here, or already on its own) folds the log.
+    await runDurableObjectAlarm(aggregator);
+    const folded = await withDb(async (db) => {
+      const { rows } = await db.query<{ tail: number; hour: number }>(
+        `select (select count(*)::int from (${tailSql("$1")}) t) as tail,
+                (select coalesce(sum(events), 0)::int from usage_agg_hour where organization_id = $1) as hour`,
+        [org],
+      );
+      return rows[0]!;
+    });
+    expect(folded).toEqual({ tail: 0, hour: 30 });
   });
 
   it("rate-limits the ingest API with a sliding window and Retry-After", async () => {

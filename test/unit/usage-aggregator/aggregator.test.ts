@@ -18,14 +18,11 @@ const config = { lateEventHorizonDays: 35, ingestRateLimitPerMinute: 600, minute
 function fakeDb() {
   const statements: string[] = [];
   const q: Queryable = {
-    async query<T>(text: string, params?: readonly unknown[]) {
+    async query<T>(text: string) {
       statements.push(text);
       if (text.includes("insert into usage_log")) {
-        const [orgs, ids] = params as [string[], string[]];
-        return {
-          rows: orgs.map((o, i) => ({ o, e: ids[i], fresh: true, txid: "7" })) as T[],
-          rowCount: orgs.length,
-        };
+        // Everything new: the statement's txid, no known rows.
+        return { rows: [{ o: null, e: null, txid: "7" }] as T[], rowCount: 1 };
       }
       return { rows: [] as T[], rowCount: 0 };
     },
@@ -236,7 +233,8 @@ describe("recording", () => {
     ]);
     // One PFADD per (organization, day/week/month), however many events: two organizations, three keys each.
     expect(pipeline.pfadd).toHaveBeenCalledTimes(6);
-    expect(pipeline.zincrby).toHaveBeenCalledWith("t:usage:top-docs:org_1:2024-11", 1, "d1");
+    // Top users and documents are Postgres aggregates now: nothing per member in Redis.
+    expect(pipeline.zincrby).not.toHaveBeenCalled();
   });
 
   it("reports recorded:true for a new event", async () => {
@@ -314,7 +312,14 @@ describe("more edge cases", () => {
     const q: Queryable = {
       query: async <T>(text: string) => {
         statements.push(text);
-        return { rows: [] as T[], rowCount: 0 };
+        // The log knows the event already (recorded by transaction 3).
+        const rows = text.includes("insert into usage_log")
+          ? [
+              { o: null, e: null, txid: "9" },
+              { o: "org_1", e: "e1", txid: "3" },
+            ]
+          : [];
+        return { rows: rows as T[], rowCount: rows.length };
       },
     };
     const { agg, orgs, pipeline } = aggregator({ db: { ...q, transaction: (fn) => fn(q), end: async () => {} } });

@@ -7,7 +7,9 @@ import { decodeUsageMessage, encodeUsageBatches } from "../../../src/usage/cloud
 import type { CounterEvent } from "../../../src/usage/counters.ts";
 import { batchDeltas, reconciled } from "../../../src/usage/counters.ts";
 import { chunkEnd, cutSnapshot, formatSnapshot, inSnapshot, parseSnapshot } from "../../../src/usage/log.ts";
+import { fastUsageEvent, parseUsageEvent } from "../../../src/usage/accept.ts";
 import type { UsageEvent } from "../../../src/usage/schemas.ts";
+import { usageEventSchema } from "../../../src/usage/schemas.ts";
 
 const NOW = Date.parse("2024-11-28T12:00:00Z");
 const period = { start: new Date("2024-11-01T00:00:00Z"), end: new Date("2024-12-01T00:00:00Z") };
@@ -166,11 +168,12 @@ function fakeLog() {
       calls += 1;
       txid += 1;
       const [orgs, ids] = params as [string[], string[]];
-      const rows = orgs.map((o, i) => {
+      // The statement's txid first, then the known rows with the txid that recorded them.
+      const rows: { o: string | null; e: string | null; txid: string }[] = [{ o: null, e: null, txid: String(txid) }];
+      orgs.forEach((o, i) => {
         const key = `${o}\u0000${ids[i]}`;
-        const fresh = !log.has(key);
-        if (fresh) log.set(key, txid);
-        return { o, e: ids[i], fresh, txid: String(log.get(key)) };
+        if (log.has(key)) rows.push({ o, e: ids[i]!, txid: String(log.get(key)) });
+        else log.set(key, txid);
       });
       return { rows: rows as T[], rowCount: rows.length };
     },
@@ -236,5 +239,67 @@ describe("recording batches", () => {
     expect(calls).toEqual(["org_1:e1", "org_2:e2", "org_1:e1", "org_2:e2"]); // …and both objects hear it again
     // Sketches are for new events only: the retry adds nothing to them twice.
     expect(pipeline.exec.mock.calls.length).toBeLessThanOrEqual(1);
+  });
+});
+
+describe("the fast event check", () => {
+  it("accepts only what the schema accepts, and yields exactly what the schema yields", () => {
+    const rand = (() => {
+      let x = 20241128;
+      return () => {
+        x = (x * 1103515245 + 12345) % 2 ** 31;
+        return x / 2 ** 31;
+      };
+    })();
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+    const base = {
+      eventId: "ev-1",
+      organizationId: "org_1",
+      eventType: "document.viewed",
+      userId: "u1",
+      resourceId: "doc/1",
+      resourceType: "document",
+      quantity: 2,
+      metadata: { a: 1 },
+      timestamp: new Date(NOW).toISOString(),
+    };
+    // Values each field may take: valid, edge and invalid ones.
+    const variants: Record<string, unknown[]> = {
+      eventId: ["e", "x".repeat(200), "x".repeat(201), "", "a b", "ü", 5, null, undefined, "a:b@c/d.e-f_g"],
+      organizationId: ["o", "o o", "", undefined, 7],
+      eventType: ["api.call", "storage.upload", "nope", "", undefined, 3],
+      userId: ["u", undefined, null, "", "u u", 1],
+      resourceId: ["r", undefined, null, "x".repeat(201)],
+      resourceType: ["document", "a_b9", "Document", "9a", "", undefined, null, "a".repeat(64), "a".repeat(65)],
+      quantity: [0, 1, 2.5, -1, 1e15, 1e15 + 1, Number.NaN, Number.POSITIVE_INFINITY, "3", undefined, null],
+      metadata: [
+        {},
+        { k: "v" },
+        { big: "x".repeat(4090) },
+        { big: "x".repeat(4100) },
+        [],
+        null,
+        undefined,
+        "m",
+        new Date(),
+      ],
+      timestamp: [base.timestamp, NOW, "2024-11-28", "not a date", "", null, undefined, true, new Date(NOW)],
+    };
+    let accepted = 0;
+    for (let i = 0; i < 5_000; i++) {
+      const input: Record<string, unknown> = { ...base };
+      for (const [k, vs] of Object.entries(variants)) if (rand() < 0.3) input[k] = pick(vs);
+      if (rand() < 0.05) input.extra = "ignored";
+      const fast = fastUsageEvent(input);
+      const oracle = usageEventSchema.safeParse(input);
+      if (fast) {
+        accepted += 1;
+        expect(oracle.success, JSON.stringify(input)).toBe(true);
+        expect(fast).toEqual(oracle.data);
+      }
+      // Whatever the fast check leaves, the schema still decides: the result is the schema's.
+      expect(parseUsageEvent(input).ok).toBe(oracle.success);
+    }
+    expect(accepted).toBeGreaterThan(500);
   });
 });
