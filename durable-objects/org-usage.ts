@@ -14,7 +14,8 @@ import { valueFromSums } from "../src/usage/metrics.ts";
 import { billingPeriod } from "../src/usage/periods.ts";
 import type { Admission, Plan, QuotaMetricType } from "../src/usage/quota.ts";
 import { admit, quotaMetric, quotaMetrics } from "../src/usage/quota.ts";
-import { exactSums, orgPlan, periodUserIds } from "../src/usage/repo.ts";
+import { effectivePlan } from "../src/usage/plans.ts";
+import { exactSums, periodUserIds } from "../src/usage/repo.ts";
 import type { QuotaMetric } from "../src/usage/schemas.ts";
 
 export type { CounterEvent };
@@ -85,6 +86,8 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
   private readonly sql: SqlStorage;
   // Concurrent first calls share one load instead of each opening a database connection.
   private planLoad: Promise<{ plan: Plan; anchor: Date }> | undefined;
+  // Bumped by invalidate(): a load that began before it must not cache what it read.
+  private planGeneration = 0;
   private subsLoad: Promise<AlertSubscription[]> | undefined;
   private reconciling: Promise<Reconciliation | null> | undefined;
 
@@ -117,24 +120,29 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     return withPlatform(this.env, this.ctx, createLogger({ component: "org-usage", org: this.kv("org") }), fn);
   }
 
-  /** The plan and billing anchor, cached for a minute (plans are editable in Postgres). */
+  /**
+   * The effective plan (plan + overrides) and billing anchor, cached for a minute; plan changes
+   * through the API drop the cache at once (invalidate).
+   */
   private async plan(org: string, force = false): Promise<{ plan: Plan; anchor: Date }> {
     const cached = this.kv("plan");
     if (cached && !force) {
       const c = JSON.parse(cached) as { plan: Plan; anchor: string; loadedAt: number };
       if (Date.now() - c.loadedAt < PLAN_TTL_MS) return { plan: c.plan, anchor: new Date(c.anchor) };
     }
-    this.planLoad ??= this.withPlatform((p) => orgPlan(p.db, org))
-      .then((row) => {
-        const plan: Plan = { id: row.plan_id, limits: row.limits, included: row.included, prices: row.prices };
-        this.setKv(
-          "plan",
-          JSON.stringify({ plan, anchor: new Date(row.billing_anchor).toISOString(), loadedAt: Date.now() }),
-        );
-        return { plan, anchor: new Date(row.billing_anchor) };
+    const generation = this.planGeneration;
+    const load = (this.planLoad ??= this.withPlatform((p) => effectivePlan(p.db, org))
+      .then((e) => {
+        const plan: Plan = { id: e.planId, limits: e.limits, included: e.included, prices: e.prices };
+        if (generation === this.planGeneration) {
+          this.setKv("plan", JSON.stringify({ plan, anchor: e.billingAnchor.toISOString(), loadedAt: Date.now() }));
+        }
+        return { plan, anchor: e.billingAnchor };
       })
-      .finally(() => (this.planLoad = undefined));
-    return this.planLoad;
+      .finally(() => {
+        if (this.planLoad === load) this.planLoad = undefined;
+      }));
+    return load;
   }
 
   /**
@@ -503,8 +511,13 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     return subs;
   }
 
-  /** Drops cached plan and subscriptions (after a subscription or plan change). */
+  /**
+   * Drops cached plan and subscriptions (after a subscription or plan change): the next call reads
+   * them from Postgres, and a load still in flight from before is neither shared nor cached.
+   */
   async invalidate(): Promise<void> {
+    this.planGeneration += 1;
+    this.planLoad = undefined;
     this.sql.exec("delete from kv where key in ('plan', 'subs')");
   }
 

@@ -5,6 +5,7 @@ import { identityRoutes } from "./platform/me.ts";
 import { mountOpenApi } from "./platform/openapi.ts";
 import { emailRoutes } from "./platform/email-routes.ts";
 import { teamRoutes } from "./teams/routes.ts";
+import { planRoutes } from "./usage/plan-routes.ts";
 import { usageRoutes } from "./usage/routes.ts";
 import { webhookRoutes } from "./webhooks/routes.ts";
 
@@ -16,6 +17,7 @@ export function buildApp() {
   app.route("/", eventRoutes);
   app.route("/", webhookRoutes);
   app.route("/", usageRoutes);
+  app.route("/", planRoutes);
   app.route("/", teamRoutes);
   app.route("/", emailRoutes);
   mountOpenApi(app);

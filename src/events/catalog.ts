@@ -30,6 +30,8 @@ export const eventCatalog = {
   "invitation.expired": "An invitation expired unused",
   "usage.quota.threshold_crossed": "A usage counter crossed an alert threshold",
   "usage.quota.exceeded": "A usage counter exceeded its plan limit",
+  "organization.plan.changed":
+    "An organization's effective plan changed: another plan, its plan's terms, its overrides or its billing anchor",
   "webhook.test": "A test event sent on request",
   "webhook.circuit_opened": "Deliveries to an endpoint are paused after repeated failures",
   "webhook.circuit_half_opened": "An endpoint is being probed after its cooldown",

@@ -1,5 +1,6 @@
 import type { Queryable } from "../platform/db.ts";
 import { ForbiddenError, QuotaExceededError } from "../platform/errors.ts";
+import { effectivePlan } from "../usage/plans.ts";
 import type { Role } from "./permissions.ts";
 import { rank } from "./permissions.ts";
 import type { TeamMembership } from "./schemas.ts";
@@ -76,17 +77,18 @@ export async function assertKeepsAnOwner(
  * Someone already in another team of the organization does not count again.
  */
 export async function assertCollaboratorRoom(tx: Queryable, org: string, userId: string): Promise<void> {
-  const { rows } = await tx.query<{ limit: number | null; members: number; already: boolean }>(
-    `select (p.limits->>'collaborators')::int as limit,
-       (select count(distinct m.user_id)::int from team_memberships m join teams t on t.id = m.team_id where t.organization_id = $1) as members,
-       exists (select 1 from team_memberships m join teams t on t.id = m.team_id where t.organization_id = $1 and m.user_id = $2) as already
-     from organizations o join plans p on p.id = o.plan_id where o.id = $1`,
+  // The effective plan: the organization's overrides count here as they do for usage quotas.
+  const limit = (await effectivePlan(tx, org)).limits.collaborators;
+  if (limit === undefined) return;
+  const { rows } = await tx.query<{ members: number; already: boolean }>(
+    `select (select count(distinct m.user_id)::int from team_memberships m join teams t on t.id = m.team_id where t.organization_id = $1) as members,
+       exists (select 1 from team_memberships m join teams t on t.id = m.team_id where t.organization_id = $1 and m.user_id = $2) as already`,
     [org, userId],
   );
   const r = rows[0];
-  if (r && r.limit !== null && !r.already && r.members >= r.limit) {
-    throw new QuotaExceededError(`the plan allows ${r.limit} collaborators in this organization`, {
-      details: { metricType: "collaborators", limit: r.limit },
+  if (r && !r.already && r.members >= limit) {
+    throw new QuotaExceededError(`the plan allows ${limit} collaborators in this organization`, {
+      details: { metricType: "collaborators", limit },
     });
   }
 }

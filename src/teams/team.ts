@@ -21,6 +21,7 @@ import { slidingWindow } from "../platform/rate-limit.ts";
 import type { Redis, RedisKeys } from "../platform/redis.ts";
 import { decodeCursor, encodeCursor } from "../platform/cursor.ts";
 import { parseInput } from "../platform/validation.ts";
+import { effectivePlan } from "../usage/plans.ts";
 import { PermissionCache } from "./cache.ts";
 import type { TeamRow } from "./hierarchy.ts";
 import { ancestorRows, depthOf, descendantRows, grantsOnPath, isInSubtree, subtreeHeight } from "./hierarchy.ts";
@@ -280,14 +281,17 @@ export class TeamManagementService {
         }
         // The creator becomes the owner: a new collaborator counts toward the plan like any other.
         await assertCollaboratorRoom(tx, req.organizationId, req.creatorUserId);
-        const { rows: lim } = await tx.query<{ limit: number | null; teams: number }>(
-          "select (p.limits->>'teams')::int as limit, (select count(*)::int from teams where organization_id = $1) as teams from organizations o join plans p on p.id = o.plan_id where o.id = $1",
-          [req.organizationId],
-        );
-        if (lim[0]?.limit != null && lim[0].teams >= lim[0].limit)
-          throw new QuotaExceededError(`the plan allows ${lim[0].limit} teams`, {
-            details: { metricType: "teams", limit: lim[0].limit },
-          });
+        const teamLimit = (await effectivePlan(tx, req.organizationId)).limits.teams;
+        if (teamLimit !== undefined) {
+          const { rows: lim } = await tx.query<{ teams: number }>(
+            "select count(*)::int as teams from teams where organization_id = $1",
+            [req.organizationId],
+          );
+          if ((lim[0]?.teams ?? 0) >= teamLimit)
+            throw new QuotaExceededError(`the plan allows ${teamLimit} teams`, {
+              details: { metricType: "teams", limit: teamLimit },
+            });
+        }
         if (req.parentTeamId) {
           const parent = await this.team(tx, req.parentTeamId);
           if (parent.organization_id !== req.organizationId)

@@ -26,13 +26,13 @@ import {
   distinctUsers,
   ensureOrganizations,
   exactSums,
-  orgPlan,
   recentlyActiveOrganizations,
   sumsByBucket,
   sumsByRawDimension,
   topMembers,
 } from "./repo.ts";
 import type { SumRow } from "./repo.ts";
+import { effectivePlan } from "./plans.ts";
 import { rollupMetrics as rollup } from "./rollup.ts";
 import type { RetentionLimits, RetentionResult } from "./retention.ts";
 import { applyRetention } from "./retention.ts";
@@ -584,7 +584,7 @@ export class UsageAnalyticsAggregator {
       throw new ValidationError("invalid period", [
         { path: "periodEnd", message: "periodEnd must be after periodStart" },
       ]);
-    const plan = await orgPlan(this.db, organizationId);
+    const plan = await effectivePlan(this.db, organizationId);
     const { quantities, events } = await this.periodQuantities(organizationId, periodStart, periodEnd);
     const lineItems: LineItem[] = Object.entries(quantities).map(([metricType, quantity]) => {
       const included = plan.included[metricType] ?? 0;
@@ -642,7 +642,7 @@ export class UsageAnalyticsAggregator {
           periodEnd.toISOString(),
           (prev?.revision ?? 0) + 1,
           events,
-          JSON.stringify({ plan: plan.plan_id, currency: "USD", totalAmount: total, eventsCounted: events }),
+          JSON.stringify({ plan: plan.planId, currency: "USD", totalAmount: total, eventsCounted: events }),
           JSON.stringify(lineItems),
           changes ? JSON.stringify(changes) : null,
         ],

@@ -205,3 +205,11 @@ export const ingestResultSchema = z
   .openapi("IngestResult");
 /** Result of `ingestEvents`. */
 export type IngestResult = z.infer<typeof ingestResultSchema>;
+
+// ── Operators: listings (plan schemas live in plans.ts, beside quota.ts) ───────────────────────
+
+/** Page options of the listings (plans, notifications, reports, revisions). */
+export const pageOptionsSchema = z.object({
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().max(500).optional(),
+});

@@ -6,6 +6,8 @@ import type { OrgUsageClient, UsageAggregatorOptions } from "./aggregator.ts";
 import { UsageAnalyticsAggregator } from "./aggregator.ts";
 import { parseUsageEvent } from "./accept.ts";
 import { decodeUsageMessage } from "./cloudevents.ts";
+import type { PlanCacheClient } from "./plans.ts";
+import { PlanService } from "./plans.ts";
 import type { UsageEvent } from "./schemas.ts";
 
 export { cloudEventToUsage, encodeUsageBatches, usageToCloudEvent } from "./cloudevents.ts";
@@ -27,6 +29,18 @@ export function createUsageService(
     config: platform.config.usage,
     onError: (err) => platform.logger.error("usage rollup batch failed", { err }),
     queue: platform.bindings.USAGE_EVENTS,
+    ...overrides,
+  });
+}
+
+/**
+ * Builds the plan operator service for one invocation (plans, assignments, overrides; it refreshes
+ * the organization objects it affects).
+ */
+export function createPlanService(platform: Platform, overrides: { now?: () => number } = {}): PlanService {
+  return new PlanService({
+    db: platform.db,
+    orgs: objectsByName<PlanCacheClient>(platform, "ORG_USAGE"),
     ...overrides,
   });
 }

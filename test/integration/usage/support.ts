@@ -5,7 +5,7 @@ import { createPlatform } from "../../../src/platform/platform.ts";
 import { createUsageService } from "../../../src/usage/service.ts";
 import type { UsageEventInput } from "../../../src/usage/schemas.ts";
 import { tzOffsetMinutes } from "../../../src/usage/periods.ts";
-import { withDb } from "../support/backends.ts";
+import { api } from "../support/api.ts";
 
 /** The usage service on a fresh platform (one per call, like a request); `now` injects a clock. */
 export function usage(opts: { now?: () => number } = {}) {
@@ -34,7 +34,10 @@ export function ev(org: string, over: Partial<UsageEventInput> = {}): UsageEvent
   };
 }
 
-/** Puts the organization on a custom plan with these limits/allowances/prices. */
+/**
+ * Puts the organization on a custom plan with these limits/allowances/prices, through the operator
+ * API (scope `internal`): the plan is created or replaced, then assigned — effective at once.
+ */
 export async function setPlan(
   org: string,
   limits: Record<string, number>,
@@ -42,17 +45,21 @@ export async function setPlan(
   prices: Record<string, number> = {},
 ) {
   const planId = `plan_${org}`;
-  await withDb(async (db) => {
-    await db.query(
-      "insert into plans (id, name, limits, included, prices) values ($1, $1, $2, $3, $4) on conflict (id) do update set limits = excluded.limits, included = excluded.included, prices = excluded.prices",
-      [planId, JSON.stringify(limits), JSON.stringify(included), JSON.stringify(prices)],
-    );
-    await db.query(
-      "insert into organizations (id, plan_id) values ($1, $2) on conflict (id) do update set plan_id = excluded.plan_id",
-      [org, planId],
-    );
+  const terms = { limits, included, prices };
+  const ok = async (res: Response, what: string) => {
+    if (!res.ok) throw new Error(`${what}: ${res.status} ${await res.text()}`);
+  };
+  const created = await api("/v1/internal/plans", {
+    scopes: ["internal"],
+    body: { id: planId, name: planId, ...terms },
   });
-  await orgObject(org).invalidate();
+  if (created.status === 409) {
+    await ok(
+      await api(`/v1/internal/plans/${planId}`, { scopes: ["internal"], method: "PATCH", body: terms }),
+      "update plan",
+    );
+  } else await ok(created, "create plan");
+  await ok(await api(`/v1/orgs/${org}/plan`, { scopes: ["internal"], method: "PUT", body: { planId } }), "assign plan");
 }
 
 /** An hour-aligned time `hoursAgo` hours before the current hour, plus `minutes`. */
