@@ -7,11 +7,13 @@ import {
   aggregatedMetricsSchema,
   dashboardSchema,
   ingestResultSchema,
+  notificationSchema,
+  pageOptionsSchema,
   quotaAlertConfigSchema,
   quotaStatusSchema,
   usageReportSchema,
 } from "./schemas.ts";
-import { createUsageService } from "./service.ts";
+import { createNotificationService, createUsageService } from "./service.ts";
 
 const org = z.object({ organizationId: z.string().min(1).max(200) });
 const read = requireScope("usage:read");
@@ -117,6 +119,69 @@ const reportGetRoute = createRoute({
   request: { params: org.extend({ reportId: z.string().min(1).max(200) }) },
   responses: { 200: jsonResponse(usageReportSchema, "The report"), ...authErrors },
 });
+const notificationListRoute = createRoute({
+  method: "get",
+  path: "/v1/orgs/{organizationId}/usage/notifications",
+  tags,
+  middleware: [read] as const,
+  summary: "In-app notifications (usage alerts), newest first",
+  request: {
+    params: org,
+    query: pageOptionsSchema.extend({
+      unread: z
+        .enum(["true", "false"])
+        .transform((v) => v === "true")
+        .optional()
+        .openapi({ description: "Only unread ones" }),
+    }),
+  },
+  responses: {
+    200: jsonResponse(
+      z.object({
+        notifications: z.array(notificationSchema),
+        unreadCount: z.number().int(),
+        hasMore: z.boolean(),
+        nextCursor: z.string().nullable(),
+      }),
+      "A page",
+    ),
+    ...authErrors,
+  },
+});
+const notificationReadRoute = createRoute({
+  method: "post",
+  path: "/v1/orgs/{organizationId}/usage/notifications/{notificationId}/read",
+  tags,
+  middleware: [write] as const,
+  summary: "Mark a notification read (idempotent: it keeps its first read time)",
+  request: { params: org.extend({ notificationId: z.string().min(1).max(20) }) },
+  responses: { 200: jsonResponse(notificationSchema, "The notification"), ...authErrors },
+});
+const notificationReadAllRoute = createRoute({
+  method: "post",
+  path: "/v1/orgs/{organizationId}/usage/notifications/read-all",
+  tags,
+  middleware: [write] as const,
+  summary: "Mark every unread notification read (up to `upToId`, when given)",
+  request: {
+    params: org,
+    body: {
+      required: false,
+      content: {
+        "application/json": {
+          schema: z.strictObject({
+            upToId: z
+              .string()
+              .max(20)
+              .optional()
+              .openapi({ description: "The newest notification the reader saw; later ones stay unread" }),
+          }),
+        },
+      },
+    },
+  },
+  responses: { 200: jsonResponse(z.object({ marked: z.number().int() }), "How many were marked"), ...authErrors },
+});
 const dashboardRoute = createRoute({
   method: "get",
   path: "/v1/orgs/{organizationId}/usage/dashboard",
@@ -220,6 +285,25 @@ export const usageRoutes = createRouter()
     const { organizationId, reportId } = c.req.valid("param");
     return c.json(await createUsageService(c.var.platform).getUsageReport(organizationId, reportId), 200);
   })
+  .openapi(notificationListRoute, async (c) =>
+    c.json(
+      await createNotificationService(c.var.platform).list(c.req.valid("param").organizationId, c.req.valid("query")),
+      200,
+    ),
+  )
+  .openapi(notificationReadRoute, async (c) => {
+    const { organizationId, notificationId } = c.req.valid("param");
+    return c.json(await createNotificationService(c.var.platform).markRead(organizationId, notificationId), 200);
+  })
+  .openapi(notificationReadAllRoute, async (c) =>
+    c.json(
+      await createNotificationService(c.var.platform).markAllRead(
+        c.req.valid("param").organizationId,
+        c.req.valid("json") ?? {},
+      ),
+      200,
+    ),
+  )
   .openapi(dashboardRoute, async (c) =>
     c.json(await createUsageService(c.var.platform).getDashboardData(c.req.valid("param").organizationId), 200),
   )

@@ -206,9 +206,23 @@ export const ingestResultSchema = z
 /** Result of `ingestEvents`. */
 export type IngestResult = z.infer<typeof ingestResultSchema>;
 
-// ── Operators: listings (plan schemas live in plans.ts, beside quota.ts) ───────────────────────
+// ── Operators: notifications and listings (plan schemas live in plans.ts, beside quota.ts) ──────
 
-/** Page options of the listings (plans, notifications, reports, revisions). */
+/** An in-app notification (usage alerts with the `in_app` channel, limits exceeded). */
+export const notificationSchema = z
+  .object({
+    id: z.string(),
+    kind: z.string(),
+    title: z.string(),
+    body: z.record(z.string(), z.unknown()),
+    createdAt: z.string(),
+    readAt: z.string().nullable(),
+  })
+  .openapi("Notification");
+/** An in-app notification. */
+export type Notification = z.infer<typeof notificationSchema>;
+
+/** Page options of the listings (notifications, reports, revisions). */
 export const pageOptionsSchema = z.object({
   limit: z.coerce.number().int().min(1).max(100).default(20),
   cursor: z.string().max(500).optional(),

@@ -6,6 +6,7 @@ import type { OrgUsageClient, UsageAggregatorOptions } from "./aggregator.ts";
 import { UsageAnalyticsAggregator } from "./aggregator.ts";
 import { parseUsageEvent } from "./accept.ts";
 import { decodeUsageMessage } from "./cloudevents.ts";
+import { NotificationService } from "./notifications.ts";
 import type { PlanCacheClient } from "./plans.ts";
 import { PlanService } from "./plans.ts";
 import type { UsageEvent } from "./schemas.ts";
@@ -43,6 +44,11 @@ export function createPlanService(platform: Platform, overrides: { now?: () => n
     orgs: objectsByName<PlanCacheClient>(platform, "ORG_USAGE"),
     ...overrides,
   });
+}
+
+/** Builds the in-app notification service for one invocation. */
+export function createNotificationService(platform: Platform): NotificationService {
+  return new NotificationService(platform.db);
 }
 
 /**

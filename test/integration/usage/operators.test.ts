@@ -5,7 +5,7 @@ import { withDb } from "../support/backends.ts";
 import { billingPeriod } from "../../../src/usage/periods.ts";
 import { ev, hoursAgo, newOrg, setPlan, usage, valid } from "./support.ts";
 
-/** Operator and billing APIs: plans, assignments, overrides. */
+/** Operator and billing APIs: plans, assignments, overrides, notifications. */
 
 const INTERNAL = ["internal"];
 const newPlanId = () => `p_${crypto.randomUUID().slice(0, 8)}`;
@@ -440,5 +440,133 @@ describe("an organization's plan: assignment, overrides, effective terms", () =>
       "overrides_changed",
       "plan_assigned",
     ]);
+  });
+});
+
+describe("in-app notifications", () => {
+  interface Note {
+    id: string;
+    kind: string;
+    title: string;
+    body: Record<string, unknown>;
+    createdAt: string;
+    readAt: string | null;
+  }
+  interface Page {
+    notifications: Note[];
+    unreadCount: number;
+    hasMore: boolean;
+    nextCursor: string | null;
+  }
+  const list = (org: string, query = "") =>
+    call<Page>(`/v1/orgs/${org}/usage/notifications${query}`, 200, { org, scopes: ["usage:read"] });
+  const write = { scopes: ["usage:write"] };
+  /** Five notifications a second apart (newest last), as the alerts write them. */
+  const seed = (org: string) =>
+    withDb(async (db) =>
+      db.query(
+        `insert into notifications (organization_id, kind, title, body, created_at)
+         select $1, 'usage.quota.exceeded', 'n' || g, jsonb_build_object('n', g), $2::timestamptz + g * interval '1 second'
+         from generate_series(1, 5) g`,
+        [org, new Date(Date.now() - 60_000).toISOString()],
+      ),
+    );
+
+  it("makes the usage alerts' notifications readable", async () => {
+    const org = newOrg();
+    await setPlan(org, { api_calls: 4 });
+    await usage().subscribeToQuotaAlerts(org, {
+      metricType: "api_calls",
+      threshold: 50,
+      notificationChannels: ["in_app"],
+    });
+    await record(Array.from({ length: 5 }, () => ev(org)));
+    const page = await list(org);
+    expect(page.notifications.map((n) => n.kind)).toEqual(["usage.quota.exceeded", "usage.quota.threshold_crossed"]);
+    expect(page.notifications[1]).toMatchObject({
+      title: "api_calls reached 50% of the plan limit",
+      body: { metricType: "api_calls", threshold: 50, limit: 4 },
+      readAt: null,
+    });
+    expect(page.unreadCount).toBe(2);
+  });
+
+  it("pages newest first with a cursor, filters unread, marks one and all read", async () => {
+    const org = newOrg();
+    await seed(org);
+    const first = await list(org, "?limit=2");
+    expect(first.notifications.map((n) => n.title)).toEqual(["n5", "n4"]);
+    expect(first).toMatchObject({ hasMore: true, unreadCount: 5 });
+    const second = await list(org, `?limit=2&cursor=${encodeURIComponent(first.nextCursor!)}`);
+    expect(second.notifications.map((n) => n.title)).toEqual(["n3", "n2"]);
+    const third = await list(org, `?limit=2&cursor=${encodeURIComponent(second.nextCursor!)}`);
+    expect(third.notifications.map((n) => n.title)).toEqual(["n1"]);
+    expect(third).toMatchObject({ hasMore: false, nextCursor: null });
+
+    const n4 = first.notifications[1]!;
+    const read = await call<Note>(`/v1/orgs/${org}/usage/notifications/${n4.id}/read`, 200, {
+      org,
+      ...write,
+      body: {},
+    });
+    expect(read).toMatchObject({ id: n4.id, title: "n4" });
+    expect(Date.parse(read.readAt!)).toBeGreaterThan(Date.now() - 60_000);
+    // Again: unchanged, keeps its first read time.
+    expect(
+      await call<Note>(`/v1/orgs/${org}/usage/notifications/${n4.id}/read`, 200, { org, ...write, method: "POST" }),
+    ).toEqual(read);
+    const unread = await list(org, "?unread=true");
+    expect(unread.notifications.map((n) => n.title)).toEqual(["n5", "n3", "n2", "n1"]);
+    expect(unread.unreadCount).toBe(4);
+
+    // Up to what the reader saw (n3): n5 stays unread.
+    const n3 = second.notifications[0]!;
+    expect(
+      await call(`/v1/orgs/${org}/usage/notifications/read-all`, 200, { org, ...write, body: { upToId: n3.id } }),
+    ).toEqual({ marked: 3 });
+    expect((await list(org, "?unread=true")).notifications.map((n) => n.title)).toEqual(["n5"]);
+    expect(await call(`/v1/orgs/${org}/usage/notifications/read-all`, 200, { org, ...write, method: "POST" })).toEqual({
+      marked: 1,
+    });
+    const all = await list(org);
+    expect(all.unreadCount).toBe(0);
+    expect(all.notifications.every((n) => n.readAt !== null)).toBe(true);
+    expect(all.notifications.find((n) => n.id === n4.id)?.readAt).toBe(read.readAt);
+  });
+
+  it("keeps organizations apart, checks scopes and ids, and writes nothing on bad input", async () => {
+    const org = newOrg();
+    const other = newOrg();
+    await seed(other);
+    const theirs = (await list(other)).notifications[0]!;
+    const path = (o: string, rest: string) => `/v1/orgs/${o}/usage/notifications${rest}`;
+    expect((await rejected(path(org, `/${theirs.id}/read`), 404, { org, ...write, body: {} })).code).toBe("not_found");
+    expect((await rejected(path(other, `/${theirs.id}/read`), 404, { org, ...write, body: {} })).code).toBe(
+      "not_found",
+    );
+    expect((await rejected(path(other, ""), 404, { org, scopes: ["usage:read"] })).code).toBe("not_found");
+    expect(
+      (await rejected(path(other, `/${theirs.id}/read`), 403, { org: other, scopes: ["usage:read"], body: {} })).code,
+    ).toBe("forbidden");
+    expect((await rejected(path(other, ""), 403, { org: other, scopes: ["teams:read"] })).code).toBe("forbidden");
+    expect((await rejected(path(other, "/read-all"), 403, { org: other, scopes: ["usage:read"], body: {} })).code).toBe(
+      "forbidden",
+    );
+    expect((await rejected(path(other, "/abc/read"), 400, { org: other, ...write, body: {} })).code).toBe(
+      "validation_error",
+    );
+    expect((await rejected(path(other, "?cursor=nonsense"), 400, { org: other, scopes: ["usage:read"] })).code).toBe(
+      "validation_error",
+    );
+    expect((await rejected(path(other, "?limit=1000"), 400, { org: other, scopes: ["usage:read"] })).code).toBe(
+      "validation_error",
+    );
+    const badUpTo = await rejected(path(other, "/read-all"), 400, { org: other, ...write, body: { upToId: "x" } });
+    expect(badUpTo.details?.issues?.[0]?.path).toBe("upToId");
+    expect(
+      (await rejected(path(other, "/read-all"), 400, { org: other, ...write, body: { everything: true } })).code,
+    ).toBe("validation_error");
+    const after = await list(other);
+    expect(after.unreadCount).toBe(5);
   });
 });
