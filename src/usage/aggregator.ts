@@ -33,6 +33,8 @@ import {
 } from "./repo.ts";
 import type { SumRow } from "./repo.ts";
 import { effectivePlan } from "./plans.ts";
+import type { ReportPage, ReportRow } from "./reports.ts";
+import { findReport, listLatestReports, listRevisions, toReport } from "./reports.ts";
 import { rollupMetrics as rollup } from "./rollup.ts";
 import type { RetentionLimits, RetentionResult } from "./retention.ts";
 import { applyRetention } from "./retention.ts";
@@ -49,7 +51,7 @@ import type {
   UsageEventInput,
   UsageReport,
 } from "./schemas.ts";
-import { aggregationQuerySchema, quotaAlertConfigSchema } from "./schemas.ts";
+import { aggregationQuerySchema, pageOptionsSchema, quotaAlertConfigSchema } from "./schemas.ts";
 
 /** The RPC surface of an organization's Durable Object (`OrgUsage`), as the service uses it. */
 export interface OrgUsageClient {
@@ -652,13 +654,30 @@ export class UsageAnalyticsAggregator {
   }
 
   /** A stored report (any revision) of the organization. @throws {NotFoundError} */
-  async getUsageReport(organizationId: string, reportId: string): Promise<UsageReport> {
-    const { rows } = await this.db.query<ReportRow>(
-      "select * from usage_reports where id = $1 and organization_id = $2",
-      [reportId, organizationId],
-    );
-    if (!rows[0]) throw new NotFoundError(`report ${reportId} not found`);
-    return toReport(rows[0]);
+  getUsageReport(organizationId: string, reportId: string): Promise<UsageReport> {
+    return findReport(this.db, organizationId, reportId);
+  }
+
+  /**
+   * The organization's reports: the latest revision of each billing period, newest period first.
+   * @param options - limit (1–100, default 20), cursor (from `nextCursor`)
+   */
+  listUsageReports(organizationId: string, options: { limit?: number; cursor?: string } = {}): Promise<ReportPage> {
+    return listLatestReports(this.db, organizationId, parseInput(pageOptionsSchema, options, "page options"));
+  }
+
+  /**
+   * Every revision of a report's period, newest first (each generation that saw changed data).
+   * @param reportId - any revision's id
+   * @param options - limit (1–100, default 20), cursor (from `nextCursor`)
+   * @throws {NotFoundError} for an unknown report or another organization's
+   */
+  listUsageReportRevisions(
+    organizationId: string,
+    reportId: string,
+    options: { limit?: number; cursor?: string } = {},
+  ): Promise<ReportPage> {
+    return listRevisions(this.db, organizationId, reportId, parseInput(pageOptionsSchema, options, "page options"));
   }
 
   /**
@@ -810,33 +829,4 @@ export class UsageAnalyticsAggregator {
     await this.orgs(organizationId).invalidate();
     return { deleted: true };
   }
-}
-
-interface ReportRow {
-  id: string;
-  organization_id: string;
-  period_start: Date;
-  period_end: Date;
-  revision: number;
-  as_of: Date;
-  events_counted: string | number;
-  summary: Record<string, unknown>;
-  line_items: unknown;
-  changes: unknown;
-  generated_at: Date;
-}
-
-function toReport(r: ReportRow): UsageReport {
-  return {
-    reportId: r.id,
-    organizationId: r.organization_id,
-    periodStart: iso(r.period_start),
-    periodEnd: iso(r.period_end),
-    revision: r.revision,
-    asOf: iso(r.as_of),
-    summary: r.summary,
-    lineItems: r.line_items as LineItem[],
-    changes: (r.changes as UsageReport["changes"]) ?? null,
-    generatedAt: iso(r.generated_at),
-  };
 }

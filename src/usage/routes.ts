@@ -3,6 +3,7 @@ import { hasScope } from "../platform/auth.ts";
 import { createRouter, requireScope } from "../platform/create-app.ts";
 import { idempotent } from "../platform/idempotency.ts";
 import { authErrors, jsonBody, jsonResponse } from "../platform/openapi.ts";
+import { prefersCsv, reportCsv, reportCsvFilename } from "./reports.ts";
 import {
   aggregatedMetricsSchema,
   dashboardSchema,
@@ -110,14 +111,52 @@ const reportCreateRoute = createRoute({
   },
   responses: { 201: jsonResponse(usageReportSchema, "The report"), ...authErrors },
 });
+const reportParams = org.extend({ reportId: z.string().min(1).max(200) });
 const reportGetRoute = createRoute({
   method: "get",
   path: "/v1/orgs/{organizationId}/usage/reports/{reportId}",
   tags,
   middleware: [read] as const,
-  summary: "A stored report revision",
-  request: { params: org.extend({ reportId: z.string().min(1).max(200) }) },
-  responses: { 200: jsonResponse(usageReportSchema, "The report"), ...authErrors },
+  summary: "A stored report revision; its line items as CSV with `Accept: text/csv` or `?format=csv`",
+  request: {
+    params: reportParams,
+    query: z.object({
+      format: z.enum(["json", "csv"]).optional().openapi({ description: "Wins over the Accept header" }),
+    }),
+  },
+  responses: {
+    200: {
+      description: "The report (JSON), or its line items (CSV, one row per metric, RFC 4180, with a header row)",
+      content: {
+        "application/json": { schema: usageReportSchema },
+        "text/csv": { schema: z.string() },
+      },
+    },
+    ...authErrors,
+  },
+});
+const pageResponse = (description: string) =>
+  jsonResponse(
+    z.object({ reports: z.array(usageReportSchema), hasMore: z.boolean(), nextCursor: z.string().nullable() }),
+    description,
+  );
+const reportListRoute = createRoute({
+  method: "get",
+  path: "/v1/orgs/{organizationId}/usage/reports",
+  tags,
+  middleware: [read] as const,
+  summary: "The organization's reports: the latest revision of each billing period, newest period first",
+  request: { params: org, query: pageOptionsSchema },
+  responses: { 200: pageResponse("A page"), ...authErrors },
+});
+const reportRevisionsRoute = createRoute({
+  method: "get",
+  path: "/v1/orgs/{organizationId}/usage/reports/{reportId}/revisions",
+  tags,
+  middleware: [read] as const,
+  summary: "Every revision of a report's period (any revision's id), newest first",
+  request: { params: reportParams, query: pageOptionsSchema },
+  responses: { 200: pageResponse("A page of revisions"), ...authErrors },
 });
 const notificationListRoute = createRoute({
   method: "get",
@@ -283,7 +322,30 @@ export const usageRoutes = createRouter()
   })
   .openapi(reportGetRoute, async (c) => {
     const { organizationId, reportId } = c.req.valid("param");
-    return c.json(await createUsageService(c.var.platform).getUsageReport(organizationId, reportId), 200);
+    const report = await createUsageService(c.var.platform).getUsageReport(organizationId, reportId);
+    const format = c.req.valid("query").format ?? (prefersCsv(c.req.header("accept")) ? "csv" : "json");
+    if (format === "json") return c.json(report, 200);
+    return c.body(reportCsv(report), 200, {
+      "content-type": "text/csv; charset=utf-8",
+      "content-disposition": `attachment; filename="${reportCsvFilename(report)}"`,
+      vary: "Accept",
+    });
+  })
+  .openapi(reportListRoute, async (c) =>
+    c.json(
+      await createUsageService(c.var.platform).listUsageReports(
+        c.req.valid("param").organizationId,
+        c.req.valid("query"),
+      ),
+      200,
+    ),
+  )
+  .openapi(reportRevisionsRoute, async (c) => {
+    const { organizationId, reportId } = c.req.valid("param");
+    return c.json(
+      await createUsageService(c.var.platform).listUsageReportRevisions(organizationId, reportId, c.req.valid("query")),
+      200,
+    );
   })
   .openapi(notificationListRoute, async (c) =>
     c.json(

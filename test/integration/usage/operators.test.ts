@@ -5,7 +5,7 @@ import { withDb } from "../support/backends.ts";
 import { billingPeriod } from "../../../src/usage/periods.ts";
 import { ev, hoursAgo, newOrg, setPlan, usage, valid } from "./support.ts";
 
-/** Operator and billing APIs: plans, assignments, overrides, notifications. */
+/** Operator and billing APIs: plans, assignments, overrides, notifications, report listings and CSV. */
 
 const INTERNAL = ["internal"];
 const newPlanId = () => `p_${crypto.randomUUID().slice(0, 8)}`;
@@ -568,5 +568,134 @@ describe("in-app notifications", () => {
     ).toBe("validation_error");
     const after = await list(other);
     expect(after.unreadCount).toBe(5);
+  });
+});
+
+describe("report listings and CSV export", () => {
+  interface Report {
+    reportId: string;
+    periodStart: string;
+    periodEnd: string;
+    revision: number;
+    lineItems: { metricType: string; quantity: number; amount: number; unitPrice: number }[];
+  }
+  interface Page {
+    reports: Report[];
+    hasMore: boolean;
+    nextCursor: string | null;
+  }
+  const read = (org: string) => ({ org, scopes: ["usage:read"] });
+
+  it("lists the latest revision of each period, newest period first, and each report's revisions", async () => {
+    const org = newOrg();
+    await setPlan(org, {}, { api_calls: 1 }, { api_calls: 0.25 });
+    await record(Array.from({ length: 3 }, () => ev(org, { timestamp: hoursAgo(5) })));
+    const gen = (from: number, to: number) => usage().generateUsageReport(org, hoursAgo(from), hoursAgo(to));
+    const older = await gen(48, 24);
+    const mid = await gen(24, 0);
+    const r1 = await gen(12, -1);
+    await record([ev(org, { timestamp: hoursAgo(4) })]);
+    const r2 = await gen(12, -1);
+    await record([ev(org, { timestamp: hoursAgo(3) })]);
+    const r3 = await gen(12, -1);
+    expect([r1.revision, r2.revision, r3.revision]).toEqual([1, 2, 3]);
+
+    const first = await call<Page>(`/v1/orgs/${org}/usage/reports?limit=2`, 200, read(org));
+    expect(first.reports.map((r) => [r.reportId, r.revision])).toEqual([
+      [r3.reportId, 3],
+      [mid.reportId, 1],
+    ]);
+    expect(first.hasMore).toBe(true);
+    const second = await call<Page>(
+      `/v1/orgs/${org}/usage/reports?limit=2&cursor=${encodeURIComponent(first.nextCursor!)}`,
+      200,
+      read(org),
+    );
+    expect(second).toMatchObject({ hasMore: false, nextCursor: null });
+    expect(second.reports.map((r) => r.reportId)).toEqual([older.reportId]);
+
+    // Any revision's id names the report: every revision, newest first, paged.
+    const revs = await call<Page>(`/v1/orgs/${org}/usage/reports/${r1.reportId}/revisions`, 200, read(org));
+    expect(revs.reports.map((r) => r.revision)).toEqual([3, 2, 1]);
+    expect(revs.reports.map((r) => r.lineItems.find((l) => l.metricType === "api_calls")?.quantity)).toEqual([5, 4, 3]);
+    const p1 = await call<Page>(`/v1/orgs/${org}/usage/reports/${r3.reportId}/revisions?limit=2`, 200, read(org));
+    expect(p1.reports.map((r) => r.revision)).toEqual([3, 2]);
+    const p2 = await call<Page>(
+      `/v1/orgs/${org}/usage/reports/${r3.reportId}/revisions?limit=2&cursor=${encodeURIComponent(p1.nextCursor!)}`,
+      200,
+      read(org),
+    );
+    expect(p2.reports.map((r) => r.revision)).toEqual([1]);
+    expect(p2.nextCursor).toBeNull();
+
+    const other = newOrg();
+    expect((await rejected(`/v1/orgs/${other}/usage/reports/${r1.reportId}/revisions`, 404, read(other))).code).toBe(
+      "not_found",
+    );
+    expect((await rejected(`/v1/orgs/${org}/usage/reports`, 404, read(other))).code).toBe("not_found");
+    expect((await rejected(`/v1/orgs/${org}/usage/reports`, 403, { org, scopes: ["teams:read"] })).code).toBe(
+      "forbidden",
+    );
+    expect((await rejected(`/v1/orgs/${org}/usage/reports?cursor=%25%25`, 400, read(org))).code).toBe(
+      "validation_error",
+    );
+    expect((await call<Page>(`/v1/orgs/${other}/usage/reports`, 200, read(other))).reports).toEqual([]);
+  });
+
+  it("exports a report's line items as CSV on ?format=csv or Accept: text/csv", async () => {
+    const org = newOrg();
+    await setPlan(org, {}, { api_calls: 2 }, { api_calls: 0.5, storage: 0.00000000002 });
+    await record([
+      ...Array.from({ length: 5 }, () => ev(org, { timestamp: hoursAgo(2) })),
+      ev(org, { eventType: "storage.upload", quantity: 3e9, timestamp: hoursAgo(2) }),
+    ]);
+    const report = await usage().generateUsageReport(org, hoursAgo(24), hoursAgo(-1));
+    const path = `/v1/orgs/${org}/usage/reports/${report.reportId}`;
+
+    const res = await api(`${path}?format=csv`, read(org));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("text/csv; charset=utf-8");
+    expect(res.headers.get("content-disposition")).toBe(
+      `attachment; filename="usage-report_${org}_${report.periodStart.slice(0, 10)}_r1.csv"`,
+    );
+    const text = await res.text();
+    expect(text.endsWith("\r\n")).toBe(true);
+    const [header, ...lines] = text.trimEnd().split("\r\n");
+    expect(header).toBe(
+      "report_id,organization_id,period_start,period_end,revision,metric_type,quantity,included,overage,unit_price,amount,currency",
+    );
+    expect(lines).toHaveLength(report.lineItems.length);
+    const rows = Object.fromEntries(lines.map((l) => l.split(",")).map((cells) => [cells[5], cells]));
+    expect(rows.api_calls).toEqual([
+      report.reportId,
+      org,
+      report.periodStart,
+      report.periodEnd,
+      "1",
+      "api_calls",
+      "5",
+      "2",
+      "3",
+      "0.5",
+      "1.5",
+      "USD",
+    ]);
+    // Plain decimals, never exponent notation.
+    expect(rows.storage?.slice(6)).toEqual(["3000000000", "0", "3000000000", "0.00000000002", "0.06", "USD"]);
+
+    const viaAccept = await api(path, { ...read(org), headers: { accept: "text/csv" } });
+    expect(viaAccept.headers.get("content-type")).toBe("text/csv; charset=utf-8");
+    expect(await viaAccept.text()).toBe(text);
+    const json = await api(path, { ...read(org), headers: { accept: "application/json, text/csv;q=0.5" } });
+    expect(json.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(((await json.json()) as Report).reportId).toBe(report.reportId);
+    const forced = await api(`${path}?format=json`, { ...read(org), headers: { accept: "text/csv" } });
+    expect(forced.headers.get("content-type")).toMatch(/^application\/json/);
+    await forced.body?.cancel();
+    expect((await rejected(`${path}?format=xlsx`, 400, read(org))).code).toBe("validation_error");
+    const other = newOrg();
+    expect(
+      (await rejected(`/v1/orgs/${other}/usage/reports/${report.reportId}?format=csv`, 404, read(other))).code,
+    ).toBe("not_found");
   });
 });
