@@ -1,6 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { createEvent } from "../src/events/cloudevent.ts";
 import type { EventType } from "../src/events/catalog.ts";
+import { withTransaction } from "../src/events/bus.ts";
 import { createLogger } from "../src/platform/logger.ts";
 import { withPlatform } from "../src/platform/platform.ts";
 import { migrateSqlite } from "../src/platform/sqlite-schema.ts";
@@ -9,24 +10,35 @@ import { attemptDelivery } from "../src/webhooks/attempt.ts";
 import type { Endpoint } from "../src/webhooks/attempt.ts";
 import type { CircuitRecord, CircuitState } from "../src/webhooks/circuit.ts";
 import { circuitView, closedCircuit, resetCircuit } from "../src/webhooks/circuit.ts";
-import type { Job, JobStore } from "../src/webhooks/queue.ts";
-import { findWebhook, recordAttempts, recordCircuit } from "../src/webhooks/repo.ts";
-import type { AttemptRecord, RunResult } from "../src/webhooks/runner.ts";
+import { disableReasonText, disableWebhook } from "../src/webhooks/disable.ts";
+import type { EndpointSnapshot } from "../src/webhooks/fanout.ts";
+import { Flusher } from "../src/webhooks/flush.ts";
+import type { AttemptRecord, BufferedResult, Job, JobStore, ResultBuffer } from "../src/webhooks/queue.ts";
+import type { AttemptRow } from "../src/webhooks/repo.ts";
+import { attemptRow, recordCircuit } from "../src/webhooks/repo.ts";
+import type { RunResult } from "../src/webhooks/runner.ts";
 import { nextWake, runDue } from "../src/webhooks/runner.ts";
+import { writerFor } from "../src/webhooks/service.ts";
+import { defaultSettings } from "../src/webhooks/settings.ts";
+
+/** How long a flushed result is kept as a mark that its delivery ended here (see `JobStore.add`). */
+const DONE_MARK_MS = 10 * 60_000;
 
 /**
- * One object per webhook endpoint: its pending deliveries (SQLite), its circuit breaker, and one
- * alarm re-armed for the earliest due delivery (or the breaker's half-open time), and none while the
- * endpoint is disabled: held deliveries cost nothing until `enqueue` (re-enabling) or `resetCircuit`
- * wakes it. The policy lives in `src/webhooks/` (runner, queue, circuit); this class is storage,
- * the alarm and RPC.
+ * One object per webhook endpoint: its pending deliveries (SQLite), the buffer of attempt results
+ * on their way to Postgres, its circuit breaker, rate-limit window and auto-disable clock, and one
+ * alarm re-armed for the earliest due delivery (or the breaker's half-open time, the rate limit's
+ * next slot, a failed flush's retry), and none while the endpoint is disabled: held deliveries
+ * cost nothing until `enqueue` (re-enabling) or `resetCircuit` wakes it. The policy lives in
+ * `src/webhooks/` (runner, queue, circuit, pacing, flush); this class is storage, the alarm and RPC.
  */
 export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   private readonly sql: SqlStorage;
   // Runs are serialised: an alarm and a manual attempt must never take the same job twice.
   private running: Promise<unknown> = Promise.resolve();
-  // The endpoint's settings, re-read at most every 30 s (and at once after `invalidate`).
+  // The endpoint's settings: from the last hand-off or read, for at most 30 s (none after `invalidate`).
   private endpointCache: { at: number; value: Endpoint | null | "inactive" } | undefined;
+  private readonly flusher: Flusher<AttemptRow>;
 
   constructor(ctx: DurableObjectState, env: CloudflareBindings) {
     super(ctx, env);
@@ -34,27 +46,43 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     void ctx.blockConcurrencyWhile(async () => {
       migrateSqlite(ctx.storage, MIGRATIONS);
     });
+    this.flusher = new Flusher(this.buffer, (rows) => this.writer().recordAttempts(rows));
   }
 
   private get(key: string): string | undefined {
     return this.sql.exec<{ value: string }>("select value from kv where key = ?", key).toArray()[0]?.value;
   }
 
-  private put(key: string, value: string): void {
-    this.sql.exec(
-      "insert into kv (key, value) values (?, ?) on conflict (key) do update set value = excluded.value",
-      key,
-      value,
-    );
+  private put(key: string, value: string | null): void {
+    if (value === null) this.sql.exec("delete from kv where key = ?", key);
+    else
+      this.sql.exec(
+        "insert into kv (key, value) values (?, ?) on conflict (key) do update set value = excluded.value",
+        key,
+        value,
+      );
+  }
+
+  private writer() {
+    return writerFor(this.env, this.get("organizationId") ?? "");
   }
 
   private readonly jobs: JobStore = {
     add: (list) => {
       let n = 0;
       for (const j of list) {
+        // Ended here with a later attempt (its result maybe not in Postgres yet): a stale re-hand.
+        const ended = this.sql
+          .exec(
+            "select 1 from results where delivery_id = ? and terminal = 1 and attempt_number > ? limit 1",
+            j.deliveryId,
+            j.attempts,
+          )
+          .toArray().length;
+        if (ended) continue;
         const added =
           this.sql.exec(
-            "insert into jobs (delivery_id, event_id, event_type, body, attempts, schedule_base, due_at, created_at) values (?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
+            "insert into jobs (delivery_id, event_id, event_type, body, attempts, schedule_base, due_at, created_at, sequence) values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
             j.deliveryId,
             j.eventId,
             j.eventType,
@@ -63,6 +91,7 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
             j.scheduleBase,
             j.dueAt,
             j.createdAt,
+            j.sequence ?? null,
           ).rowsWritten > 0;
         if (added) n++;
         // Replayed since it was handed over: the new schedule wins.
@@ -84,22 +113,92 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
         .toArray()
         .map(toJob),
     get: (id) => this.sql.exec<JobRow>("select * from jobs where delivery_id = ?", id).toArray().map(toJob)[0],
-    reschedule: (id, dueAt, attempts) =>
-      void this.sql.exec("update jobs set due_at = ?, attempts = ? where delivery_id = ?", dueAt, attempts, id),
-    remove: (id) => void this.sql.exec("delete from jobs where delivery_id = ?", id),
+    head: () =>
+      this.sql
+        .exec<JobRow>("select * from jobs order by sequence is null, sequence, created_at limit 1")
+        .toArray()
+        .map(toJob)[0],
+    settle: (records) => {
+      const webhookId = this.get("webhookId") ?? "";
+      // One local transaction: the job's fate and its result, or neither.
+      this.ctx.storage.transactionSync(() => {
+        for (const r of records) {
+          this.sql.exec(
+            "insert into results (delivery_id, attempt_number, terminal, row, settled_at) values (?, ?, ?, ?, ?)",
+            r.job.deliveryId,
+            r.attemptNumber,
+            r.decision.kind === "retry" ? 0 : 1,
+            JSON.stringify(attemptRow(webhookId, r)),
+            r.attemptedAt,
+          );
+          if (r.decision.kind === "retry")
+            this.sql.exec(
+              "update jobs set due_at = ?, attempts = ? where delivery_id = ?",
+              r.decision.at,
+              r.attemptNumber,
+              r.job.deliveryId,
+            );
+          else this.sql.exec("delete from jobs where delivery_id = ?", r.job.deliveryId);
+        }
+      });
+    },
     clear: () => this.sql.exec("delete from jobs").rowsWritten,
     nextDue: () => this.sql.exec<{ d: number | null }>("select min(due_at) as d from jobs").one().d,
     size: () => this.sql.exec<{ n: number }>("select count(*) as n from jobs").one().n,
   };
+
+  private readonly buffer: ResultBuffer<AttemptRow> = {
+    unflushed: (limit) =>
+      this.sql
+        .exec<{ id: number; row: string }>(
+          "select id, row from results where flushed_at is null order by id limit ?",
+          limit,
+        )
+        .toArray()
+        .map((r): BufferedResult<AttemptRow> => ({ id: r.id, record: JSON.parse(r.row) as AttemptRow })),
+    markFlushed: (ids) => {
+      const now = Date.now();
+      this.ctx.storage.transactionSync(() => {
+        // Kept a while, without the bulky row, as the mark that the delivery ended here.
+        for (const id of ids) this.sql.exec("update results set flushed_at = ?, row = '' where id = ?", now, id);
+        this.sql.exec("delete from results where flushed_at < ?", now - DONE_MARK_MS);
+      });
+    },
+  };
+
+  private unflushedCount(): number {
+    return this.sql.exec<{ n: number }>("select count(*) as n from results where flushed_at is null").one().n;
+  }
 
   private circuit(): CircuitRecord {
     const raw = this.get("circuit");
     return raw ? (JSON.parse(raw) as CircuitRecord) : { ...closedCircuit };
   }
 
+  private ordered(): boolean {
+    const e = this.endpointCache?.value;
+    return typeof e === "object" && e !== null && !!e.settings?.ordered;
+  }
+
   private async rearm(at: number | null): Promise<void> {
     if (at === null) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(Math.max(at, Date.now()));
+  }
+
+  /** Arms the alarm for `at` unless it is armed earlier already. */
+  private async armBy(at: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+  }
+
+  /** Flushes buffered results; a failure leaves them buffered and arms a retry in 5 s. */
+  private async flushOrRetry(): Promise<void> {
+    try {
+      await this.flusher.flush();
+    } catch (err) {
+      await this.armBy(Date.now() + 5_000);
+      throw err;
+    }
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -108,26 +207,39 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     return run;
   }
 
-  /** Adds deliveries (idempotent by delivery id) and makes sure the alarm will take them. */
-  async enqueue(webhookId: string, organizationId: string, jobs: Job[]): Promise<number> {
+  /**
+   * Adds deliveries (idempotent by delivery id) and makes sure the alarm will take them. A
+   * `snapshot` of the endpoint read with them (fan-out) saves reading it again, unless the object
+   * was invalidated after it was read.
+   */
+  async enqueue(webhookId: string, organizationId: string, jobs: Job[], snapshot?: EndpointSnapshot): Promise<number> {
     if (this.get("webhookId") !== webhookId) this.put("webhookId", webhookId);
     if (this.get("organizationId") !== organizationId) this.put("organizationId", organizationId);
+    if (snapshot && snapshot.readAt > Number(this.get("invalidatedAt") ?? 0))
+      this.endpointCache = { at: snapshot.readAt, value: snapshot.endpoint };
     const added = this.jobs.add(jobs);
     const current = await this.ctx.storage.getAlarm();
-    const wake = nextWake(this.jobs, this.circuit());
+    const wake = nextWake(this.jobs, this.circuit(), "active", { ordered: this.ordered() });
     if (wake !== null && (current === null || wake < current)) await this.rearm(wake);
     return added;
   }
 
-  /** Runs due deliveries now (the cron sweep's kick); returns what it did. */
+  /** Runs due deliveries now (the cron sweep's kick) and flushes their results; returns what it did. */
   async drain(): Promise<Omit<RunResult, "nextWakeAt">> {
     const { processed, succeeded, failed } = await this.serial(() => this.run());
+    await this.flushOrRetry();
     return { processed, succeeded, failed };
   }
 
-  /** Attempts one held delivery now, whatever its due time (manual retry, test event). */
+  /** Writes every buffered attempt result to Postgres now (before the service reads or replays deliveries). */
+  async flush(): Promise<void> {
+    await this.flushOrRetry();
+  }
+
+  /** Attempts one held delivery now, whatever its due time (manual retry, test event); its result is in Postgres on return. */
   async attemptNow(deliveryId: string): Promise<{ record?: AttemptRecord; circuit: CircuitState }> {
     const r = await this.serial(() => this.run(deliveryId));
+    await this.flushOrRetry();
     return {
       record: r.records.find((x) => x.job.deliveryId === deliveryId),
       circuit: circuitView(this.get("webhookId") ?? "", this.circuit()),
@@ -151,13 +263,14 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
         await recordCircuit(p.db, webhookId, circuit);
       });
     }
-    await this.rearm(nextWake(this.jobs, circuit));
+    await this.rearm(nextWake(this.jobs, circuit, "active", { ordered: this.ordered() }));
     return { reset: transition !== null };
   }
 
   /** Forgets the cached endpoint settings (after an update, a rotation, a re-activation). */
   async invalidate(): Promise<void> {
     this.endpointCache = undefined;
+    this.put("invalidatedAt", String(Date.now()));
   }
 
   /** Drops every held delivery (webhook deleted); returns how many. */
@@ -173,15 +286,24 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     return this.jobs.size();
   }
 
-  /** Runs due deliveries and re-arms. A failing run retries in 5 s instead of throwing forever. */
+  /** Attempt results settled here but not yet in Postgres. */
+  async unflushed(): Promise<number> {
+    return this.unflushedCount();
+  }
+
+  /** Runs due deliveries, flushes their results and re-arms. A failing run or flush retries in 5 s. */
   override async alarm(): Promise<void> {
+    const log = () => createLogger({ component: "webhook-endpoint", webhookId: this.get("webhookId") });
     try {
       await this.serial(() => this.run());
     } catch (err) {
-      createLogger({ component: "webhook-endpoint", webhookId: this.get("webhookId") }).error("endpoint run failed", {
-        err,
-      });
-      await this.rearm(Date.now() + 5_000);
+      log().error("endpoint run failed", { err });
+      await this.ctx.storage.setAlarm(Date.now() + 5_000);
+    }
+    try {
+      await this.flushOrRetry();
+    } catch (err) {
+      log().warn("flushing attempt results failed; retrying in 5 s", { err });
     }
   }
 
@@ -210,38 +332,30 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   private async run(only?: string) {
     const webhookId = this.get("webhookId");
     if (!webhookId) return { processed: 0, succeeded: 0, failed: 0, nextWakeAt: null, records: [] };
+    // A safety net while attempts run: should the object die before it flushed what it settled,
+    // this alarm brings it back to flush (the run's end re-arms it properly).
+    if (this.jobs.size() > 0) await this.armBy(Date.now() + 60_000);
+    // The platform opens Postgres only if a run needs it (breaker transitions, disabling): the hot
+    // path reads endpoints and writes results through the writer object.
     return this.withPlatform(async (p) => {
       const w = p.config.webhooks;
-      // A pool per run: keeping one across runs (tried) held sessions idle that other endpoints
-      // needed, and was slower under the local session cap.
-      const db = p.db;
+      const defaults = defaultSettings(w);
       const result = await runDue(
         {
           jobs: this.jobs,
           circuit: { get: () => this.circuit(), set: (c) => this.put("circuit", JSON.stringify(c)) },
           loadEndpoint: async () => {
             if (this.endpointCache && Date.now() - this.endpointCache.at < 30_000) return this.endpointCache.value;
-            const row = await findWebhook(db, webhookId);
-            const previousLive =
-              row?.previous_secret &&
-              row.previous_secret_expires_at &&
-              new Date(row.previous_secret_expires_at).getTime() > Date.now();
-            const value: Endpoint | null | "inactive" = !row
-              ? null
-              : !row.active
-                ? "inactive"
-                : {
-                    id: row.id,
-                    url: row.url,
-                    headers: row.headers,
-                    secrets: previousLive ? [row.secret, row.previous_secret!] : [row.secret],
-                  };
+            const value = await this.writer().loadEndpoint(webhookId);
             this.endpointCache = { at: Date.now(), value };
             return value;
           },
           attempt: (job, endpoint) =>
-            attemptDelivery(job, endpoint, { timeoutMs: w.timeoutMs, policy: { allowLocalHttp: w.allowLocalHttp } }),
-          record: (records) => recordAttempts(db, webhookId, records),
+            attemptDelivery(job, endpoint, {
+              timeoutMs: endpoint.settings?.timeoutMs ?? w.timeoutMs,
+              policy: { allowLocalHttp: w.allowLocalHttp },
+            }),
+          settled: () => this.flusher.kick(),
           onTransition: async (t, c) => {
             const type =
               t.to === "open"
@@ -257,21 +371,29 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
               failureCount: c.failureCount,
               halfOpenAt: c.halfOpenAt ? new Date(c.halfOpenAt).toISOString() : null,
             });
-            await recordCircuit(db, webhookId, c);
+            await recordCircuit(p.db, webhookId, c);
           },
-          onGone: async () => {
+          onDisable: async (reason) => {
             this.endpointCache = undefined;
-            await p.db.query(
-              "update webhooks set active = false, disabled_reason = $2, updated_at = now() where id = $1",
-              [webhookId, "endpoint answered 410 Gone"],
-            );
-            await this.emit(p, "webhook.disabled", { reason: "endpoint answered 410 Gone" });
+            p.logger.warn("endpoint disabled", { webhookId, reason: disableReasonText(reason) });
+            await withTransaction(p.db, (tx, outbox) => disableWebhook(tx, outbox, webhookId, reason));
+            this.put("failingSince", null);
+          },
+          failing: {
+            get: () => (this.get("failingSince") ? Number(this.get("failingSince")) : null),
+            set: (at) => this.put("failingSince", at === null ? null : String(at)),
+          },
+          pacing: {
+            get: () => JSON.parse(this.get("pacing") ?? "[]") as number[],
+            set: (starts) => this.put("pacing", JSON.stringify(starts)),
           },
           settings: {
-            retry: { baseMs: w.backoffBaseMs, capMs: w.backoffCapMs, maxAttempts: w.maxAttempts },
+            retry: { baseMs: defaults.backoffBaseMs, capMs: defaults.backoffCapMs, maxAttempts: defaults.maxAttempts },
             circuit: w.circuit,
             concurrency: w.concurrency,
             maxRunMs: 25_000,
+            rateLimitPerSecond: defaults.rateLimitPerSecond,
+            disableAfterFailingMs: defaults.disableAfterFailingMs,
           },
           now: Date.now,
         },
@@ -283,11 +405,6 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   }
 }
 
-/**
- * The object's SQLite schema as ordered steps; `kv.schema` holds how many an object has applied, so
- * an existing object gets only the steps it lacks. Append steps, never edit one. Step 1 is what
- * objects had before versioning (hence `if not exists`).
- */
 /** The object's SQLite schema, append-only (see `migrateSqlite`); the first is the layout before versions. */
 const MIGRATIONS = [
   `create table if not exists jobs (
@@ -297,6 +414,16 @@ const MIGRATIONS = [
    create table if not exists kv (key text primary key, value text not null);`,
   // The position in the current retry schedule (a replay starts a fresh one).
   "alter table jobs add column schedule_base integer not null default 0",
+  // The endpoint's sequence number (ordered mode, `webhook-sequence`); attempt results on their way
+  // to Postgres (flushed_at null), then kept briefly as marks that a delivery ended here.
+  `alter table jobs add column sequence integer;
+   create index jobs_sequence on jobs (sequence, created_at);
+   create table results (
+     id integer primary key autoincrement, delivery_id text not null, attempt_number integer not null,
+     terminal integer not null, row text not null, settled_at integer not null, flushed_at integer);
+   create index results_unflushed on results (id) where flushed_at is null;
+   create index results_delivery on results (delivery_id, attempt_number);
+   create index results_flushed on results (flushed_at) where flushed_at is not null;`,
 ];
 
 interface JobRow extends Record<string, SqlStorageValue> {
@@ -308,6 +435,7 @@ interface JobRow extends Record<string, SqlStorageValue> {
   schedule_base: number;
   due_at: number;
   created_at: number;
+  sequence: number | null;
 }
 
 const toJob = (r: JobRow): Job => ({
@@ -319,4 +447,5 @@ const toJob = (r: JobRow): Job => ({
   scheduleBase: r.schedule_base,
   dueAt: r.due_at,
   createdAt: r.created_at,
+  ...(r.sequence !== null ? { sequence: r.sequence } : {}),
 });

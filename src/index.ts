@@ -2,6 +2,7 @@ import { RabbitInbound } from "../durable-objects/rabbit-inbound.ts";
 import { OrgUsage } from "../durable-objects/org-usage.ts";
 import { UsageAggregator } from "../durable-objects/usage-aggregator.ts";
 import { WebhookEndpoint } from "../durable-objects/webhook-endpoint.ts";
+import { WebhookWriter } from "../durable-objects/webhook-writer.ts";
 import { app } from "./app.ts";
 import { archiveHandler, consumeDeadLetters, consumeEventBatch } from "./events/consumers.ts";
 import { kickInbound, purgeEventBookkeeping, sweepOutbox } from "./events/jobs.ts";
@@ -12,7 +13,7 @@ import { consumeUsageEvents, createUsageService, kickAggregator } from "./usage/
 import { createWebhookService, webhookFanOut } from "./webhooks/service.ts";
 import type { Platform } from "./platform/platform.ts";
 
-export { OrgUsage, RabbitInbound, UsageAggregator, WebhookEndpoint };
+export { OrgUsage, RabbitInbound, UsageAggregator, WebhookEndpoint, WebhookWriter };
 
 /** Handles one batch of one Cloudflare Queue; each service registers its consumer here. */
 export type QueueConsumer = (
@@ -64,6 +65,11 @@ export const cronJobs: Record<string, CronJob[]> = {
       // Objects an event never reached (a batch dead-lettered after its Postgres write) heal here.
       const r = await createUsageService(p).reconcileActiveOrganizations(new Date(Date.now() - 20 * 60_000));
       if (r.reconciled) p.logger.info("usage objects reconciled", r);
+    },
+    async (p) => {
+      // Delivery and attempt history older than WEBHOOK_RETENTION_DAYS, in bounded batches.
+      const r = await createWebhookService(p).purgeHistory();
+      if (r.attempts || r.deliveries) p.logger.info("webhook retention", r);
     },
     async (p) => {
       const expired = await createTeamService(p).expireInvitations();

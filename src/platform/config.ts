@@ -53,6 +53,10 @@ const envSchema = z.object({
   WEBHOOK_CIRCUIT_COOLDOWN_MS: int(1_000, 86_400_000, 60_000),
   WEBHOOK_SECRET_OVERLAP_MS: int(0, 30 * 86_400_000, 86_400_000),
   WEBHOOK_ALLOW_LOCAL_HTTP: bool(false),
+  WEBHOOK_RETENTION_DAYS: int(1, 3_650, 30),
+  WEBHOOK_AUTO_DISABLE_AFTER_MS: int(0, 365 * 86_400_000, 5 * 86_400_000),
+  WEBHOOK_RATE_LIMIT_PER_SECOND: int(0, 10_000, 0),
+  WEBHOOK_WRITER_SHARDS: int(1, 64, 4),
   // Usage (seed Task 1).
   USAGE_LATE_EVENT_HORIZON_DAYS: int(1, 400, 35),
   USAGE_INGEST_RATE_LIMIT_PER_MINUTE: int(1, 10_000_000, 600),
@@ -105,6 +109,14 @@ export interface Config {
     secretOverlapMs: number;
     /** Allow `http://127.0.0.1`/`localhost` receivers; only `npm run dev` turns it on. */
     allowLocalHttp: boolean;
+    /** Days delivery and attempt history is kept. */
+    retentionDays: number;
+    /** Disable an endpoint whose every attempt failed for this long (0: never). */
+    autoDisableAfterMs: number;
+    /** Default per-endpoint rate limit, deliveries per second (0: none). */
+    rateLimitPerSecond: number;
+    /** Writer objects (Postgres sessions kept warm) that batch fan-out and attempt results. */
+    writerShards: number;
   };
   /** Usage analytics settings. */
   usage: { lateEventHorizonDays: number; ingestRateLimitPerMinute: number; minuteRetentionDays: number };
@@ -170,6 +182,10 @@ export function parseConfig(env: Record<string, unknown>): Config {
       },
       secretOverlapMs: e.WEBHOOK_SECRET_OVERLAP_MS,
       allowLocalHttp: e.WEBHOOK_ALLOW_LOCAL_HTTP && e.ENVIRONMENT !== "production",
+      retentionDays: e.WEBHOOK_RETENTION_DAYS,
+      autoDisableAfterMs: e.WEBHOOK_AUTO_DISABLE_AFTER_MS,
+      rateLimitPerSecond: e.WEBHOOK_RATE_LIMIT_PER_SECOND,
+      writerShards: e.WEBHOOK_WRITER_SHARDS,
     },
     usage: {
       lateEventHorizonDays: e.USAGE_LATE_EVENT_HORIZON_DAYS,

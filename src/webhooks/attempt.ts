@@ -1,6 +1,7 @@
 import type { AttemptOutcome, Job } from "./queue.ts";
 import { classifyStatus, parseRetryAfter } from "./queue.ts";
 import { signAll } from "./signing.ts";
+import type { EndpointSettings } from "./settings.ts";
 import type { UrlPolicy } from "./url-policy.ts";
 import { checkWebhookUrl } from "./url-policy.ts";
 
@@ -16,6 +17,8 @@ export interface Endpoint {
   /** Current secret first; the previous one too while its rotation overlap lasts. */
   secrets: string[];
   headers: Record<string, string>;
+  /** Its effective delivery settings (absent: the run's global defaults). */
+  settings?: EndpointSettings;
 }
 
 /** Settings of {@link attemptDelivery}. */
@@ -68,9 +71,9 @@ async function readPrefix(res: Response, limit: number, deadline: number): Promi
   return new TextDecoder().decode(all);
 }
 
-/** The headers of a signed delivery request. */
+/** The headers of a signed delivery request (`webhook-sequence`: the endpoint's number of the delivery). */
 export async function deliveryHeaders(
-  job: Pick<Job, "deliveryId" | "body">,
+  job: Pick<Job, "deliveryId" | "body" | "sequence">,
   endpoint: Endpoint,
   timestampSeconds: number,
 ): Promise<Record<string, string>> {
@@ -80,8 +83,29 @@ export async function deliveryHeaders(
     "user-agent": USER_AGENT,
     "webhook-id": job.deliveryId,
     "webhook-timestamp": String(timestampSeconds),
+    ...(job.sequence !== undefined ? { "webhook-sequence": String(job.sequence) } : {}),
     "webhook-signature": await signAll(job.deliveryId, timestampSeconds, job.body, endpoint.secrets),
   };
+}
+
+const SECRET_HEADERS = new Set(["webhook-signature", "authorization", "proxy-authorization", "cookie"]);
+
+/** The request headers as the attempt log shows them: signature and credentials redacted. */
+export function redactHeaders(headers: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(headers).map(([k, v]) => [k, SECRET_HEADERS.has(k.toLowerCase()) ? "[redacted]" : v]),
+  );
+}
+
+/** At most 50 response headers, values cut at 1 KiB (what the attempt log keeps). */
+function responseHeaders(h: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  let n = 0;
+  for (const [k, v] of h) {
+    if (n++ >= 50) break;
+    out[k] = v.slice(0, 1024);
+  }
+  return out;
 }
 
 /** Performs one delivery attempt; never throws. */
@@ -95,11 +119,13 @@ export async function attemptDelivery(job: Job, endpoint: Endpoint, s: AttemptSe
   const controller = new AbortController();
   const signal = controller.signal;
   const abortAt = setTimeout(() => controller.abort(new DOMException("timed out", "TimeoutError")), s.timeoutMs);
+  const headers = await deliveryHeaders(job, endpoint, Math.floor(started / 1000));
+  const requestHeaders = redactHeaders(headers);
   let res: Response;
   try {
     res = await (s.fetch ?? fetch)(verdict.url.toString(), {
       method: "POST",
-      headers: await deliveryHeaders(job, endpoint, Math.floor(started / 1000)),
+      headers,
       body: job.body,
       redirect: "manual",
       signal,
@@ -111,6 +137,7 @@ export async function attemptDelivery(job: Job, endpoint: Endpoint, s: AttemptSe
     return {
       success: false,
       responseTimeMs: now() - started,
+      requestHeaders,
       errorType: timedOut ? "timeout" : "connection",
       error: timedOut
         ? `no response within ${s.timeoutMs} ms`
@@ -127,6 +154,8 @@ export async function attemptDelivery(job: Job, endpoint: Endpoint, s: AttemptSe
     statusCode: res.status,
     responseTimeMs,
     responseBody,
+    requestHeaders,
+    responseHeaders: responseHeaders(res.headers),
     ...(success
       ? {}
       : {

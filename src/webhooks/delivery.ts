@@ -5,15 +5,21 @@ import { ConflictError, NotFoundError, ValidationError } from "../platform/error
 import type { Redis } from "../platform/redis.ts";
 import { decodeCursor, encodeCursor } from "../platform/cursor.ts";
 import { parseInput } from "../platform/validation.ts";
+import { typesMatching } from "../events/catalog.ts";
+import type { Endpoint } from "./attempt.ts";
 import type { CircuitState } from "./circuit.ts";
+import type { EndpointSnapshot, FanOutRequest, FanOutResult } from "./fanout.ts";
+import { createDeliveries, deliveryBody, deliveryJob } from "./fanout.ts";
 import type { Job } from "./queue.ts";
-import type { DeliveryRow, WebhookRow } from "./repo.ts";
-import { findDelivery, findWebhook, listWebhookRows, matchingWebhooks, toDelivery, toWebhook } from "./repo.ts";
+import type { AttemptRow, DeliveryRow, WebhookRow } from "./repo.ts";
+import { findDelivery, findWebhook, listWebhookRows, toDelivery, toWebhook } from "./repo.ts";
 import type { AttemptRecord } from "./runner.ts";
 import type {
   Delivery,
+  DeliveryAttempt,
   DeliveryResult,
   EventDeliveryStatus,
+  RecoverFilter,
   Webhook,
   WebhookEvent,
   WebhookHealthMetrics,
@@ -21,12 +27,16 @@ import type {
   WebhookUpdate,
 } from "./schemas.ts";
 import {
+  errorTypes,
   historyOptionsSchema,
   listOptionsSchema,
+  recoverSchema,
   webhookEventSchema,
   webhookRegistrationSchema,
   webhookUpdateSchema,
 } from "./schemas.ts";
+import type { EndpointSettings } from "./settings.ts";
+import { defaultSettings, mergeOverrides, resolveSettings, settingsProblems } from "./settings.ts";
 import {
   generateSecret,
   signPayload as signWebhookPayload,
@@ -36,13 +46,22 @@ import { assertWebhookUrl } from "./url-policy.ts";
 
 /** The RPC surface of an endpoint's Durable Object (`WebhookEndpoint`), as the service uses it. */
 export interface EndpointClient {
-  enqueue(webhookId: string, organizationId: string, jobs: Job[]): Promise<number>;
+  enqueue(webhookId: string, organizationId: string, jobs: Job[], snapshot?: EndpointSnapshot): Promise<number>;
   drain(): Promise<{ processed: number; succeeded: number; failed: number }>;
+  /** Writes the object's buffered attempt results to Postgres now. */
+  flush(): Promise<void>;
   attemptNow(deliveryId: string): Promise<{ record?: AttemptRecord; circuit: CircuitState }>;
   circuitState(webhookId: string): Promise<CircuitState>;
   resetCircuit(): Promise<{ reset: boolean }>;
   cancelAll(): Promise<number>;
   invalidate(): Promise<void>;
+}
+
+/** The RPC surface of a writer object (`WebhookWriter`), as the service and the endpoint objects use it. */
+export interface WriterClient {
+  createDeliveries(request: FanOutRequest): Promise<FanOutResult>;
+  recordAttempts(rows: AttemptRow[]): Promise<void>;
+  loadEndpoint(webhookId: string): Promise<Endpoint | null | "inactive">;
 }
 
 /** Constructor options (the seed's, plus what the edge architecture adds). */
@@ -57,6 +76,11 @@ export interface WebhookDeliveryOptions {
   httpClient?: typeof fetch;
   /** The endpoint object of a webhook. */
   endpoints: (webhookId: string) => EndpointClient;
+  /**
+   * The writer object of an organization (`WebhookWriter`: batched fan-out over a warm Postgres
+   * session). Without it, fan-out runs on `db` in the caller.
+   */
+  writers?: (organizationId: string) => WriterClient;
   /** `config.webhooks`. */
   config: Config["webhooks"];
   now?: () => number;
@@ -97,35 +121,18 @@ export function newDeliveryId(): string {
 
 /**
  * The body every delivery carries, exactly `JSON.stringify` of this object: `id` (= the
- * `webhook-id` header, for deduplication), the event's type, id, organization, time and data.
+ * `webhook-id` header, for deduplication), the endpoint's `sequence` number (= `webhook-sequence`,
+ * when given), the event's type, id, organization, time and data.
  */
 export function envelope(
   deliveryId: string,
   e: { eventType: string; eventId: string; organizationId: string; occurredAt: string; data: unknown },
+  sequence?: number,
 ): string {
-  return JSON.stringify({
-    id: deliveryId,
-    type: e.eventType,
-    eventId: e.eventId,
-    organizationId: e.organizationId,
-    occurredAt: e.occurredAt,
-    data: e.data,
-  });
+  return deliveryBody(deliveryId, sequence, e);
 }
 
-const toJob = (
-  d: Pick<DeliveryRow, "id" | "event_id" | "event_type" | "payload" | "attempt_count" | "schedule_base" | "created_at">,
-  dueAt: number,
-): Job => ({
-  deliveryId: d.id,
-  eventId: d.event_id,
-  eventType: d.event_type,
-  body: d.payload,
-  attempts: d.attempt_count,
-  scheduleBase: d.schedule_base,
-  dueAt,
-  createdAt: new Date(d.created_at).getTime(),
-});
+const toJob = (d: DeliveryRow, dueAt: number): Job => deliveryJob(d, dueAt);
 
 /**
  * WebhookDeliverySystem — reliable webhook delivery with retries and circuit breaking (seed Task 3).
@@ -135,7 +142,9 @@ const toJob = (
 export class WebhookDeliverySystem {
   private readonly db: Db;
   private readonly endpoints: (webhookId: string) => EndpointClient;
+  private readonly writers?: (organizationId: string) => WriterClient;
   private readonly config: Config["webhooks"];
+  private readonly defaults: EndpointSettings;
   private readonly now: () => number;
 
   /**
@@ -144,7 +153,9 @@ export class WebhookDeliverySystem {
   constructor(options: WebhookDeliveryOptions) {
     this.db = options.db;
     this.endpoints = options.endpoints;
+    this.writers = options.writers;
     this.config = options.config;
+    this.defaults = defaultSettings(options.config);
     this.now = options.now ?? Date.now;
   }
 
@@ -154,16 +165,21 @@ export class WebhookDeliverySystem {
 
   /**
    * Register a new webhook endpoint.
-   * @param registration - organization, HTTPS URL, event types (wildcards allowed), description, custom headers, creator
+   * @param registration - organization, HTTPS URL, event types (wildcards allowed), description, custom headers,
+   *   per-endpoint settings, notification e-mail, creator
    * @returns the webhook with its secret shown (the only time besides `GET …/secret`)
-   * @throws {ValidationError} if the URL is not https, points at a private/loopback/metadata address, or events are unknown
+   * @throws {ValidationError} if the URL is not https, points at a private/loopback/metadata address, events are
+   *   unknown, or settings are out of range
    */
   async registerWebhook(registration: WebhookRegistration): Promise<Webhook> {
     const r = parseInput(webhookRegistrationSchema, registration, "webhook registration");
     const url = assertWebhookUrl(r.url, this.policy());
+    const overrides = mergeOverrides({}, r.settings ?? {});
+    this.checkSettings(overrides);
     const { rows } = await this.db.query<{ id: string }>(
-      `insert into webhooks (id, organization_id, url, events, secret, description, headers, created_by)
-       values ($1, $2, $3, $4, $5, $6, $7, $8) returning id`,
+      `insert into webhooks (id, organization_id, url, events, secret, description, headers, created_by, settings,
+         notification_email, created_by_email)
+       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) returning id`,
       [
         `wh_${crypto.randomUUID().replace(/-/g, "")}`,
         r.organizationId,
@@ -173,9 +189,48 @@ export class WebhookDeliverySystem {
         r.description,
         JSON.stringify(r.headers),
         r.createdBy,
+        JSON.stringify(overrides),
+        r.notificationEmail ?? null,
+        r.createdByEmail ?? null,
       ],
     );
-    return toWebhook((await findWebhook(this.db, rows[0]!.id))!, true);
+    return toWebhook((await findWebhook(this.db, rows[0]!.id))!, this.defaults, true);
+  }
+
+  private checkSettings(overrides: Parameters<typeof resolveSettings>[1]): void {
+    const problems = settingsProblems(resolveSettings(this.defaults, overrides));
+    if (problems.length > 0) throw new ValidationError("invalid webhook settings", problems);
+  }
+
+  /** The ordered-mode head every later delivery waits for, when it has failed at least once. */
+  private async blockedBy(row: WebhookRow): Promise<Webhook["blockedBy"]> {
+    if (!resolveSettings(this.defaults, row.settings).ordered) return undefined;
+    const { rows } = await this.db.query<{
+      id: string;
+      sequence: string | null;
+      attempt_count: number;
+      error_message: string | null;
+      scheduled_at: Date;
+    }>(
+      `select id, sequence::text, attempt_count, error_message, scheduled_at from webhook_deliveries
+       where webhook_id = $1 and status = 'pending' order by sequence nulls last, created_at limit 1`,
+      [row.id],
+    );
+    const head = rows[0];
+    if (!head || head.attempt_count === 0) return null;
+    return {
+      deliveryId: head.id,
+      sequence: head.sequence === null ? null : Number(head.sequence),
+      attempts: head.attempt_count,
+      lastError: head.error_message,
+      nextAttemptAt: new Date(head.scheduled_at).toISOString(),
+    };
+  }
+
+  private async view(row: WebhookRow, reveal = false): Promise<Webhook> {
+    const w = toWebhook(row, this.defaults, reveal);
+    const blockedBy = await this.blockedBy(row);
+    return blockedBy === undefined ? w : { ...w, blockedBy };
   }
 
   /**
@@ -185,7 +240,7 @@ export class WebhookDeliverySystem {
    */
   async getWebhook(webhookId: string): Promise<Webhook | null> {
     const row = await findWebhook(this.db, webhookId);
-    return row ? toWebhook(row) : null;
+    return row ? this.view(row) : null;
   }
 
   /** The webhook's current signing secret. @throws {NotFoundError} */
@@ -208,7 +263,7 @@ export class WebhookDeliverySystem {
    * Update webhook configuration. `rotateSecret` issues a new secret; the previous one keeps
    * signing alongside (a second `v1,` entry) for the configured overlap.
    * @param webhookId - webhook identifier
-   * @param updates - url, events, active, description, headers, rotateSecret
+   * @param updates - url, events, active, description, headers, rotateSecret, settings (null resets a key), notificationEmail
    * @returns the updated webhook (secret shown when it was rotated)
    * @throws {NotFoundError} if there is no such webhook; {ValidationError} on bad input
    */
@@ -222,6 +277,12 @@ export class WebhookDeliverySystem {
     if (u.events !== undefined) set("events", u.events);
     if (u.description !== undefined) set("description", u.description);
     if (u.headers !== undefined) set("headers", JSON.stringify(u.headers));
+    if (u.notificationEmail !== undefined) set("notification_email", u.notificationEmail);
+    if (u.settings !== undefined) {
+      const merged = mergeOverrides(before.settings ?? {}, u.settings);
+      this.checkSettings(merged);
+      set("settings", JSON.stringify(merged));
+    }
     if (u.active !== undefined) {
       set("active", u.active);
       if (u.active) sets.push("disabled_reason = null");
@@ -243,7 +304,7 @@ export class WebhookDeliverySystem {
     await endpoint.invalidate();
     // Re-enabled: the endpoint object holds its deliveries; wake it so they flow again.
     if (u.active && !before.active) await endpoint.enqueue(webhookId, before.organization_id, []);
-    return toWebhook((await this.mustFind(webhookId))!, !!u.rotateSecret);
+    return this.view(await this.mustFind(webhookId), !!u.rotateSecret);
   }
 
   /**
@@ -292,7 +353,7 @@ export class WebhookDeliverySystem {
     const hasMore = rows.length > o.limit;
     const last = page[page.length - 1];
     return {
-      webhooks: page.map((r) => toWebhook(r)),
+      webhooks: page.map((r) => toWebhook(r, this.defaults)),
       total,
       hasMore,
       nextCursor: hasMore && last ? encodeCursor(last.created_at_text, last.id) : null,
@@ -309,41 +370,27 @@ export class WebhookDeliverySystem {
    */
   async enqueueEvent(event: WebhookEvent): Promise<{ queued: number; webhookIds: string[] }> {
     const e = parseInput(webhookEventSchema, event, "webhook event");
-    const targets = await matchingWebhooks(this.db, e.organizationId, e.eventType);
-    if (targets.length === 0) return { queued: 0, webhookIds: [] };
-    const rows = await this.insertDeliveries(
-      e,
-      targets.map((t) => ({ webhookId: t.id, status: t.active ? "pending" : "held" })),
-    );
-    const pending = rows.filter((r) => r.status === "pending");
-    await this.handOff(pending);
-    return { queued: pending.length, webhookIds: targets.filter((t) => t.active).map((t) => t.id) };
+    const { queued, webhookIds } = await this.fanOut(e);
+    return { queued, webhookIds };
   }
 
-  private async insertDeliveries(
-    e: { eventId: string; eventType: string; organizationId: string; occurredAt: string; data: unknown },
-    targets: { webhookId: string; status: "pending" | "held" }[],
-  ): Promise<DeliveryRow[]> {
-    const fresh = targets.map(({ webhookId, status }) => {
-      const id = newDeliveryId();
-      return { id, webhook_id: webhookId, status, payload: envelope(id, e) };
-    });
-    // One round trip: the new rows come back from the insert, rows of an earlier enqueue of the same
-    // event from the select (both read the same snapshot, so nothing is returned twice).
-    const { rows } = await this.db.query<DeliveryRow>(
-      `with ins as (
-         insert into webhook_deliveries (id, webhook_id, organization_id, event_id, event_type, payload, status)
-         select x.id, x.webhook_id, $2, $3, $4, x.payload, x.status
-         from jsonb_to_recordset($1::jsonb) as x(id text, webhook_id text, payload text, status text)
-         on conflict (webhook_id, event_id) do nothing
-         returning *
-       )
-       select * from ins
-       union all
-       select * from webhook_deliveries where event_id = $3 and webhook_id = any($5::text[])`,
-      [JSON.stringify(fresh), e.organizationId, e.eventId, e.eventType, targets.map((t) => t.webhookId)],
+  /**
+   * Creates (or finds) the deliveries of one event and hands the pending ones over: through the
+   * organization's writer object, which batches concurrent events into one transaction on a warm
+   * Postgres session, or here on `db` when there is none.
+   */
+  private async fanOut(request: FanOutRequest): Promise<FanOutResult> {
+    if (this.writers) return this.writers(request.organizationId).createDeliveries(request);
+    const { results, handOffs } = await createDeliveries(this.db, [request], this.defaults, newDeliveryId, this.now);
+    await Promise.all(
+      handOffs.map((h) =>
+        this.endpoints(h.webhookId).enqueue(h.webhookId, h.organizationId, h.jobs, {
+          endpoint: h.endpoint,
+          readAt: h.readAt,
+        }),
+      ),
     );
-    return rows;
+    return results[0]!;
   }
 
   /** Hands pending deliveries to their endpoint objects; a failure is left to the sweep (the rows are durable). */
@@ -516,9 +563,13 @@ export class WebhookDeliverySystem {
    * @throws {NotFoundError} if unknown; {ConflictError} if its webhook was deleted
    */
   async retryDelivery(deliveryId: string): Promise<DeliveryResult> {
-    const d = await findDelivery(this.db, deliveryId);
-    if (!d) throw new NotFoundError(`delivery ${deliveryId} not found`);
-    if (!(await findWebhook(this.db, d.webhook_id))) throw new ConflictError(`webhook ${d.webhook_id} was deleted`);
+    const found = await findDelivery(this.db, deliveryId);
+    if (!found) throw new NotFoundError(`delivery ${deliveryId} not found`);
+    if (!(await findWebhook(this.db, found.webhook_id)))
+      throw new ConflictError(`webhook ${found.webhook_id} was deleted`);
+    // Its latest attempts may still be buffered in the endpoint object: the replay builds on them.
+    await this.endpoints(found.webhook_id).flush();
+    const d = (await findDelivery(this.db, deliveryId))!;
     if (d.status !== "pending") {
       await this.db.query(
         `update webhook_deliveries set status = 'pending', scheduled_at = now(), completed_at = null, schedule_base = attempt_count
@@ -530,18 +581,31 @@ export class WebhookDeliverySystem {
   }
 
   /**
-   * Requeues every failed or held delivery of a webhook created since `since` ("recover", as in
-   * Svix), each with a fresh retry schedule; attempt numbering continues. Held deliveries are the
-   * events that arrived while the webhook was disabled; re-enable it first, or they wait in its
-   * endpoint object until it is.
+   * Requeues the deliveries of a webhook created in `[since, until)` ("recover", as in Svix) — by
+   * default its failed and held ones; `status` may add succeeded ones (a bulk resend), `eventTypes`
+   * narrows by type or pattern — each with a fresh retry schedule; attempt numbering continues.
+   * Held deliveries are the events that arrived while the webhook was disabled; re-enable it first,
+   * or they wait in its endpoint object until it is.
+   * @param webhookId - webhook identifier
+   * @param since - oldest creation time, or the whole filter `{since, until?, eventTypes?, status?}`
    * @returns how many were requeued
    */
-  async recoverFailed(webhookId: string, since: Date): Promise<{ requeued: number }> {
+  async recoverFailed(webhookId: string, since: Date | RecoverFilter): Promise<{ requeued: number }> {
+    const f = parseInput(
+      recoverSchema,
+      since instanceof Date ? { since: since.toISOString() } : since,
+      "recover request",
+    );
     const webhook = await this.mustFind(webhookId);
+    // Buffered results first, so a delivery that just failed (or succeeded) is seen as it is.
+    await this.endpoints(webhookId).flush();
+    const types = f.eventTypes ? typesMatching(f.eventTypes) : null;
     const { rows } = await this.db.query<DeliveryRow>(
       `update webhook_deliveries set status = 'pending', scheduled_at = now(), completed_at = null, schedule_base = attempt_count
-       where webhook_id = $1 and status in ('failed', 'held') and created_at >= $2 returning *`,
-      [webhookId, since.toISOString()],
+       where webhook_id = $1 and status = any($2::text[]) and created_at >= $3 and created_at < $4
+         and ($5::text[] is null or event_type = any($5::text[]))
+       returning *`,
+      [webhookId, f.status ?? ["failed", "held"], f.since, f.until ?? new Date(this.now()).toISOString(), types],
     );
     for (let i = 0; i < rows.length; i += 500) {
       await this.endpoints(webhookId).enqueue(
@@ -560,17 +624,25 @@ export class WebhookDeliverySystem {
   async sendTestEvent(webhookId: string): Promise<DeliveryResult> {
     const webhook = await this.mustFind(webhookId);
     const eventId = `evt_test_${crypto.randomUUID()}`;
-    const [row] = await this.insertDeliveries(
-      {
-        eventId,
-        eventType: "webhook.test",
-        organizationId: webhook.organization_id,
-        occurredAt: new Date(this.now()).toISOString(),
-        data: { message: "This is a test event from CloudMatrix.", webhookId },
-      },
-      [{ webhookId, status: "pending" }],
-    );
-    return this.attemptDelivery(row!.id);
+    const { deliveries } = await this.fanOut({
+      eventId,
+      eventType: "webhook.test",
+      organizationId: webhook.organization_id,
+      occurredAt: new Date(this.now()).toISOString(),
+      data: { message: "This is a test event from CloudMatrix.", webhookId },
+      webhookIds: [webhookId],
+      // Attempted here at once: a hand-off would let the object's alarm take it first.
+      noHandOff: true,
+    });
+    const delivery = deliveries[0];
+    if (!delivery) throw new NotFoundError(`webhook ${webhookId} not found`);
+    // A disabled webhook records the test as held; attempting it reports why nothing was sent.
+    if (delivery.status === "held") {
+      await this.db.query("update webhook_deliveries set status = 'pending' where id = $1 and status = 'held'", [
+        delivery.id,
+      ]);
+    }
+    return this.attemptDelivery(delivery.id);
   }
 
   /**
@@ -607,7 +679,7 @@ export class WebhookDeliverySystem {
     if (!(from < to))
       throw new ValidationError("invalid time range", [{ path: "from", message: "from must be before to" }]);
     const range = [webhookId, from.toISOString(), to.toISOString()];
-    const [agg, errors] = await Promise.all([
+    const [agg, errors, hours] = await Promise.all([
       this.db.query<{
         n: number;
         ok: number;
@@ -629,6 +701,33 @@ export class WebhookDeliverySystem {
          group by 1 order by 2 desc`,
         range,
       ),
+      this.db.query<{
+        hour: Date;
+        attempts: number;
+        succeeded: number;
+        p50: number | null;
+        p95: number | null;
+        p99: number | null;
+        errors: Record<string, number> | null;
+      }>(
+        `select h.hour, h.attempts, h.succeeded, h.p50, h.p95, h.p99, e.errors
+         from (
+           select date_trunc('hour', attempted_at) as hour, count(*)::int as attempts,
+             count(*) filter (where success)::int as succeeded,
+             percentile_cont(0.5) within group (order by response_time_ms)::float8 as p50,
+             percentile_cont(0.95) within group (order by response_time_ms)::float8 as p95,
+             percentile_cont(0.99) within group (order by response_time_ms)::float8 as p99
+           from webhook_attempts where webhook_id = $1 and attempted_at >= $2 and attempted_at < $3 group by 1
+         ) h left join (
+           select hour, jsonb_object_agg(type, n) as errors from (
+             select date_trunc('hour', attempted_at) as hour, coalesce(error_type, 'invalid_response') as type, count(*)::int as n
+             from webhook_attempts where webhook_id = $1 and attempted_at >= $2 and attempted_at < $3 and not success
+             group by 1, 2
+           ) x group by hour
+         ) e on e.hour = h.hour
+         order by h.hour`,
+        range,
+      ),
     ]);
     const a = agg.rows[0]!;
     const r1 = (v: number | null) => Math.round((v ?? 0) * 10) / 10;
@@ -639,7 +738,104 @@ export class WebhookDeliverySystem {
       p99LatencyMs: r1(a.p99),
       deliveriesInPeriod: a.deliveries,
       errorBreakdown: errors.rows.map((e) => ({ type: e.type, count: e.count, lastMessage: e.last })),
+      timeline: hours.rows.map((h) => ({
+        hour: new Date(h.hour).toISOString(),
+        attempts: h.attempts,
+        succeeded: h.succeeded,
+        p50LatencyMs: r1(h.p50),
+        p95LatencyMs: r1(h.p95),
+        p99LatencyMs: r1(h.p99),
+        errors: Object.fromEntries(errorTypes.map((t) => [t, h.errors?.[t] ?? 0])) as Record<
+          (typeof errorTypes)[number],
+          number
+        >,
+      })),
     };
+  }
+
+  /**
+   * Every attempt of a delivery, oldest first: when, the request headers sent (signature and
+   * credentials redacted), the response status, headers and body excerpt, latency, error class.
+   * @param deliveryId - delivery identifier
+   * @param options - limit (1–100, default 50)
+   */
+  async getDeliveryAttempts(deliveryId: string, options: { limit?: number } = {}): Promise<DeliveryAttempt[]> {
+    const d = await findDelivery(this.db, deliveryId);
+    if (!d) throw new NotFoundError(`delivery ${deliveryId} not found`);
+    await this.endpoints(d.webhook_id).flush();
+    const limit = Math.min(100, Math.max(1, options.limit ?? 50));
+    const { rows } = await this.db.query<{
+      attempt_number: number;
+      attempted_at: Date;
+      success: boolean;
+      response_time_ms: number;
+      request_headers: Record<string, string> | null;
+      response_status: number | null;
+      response_headers: Record<string, string> | null;
+      response_body: string | null;
+      error_type: DeliveryAttempt["errorType"];
+      error_message: string | null;
+    }>(
+      `select attempt_number, attempted_at, success, response_time_ms, request_headers, response_status, response_headers,
+         response_body, error_type, error_message
+       from webhook_attempts where delivery_id = $1 order by attempt_number limit $2`,
+      [deliveryId, limit],
+    );
+    return rows.map((a) => ({
+      attemptNumber: a.attempt_number,
+      attemptedAt: new Date(a.attempted_at).toISOString(),
+      success: a.success,
+      latencyMs: a.response_time_ms,
+      requestHeaders: a.request_headers ?? {},
+      responseStatus: a.response_status,
+      responseHeaders: a.response_headers ?? {},
+      responseBody: a.response_body,
+      errorType: a.error_type,
+      errorMessage: a.error_message,
+    }));
+  }
+
+  /**
+   * Retention (cron): deletes attempts older than `WEBHOOK_RETENTION_DAYS`, then finished
+   * deliveries (not pending) created before then that have no attempt left — in bounded,
+   * index-backed batches, so one run never holds locks for long. Stats are lifetime counters and
+   * stay. Run it again to continue when `more` is true.
+   * @param options - rows per statement (default 5,000), statements per table (default 10)
+   */
+  async purgeHistory(
+    options: { batchSize?: number; maxBatches?: number } = {},
+  ): Promise<{ attempts: number; deliveries: number; more: boolean }> {
+    const batch = options.batchSize ?? 5_000;
+    const rounds = options.maxBatches ?? 10;
+    const cutoff = new Date(this.now() - this.config.retentionDays * 86_400_000).toISOString();
+    let attempts = 0;
+    let deliveries = 0;
+    let more = false;
+    for (let i = 0; i < rounds; i++) {
+      const { rowCount } = await this.db.query(
+        `delete from webhook_attempts where id in (
+           select id from webhook_attempts where attempted_at < $1 order by attempted_at limit $2)`,
+        [cutoff, batch],
+      );
+      attempts += rowCount;
+      more = rowCount === batch;
+      if (!more) break;
+    }
+    for (let i = 0; i < rounds; i++) {
+      const { rowCount } = await this.db.query(
+        `delete from webhook_deliveries where id in (
+           select d.id from webhook_deliveries d
+           where d.created_at < $1 and d.status not in ('pending', 'in_progress')
+             and not exists (select 1 from webhook_attempts a where a.delivery_id = d.id)
+           order by d.created_at limit $2)`,
+        [cutoff, batch],
+      );
+      deliveries += rowCount;
+      const full = rowCount === batch;
+      more ||= full;
+      if (!full) break;
+    }
+    return { attempts, deliveries, more };
   }
 
   /**

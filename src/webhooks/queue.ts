@@ -23,23 +23,44 @@ export interface Job {
   dueAt: number;
   /** Epoch ms when the delivery was created (enqueue→delivered latency). */
   createdAt: number;
+  /** The endpoint's gap-free number of this delivery (`webhook-sequence`); absent on deliveries made before it existed. */
+  sequence?: number;
 }
 
-/** Job storage of one endpoint (SQLite in the Durable Object; an array in unit tests). */
+/** One attempt, as the endpoint object keeps it until Postgres has it. */
+export interface AttemptRecord {
+  job: Job;
+  /** 1-based number of this attempt in the delivery's whole history (continues across replays). */
+  attemptNumber: number;
+  attemptedAt: number;
+  outcome: AttemptOutcome;
+  decision: Decision;
+}
+
+/**
+ * Job storage of one endpoint (SQLite in the Durable Object; an array in unit tests), with the
+ * buffer of attempt results not yet in Postgres.
+ */
 export interface JobStore {
   /**
    * Adds jobs whose delivery id is not held yet; returns how many were new. A held job with an
-   * older schedule (`scheduleBase` lower: the delivery was replayed since) takes the new one.
+   * older schedule (`scheduleBase` lower: the delivery was replayed since) takes the new one. A job
+   * whose delivery already ended here with a later attempt (its result maybe not in Postgres yet,
+   * so a sweep re-handed it) is ignored.
    */
   add(jobs: readonly Job[]): number;
   /** Due jobs (dueAt ≤ now), earliest first. */
   due(now: number, limit: number): Job[];
   /** One job by delivery id. */
   get(deliveryId: string): Job | undefined;
-  /** Reschedules a job after a failed attempt. */
-  reschedule(deliveryId: string, dueAt: number, attempts: number): void;
-  /** Removes a finished job. */
-  remove(deliveryId: string): void;
+  /** The job next in sequence (lowest `sequence`, then oldest): the head in ordered mode. */
+  head(): Job | undefined;
+  /**
+   * Applies attempts in one local transaction: each decision to its job (rescheduled or removed)
+   * and each result into the buffer that is flushed to Postgres. A crash before it repeats the
+   * attempts; after it, the buffer still has them.
+   */
+  settle(records: readonly AttemptRecord[]): void;
   /** Removes every job; returns how many there were. */
   clear(): number;
   /** Earliest dueAt, or null when empty. */
@@ -96,6 +117,10 @@ export interface AttemptOutcome {
   responseTimeMs: number;
   /** First 16 KiB of the response body. */
   responseBody?: string;
+  /** The request headers sent, signature (and credentials) redacted. */
+  requestHeaders?: Record<string, string>;
+  /** The response headers (at most 50, values cut at 1 KiB). */
+  responseHeaders?: Record<string, string>;
   errorType?: ErrorType;
   error?: string;
   /** The endpoint's `Retry-After`, in ms. */
@@ -151,15 +176,42 @@ export function decide(
   return { kind: "retry", at: now + delay };
 }
 
-/** An in-memory {@link JobStore} (unit tests, and the shape the SQLite one must match). */
-export function memoryJobStore(): JobStore {
+/** A buffered attempt result: its place in the buffer and the record. */
+export interface BufferedResult<T = AttemptRecord> {
+  id: number;
+  record: T;
+}
+
+/** The flush side of the result buffer. */
+export interface ResultBuffer<T = AttemptRecord> {
+  /** Results not yet acknowledged by Postgres, oldest first. */
+  unflushed(limit: number): BufferedResult<T>[];
+  /** Marks results as in Postgres. */
+  markFlushed(ids: readonly number[]): void;
+}
+
+const sequenceOrder = (a: Job, b: Job) =>
+  (a.sequence ?? Number.MAX_SAFE_INTEGER) - (b.sequence ?? Number.MAX_SAFE_INTEGER) || a.createdAt - b.createdAt;
+
+/** An in-memory {@link JobStore} and result buffer (unit tests, and the shape the SQLite one must match). */
+export function memoryJobStore(): JobStore & ResultBuffer & { results: (BufferedResult & { flushed: boolean })[] } {
   const jobs = new Map<string, Job>();
+  const results: (BufferedResult & { flushed: boolean })[] = [];
   const sorted = () => [...jobs.values()].sort((a, b) => a.dueAt - b.dueAt || a.createdAt - b.createdAt);
+  const endedAfter = (j: Job) =>
+    results.some(
+      (r) =>
+        r.record.job.deliveryId === j.deliveryId &&
+        r.record.decision.kind !== "retry" &&
+        r.record.attemptNumber > j.attempts,
+    );
   return {
+    results,
     add(list) {
       let n = 0;
       for (const j of list) {
         const held = jobs.get(j.deliveryId);
+        if (!held && endedAfter(j)) continue;
         if (!held) n++;
         if (!held || held.scheduleBase < j.scheduleBase) jobs.set(j.deliveryId, { ...j });
       }
@@ -170,11 +222,25 @@ export function memoryJobStore(): JobStore {
         .filter((j) => j.dueAt <= now)
         .slice(0, limit),
     get: (id) => jobs.get(id),
-    reschedule(id, dueAt, attempts) {
-      const j = jobs.get(id);
-      if (j) jobs.set(id, { ...j, dueAt, attempts });
+    head: () => [...jobs.values()].sort(sequenceOrder)[0],
+    settle(records) {
+      for (const r of records) {
+        results.push({ id: results.length + 1, record: r, flushed: false });
+        const j = jobs.get(r.job.deliveryId);
+        if (!j) continue;
+        if (r.decision.kind === "retry")
+          jobs.set(j.deliveryId, { ...j, dueAt: r.decision.at, attempts: r.attemptNumber });
+        else jobs.delete(j.deliveryId);
+      }
     },
-    remove: (id) => void jobs.delete(id),
+    unflushed: (limit) =>
+      results
+        .filter((r) => !r.flushed)
+        .slice(0, limit)
+        .map(({ id, record }) => ({ id, record })),
+    markFlushed(ids) {
+      for (const r of results) if (ids.includes(r.id)) r.flushed = true;
+    },
     clear() {
       const n = jobs.size;
       jobs.clear();

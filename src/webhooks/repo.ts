@@ -1,7 +1,10 @@
 import type { Queryable } from "../platform/db.ts";
+import type { Endpoint } from "./attempt.ts";
 import type { CircuitRecord } from "./circuit.ts";
-import type { AttemptRecord } from "./runner.ts";
+import type { AttemptRecord } from "./queue.ts";
 import type { Delivery, Webhook, WebhookStats } from "./schemas.ts";
+import type { EndpointSettings, StoredOverrides } from "./settings.ts";
+import { resolveSettings } from "./settings.ts";
 
 /** Postgres access of the webhook service: plain SQL, one function per question. */
 
@@ -18,7 +21,13 @@ export interface WebhookRow {
   disabled_reason: string | null;
   description: string;
   headers: Record<string, string>;
+  /** Overrides of the global delivery settings. */
+  settings: StoredOverrides;
+  /** The last sequence number given to one of its deliveries. */
+  delivery_seq: string;
   created_by: string;
+  created_by_email: string | null;
+  notification_email: string | null;
   created_at: Date;
   /** created_at in Postgres' text form: full microsecond precision, for cursors. */
   created_at_text: string;
@@ -35,12 +44,13 @@ export interface WebhookRow {
 const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOString() : null);
 
 const WEBHOOK_COLUMNS = `w.id, w.organization_id, w.url, w.events, w.secret, w.previous_secret, w.previous_secret_expires_at,
-  w.active, w.disabled_reason, w.description, w.headers, w.created_by, w.created_at, w.created_at::text as created_at_text, w.updated_at,
+  w.active, w.disabled_reason, w.description, w.headers, w.settings, w.delivery_seq::text, w.created_by, w.created_by_email,
+  w.notification_email, w.created_at, w.created_at::text as created_at_text, w.updated_at,
   s.total_deliveries, s.successful_deliveries, s.failed_deliveries, s.total_response_time_ms, s.attempts,
   s.last_delivery_at, s.last_delivery_status`;
 
-/** Maps a row to the seed's `Webhook`; the secret is masked unless `reveal`. */
-export function toWebhook(r: WebhookRow, reveal = false): Webhook {
+/** Maps a row to the seed's `Webhook` (settings resolved against `defaults`); the secret is masked unless `reveal`. */
+export function toWebhook(r: WebhookRow, defaults: EndpointSettings, reveal = false): Webhook {
   const attempts = Number(r.attempts ?? 0);
   const stats: WebhookStats = {
     totalDeliveries: Number(r.total_deliveries ?? 0),
@@ -61,6 +71,9 @@ export function toWebhook(r: WebhookRow, reveal = false): Webhook {
     disabledReason: r.disabled_reason,
     description: r.description,
     headers: r.headers,
+    settings: resolveSettings(defaults, r.settings),
+    notificationEmail: r.notification_email,
+    lastSequence: Number(r.delivery_seq ?? 0),
     createdBy: r.created_by,
     createdAt: iso(r.created_at)!,
     updatedAt: iso(r.updated_at)!,
@@ -99,6 +112,28 @@ export async function listWebhookRows(
     ),
   ]);
   return { rows: page.rows, total: total.rows[0]?.n ?? 0 };
+}
+
+/**
+ * What an endpoint object needs to deliver (URL, live secrets, headers, effective settings), from a
+ * row: null when deleted, "inactive" when disabled.
+ */
+export function endpointFromRow(
+  row: WebhookRow | undefined,
+  defaults: EndpointSettings,
+  now: number,
+): Endpoint | null | "inactive" {
+  if (!row) return null;
+  if (!row.active) return "inactive";
+  const previousLive =
+    row.previous_secret && row.previous_secret_expires_at && new Date(row.previous_secret_expires_at).getTime() > now;
+  return {
+    id: row.id,
+    url: row.url,
+    headers: row.headers,
+    secrets: previousLive ? [row.secret, row.previous_secret!] : [row.secret],
+    settings: resolveSettings(defaults, row.settings),
+  };
 }
 
 /** Every pattern that matches an event type: `*`, each `prefix.*`, and the type itself. */
@@ -150,6 +185,8 @@ export interface DeliveryRow {
   attempt_count: number;
   /** attempt_count when the current retry schedule started (a replay starts a fresh one). */
   schedule_base: number;
+  /** The endpoint's gap-free number of this delivery. */
+  sequence: string | null;
   scheduled_at: Date;
   last_attempt_at: Date | null;
   response_status: number | null;
@@ -168,6 +205,7 @@ export function toDelivery(r: DeliveryRow): Delivery {
     eventId: r.event_id,
     eventType: r.event_type,
     status: r.status,
+    ...(r.sequence !== null && r.sequence !== undefined ? { sequence: Number(r.sequence) } : {}),
     attemptNumber: r.attempt_count,
     scheduledAt: iso(r.scheduled_at)!,
     ...(r.last_attempt_at ? { attemptedAt: iso(r.last_attempt_at)! } : {}),
@@ -183,45 +221,88 @@ export async function findDelivery(db: Queryable, id: string): Promise<DeliveryR
   return (await db.query<DeliveryRow>("select * from webhook_deliveries where id = $1", [id])).rows[0];
 }
 
-/**
- * Records a wave of attempts in one round trip: the attempts' history and each delivery's status.
- * The webhook's stats follow from both by triggers (migration 0008), like every other change.
- */
-export async function recordAttempts(
-  db: Queryable,
-  webhookId: string,
-  records: readonly AttemptRecord[],
-): Promise<void> {
-  if (records.length === 0) return;
-  const rows = records.map((r) => ({
+/** One attempt as written to `webhook_attempts` (and as an endpoint object buffers it). */
+export interface AttemptRow {
+  delivery_id: string;
+  webhook_id: string;
+  attempt_number: number;
+  attempted_at: string;
+  success: boolean;
+  response_status: number | null;
+  response_time_ms: number;
+  response_body: string | null;
+  request_headers: Record<string, string> | null;
+  response_headers: Record<string, string> | null;
+  error_type: string | null;
+  error_message: string | null;
+  /** The delivery's status after it: pending (retrying), succeeded or failed. */
+  status: "pending" | "succeeded" | "failed";
+  next_at: string | null;
+}
+
+/** The row of one attempt record. */
+export function attemptRow(webhookId: string, r: AttemptRecord): AttemptRow {
+  return {
     delivery_id: r.job.deliveryId,
+    webhook_id: webhookId,
     attempt_number: r.attemptNumber,
     attempted_at: new Date(r.attemptedAt).toISOString(),
     success: r.outcome.success,
     response_status: r.outcome.statusCode ?? null,
     response_time_ms: Math.round(r.outcome.responseTimeMs),
     response_body: r.outcome.responseBody ?? null,
+    request_headers: r.outcome.requestHeaders ?? null,
+    response_headers: r.outcome.responseHeaders ?? null,
     error_type: r.outcome.errorType ?? null,
     error_message: r.outcome.error ?? null,
     status: r.decision.kind === "succeeded" ? "succeeded" : r.decision.kind === "retry" ? "pending" : "failed",
     next_at: r.decision.kind === "retry" ? new Date(r.decision.at).toISOString() : null,
-  }));
+  };
+}
+
+/**
+ * Writes attempts of any endpoints in one round trip: the attempt log and each delivery's status.
+ * Idempotent, so a batch may be written twice (a flush repeated after a crash): an attempt is
+ * (delivery, attempt number), and a delivery takes only an attempt later than the last it has
+ * (several of one delivery in a batch: the latest). The webhook's stats follow by triggers
+ * (migration 0008), counting only rows that changed.
+ */
+export async function writeAttempts(db: Queryable, rows: readonly AttemptRow[]): Promise<void> {
+  if (rows.length === 0) return;
   await db.query(
     `with a as (
-       select * from jsonb_to_recordset($2::jsonb) as x(delivery_id text, attempt_number int, attempted_at timestamptz, success bool,
-         response_status int, response_time_ms int, response_body text, error_type text, error_message text, status text, next_at timestamptz)
+       select * from jsonb_to_recordset($1::jsonb) as x(delivery_id text, webhook_id text, attempt_number int,
+         attempted_at timestamptz, success bool, response_status int, response_time_ms int, response_body text,
+         request_headers jsonb, response_headers jsonb, error_type text, error_message text, status text, next_at timestamptz)
      ), ins as (
-       insert into webhook_attempts (delivery_id, webhook_id, attempt_number, attempted_at, success, response_status, response_time_ms, response_body, error_type, error_message)
-       select delivery_id, $1, attempt_number, attempted_at, success, response_status, response_time_ms, response_body, error_type, error_message from a
+       insert into webhook_attempts (delivery_id, webhook_id, attempt_number, attempted_at, success, response_status,
+         response_time_ms, response_body, request_headers, response_headers, error_type, error_message)
+       select delivery_id, webhook_id, attempt_number, attempted_at, success, response_status, response_time_ms,
+         response_body, request_headers, response_headers, error_type, error_message from a
+       on conflict (delivery_id, attempt_number) do nothing
+     ), latest as (
+       select distinct on (delivery_id) * from a order by delivery_id, attempt_number desc
      ), upd as (
        update webhook_deliveries d set
-         status = a.status, attempt_count = a.attempt_number, last_attempt_at = a.attempted_at,
-         scheduled_at = coalesce(a.next_at, d.scheduled_at), response_status = a.response_status,
-         response_time_ms = a.response_time_ms, error_message = a.error_message,
-         completed_at = case when a.status in ('succeeded', 'failed') then a.attempted_at end
-       from a where d.id = a.delivery_id and d.status <> 'cancelled'
+         status = l.status, attempt_count = l.attempt_number, last_attempt_at = l.attempted_at,
+         scheduled_at = coalesce(l.next_at, d.scheduled_at), response_status = l.response_status,
+         response_time_ms = l.response_time_ms, error_message = l.error_message,
+         completed_at = case when l.status in ('succeeded', 'failed') then l.attempted_at end
+       from latest l where d.id = l.delivery_id and d.status <> 'cancelled' and d.attempt_count < l.attempt_number
      )
      select 1`,
-    [webhookId, JSON.stringify(rows)],
+    [JSON.stringify(rows)],
+  );
+}
+
+/** Records attempts of one endpoint (see {@link writeAttempts}). */
+export async function recordAttempts(
+  db: Queryable,
+  webhookId: string,
+  records: readonly AttemptRecord[],
+): Promise<void> {
+  await writeAttempts(
+    db,
+    records.map((r) => attemptRow(webhookId, r)),
   );
 }

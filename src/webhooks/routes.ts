@@ -5,7 +5,10 @@ import { createRouter, requireScope } from "../platform/create-app.ts";
 import { NotFoundError, ValidationError } from "../platform/errors.ts";
 import { idempotent } from "../platform/idempotency.ts";
 import { authErrors, jsonBody, jsonResponse } from "../platform/openapi.ts";
+import { describeEventTypes } from "../events/catalog.ts";
 import {
+  attemptListOptionsSchema,
+  attemptSchema,
   circuitStateSchema,
   deliveryResultSchema,
   deliverySchema,
@@ -13,6 +16,7 @@ import {
   healthMetricsSchema,
   historyOptionsSchema,
   listOptionsSchema,
+  recoverSchema,
   timeRangeSchema,
   webhookEventSchema,
   webhookRegistrationSchema,
@@ -41,7 +45,10 @@ const registerRoute = createRoute({
   tags,
   middleware: [write, idempotent()] as const,
   summary: "Register an endpoint (the response shows its secret)",
-  request: { params: org, body: jsonBody(webhookRegistrationSchema.omit({ organizationId: true, createdBy: true })) },
+  request: {
+    params: org,
+    body: jsonBody(webhookRegistrationSchema.omit({ organizationId: true, createdBy: true, createdByEmail: true })),
+  },
   responses: { 201: jsonResponse(webhookSchema, "Registered"), ...authErrors },
 });
 const listRoute = createRoute({
@@ -167,8 +174,8 @@ const recoverRoute = createRoute({
   path: "/v1/orgs/{organizationId}/webhooks/{webhookId}/recover",
   tags,
   middleware: [write, idempotent()] as const,
-  summary: "Requeue every failed or held delivery since a time, each with a fresh retry schedule",
-  request: { params: orgWebhook, body: jsonBody(z.object({ since: z.iso.datetime({ offset: true }) })) },
+  summary: "Requeue deliveries (default: failed and held) created in a range, each with a fresh retry schedule",
+  request: { params: orgWebhook, body: jsonBody(recoverSchema) },
   responses: { 202: jsonResponse(z.object({ requeued: z.number().int() }), "Requeued"), ...authErrors },
 });
 const enqueueRoute = createRoute({
@@ -202,6 +209,44 @@ const retryRoute = createRoute({
   responses: { 200: jsonResponse(deliveryResultSchema, "The attempt"), ...authErrors },
 });
 
+const attemptsRoute = createRoute({
+  method: "get",
+  path: "/v1/orgs/{organizationId}/deliveries/{deliveryId}/attempts",
+  tags,
+  middleware: [read] as const,
+  summary: "Every attempt of a delivery: request headers (signature redacted), response, latency, error class",
+  request: { params: org.extend({ deliveryId: z.string().min(1).max(200) }), query: attemptListOptionsSchema },
+  responses: {
+    200: jsonResponse(z.object({ deliveryId: z.string(), attempts: z.array(attemptSchema) }), "The attempts"),
+    ...authErrors,
+  },
+});
+
+const eventTypeSchema = z
+  .object({
+    type: z.string(),
+    description: z.string(),
+    schema: z.record(z.string(), z.unknown()).openapi({ description: "JSON Schema (2020-12) of the event's data" }),
+    example: z.record(z.string(), z.unknown()),
+  })
+  .openapi("EventTypeDescription");
+const eventTypesRoute = createRoute({
+  method: "get",
+  path: "/v1/event-types",
+  tags,
+  middleware: [read] as const,
+  summary: "Every event type the platform emits: description, JSON Schema of data, example",
+  responses: { 200: jsonResponse(z.object({ eventTypes: z.array(eventTypeSchema) }), "The catalog"), ...authErrors },
+});
+
+/** The organization and webhook of a delivery, or a 404 for another organization's. */
+async function ownedDelivery(c: Context<AppEnv>, organizationId: string, deliveryId: string) {
+  const svc = createWebhookService(c.var.platform);
+  const owner = await svc.findDeliveryOwner(deliveryId);
+  if (!owner || owner.organizationId !== organizationId) throw new NotFoundError(`delivery ${deliveryId} not found`);
+  return svc;
+}
+
 /** The webhook HTTP API (organization-scoped; scopes `webhooks:read` / `webhooks:write`). */
 export const webhookRoutes = createRouter()
   .openapi(registerRoute, async (c) => {
@@ -210,6 +255,7 @@ export const webhookRoutes = createRouter()
       ...c.req.valid("json"),
       organizationId,
       createdBy: c.var.principal.userId,
+      ...(c.var.principal.email ? { createdByEmail: c.var.principal.email } : {}),
     });
     return c.json(webhook, 201);
   })
@@ -264,7 +310,7 @@ export const webhookRoutes = createRouter()
   .openapi(recoverRoute, async (c) => {
     const { organizationId, webhookId } = c.req.valid("param");
     const { svc } = await owned(c, organizationId, webhookId);
-    return c.json(await svc.recoverFailed(webhookId, new Date(c.req.valid("json").since)), 202);
+    return c.json(await svc.recoverFailed(webhookId, c.req.valid("json")), 202);
   })
   .openapi(enqueueRoute, async (c) => {
     const { organizationId } = c.req.valid("param");
@@ -282,8 +328,12 @@ export const webhookRoutes = createRouter()
   })
   .openapi(retryRoute, async (c) => {
     const { organizationId, deliveryId } = c.req.valid("param");
-    const svc = createWebhookService(c.var.platform);
-    const owner = await svc.findDeliveryOwner(deliveryId);
-    if (!owner || owner.organizationId !== organizationId) throw new NotFoundError(`delivery ${deliveryId} not found`);
+    const svc = await ownedDelivery(c, organizationId, deliveryId);
     return c.json(await svc.retryDelivery(deliveryId), 200);
-  });
+  })
+  .openapi(attemptsRoute, async (c) => {
+    const { organizationId, deliveryId } = c.req.valid("param");
+    const svc = await ownedDelivery(c, organizationId, deliveryId);
+    return c.json({ deliveryId, attempts: await svc.getDeliveryAttempts(deliveryId, c.req.valid("query")) }, 200);
+  })
+  .openapi(eventTypesRoute, (c) => c.json({ eventTypes: describeEventTypes() }, 200));

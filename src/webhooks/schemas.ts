@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { isKnownPattern } from "../events/catalog.ts";
+import { effectiveSettingsSchema, settingsOverridesSchema } from "./settings.ts";
 
 /**
  * The seed's webhook data models as zod schemas: one definition gives request validation, the
@@ -63,7 +64,13 @@ export const webhookRegistrationSchema = z
     events: eventPatternsSchema,
     description: z.string().max(1000).default(""),
     headers: customHeadersSchema.default({}),
+    settings: settingsOverridesSchema.optional().openapi({ description: "per-endpoint delivery settings" }),
+    notificationEmail: z.email().max(320).optional().openapi({
+      description: "who is told when the endpoint is disabled automatically (default: the registering token's e-mail)",
+    }),
     createdBy: id,
+    /** The registering token's e-mail (set by the route, not the body). */
+    createdByEmail: z.email().max(320).optional(),
   })
   .openapi("WebhookRegistration");
 /** Input of `registerWebhook`. */
@@ -78,6 +85,8 @@ export const webhookUpdateSchema = z
     description: z.string().max(1000).optional(),
     headers: customHeadersSchema.optional(),
     rotateSecret: z.boolean().optional(),
+    settings: settingsOverridesSchema.optional().openapi({ description: "overrides to change; null resets a key" }),
+    notificationEmail: z.email().max(320).nullable().optional(),
   })
   .strict()
   .openapi("WebhookUpdate");
@@ -115,6 +124,20 @@ export const webhookSchema = z
     disabledReason: z.string().nullable(),
     description: z.string(),
     headers: z.record(z.string(), z.string()),
+    settings: effectiveSettingsSchema,
+    notificationEmail: z.string().nullable(),
+    lastSequence: z.number().int().openapi({ description: "the sequence number of its latest delivery" }),
+    blockedBy: z
+      .object({
+        deliveryId: z.string(),
+        sequence: z.number().int().nullable(),
+        attempts: z.number().int(),
+        lastError: z.string().nullable(),
+        nextAttemptAt: z.string(),
+      })
+      .nullable()
+      .optional()
+      .openapi({ description: "ordered mode: the failing head every later delivery waits for" }),
     createdBy: z.string(),
     createdAt: z.string(),
     updatedAt: z.string(),
@@ -153,6 +176,7 @@ export const deliverySchema = z
     eventId: z.string(),
     eventType: z.string(),
     status: z.enum(deliveryStatuses).openapi({ description: "held: arrived while the webhook was disabled" }),
+    sequence: z.number().int().optional().openapi({ description: "the endpoint's gap-free number (webhook-sequence)" }),
     attemptNumber: z.number().int(),
     scheduledAt: z.string(),
     attemptedAt: z.string().optional(),
@@ -204,7 +228,36 @@ export const circuitStateSchema = z
   })
   .openapi("CircuitState");
 
-/** Seed `WebhookHealthMetrics`. */
+/** Error classes of attempts (the health timeline's columns). */
+export const errorTypes = [
+  "timeout",
+  "connection",
+  "http_3xx",
+  "http_4xx",
+  "http_5xx",
+  "ssrf_blocked",
+  "invalid_response",
+] as const;
+
+/** One hour of a webhook's attempts. */
+export const healthBucketSchema = z
+  .object({
+    hour: z.string().openapi({ description: "start of the hour (UTC)" }),
+    attempts: z.number().int(),
+    succeeded: z.number().int(),
+    p50LatencyMs: z.number(),
+    p95LatencyMs: z.number(),
+    p99LatencyMs: z.number(),
+    errors: z.object(
+      Object.fromEntries(errorTypes.map((t) => [t, z.number().int()])) as Record<
+        (typeof errorTypes)[number],
+        z.ZodNumber
+      >,
+    ),
+  })
+  .openapi("WebhookHealthBucket");
+
+/** Seed `WebhookHealthMetrics`, plus an hourly timeline (errors by type, latency percentiles). */
 export const healthMetricsSchema = z
   .object({
     successRate: z.number(),
@@ -215,6 +268,7 @@ export const healthMetricsSchema = z
     errorBreakdown: z.array(
       z.object({ type: z.string(), count: z.number().int(), lastMessage: z.string().nullable() }),
     ),
+    timeline: z.array(healthBucketSchema).openapi({ description: "hours with attempts, oldest first" }),
   })
   .openapi("WebhookHealthMetrics");
 /** Health of a webhook over a time range. */
@@ -237,7 +291,57 @@ export const historyOptionsSchema = z.object({
   status: z.enum(deliveryStatuses).optional(),
 });
 
-/** Time range of `getHealthMetrics` (default: the last 24 h). */
+/** Time range of `getHealthMetrics` (default: the last 24 h; at most 90 days: the timeline is hourly). */
 export const timeRangeSchema = z
   .object({ from: z.iso.datetime({ offset: true }).optional(), to: z.iso.datetime({ offset: true }).optional() })
-  .refine((r) => !r.from || !r.to || Date.parse(r.from) < Date.parse(r.to), { message: "from must be before to" });
+  .refine((r) => !r.from || !r.to || Date.parse(r.from) < Date.parse(r.to), { message: "from must be before to" })
+  .refine((r) => !r.from || !r.to || Date.parse(r.to) - Date.parse(r.from) <= 90 * 86_400_000, {
+    message: "the range may span at most 90 days",
+  });
+
+/** Statuses `recover` can take back. */
+export const recoverableStatuses = ["failed", "held", "succeeded"] as const;
+
+/** Body of `recover`: which deliveries to send again, each on a fresh retry schedule. */
+export const recoverSchema = z
+  .object({
+    since: z.iso.datetime({ offset: true }).openapi({ description: "deliveries created at or after" }),
+    until: z.iso.datetime({ offset: true }).optional().openapi({ description: "…and before (default: now)" }),
+    eventTypes: eventPatternsSchema.optional().openapi({ description: "types or patterns (default: all)" }),
+    status: z
+      .array(z.enum(recoverableStatuses))
+      .min(1)
+      .optional()
+      .openapi({ description: "default [failed, held]; succeeded resends" }),
+  })
+  .strict()
+  .refine((r) => !r.until || Date.parse(r.since) < Date.parse(r.until), {
+    message: "since must be before until",
+    path: ["until"],
+  })
+  .openapi("RecoverRequest");
+/** Input of `recoverFailed`'s filter. */
+export type RecoverFilter = z.infer<typeof recoverSchema>;
+
+/** One attempt of a delivery, as the attempt log shows it. */
+export const attemptSchema = z
+  .object({
+    attemptNumber: z.number().int(),
+    attemptedAt: z.string(),
+    success: z.boolean(),
+    latencyMs: z.number().int(),
+    requestHeaders: z.record(z.string(), z.string()).openapi({ description: "as sent; signature redacted" }),
+    responseStatus: z.number().int().nullable(),
+    responseHeaders: z.record(z.string(), z.string()),
+    responseBody: z.string().nullable().openapi({ description: "the first 16 KiB" }),
+    errorType: z.enum(errorTypes).nullable(),
+    errorMessage: z.string().nullable(),
+  })
+  .openapi("DeliveryAttempt");
+/** One attempt of a delivery. */
+export type DeliveryAttempt = z.infer<typeof attemptSchema>;
+
+/** Options of the attempt log. */
+export const attemptListOptionsSchema = z.object({
+  limit: z.coerce.number().int().min(1).max(100).default(50),
+});

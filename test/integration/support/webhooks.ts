@@ -53,6 +53,16 @@ export async function timeTravel(webhookId: string, ms: number) {
         if (typeof c[k] === "number") c[k] = (c[k] as number) - ms;
       state.storage.sql.exec("update kv set value = ? where key = 'circuit'", JSON.stringify(c));
     }
+    // The auto-disable clock and the rate limit's window move with it.
+    state.storage.sql.exec(
+      "update kv set value = cast(cast(value as integer) - ? as text) where key = 'failingSince'",
+      ms,
+    );
+    const pacing = state.storage.sql.exec<{ value: string }>("select value from kv where key = 'pacing'").toArray()[0];
+    if (pacing) {
+      const starts = (JSON.parse(pacing.value) as number[]).map((t) => t - ms);
+      state.storage.sql.exec("update kv set value = ? where key = 'pacing'", JSON.stringify(starts));
+    }
   });
 }
 

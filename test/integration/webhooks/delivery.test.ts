@@ -457,6 +457,7 @@ describe("delivery", () => {
     await runInDurableObject(endpoint(w.id), async (_i: unknown, state: DurableObjectState) => {
       const sql = state.storage.sql;
       sql.exec("drop table jobs");
+      sql.exec("drop table results");
       sql.exec("drop table _schema");
       sql.exec(`create table jobs (
         delivery_id text primary key, event_id text not null, event_type text not null, body text not null,
@@ -472,7 +473,8 @@ describe("delivery", () => {
       schema: state.storage.sql.exec<{ version: number }>("select version from _schema").one().version,
     }));
     expect(columns.names).toContain("schedule_base");
-    expect(columns.schema).toBe(2);
+    expect(columns.names).toContain("sequence");
+    expect(columns.schema).toBe(3);
     expect(await endpoint(w.id).drain()).toMatchObject({ processed: 1, succeeded: 1 });
     expect((await received(hook.name)).requests.map((r) => r.headers["webhook-id"])).toEqual([d.id]);
   });
