@@ -81,6 +81,11 @@ export interface BenchResultFile extends BenchResult {
 export interface BenchConfig {
   /** Extra/overriding Worker bindings, e.g. `{ WEBHOOK_ALLOW_LOCAL_HTTP: "true" }`. */
   bindings?: Record<string, string>;
+  /**
+   * Run the Postgres WebSocket proxy on its own thread, off the event loop of the benchmark's
+   * receiver and load generator (in production Neon terminates the WebSocket elsewhere).
+   */
+  wsProxyThread?: boolean;
 }
 
 /** Shape of `bench/<name>.ts`. */

@@ -40,6 +40,8 @@ const TIMEOUT_MS = 2_000;
 const CONCURRENCY = 8;
 
 export const config: BenchConfig = {
+  // The receiver shares this process's main thread with the load generator; Postgres traffic does not.
+  wsProxyThread: true,
   bindings: {
     WEBHOOK_ALLOW_LOCAL_HTTP: "true",
     WEBHOOK_BACKOFF_BASE_MS: "100",
@@ -204,11 +206,11 @@ async function registerEndpoints(
 }
 
 /** Expected deliveries: every event to every endpoint of its organization. */
-function expectedPairs(run: RunStats, shape: Shape, events: number): number {
+function expectedPairs(run: RunStats, shape: Shape, events: number, firstSeq = 0): number {
   const perOrgCount = new Map<number, number>();
   for (const o of run.orgOf) perOrgCount.set(o, (perOrgCount.get(o) ?? 0) + 1);
   let n = 0;
-  for (let seq = 0; seq < events; seq++) n += perOrgCount.get(seq % shape.orgs) ?? 0;
+  for (let seq = firstSeq; seq < firstSeq + events; seq++) n += perOrgCount.get(seq % shape.orgs) ?? 0;
   return n;
 }
 
@@ -233,8 +235,10 @@ async function runPipeline(
   tokens: string[],
   events: number,
   waitMs: number,
+  firstSeq = 0,
 ): Promise<PipelineRun> {
-  const expected = expectedPairs(run, shape, events);
+  const expected = expectedPairs(run, shape, events, firstSeq);
+  const before = run.pairs.size;
   const pad = "x".repeat(shape.dataBytes);
   const errors: string[] = [];
   let enqueueFailed = 0;
@@ -242,7 +246,8 @@ async function runPipeline(
   const firstPostAt = nowMs();
   const r = await runBounded(
     { count: events, concurrency: shape.enqueueConcurrency, timeLimitMs: waitMs, signal: ctx.signal },
-    async (seq) => {
+    async (i) => {
+      const seq = firstSeq + i;
       const org = seq % shape.orgs;
       const body = JSON.stringify({
         eventId: `${run.prefix}-evt-${seq}`,
@@ -271,7 +276,7 @@ async function runPipeline(
   );
   const enqueueMs = nowMs() - firstPostAt;
   const deadline = firstPostAt + waitMs;
-  const timedOut = await waitForPairs(ctx, run, expected, deadline);
+  const timedOut = await waitForPairs(ctx, run, before + expected, deadline);
   return {
     expected,
     enqueueRetries,
@@ -384,11 +389,12 @@ const pgSessions = async (pg: Awaited<ReturnType<typeof connectPg>>) =>
   );
 
 export default async function run(ctx: BenchContext): Promise<BenchResult> {
-  const events = Math.floor(numArg(ctx.args, "events", 1_000));
-  const endpoints = Math.floor(numArg(ctx.args, "endpoints", 100));
+  const events = Math.floor(numArg(ctx.args, "events", 300));
+  const endpoints = Math.floor(numArg(ctx.args, "endpoints", 10));
   const perOrg = Math.max(1, Math.floor(numArg(ctx.args, "per-org", 10)));
+  const fanEndpoints = Math.floor(numArg(ctx.args, "fan-endpoints", 1_000));
   const failRate = numArg(ctx.args, "fail-rate", 0.3);
-  const failEvents = Math.floor(numArg(ctx.args, "fail-events", Math.ceil(events / 2)));
+  const failEvents = Math.floor(numArg(ctx.args, "fail-events", events));
   const waitMs = numArg(ctx.args, "wait", 150) * 1000;
   if (endpoints < 1 || events < 1) throw new Error("--events and --endpoints must be at least 1");
   if (failRate >= 1) throw new Error("--fail-rate must be below 1");
@@ -400,6 +406,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     dataBytes: Math.floor(numArg(ctx.args, "data-bytes", 256)),
     enqueueConcurrency: Math.max(1, Math.floor(numArg(ctx.args, "enqueue-concurrency", 16))),
   };
+  const fanShape: Shape = { ...shape, events: 1, endpoints: fanEndpoints, perOrg: fanEndpoints, orgs: 1 };
   const timeoutMs = Number(ctx.bindings.WEBHOOK_TIMEOUT_MS ?? TIMEOUT_MS);
   const perEndpoint = Number(ctx.bindings.WEBHOOK_CONCURRENCY ?? CONCURRENCY);
   const hangMs = timeoutMs + 1_000;
@@ -467,7 +474,34 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const pg = await connectPg(ctx.pgUrl);
   ctx.defer(() => pg.end());
 
-  // ─── 1. endpoints, then the raw signed-fetch baseline against the same receiver ───
+  /** The raw baseline: `n` signed POSTs from the Worker to the run's endpoints (same receiver, same verification). */
+  const rawBaseline = async (run: RunStats, n: number, concurrency: number) => {
+    const c0 = cpu();
+    const r = await ctx.worker.json<{
+      ms: number;
+      ok: number;
+      failed: number;
+      p50: number;
+      p99: number;
+      rps: number;
+      errors: string[];
+    }>("/__bench/signed-fetch", {
+      targets: run.secrets.map((secret, idx) => ({ url: `${receiver.url}/${run.prefix}/${idx}`, secret })),
+      n,
+      concurrency,
+      data: { pad: "x".repeat(shape.dataBytes) },
+      eventType: EVENT_TYPE,
+      organizationId: "rawbaseline",
+    });
+    if (r.failed > 0) ctx.log(`raw baseline ${run.prefix}: ${r.failed} failed (${r.errors.join("; ")})`);
+    return { ...r, cpu: cpuDelta(c0, cpu()) };
+  };
+  const pct = (xs: number[], q: number) => round(percentile(xs, q), 1);
+  const perDelivery = (cpuS: number, n: number) => (n > 0 ? round((cpuS * 1000) / n, 3) : 0);
+  const dupIds = (r: RunStats) => [...r.ids.values()].reduce((n, c) => n + (c - 1), 0);
+  const dupPairs = (r: RunStats) => [...r.pairs.values()].reduce((n, c) => n + (c - 1), 0);
+
+  // ─── 1. many events to few endpoints: endpoints, raw baseline, pipeline ───
   const main = newRun("e", 0);
   runs.set("e", main);
   const mainTokens = await Promise.all(Array.from({ length: shape.orgs }, (_, o) => tokenFor(ctx, `eorg${o}`)));
@@ -481,27 +515,9 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   runs.set("r", raw);
   const rawConcurrency = Math.min(256, endpoints * perEndpoint);
   ctx.log(`raw baseline: ${expectedMain} signed POSTs from the Worker, concurrency ${rawConcurrency}`);
-  const rawCpu0 = cpu();
-  const rawResult = await ctx.worker.json<{
-    ms: number;
-    ok: number;
-    failed: number;
-    p50: number;
-    p99: number;
-    rps: number;
-    errors: string[];
-  }>("/__bench/signed-fetch", {
-    targets: main.secrets.map((secret, idx) => ({ url: `${receiver.url}/r/${idx}`, secret })),
-    n: expectedMain,
-    concurrency: rawConcurrency,
-    data: { pad: "x".repeat(shape.dataBytes) },
-    eventType: EVENT_TYPE,
-    organizationId: "eorg0",
-  });
-  const rawCpu = cpuDelta(rawCpu0, cpu());
-  if (rawResult.failed > 0) ctx.log(`raw baseline: ${rawResult.failed} failed (${rawResult.errors.join("; ")})`);
+  const rawResult = await rawBaseline(raw, expectedMain, rawConcurrency);
+  const rawCpu = rawResult.cpu;
 
-  // ─── 2. the pipeline ───
   ctx.log(`pipeline: ${events} events → ${expectedMain} deliveries (enqueue concurrency ${shape.enqueueConcurrency})`);
   const sessions0 = await pgSessions(pg);
   const cpu0 = cpu();
@@ -511,14 +527,82 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const spanMs = main.lastDeliveryAt - p.firstPostAt;
   const pipelinePerS = delivered > 0 && spanMs > 0 ? (delivered * 1000) / spanMs : 0;
   ctx.log(
-    `pipeline: ${delivered}/${p.expected} delivered in ${(spanMs / 1000).toFixed(1)} s (${Math.round(pipelinePerS)}/s)${p.timedOut ? " — TIMED OUT" : ""}`,
+    `pipeline: ${delivered}/${p.expected} delivered in ${(spanMs / 1000).toFixed(1)} s (${Math.round(pipelinePerS)}/s, raw ${Math.round(rawResult.rps)}/s)${p.timedOut ? " — TIMED OUT" : ""}`,
   );
   await sleep(500); // let the last sessions end before counting them
   const sessions = (await pgSessions(pg)) - sessions0;
   const b = await breakdown(pg, main);
 
+  // ─── 2. one event to many endpoints (cold objects, then the same endpoints warm) ───
+  const fan = newRun("n", 0);
+  runs.set("n", fan);
+  let fanFigures: Record<string, number> = {};
+  let fanRatios: Record<string, number> = {};
+  if (fanEndpoints > 0) {
+    const fanToken = [await tokenFor(ctx, "norg0")];
+    ctx.log(`fan-out: registering ${fanEndpoints} endpoints in one organization`);
+    await registerEndpoints(ctx, receiver.url, fan, fanShape, fanToken);
+    const fanRaw = newRun("q", 0);
+    fanRaw.secrets = fan.secrets;
+    fanRaw.orgOf = fan.orgOf;
+    runs.set("q", fanRaw);
+    const fanConcurrency = Math.min(256, fanEndpoints * perEndpoint);
+    const fr = await rawBaseline(fanRaw, fanEndpoints, fanConcurrency);
+    const s0 = await pgSessions(pg);
+    const c0 = cpu();
+    const cold = await runPipeline(ctx, fan, fanShape, fanToken, 1, waitMs, 0);
+    const coldCpu = cpuDelta(c0, cpu());
+    const coldDelivered = fan.pairs.size;
+    const coldSpan = fan.lastDeliveryAt - cold.firstPostAt;
+    const coldLatencies = [...fan.latencies];
+    await sleep(500);
+    const coldSessions = (await pgSessions(pg)) - s0;
+    const warm = await runPipeline(ctx, fan, fanShape, fanToken, 1, waitMs, 1);
+    const warmDelivered = fan.pairs.size - coldDelivered;
+    const warmSpan = fan.lastDeliveryAt - warm.firstPostAt;
+    const warmLatencies = fan.latencies.slice(coldLatencies.length);
+    const coldPerS = coldSpan > 0 ? (coldDelivered * 1000) / coldSpan : 0;
+    const warmPerS = warmSpan > 0 ? (warmDelivered * 1000) / warmSpan : 0;
+    ctx.log(
+      `fan-out: cold ${coldDelivered}/${cold.expected} in ${(coldSpan / 1000).toFixed(2)} s, warm ${warmDelivered}/${warm.expected} in ${(warmSpan / 1000).toFixed(2)} s, raw ${Math.round(fr.rps)}/s`,
+    );
+    fanFigures = {
+      fan_endpoints: fanEndpoints,
+      fan_raw_signed_fetch_per_s: Math.round(fr.rps),
+      fan_raw_signed_fetch_concurrency: fanConcurrency,
+      fan_raw_signed_fetch_failed: fr.failed,
+      fan_cold_expected: cold.expected,
+      fan_cold_delivered: coldDelivered,
+      fan_cold_lost: cold.expected - coldDelivered,
+      fan_cold_deliveries_per_s: Math.round(coldPerS),
+      fan_cold_span_s: round(coldSpan / 1000, 3),
+      fan_cold_enqueue_to_delivered_p50_ms: pct(coldLatencies, 50),
+      fan_cold_enqueue_to_delivered_p99_ms: pct(coldLatencies, 99),
+      fan_cold_api_enqueue_ms: round(cold.enqueueLatencies[0] ?? 0, 1),
+      fan_cold_pg_sessions: coldSessions,
+      fan_cold_machine_cpu_ms_per_delivery: perDelivery(coldCpu.machine, coldDelivered),
+      fan_cold_workerd_cpu_ms_per_delivery: perDelivery(coldCpu.workerd, coldDelivered),
+      fan_warm_expected: warm.expected,
+      fan_warm_delivered: warmDelivered,
+      fan_warm_lost: warm.expected - warmDelivered,
+      fan_warm_deliveries_per_s: Math.round(warmPerS),
+      fan_warm_span_s: round(warmSpan / 1000, 3),
+      fan_warm_enqueue_to_delivered_p50_ms: pct(warmLatencies, 50),
+      fan_warm_enqueue_to_delivered_p99_ms: pct(warmLatencies, 99),
+      fan_duplicates: dupIds(fan),
+      fan_duplicate_pairs: dupPairs(fan),
+    };
+    fanRatios =
+      fr.rps > 0
+        ? {
+            "fan_cold_deliveries_per_s / fan_raw_signed_fetch_per_s": round(coldPerS / fr.rps, 3),
+            "fan_warm_deliveries_per_s / fan_raw_signed_fetch_per_s": round(warmPerS / fr.rps, 3),
+          }
+        : {};
+  }
+
   // ─── 2b. delivery alone (seeded rows + the cron sweep), fresh organizations and endpoints ───
-  const engineEvents = Math.floor(numArg(ctx.args, "engine-events", events));
+  const engineEvents = Math.floor(numArg(ctx.args, "engine-events", 0));
   const engine = newRun("s", 0);
   runs.set("s", engine);
   let e: Awaited<ReturnType<typeof runEngine>> | undefined;
@@ -546,7 +630,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     );
   }
 
-  // ─── 3. the failure run: fresh organizations and endpoints ───
+  // ─── 3. the failure run: fresh organizations and endpoints, shape 1 ───
   const fail = newRun("f", failRate);
   runs.set("f", fail);
   let f: PipelineRun | undefined;
@@ -564,14 +648,9 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   }
   const failDelivered = fail.pairs.size;
   const drainMs = f && failDelivered > 0 ? fail.lastDeliveryAt - f.firstPostAt : 0;
+  // Recorded attempts are flushed in batches: give the last ones a moment before counting rows.
+  await sleep(1_500);
   const fb = f ? await breakdown(pg, fail) : undefined;
-
-  // Late duplicates of either run show up here: give in-flight retries a moment before counting.
-  await sleep(1_000);
-  const dupIds = (r: RunStats) => [...r.ids.values()].reduce((n, c) => n + (c - 1), 0);
-  const dupPairs = (r: RunStats) => [...r.pairs.values()].reduce((n, c) => n + (c - 1), 0);
-  const pct = (xs: number[], q: number) => round(percentile(xs, q), 1);
-  const perDelivery = (cpuS: number, n: number) => (n > 0 ? round((cpuS * 1000) / n, 3) : 0);
 
   const ratio = rawResult.rps > 0 ? round(pipelinePerS / rawResult.rps, 3) : 0;
   const figures: Record<string, number> = {
@@ -590,8 +669,13 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     duplicates: dupIds(main),
     duplicate_pairs: dupPairs(main),
     invalid_signatures:
-      main.invalidSignatures + raw.invalidSignatures + engine.invalidSignatures + fail.invalidSignatures,
-    misrouted: main.misrouted + engine.misrouted + fail.misrouted,
+      main.invalidSignatures +
+      raw.invalidSignatures +
+      fan.invalidSignatures +
+      (runs.get("q")?.invalidSignatures ?? 0) +
+      engine.invalidSignatures +
+      fail.invalidSignatures,
+    misrouted: main.misrouted + fan.misrouted + engine.misrouted + fail.misrouted,
     enqueue_to_delivered_p50_ms: pct(main.latencies, 50),
     enqueue_to_delivered_p99_ms: pct(main.latencies, 99),
     enqueue_to_delivered_max_ms: round(Math.max(...main.latencies, 0), 1),
@@ -619,6 +703,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     raw_node_cpu_ms_per_delivery: perDelivery(rawCpu.node, rawResult.ok),
     raw_postgres_cpu_ms_per_delivery: perDelivery(rawCpu.postgres, rawResult.ok),
     raw_machine_cpu_ms_per_delivery: perDelivery(rawCpu.machine, rawResult.ok),
+    ...fanFigures,
   };
   if (e && eCpu && eb) {
     const n = engine.pairs.size;
@@ -666,6 +751,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     figures,
     ratios: {
       "pipeline_deliveries_per_s / raw_signed_fetch_per_s": ratio,
+      ...fanRatios,
       ...(figures.engine_deliveries_per_s !== undefined && rawResult.rps > 0
         ? {
             "engine_deliveries_per_s / raw_signed_fetch_per_s": round(
@@ -674,9 +760,18 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
             ),
           }
         : {}),
+      ...(f && failDelivered > 0 ? { "fail_attempts / fail_delivered": round(fail.requests / failDelivered, 3) } : {}),
     },
     targets: {
       "pipeline_deliveries_per_s / raw_signed_fetch_per_s": ">= 0.5",
+      ...(fanEndpoints > 0
+        ? {
+            "fan_cold_deliveries_per_s / fan_raw_signed_fetch_per_s": ">= 0.5",
+            "fan_warm_deliveries_per_s / fan_raw_signed_fetch_per_s": ">= 0.5",
+            fan_cold_lost: "<= 0",
+            fan_warm_lost: "<= 0",
+          }
+        : {}),
       lost: "<= 0",
       invalid_signatures: "<= 0",
       misrouted: "<= 0",
@@ -684,21 +779,22 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       ...(f ? { fail_lost: "<= 0" } : {}),
     },
     notes: [
-      `shape: ${endpoints} endpoints in ${shape.orgs} organizations of ${perOrg}; ${events} events round-robin over the organizations, each delivered to the ${perOrg} endpoints of its organization = ${p.expected} deliveries (the issue's 20,000 events × 100 endpoints is scaled down for a 2-core machine; see --events/--endpoints/--per-org)`,
+      `shape 1 (many events to few endpoints): ${endpoints} endpoints in ${shape.orgs} organization(s) of ${perOrg}; ${events} events round-robin over the organizations, each delivered to the ${perOrg} endpoints of its organization = ${p.expected} deliveries`,
+      `shape 2 (one event to many endpoints): ${fanEndpoints} endpoints in one organization; one event (cold: the endpoint objects do not exist yet), then a second one (warm); deliveries/s = endpoints / (last first-time delivery − the event POST)`,
       `Worker settings: WEBHOOK_CONCURRENCY ${perEndpoint} per endpoint, timeout ${timeoutMs} ms, backoff 100 ms base / 2 s cap, breaker failure threshold 1000 (so the failure run measures retries, not the breaker); no breaker-on variant`,
-      `pipeline = ${events} POST /v1/orgs/{org}/webhook-events from Node (concurrency ${shape.enqueueConcurrency}, through wrangler's dev proxy) → Postgres → endpoint Durable Objects → alarm → signed POST; deliveries/s = unique deliveries / (last first-time delivery − first event POST)`,
-      `raw baseline = /__bench/signed-fetch: ${expectedMain} POSTs from one Worker request, each with a fresh id, the same envelope (${shape.dataBytes}-byte pad) and headers, signed with signAll, concurrency min(256, endpoints × WEBHOOK_CONCURRENCY) = ${rawConcurrency}`,
+      `pipeline = POST /v1/orgs/{org}/webhook-events from Node (concurrency ${shape.enqueueConcurrency}, through wrangler's dev proxy) → writer object (batched fan-out transaction) → endpoint Durable Objects → alarm → signed POST → result buffered in the object, flushed in batches through the writer; deliveries/s = unique deliveries / (last first-time delivery − first event POST)`,
+      `raw baselines = /__bench/signed-fetch: the same number of POSTs as the shape's deliveries from one Worker request, to the same endpoints' paths on the same verifying receiver, each with a fresh id, the same envelope (${shape.dataBytes}-byte pad) and headers, signed with signAll, concurrency min(256, endpoints × WEBHOOK_CONCURRENCY) = ${rawConcurrency} (shape 1) / ${Math.min(256, fanEndpoints * perEndpoint)} (shape 2); measured right before its pipeline run`,
       "the receiver (node:http, main thread) verifies every request with verifyWebhook against the endpoint's secret; enqueue→delivered = receive time − data.sentAt (the bench's POST time), first 2xx per (event, endpoint)",
       "duplicates = 2xx answers beyond the first per webhook-id (at-least-once retries); duplicate_pairs counts per (event, endpoint), also across ids",
-      "profile: sent_to_pg_row = webhook_deliveries.created_at − sentAt (API + auth + Postgres up to the insert); pg_row_to_receiver = receive − created_at (select, Durable Object hand-off, alarm, endpoint load, signing, fetch); attempts_per_wave = webhook_attempts / distinct (webhook, attempted_at); pg_sessions = pg_stat_database.sessions opened during the pipeline run; *_cpu_ms_per_delivery from /proc (workerd = the Worker and its Durable Objects; node = this process: wrangler's proxy, the Postgres WebSocket proxy, the receiver; postgres = server and backends, exited ones included; machine = every busy CPU on the host, other work included)",
+      "profile: sent_to_pg_row = webhook_deliveries.created_at − sentAt (API + auth + writer batch up to the insert); pg_row_to_receiver = receive − created_at (hand-off, alarm, signing, fetch); attempts_per_wave = webhook_attempts / distinct (webhook, attempted_at); pg_sessions = pg_stat_database.sessions opened during the run; *_cpu_ms_per_delivery from /proc (workerd = the Worker and its Durable Objects; node = this process: wrangler's proxy, the Postgres WebSocket proxy, the receiver; postgres = server and backends, exited ones included; machine = every busy CPU on the host, other work included)",
       ...(e
         ? [
-            `delivery alone (engine_*): ${e.expected} deliveries seeded into webhook_deliveries as overdue rows for fresh endpoints, then one /__bench/webhook-sweep (processQueue: hand-off to the endpoint objects + drain, then alarms); engine_deliveries_per_s = deliveries / (last delivery − sweep start); no API, no per-event request; --engine-events 0 skips it`,
+            `delivery alone (engine_*): ${e.expected} deliveries seeded into webhook_deliveries as overdue rows for fresh endpoints, then one /__bench/webhook-sweep (processQueue: hand-off to the endpoint objects + drain, then alarms); engine_deliveries_per_s = deliveries / (last delivery − sweep start)`,
           ]
-        : []),
+        : ["delivery alone (engine) skipped: --engine-events N runs it"]),
       ...(f
         ? [
-            `failure run: fresh organizations/endpoints; ${Math.round(failRate * 100)} % of answers fail by a deterministic hash of the request counter, a third each: 500, hang ${hangMs} ms (past the ${timeoutMs} ms timeout) then reset, immediate socket reset; a failed answer is not a delivery; fail_attempts = requests the receiver saw, fail_attempts_recorded = webhook_attempts rows`,
+            `failure run: fresh organizations/endpoints of shape 1; ${Math.round(failRate * 100)} % of answers fail by a deterministic hash of the request counter, a third each: 500, hang ${hangMs} ms (past the ${timeoutMs} ms timeout) then reset, immediate socket reset; a failed answer is not a delivery; fail_attempts = requests the receiver saw (retry amplification = fail_attempts / fail_delivered), fail_attempts_recorded = webhook_attempts rows`,
           ]
         : ["failure run skipped (--fail-events 0)"]),
       ...(p.timedOut || f?.timedOut

@@ -39,6 +39,8 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   // The endpoint's settings: from the last hand-off or read, for at most 30 s (none after `invalidate`).
   private endpointCache: { at: number; value: Endpoint | null | "inactive" } | undefined;
   private readonly flusher: Flusher<AttemptRow>;
+  // A run requested by `enqueue` that has not started yet (one is enough for any number of kicks).
+  private kicked = false;
 
   constructor(ctx: DurableObjectState, env: CloudflareBindings) {
     super(ctx, env);
@@ -46,14 +48,22 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     void ctx.blockConcurrencyWhile(async () => {
       migrateSqlite(ctx.storage, MIGRATIONS);
     });
-    this.flusher = new Flusher(this.buffer, (rows) => this.writer().recordAttempts(rows));
+    // Under load, at most five writes a second per endpoint: fewer, larger batches.
+    this.flusher = new Flusher(this.buffer, (rows) => this.writer().recordAttempts(rows), { minIntervalMs: 200 });
   }
 
+  // kv read through a write-through cache: the hot path reads the breaker and clocks per attempt.
+  private readonly kv = new Map<string, string | undefined>();
+
   private get(key: string): string | undefined {
-    return this.sql.exec<{ value: string }>("select value from kv where key = ?", key).toArray()[0]?.value;
+    if (!this.kv.has(key))
+      this.kv.set(key, this.sql.exec<{ value: string }>("select value from kv where key = ?", key).toArray()[0]?.value);
+    return this.kv.get(key);
   }
 
   private put(key: string, value: string | null): void {
+    if (this.get(key) === (value ?? undefined)) return;
+    this.kv.set(key, value ?? undefined);
     if (value === null) this.sql.exec("delete from kv where key = ?", key);
     else
       this.sql.exec(
@@ -107,9 +117,16 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
       }
       return n;
     },
-    due: (now, limit) =>
+    due: (now, limit, exclude) =>
       this.sql
-        .exec<JobRow>("select * from jobs where due_at <= ? order by due_at, created_at limit ?", now, limit)
+        .exec<JobRow>(
+          exclude?.size
+            ? "select * from jobs where due_at <= ? and delivery_id not in (select value from json_each(?)) order by due_at, created_at limit ?"
+            : "select * from jobs where due_at <= ? and ? is null order by due_at, created_at limit ?",
+          now,
+          exclude?.size ? JSON.stringify([...exclude]) : null,
+          limit,
+        )
         .toArray()
         .map(toJob),
     get: (id) => this.sql.exec<JobRow>("select * from jobs where delivery_id = ?", id).toArray().map(toJob)[0],
@@ -158,21 +175,31 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
         .map((r): BufferedResult<AttemptRow> => ({ id: r.id, record: JSON.parse(r.row) as AttemptRow })),
     markFlushed: (ids) => {
       const now = Date.now();
-      this.ctx.storage.transactionSync(() => {
-        // Kept a while, without the bulky row, as the mark that the delivery ended here.
-        for (const id of ids) this.sql.exec("update results set flushed_at = ?, row = '' where id = ?", now, id);
+      // Kept a while, without the bulky row, as the mark that the delivery ended here.
+      this.sql.exec(
+        "update results set flushed_at = ?, row = '' where id in (select value from json_each(?))",
+        now,
+        JSON.stringify(ids),
+      );
+      if (now - this.purgedAt > 60_000) {
+        this.purgedAt = now;
         this.sql.exec("delete from results where flushed_at < ?", now - DONE_MARK_MS);
-      });
+      }
     },
   };
+  private purgedAt = 0;
 
   private unflushedCount(): number {
     return this.sql.exec<{ n: number }>("select count(*) as n from results where flushed_at is null").one().n;
   }
 
+  private parsedCircuit: { raw: string | undefined; value: CircuitRecord } | undefined;
+
   private circuit(): CircuitRecord {
     const raw = this.get("circuit");
-    return raw ? (JSON.parse(raw) as CircuitRecord) : { ...closedCircuit };
+    if (this.parsedCircuit?.raw !== raw || !this.parsedCircuit)
+      this.parsedCircuit = { raw, value: raw ? (JSON.parse(raw) as CircuitRecord) : { ...closedCircuit } };
+    return this.parsedCircuit.value;
   }
 
   private ordered(): boolean {
@@ -180,21 +207,33 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     return typeof e === "object" && e !== null && !!e.settings?.ordered;
   }
 
+  // The alarm as this object last set it (only it sets it); undefined until read once.
+  private alarmAt: number | null | undefined;
+
   private async rearm(at: number | null): Promise<void> {
-    if (at === null) await this.ctx.storage.deleteAlarm();
-    else await this.ctx.storage.setAlarm(Math.max(at, Date.now()));
+    if (at === null) {
+      if (this.alarmAt !== null) await this.ctx.storage.deleteAlarm();
+      this.alarmAt = null;
+    } else {
+      const t = Math.max(at, Date.now());
+      if (this.alarmAt !== t) await this.ctx.storage.setAlarm(t);
+      this.alarmAt = t;
+    }
   }
 
   /** Arms the alarm for `at` unless it is armed earlier already. */
   private async armBy(at: number): Promise<void> {
-    const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+    if (this.alarmAt === undefined) this.alarmAt = await this.ctx.storage.getAlarm();
+    if (this.alarmAt === null || this.alarmAt > at) {
+      await this.ctx.storage.setAlarm(at);
+      this.alarmAt = at;
+    }
   }
 
   /** Flushes buffered results; a failure leaves them buffered and arms a retry in 5 s. */
-  private async flushOrRetry(): Promise<void> {
+  private async flushOrRetry(urgent = true): Promise<void> {
     try {
-      await this.flusher.flush();
+      await this.flusher.flush(urgent);
     } catch (err) {
       await this.armBy(Date.now() + 5_000);
       throw err;
@@ -208,20 +247,50 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   }
 
   /**
-   * Adds deliveries (idempotent by delivery id) and makes sure the alarm will take them. A
-   * `snapshot` of the endpoint read with them (fan-out) saves reading it again, unless the object
-   * was invalidated after it was read.
+   * Adds deliveries (idempotent by delivery id) and starts a run for those due now (`run: false`:
+   * leave them to the caller's `drain`), arming the alarm for later ones. A `snapshot` of the
+   * endpoint read with them (fan-out) saves reading it again, unless the object was invalidated
+   * after it was read.
    */
-  async enqueue(webhookId: string, organizationId: string, jobs: Job[], snapshot?: EndpointSnapshot): Promise<number> {
+  async enqueue(
+    webhookId: string,
+    organizationId: string,
+    jobs: Job[],
+    snapshot?: EndpointSnapshot,
+    options: { run?: boolean } = {},
+  ): Promise<number> {
     if (this.get("webhookId") !== webhookId) this.put("webhookId", webhookId);
     if (this.get("organizationId") !== organizationId) this.put("organizationId", organizationId);
     if (snapshot && snapshot.readAt > Number(this.get("invalidatedAt") ?? 0))
       this.endpointCache = { at: snapshot.readAt, value: snapshot.endpoint };
     const added = this.jobs.add(jobs);
-    const current = await this.ctx.storage.getAlarm();
     const wake = nextWake(this.jobs, this.circuit(), "active", { ordered: this.ordered() });
-    if (wake !== null && (current === null || wake < current)) await this.rearm(wake);
+    const now = Date.now();
+    if (wake !== null && wake <= now && options.run !== false) {
+      // Due now: run at once rather than through an alarm (whose scheduling latency would be the
+      // delivery's), with an alarm as the safety net should this run not happen.
+      this.kickRun();
+      await this.armBy(now + 60_000);
+    } else if (wake !== null) await this.armBy(wake);
     return added;
+  }
+
+  /** Starts a run and then a flush in the background, unless one is already waiting to start. */
+  private kickRun(): void {
+    if (this.kicked) return;
+    this.kicked = true;
+    this.serial(() => {
+      this.kicked = false;
+      return this.run();
+    })
+      .then(() => this.flushOrRetry(false))
+      .catch((err: unknown) => {
+        createLogger({ component: "webhook-endpoint", webhookId: this.get("webhookId") }).error("endpoint run failed", {
+          err,
+        });
+        return this.armBy(Date.now() + 5_000);
+      })
+      .catch(() => undefined);
   }
 
   /** Runs due deliveries now (the cron sweep's kick) and flushes their results; returns what it did. */
@@ -236,8 +305,12 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     await this.flushOrRetry();
   }
 
-  /** Attempts one held delivery now, whatever its due time (manual retry, test event); its result is in Postgres on return. */
-  async attemptNow(deliveryId: string): Promise<{ record?: AttemptRecord; circuit: CircuitState }> {
+  /**
+   * Attempts one delivery now, whatever its due time (manual retry, test event) — `job` adds it
+   * first if it is not held yet; its result is in Postgres on return.
+   */
+  async attemptNow(deliveryId: string, job?: Job): Promise<{ record?: AttemptRecord; circuit: CircuitState }> {
+    if (job) this.jobs.add([job]);
     const r = await this.serial(() => this.run(deliveryId));
     await this.flushOrRetry();
     return {
@@ -281,6 +354,13 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     return n;
   }
 
+  /** Drops the in-memory copies of stored state (kv, alarm time): for tests that edit storage directly. */
+  reloadState(): void {
+    this.kv.clear();
+    this.parsedCircuit = undefined;
+    this.alarmAt = undefined;
+  }
+
   /** Deliveries held (pending) by this endpoint. */
   async pending(): Promise<number> {
     return this.jobs.size();
@@ -293,6 +373,7 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
 
   /** Runs due deliveries, flushes their results and re-arms. A failing run or flush retries in 5 s. */
   override async alarm(): Promise<void> {
+    this.alarmAt = null; // a fired alarm is no longer set
     const log = () => createLogger({ component: "webhook-endpoint", webhookId: this.get("webhookId") });
     try {
       await this.serial(() => this.run());
@@ -301,7 +382,7 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
       await this.ctx.storage.setAlarm(Date.now() + 5_000);
     }
     try {
-      await this.flushOrRetry();
+      await this.flushOrRetry(false);
     } catch (err) {
       log().warn("flushing attempt results failed; retrying in 5 s", { err });
     }

@@ -37,6 +37,25 @@ export interface WsProxy {
 
 const loopbackOnly = (host: string) => host === "127.0.0.1" || host === "localhost" || host === "::1";
 
+/** Starts the proxy on a worker thread of its own (benchmarks: see `ws-proxy-thread.ts`). */
+export async function startWsProxyInThread(opts: Pick<WsProxyOptions, "port"> = {}): Promise<WsProxy> {
+  const { Worker } = await import("node:worker_threads");
+  const thread = new Worker(new URL("./ws-proxy-thread.ts", import.meta.url), { workerData: { port: opts.port ?? 0 } });
+  const started = await new Promise<{ port: number; address: string }>((resolve, reject) => {
+    thread.once("message", resolve);
+    thread.once("error", reject);
+  });
+  return {
+    ...started,
+    async close() {
+      const closed = new Promise((resolve) => thread.once("message", resolve));
+      thread.postMessage("close");
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 2_000))]);
+      await thread.terminate();
+    },
+  };
+}
+
 /** Starts the proxy. */
 export async function startWsProxy(opts: WsProxyOptions = {}): Promise<WsProxy> {
   const allow = opts.allow ?? loopbackOnly;

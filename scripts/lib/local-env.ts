@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { ensureStack } from "../stack.ts";
 import type { Stack } from "../stack.ts";
 import { startUpstashAdapter } from "../upstash-adapter.ts";
-import { startWsProxy } from "../ws-proxy.ts";
+import { startWsProxy, startWsProxyInThread } from "../ws-proxy.ts";
 import { createDatabase, closePgProxy, databaseUrl, dropDatabase } from "./pg.ts";
 import { migrate } from "../migrate.ts";
 import { ensureTopology, topology } from "../../src/events/rabbit.ts";
@@ -30,6 +30,8 @@ export interface LocalEnvOptions {
   rabbitmqQueuePrefix?: string;
   /** Fixed ports for the proxies (dev), else free ports. */
   wsProxyPort?: number;
+  /** Run the Postgres WebSocket proxy on its own worker thread (benchmarks). */
+  wsProxyThread?: boolean;
   upstashPort?: number;
   log?: (msg: string) => void;
 }
@@ -64,7 +66,7 @@ export async function startLocalEnv(opts: LocalEnvOptions): Promise<LocalEnv> {
     `rabbitmq: exchange ${t.exchange} → ${t.inbound.map((i) => i.queue).join(", ")} declared (dead letters ${t.deadLetterQueue})`,
   );
 
-  const proxy = await startWsProxy({ port: opts.wsProxyPort ?? 0 });
+  const proxy = await (opts.wsProxyThread ? startWsProxyInThread : startWsProxy)({ port: opts.wsProxyPort ?? 0 });
   const upstashToken = randomBytes(16).toString("hex");
   const upstash = await startUpstashAdapter({
     redisUrl: stack.redisUrl,

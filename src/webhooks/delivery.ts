@@ -46,11 +46,17 @@ import { assertWebhookUrl } from "./url-policy.ts";
 
 /** The RPC surface of an endpoint's Durable Object (`WebhookEndpoint`), as the service uses it. */
 export interface EndpointClient {
-  enqueue(webhookId: string, organizationId: string, jobs: Job[], snapshot?: EndpointSnapshot): Promise<number>;
+  enqueue(
+    webhookId: string,
+    organizationId: string,
+    jobs: Job[],
+    snapshot?: EndpointSnapshot,
+    options?: { run?: boolean },
+  ): Promise<number>;
   drain(): Promise<{ processed: number; succeeded: number; failed: number }>;
   /** Writes the object's buffered attempt results to Postgres now. */
   flush(): Promise<void>;
-  attemptNow(deliveryId: string): Promise<{ record?: AttemptRecord; circuit: CircuitState }>;
+  attemptNow(deliveryId: string, job?: Job): Promise<{ record?: AttemptRecord; circuit: CircuitState }>;
   circuitState(webhookId: string): Promise<CircuitState>;
   resetCircuit(): Promise<{ reset: boolean }>;
   cancelAll(): Promise<number>;
@@ -393,7 +399,7 @@ export class WebhookDeliverySystem {
     return results[0]!;
   }
 
-  /** Hands pending deliveries to their endpoint objects; a failure is left to the sweep (the rows are durable). */
+  /** Hands pending deliveries to their endpoint objects for the sweep's `drain` to run; a failure is left to the next sweep. */
   private async handOff(rows: DeliveryRow[]): Promise<void> {
     const byWebhook = new Map<string, DeliveryRow[]>();
     for (const r of rows) byWebhook.set(r.webhook_id, [...(byWebhook.get(r.webhook_id) ?? []), r]);
@@ -403,6 +409,8 @@ export class WebhookDeliverySystem {
           webhookId,
           list[0]!.organization_id,
           list.map((d) => toJob(d, new Date(d.scheduled_at).getTime())),
+          undefined,
+          { run: false },
         ),
       ),
     );
@@ -451,8 +459,8 @@ export class WebhookDeliverySystem {
     const webhook = await findWebhook(this.db, d.webhook_id);
     if (!webhook) throw new NotFoundError(`webhook ${d.webhook_id} not found`);
     const endpoint = this.endpoints(d.webhook_id);
-    await endpoint.enqueue(d.webhook_id, d.organization_id, [toJob(d, this.now())]);
-    const { record, circuit } = await endpoint.attemptNow(deliveryId);
+    await endpoint.enqueue(d.webhook_id, d.organization_id, [], undefined, { run: false });
+    const { record, circuit } = await endpoint.attemptNow(deliveryId, toJob(d, this.now()));
     return this.result(
       deliveryId,
       record,

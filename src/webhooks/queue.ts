@@ -49,8 +49,8 @@ export interface JobStore {
    * so a sweep re-handed it) is ignored.
    */
   add(jobs: readonly Job[]): number;
-  /** Due jobs (dueAt ≤ now), earliest first. */
-  due(now: number, limit: number): Job[];
+  /** Due jobs (dueAt ≤ now), earliest first, except those in `exclude` (in flight). */
+  due(now: number, limit: number, exclude?: ReadonlySet<string>): Job[];
   /** One job by delivery id. */
   get(deliveryId: string): Job | undefined;
   /** The job next in sequence (lowest `sequence`, then oldest): the head in ordered mode. */
@@ -217,9 +217,9 @@ export function memoryJobStore(): JobStore & ResultBuffer & { results: (Buffered
       }
       return n;
     },
-    due: (now, limit) =>
+    due: (now, limit, exclude) =>
       sorted()
-        .filter((j) => j.dueAt <= now)
+        .filter((j) => j.dueAt <= now && !exclude?.has(j.deliveryId))
         .slice(0, limit),
     get: (id) => jobs.get(id),
     head: () => [...jobs.values()].sort(sequenceOrder)[0],

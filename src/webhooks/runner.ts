@@ -194,7 +194,7 @@ export async function runDue(deps: RunDeps, only?: string): Promise<RunResult & 
           const head = deps.jobs.head();
           return head && head.dueAt <= now && !inFlight.has(head.deliveryId) ? head : undefined;
         }
-        return deps.jobs.due(now, inFlight.size + 1).find((j) => !inFlight.has(j.deliveryId));
+        return deps.jobs.due(now, 1, new Set(inFlight.keys()))[0];
       };
 
       // Fills the free slots; each attempt's end calls it again (a sliding window, not waves).

@@ -44,26 +44,32 @@ export const endpoint = (webhookId: string) => env.WEBHOOK_ENDPOINT.get(env.WEBH
  * back, so what would be due after `ms` is due now. Deterministic, no sleeping.
  */
 export async function timeTravel(webhookId: string, ms: number) {
-  await runInDurableObject(endpoint(webhookId), async (_instance: unknown, state: DurableObjectState) => {
-    state.storage.sql.exec("update jobs set due_at = due_at - ?", ms);
-    const row = state.storage.sql.exec<{ value: string }>("select value from kv where key = 'circuit'").toArray()[0];
-    if (row) {
-      const c = JSON.parse(row.value) as Record<string, number | null | string>;
-      for (const k of ["lastFailureAt", "openedAt", "halfOpenAt"])
-        if (typeof c[k] === "number") c[k] = (c[k] as number) - ms;
-      state.storage.sql.exec("update kv set value = ? where key = 'circuit'", JSON.stringify(c));
-    }
-    // The auto-disable clock and the rate limit's window move with it.
-    state.storage.sql.exec(
-      "update kv set value = cast(cast(value as integer) - ? as text) where key = 'failingSince'",
-      ms,
-    );
-    const pacing = state.storage.sql.exec<{ value: string }>("select value from kv where key = 'pacing'").toArray()[0];
-    if (pacing) {
-      const starts = (JSON.parse(pacing.value) as number[]).map((t) => t - ms);
-      state.storage.sql.exec("update kv set value = ? where key = 'pacing'", JSON.stringify(starts));
-    }
-  });
+  await runInDurableObject(
+    endpoint(webhookId),
+    async (instance: { reloadState(): void }, state: DurableObjectState) => {
+      instance.reloadState(); // it caches what is edited below
+      state.storage.sql.exec("update jobs set due_at = due_at - ?", ms);
+      const row = state.storage.sql.exec<{ value: string }>("select value from kv where key = 'circuit'").toArray()[0];
+      if (row) {
+        const c = JSON.parse(row.value) as Record<string, number | null | string>;
+        for (const k of ["lastFailureAt", "openedAt", "halfOpenAt"])
+          if (typeof c[k] === "number") c[k] = (c[k] as number) - ms;
+        state.storage.sql.exec("update kv set value = ? where key = 'circuit'", JSON.stringify(c));
+      }
+      // The auto-disable clock and the rate limit's window move with it.
+      state.storage.sql.exec(
+        "update kv set value = cast(cast(value as integer) - ? as text) where key = 'failingSince'",
+        ms,
+      );
+      const pacing = state.storage.sql
+        .exec<{ value: string }>("select value from kv where key = 'pacing'")
+        .toArray()[0];
+      if (pacing) {
+        const starts = (JSON.parse(pacing.value) as number[]).map((t) => t - ms);
+        state.storage.sql.exec("update kv set value = ? where key = 'pacing'", JSON.stringify(starts));
+      }
+    },
+  );
 }
 
 /** Registers a webhook through the API and returns it (with its secret). */
