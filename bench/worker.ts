@@ -91,13 +91,17 @@ async function benchRoute(
         async (i) => {
           const target = targets[i % targets.length] as { url: string; secret: string };
           const deliveryId = newDeliveryId();
-          const payload = envelope(deliveryId, {
-            eventType,
-            eventId: `raw-${i}`,
-            organizationId,
-            occurredAt: new Date().toISOString(),
-            data: { ...data, seq: i, sentAt: Date.now() },
-          });
+          const payload = envelope(
+            deliveryId,
+            {
+              eventType,
+              eventId: `raw-${i}`,
+              organizationId,
+              occurredAt: new Date().toISOString(),
+              data: { ...data, seq: i, sentAt: Date.now() },
+            },
+            i + 1, // a sequence number, as every pipeline delivery carries
+          );
           const ts = Math.floor(Date.now() / 1000);
           const res = await fetch(target.url, {
             method: "POST",

@@ -183,6 +183,7 @@ async function main(): Promise<number> {
       redisKeyPrefix,
       rabbitmqExchange: rabbitmq.exchange,
       rabbitmqQueuePrefix: rabbitmq.queuePrefix,
+      wsProxyThread: mod.config?.wsProxyThread,
       log: stackLog,
     });
   } catch (err) {
@@ -211,7 +212,9 @@ async function main(): Promise<number> {
     sendMetrics: false,
     dev: {
       server: { hostname: "127.0.0.1", port: 0 },
-      inspector: false,
+      inspector: process.env.BENCH_INSPECTOR
+        ? { port: Number(process.env.BENCH_INSPECTOR), hostname: "127.0.0.1" }
+        : false,
       watch: false,
       liveReload: false,
       remote: false,
