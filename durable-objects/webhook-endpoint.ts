@@ -77,8 +77,11 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     return writerFor(this.env, this.get("organizationId") ?? "");
   }
 
+  private jobsVersion = 0;
+
   private readonly jobs: JobStore = {
     add: (list) => {
+      this.jobsVersion++;
       let n = 0;
       for (const j of list) {
         // Ended here with a later attempt (its result maybe not in Postgres yet): a stale re-hand.
@@ -159,7 +162,11 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
         }
       });
     },
-    clear: () => this.sql.exec("delete from jobs").rowsWritten,
+    clear: () => {
+      this.jobsVersion++;
+      return this.sql.exec("delete from jobs").rowsWritten;
+    },
+    version: () => this.jobsVersion,
     nextDue: () => this.sql.exec<{ d: number | null }>("select min(due_at) as d from jobs").one().d,
     size: () => this.sql.exec<{ n: number }>("select count(*) as n from jobs").one().n,
   };
@@ -503,8 +510,7 @@ const MIGRATIONS = [
      id integer primary key autoincrement, delivery_id text not null, attempt_number integer not null,
      terminal integer not null, row text not null, settled_at integer not null, flushed_at integer);
    create index results_unflushed on results (id) where flushed_at is null;
-   create index results_delivery on results (delivery_id, attempt_number);
-   create index results_flushed on results (flushed_at) where flushed_at is not null;`,
+   create index results_delivery on results (delivery_id, attempt_number);`,
 ];
 
 interface JobRow extends Record<string, SqlStorageValue> {

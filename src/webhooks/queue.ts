@@ -67,6 +67,8 @@ export interface JobStore {
   nextDue(): number | null;
   /** Number of jobs held. */
   size(): number;
+  /** Changes on every `add` and `clear` (a run's list of due jobs is stale then). */
+  version(): number;
 }
 
 /** Retry settings (config `WEBHOOK_*`). */
@@ -197,6 +199,7 @@ const sequenceOrder = (a: Job, b: Job) =>
 export function memoryJobStore(): JobStore & ResultBuffer & { results: (BufferedResult & { flushed: boolean })[] } {
   const jobs = new Map<string, Job>();
   const results: (BufferedResult & { flushed: boolean })[] = [];
+  let version = 0;
   const sorted = () => [...jobs.values()].sort((a, b) => a.dueAt - b.dueAt || a.createdAt - b.createdAt);
   const endedAfter = (j: Job) =>
     results.some(
@@ -208,6 +211,7 @@ export function memoryJobStore(): JobStore & ResultBuffer & { results: (Buffered
   return {
     results,
     add(list) {
+      version++;
       let n = 0;
       for (const j of list) {
         const held = jobs.get(j.deliveryId);
@@ -242,11 +246,13 @@ export function memoryJobStore(): JobStore & ResultBuffer & { results: (Buffered
       for (const r of results) if (ids.includes(r.id)) r.flushed = true;
     },
     clear() {
+      version++;
       const n = jobs.size;
       jobs.clear();
       return n;
     },
     nextDue: () => sorted()[0]?.dueAt ?? null,
     size: () => jobs.size,
+    version: () => version,
   };
 }

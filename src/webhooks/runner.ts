@@ -152,6 +152,9 @@ export async function runDue(deps: RunDeps, only?: string): Promise<RunResult & 
       const s = runSettings(deps, endpoint);
       ordered = s.ordered;
       const inFlight = new Map<string, Promise<void>>();
+      // Due jobs read in one query and taken one by one; read again when the store changed.
+      let local: Job[] = [];
+      let localVersion = -1;
 
       const settle = async (job: Job, outcome: AttemptOutcome) => {
         const attemptedAt = deps.now();
@@ -194,7 +197,11 @@ export async function runDue(deps: RunDeps, only?: string): Promise<RunResult & 
           const head = deps.jobs.head();
           return head && head.dueAt <= now && !inFlight.has(head.deliveryId) ? head : undefined;
         }
-        return deps.jobs.due(now, 1, new Set(inFlight.keys()))[0];
+        if (local.length === 0 || localVersion !== deps.jobs.version()) {
+          localVersion = deps.jobs.version();
+          local = deps.jobs.due(now, 64, new Set(inFlight.keys()));
+        }
+        return local.shift();
       };
 
       // Fills the free slots; each attempt's end calls it again (a sliding window, not waves).
