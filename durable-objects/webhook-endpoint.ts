@@ -273,12 +273,11 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     const added = this.jobs.add(jobs);
     const wake = nextWake(this.jobs, this.circuit(), "active", { ordered: this.ordered() });
     const now = Date.now();
-    if (wake !== null && wake <= now && options.run !== false) {
-      // Due now: run at once rather than through an alarm (whose scheduling latency would be the
-      // delivery's), with an alarm as the safety net should this run not happen.
-      this.kickRun();
-      await this.armBy(now + 60_000);
-    } else if (wake !== null) await this.armBy(wake);
+    // Due now: run at once rather than through an alarm (whose scheduling latency would be the
+    // delivery's). Should the object die first, its jobs are in storage and their Postgres rows
+    // pending: the cron sweep re-hands and drains them.
+    if (wake !== null && wake <= now && options.run !== false) this.kickRun();
+    else if (wake !== null) await this.armBy(wake);
     return added;
   }
 
@@ -420,9 +419,9 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   private async run(only?: string) {
     const webhookId = this.get("webhookId");
     if (!webhookId) return { processed: 0, succeeded: 0, failed: 0, nextWakeAt: null, records: [] };
-    // A safety net while attempts run: should the object die before it flushed what it settled,
-    // this alarm brings it back to flush (the run's end re-arms it properly).
-    if (this.jobs.size() > 0) await this.armBy(Date.now() + 60_000);
+    // Should the object die before it flushed what it settled, the results wait in storage and
+    // their deliveries stay pending in Postgres: the cron sweep hands them over (ignored: they
+    // ended here) and drains the object, which flushes.
     // The platform opens Postgres only if a run needs it (breaker transitions, disabling): the hot
     // path reads endpoints and writes results through the writer object.
     return this.withPlatform(async (p) => {
