@@ -7,32 +7,35 @@ import { numArg, cpu, cpuDelta } from "./harness.ts";
 import { percentile, round, runBounded } from "./lib.ts";
 
 /**
- * Webhook delivery throughput and reliability (the issue's "webhooks" benchmark).
- *
- * Shape: `--endpoints` E endpoints (default 100) in E / `--per-org` organizations (default 10 each),
- * all subscribed to `team.updated`; `--events` N events (default 1000) go round-robin to the
- * organizations through `POST /v1/orgs/{org}/webhook-events`, so each event fans out to the
- * `--per-org` endpoints of its organization: N × per-org deliveries (10,000 by default). The issue's
- * 20,000 events × 100 endpoints (2 M deliveries) does not fit a 2-core machine in minutes.
+ * Webhook delivery throughput and reliability (the issue's "webhooks" benchmark), in two shapes,
+ * each against a raw baseline measured right before it in the same run.
  *
  * Every endpoint is a path `/<run>/<index>` on one local receiver that verifies each request's
  * Standard Webhooks signature against that endpoint's secret and counts 2xx answers per
  * (event, endpoint) pair and per `webhook-id`.
  *
- * 1. Raw baseline: the same number of signed POSTs from inside the Worker (`/__bench/signed-fetch`),
- *    same envelope, same receiver, concurrency = min(256, E × WEBHOOK_CONCURRENCY).
- * 2. Pipeline: API → Postgres → endpoint Durable Objects → alarm → signed POST; deliveries/s from the
- *    first event POST to the last first-time delivery, enqueue→delivered p50/p99, lost, duplicates,
- *    and a profile (Postgres timestamps, sessions opened, CPU per delivery by process).
- * 2b. Delivery alone ("engine"): the same number of deliveries seeded into Postgres as overdue rows
- *    for fresh endpoints and handed over by one cron sweep (`/__bench/webhook-sweep`): what the
- *    Durable Object / alarm / fetch / record path sustains without the per-event API requests.
- * 3. Failure run (fresh organizations and endpoints): `--fail-rate` (0.3) of receiver answers fail
- *    (a third each: 500, hang past the timeout then reset, immediate reset); waits until everything
- *    was delivered, reports lost, duplicates, attempts per delivery and time to drain.
+ * 1. Many events to few endpoints: `--endpoints` E (10) in E / `--per-org` organizations (10 each),
+ *    all subscribed to `team.updated`; `--events` N (300) go round-robin to the organizations through
+ *    `POST /v1/orgs/{org}/webhook-events` (`--enqueue-concurrency` 16): N × per-org deliveries.
+ *    Raw baseline: the same number of signed POSTs from inside the Worker (`/__bench/signed-fetch`),
+ *    same envelope, same endpoints' paths on the same receiver, concurrency min(256, E × WEBHOOK_CONCURRENCY).
+ *    Pipeline: API → writer object (batched fan-out) → endpoint objects → signed POST → results
+ *    buffered and flushed; deliveries/s from the first event POST to the last first-time delivery,
+ *    enqueue→delivered p50/p99, lost, duplicates, and a profile (Postgres timestamps and sessions,
+ *    CPU per delivery by process).
+ *    Calibration: the same POSTs to an organization without webhooks, and plain object calls.
+ * 2. One event to many endpoints: `--fan-endpoints` F (1000) in one organization; one event to
+ *    fresh endpoint objects (cold), then one more (warm); raw baseline: F signed POSTs to the same
+ *    paths at min(256, F × WEBHOOK_CONCURRENCY).
+ * 2b. Delivery alone (`--engine-events`, default 0 = skipped): deliveries seeded into Postgres as
+ *    overdue rows, handed over by one cron sweep (`/__bench/webhook-sweep`).
+ * 3. Failure run (fresh organizations and endpoints of shape 1, `--fail-events` = N): `--fail-rate`
+ *    (0.3) of receiver answers fail (a third each: 500, hang past the timeout then reset, immediate
+ *    reset); waits until everything was delivered, reports lost, duplicates, retry amplification
+ *    (attempts ÷ deliveries) and time to drain.
  *
- * Flags: --events 1000 --endpoints 100 --per-org 10 --fail-rate 0.3 --fail-events (= --events / 2)
- *        --engine-events (= --events; 0 skips) --enqueue-concurrency 16 --wait 150 (s, per run)
+ * Flags: --events 300 --endpoints 10 --per-org 10 --fan-endpoints 1000 --fail-rate 0.3
+ *        --fail-events 300 --engine-events 0 --enqueue-concurrency 16 --wait 150 (s, per run)
  *        --data-bytes 256.
  */
 
@@ -533,6 +536,49 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const sessions = (await pgSessions(pg)) - sessions0;
   const b = await breakdown(pg, main);
 
+  // ─── calibration: what every event POST and every object call costs, whatever the pipeline does ───
+  // The same number of event POSTs at the same concurrency to an organization without webhooks
+  // (auth, validation, the writer's round trip, nothing to deliver), and plain Durable Object calls.
+  const zToken = await tokenFor(ctx, "zorg0");
+  const apiC0 = cpu();
+  const apiT0 = nowMs();
+  const apiOnly = await runBounded(
+    { count: events, concurrency: shape.enqueueConcurrency, timeLimitMs: waitMs, signal: ctx.signal },
+    async (i) => {
+      const res = await ctx.worker.fetch("/v1/orgs/zorg0/webhook-events", {
+        method: "POST",
+        headers: { authorization: `Bearer ${zToken}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          eventId: `z-${i}`,
+          eventType: EVENT_TYPE,
+          occurredAt: new Date().toISOString(),
+          data: {},
+        }),
+      });
+      await res.text();
+      if (res.status !== 202) throw new Error(`HTTP ${res.status}`);
+    },
+  );
+  const apiMs = nowMs() - apiT0;
+  const apiCpu = cpuDelta(apiC0, cpu());
+  const rpcC0 = cpu();
+  const rpc = await ctx.worker.json<{ n: number; ms: number }>("/__bench/do-rpc", {
+    webhookIds: main.webhookIds,
+    n: 1_000,
+  });
+  const rpcCpu = cpuDelta(rpcC0, cpu());
+  const calibration = {
+    api_only_events_per_s: Math.round((apiOnly.ok * 1000) / apiMs),
+    api_only_workerd_cpu_ms_per_event: perDelivery(apiCpu.workerd, apiOnly.ok),
+    api_only_node_cpu_ms_per_event: perDelivery(apiCpu.node, apiOnly.ok),
+    api_only_machine_cpu_ms_per_event: perDelivery(apiCpu.machine, apiOnly.ok),
+    do_rpc_workerd_cpu_ms: perDelivery(rpcCpu.workerd, rpc.n),
+    do_rpc_wall_ms: round(rpc.ms / rpc.n, 3),
+  };
+  ctx.log(
+    `calibration: ${calibration.api_only_events_per_s} event POSTs/s with nothing to deliver (${calibration.api_only_machine_cpu_ms_per_event} ms machine CPU each); a Durable Object call ${calibration.do_rpc_workerd_cpu_ms} ms workerd CPU`,
+  );
+
   // ─── 2. one event to many endpoints (cold objects, then the same endpoints warm) ───
   const fan = newRun("n", 0);
   runs.set("n", fan);
@@ -589,6 +635,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       fan_warm_span_s: round(warmSpan / 1000, 3),
       fan_warm_enqueue_to_delivered_p50_ms: pct(warmLatencies, 50),
       fan_warm_enqueue_to_delivered_p99_ms: pct(warmLatencies, 99),
+      fan_receiver_max_in_flight: fan.maxInFlight,
       fan_duplicates: dupIds(fan),
       fan_duplicate_pairs: dupPairs(fan),
     };
@@ -703,6 +750,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     raw_node_cpu_ms_per_delivery: perDelivery(rawCpu.node, rawResult.ok),
     raw_postgres_cpu_ms_per_delivery: perDelivery(rawCpu.postgres, rawResult.ok),
     raw_machine_cpu_ms_per_delivery: perDelivery(rawCpu.machine, rawResult.ok),
+    ...calibration,
     ...fanFigures,
   };
   if (e && eCpu && eb) {
@@ -785,6 +833,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       `pipeline = POST /v1/orgs/{org}/webhook-events from Node (concurrency ${shape.enqueueConcurrency}, through wrangler's dev proxy) → writer object (batched fan-out transaction) → endpoint Durable Objects → alarm → signed POST → result buffered in the object, flushed in batches through the writer; deliveries/s = unique deliveries / (last first-time delivery − first event POST)`,
       `raw baselines = /__bench/signed-fetch: the same number of POSTs as the shape's deliveries from one Worker request, to the same endpoints' paths on the same verifying receiver, each with a fresh id, the same envelope (${shape.dataBytes}-byte pad) and headers, signed with signAll, concurrency min(256, endpoints × WEBHOOK_CONCURRENCY) = ${rawConcurrency} (shape 1) / ${Math.min(256, fanEndpoints * perEndpoint)} (shape 2); measured right before its pipeline run`,
       "the receiver (node:http, main thread) verifies every request with verifyWebhook against the endpoint's secret; enqueue→delivered = receive time − data.sentAt (the bench's POST time), first 2xx per (event, endpoint)",
+      `calibration: api_only_* = ${events} event POSTs at concurrency ${shape.enqueueConcurrency} to an organization without webhooks (the request path through wrangler's dev proxy, auth, validation, the writer's round trip; nothing delivered); do_rpc_* = 1,000 sequential calls of a trivial endpoint-object method from one Worker request (each hand-off and each flush pays one); all processes share the 2 cores, workerd runs every object on one JS thread`,
       "duplicates = 2xx answers beyond the first per webhook-id (at-least-once retries); duplicate_pairs counts per (event, endpoint), also across ids",
       "profile: sent_to_pg_row = webhook_deliveries.created_at − sentAt (API + auth + writer batch up to the insert); pg_row_to_receiver = receive − created_at (hand-off, alarm, signing, fetch); attempts_per_wave = webhook_attempts / distinct (webhook, attempted_at); pg_sessions = pg_stat_database.sessions opened during the run; *_cpu_ms_per_delivery from /proc (workerd = the Worker and its Durable Objects; node = this process: wrangler's proxy, the Postgres WebSocket proxy, the receiver; postgres = server and backends, exited ones included; machine = every busy CPU on the host, other work included)",
       ...(e

@@ -132,6 +132,17 @@ async function benchRoute(
         errors: r.errors,
       });
     }
+    case "do-rpc": {
+      // The cost of one call to a Durable Object (the endpoint objects' `pending()`, a count): what
+      // every hand-off and every flush of attempt results pays besides its own work.
+      const ids = Array.isArray(body.webhookIds) ? (body.webhookIds as string[]) : [];
+      if (ids.length === 0) return json({ error: "webhookIds required" }, 400);
+      const ns = env.WEBHOOK_ENDPOINT;
+      const n = int(body.n, 1000, MAX_N);
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) await ns.get(ns.idFromName(ids[i % ids.length]!)).pending();
+      return json({ n, ms: round(performance.now() - t0) });
+    }
     case "webhook-sweep": {
       // The cron sweep (processQueue): hands overdue pending deliveries to their endpoint objects
       // and drains them. The webhooks bench seeds rows and calls this to time delivery alone.
