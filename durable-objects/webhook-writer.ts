@@ -1,4 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
+import type { WebhookEndpoint } from "./webhook-endpoint.ts";
 import { getConfig } from "../src/platform/config.ts";
 import type { Db } from "../src/platform/db.ts";
 import { createDb } from "../src/platform/db.ts";
@@ -22,6 +23,19 @@ import { defaultSettings } from "../src/webhooks/settings.ts";
  */
 export class WebhookWriter extends DurableObject<CloudflareBindings> {
   private pool: Db | undefined;
+  // Endpoint objects' stubs, kept (a call on a kept stub costs about half a fresh one's); bounded.
+  private readonly stubs = new Map<string, DurableObjectStub<WebhookEndpoint>>();
+
+  private endpoint(webhookId: string): DurableObjectStub<WebhookEndpoint> {
+    let stub = this.stubs.get(webhookId);
+    if (!stub) {
+      if (this.stubs.size >= 10_000) this.stubs.delete(this.stubs.keys().next().value!);
+      const ns = this.env.WEBHOOK_ENDPOINT;
+      stub = ns.get(ns.idFromName(webhookId));
+      this.stubs.set(webhookId, stub);
+    }
+    return stub;
+  }
   private readonly log = createLogger({ component: "webhook-writer" });
 
   private db(): Db {
@@ -66,16 +80,17 @@ export class WebhookWriter extends DurableObject<CloudflareBindings> {
 
   /** Each endpoint object gets its share of a batch in one call; a failed hand-off is left to the cron sweep (the rows are durable). */
   private async handOff(handOffs: HandOff[]): Promise<void> {
-    const ns = this.env.WEBHOOK_ENDPOINT;
     let next = 0;
     const lane = async () => {
       while (next < handOffs.length) {
         const h = handOffs[next++]!;
         try {
-          await ns
-            .get(ns.idFromName(h.webhookId))
-            .enqueue(h.webhookId, h.organizationId, h.jobs, { endpoint: h.endpoint, readAt: h.readAt });
+          await this.endpoint(h.webhookId).enqueue(h.webhookId, h.organizationId, h.jobs, {
+            endpoint: h.endpoint,
+            readAt: h.readAt,
+          });
         } catch (err) {
+          this.stubs.delete(h.webhookId); // a broken stub is not reused
           this.log.warn("hand-off failed; the sweep re-hands", { webhookId: h.webhookId, err });
         }
       }
