@@ -361,10 +361,14 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     return { reset: transition !== null };
   }
 
-  /** Forgets the cached endpoint settings (after an update, a rotation, a re-activation). */
-  async invalidate(): Promise<void> {
+  /**
+   * Forgets the cached endpoint settings (after an update, a rotation, a re-activation). A
+   * re-activation also restarts the auto-disable clock: failures before it do not count.
+   */
+  async invalidate(options: { reactivated?: boolean } = {}): Promise<void> {
     this.endpointCache = undefined;
     this.put("invalidatedAt", String(Date.now()));
+    if (options.reactivated) this.put("failingSince", null);
   }
 
   /** Drops every held delivery (webhook deleted); returns how many. */

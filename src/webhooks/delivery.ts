@@ -60,7 +60,7 @@ export interface EndpointClient {
   circuitState(webhookId: string): Promise<CircuitState>;
   resetCircuit(): Promise<{ reset: boolean }>;
   cancelAll(): Promise<number>;
-  invalidate(): Promise<void>;
+  invalidate(options?: { reactivated?: boolean }): Promise<void>;
 }
 
 /** The RPC surface of a writer object (`WebhookWriter`), as the service and the endpoint objects use it. */
@@ -307,7 +307,7 @@ export class WebhookDeliverySystem {
       );
     }
     const endpoint = this.endpoints(webhookId);
-    await endpoint.invalidate();
+    await endpoint.invalidate({ reactivated: !!u.active && !before.active });
     // Re-enabled: the endpoint object holds its deliveries; wake it so they flow again.
     if (u.active && !before.active) await endpoint.enqueue(webhookId, before.organization_id, []);
     return this.view(await this.mustFind(webhookId), !!u.rotateSecret);

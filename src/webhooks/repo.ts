@@ -145,22 +145,6 @@ export function patternsFor(type: string): string[] {
 }
 
 /**
- * Webhooks of `org` (not deleted) subscribed to `type`, active or not: a disabled one still gets
- * its deliveries recorded, as `held` (GIN-indexed array overlap).
- */
-export async function matchingWebhooks(
-  db: Queryable,
-  org: string,
-  type: string,
-): Promise<{ id: string; active: boolean }[]> {
-  const { rows } = await db.query<{ id: string; active: boolean }>(
-    "select id, active from webhooks where organization_id = $1 and deleted_at is null and events && $2::text[] order by id",
-    [org, patternsFor(type)],
-  );
-  return rows;
-}
-
-/**
  * Mirrors the breaker of an endpoint object in Postgres (on every transition and reset), so the
  * cron sweep can skip endpoints whose deliveries are held.
  */
@@ -292,17 +276,5 @@ export async function writeAttempts(db: Queryable, rows: readonly AttemptRow[]):
      )
      select 1`,
     [JSON.stringify(rows)],
-  );
-}
-
-/** Records attempts of one endpoint (see {@link writeAttempts}). */
-export async function recordAttempts(
-  db: Queryable,
-  webhookId: string,
-  records: readonly AttemptRecord[],
-): Promise<void> {
-  await writeAttempts(
-    db,
-    records.map((r) => attemptRow(webhookId, r)),
   );
 }

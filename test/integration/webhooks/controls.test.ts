@@ -289,6 +289,25 @@ describe("auto-disable", () => {
     expect((await deliveriesOf(w.id)).map((d) => d.status)).toEqual(["succeeded", "succeeded"]);
   });
 
+  it("re-enabling restarts the auto-disable clock: failures before it do not count", async () => {
+    const org = newOrg();
+    const hook = newHook();
+    await script(hook.name, { otherwise: { status: 500 } });
+    const w = await register(org, hook.url, ["team.*"], {
+      settings: { disableAfterFailingMs: 86_400_000, circuitFailureThreshold: 1_000 },
+    });
+    await sendEvent(org);
+    await endpoint(w.id).drain(); // failing since now
+    const patch = (active: boolean) =>
+      api(`/v1/orgs/${org}/webhooks/${w.id}`, { org, method: "PATCH", body: { active } });
+    await patch(false);
+    await patch(true);
+    await timeTravel(w.id, 2 * 86_400_000); // the retry is due; the old failure would be two days old
+    await endpoint(w.id).drain();
+    expect((await json<{ active: boolean }>(await api(`/v1/orgs/${org}/webhooks/${w.id}`, { org }))).active).toBe(true);
+    expect((await received(hook.name)).requests.length).toBeGreaterThanOrEqual(2);
+  });
+
   it("without a notification address, tells the e-mail of the token that registered it", async () => {
     const org = newOrg();
     const hook = newHook();
