@@ -13,6 +13,9 @@ import type { AttemptRow } from "../src/webhooks/repo.ts";
 import { endpointFromRow, findWebhook, writeAttempts } from "../src/webhooks/repo.ts";
 import { defaultSettings } from "../src/webhooks/settings.ts";
 
+/** One request's share of a fan-out batch: its result (and the batch's hand-offs), or its own error. */
+type FanOutOutcome = { result: FanOutResult; handedOff: Promise<void> } | { error: unknown };
+
 /**
  * A writer: the webhook service's Postgres hot path, sharded by organization
  * (`WEBHOOK_WRITER_SHARDS`). It keeps one small pool warm across requests — a Worker request may
@@ -60,18 +63,33 @@ export class WebhookWriter extends DurableObject<CloudflareBindings> {
     }
   }
 
-  private readonly fanOuts = createBatcher<FanOutRequest, { result: FanOutResult; handedOff: Promise<void> }>(
-    async (requests) => {
-      const defaults = defaultSettings(getConfig(this.env).webhooks);
-      const { results, handOffs } = await this.failed(() =>
-        createDeliveries(this.db(), requests, defaults, newDeliveryId),
-      );
-      // Not awaited here: the next batch's transaction overlaps this batch's hand-offs.
-      const handedOff = this.handOff(handOffs);
-      return results.map((result) => ({ result, handedOff }));
-    },
-    500,
-  );
+  private readonly fanOuts = createBatcher<FanOutRequest, FanOutOutcome>(async (requests) => {
+    try {
+      return await this.fanOutBatch(requests);
+    } catch (err) {
+      if (requests.length === 1) throw err;
+      // One bad event must not fail the others that shared its transaction: each on its own.
+      const out: FanOutOutcome[] = [];
+      for (const r of requests) {
+        try {
+          out.push(...(await this.fanOutBatch([r])));
+        } catch (e) {
+          out.push({ error: e });
+        }
+      }
+      return out;
+    }
+  }, 500);
+
+  private async fanOutBatch(requests: FanOutRequest[]): Promise<FanOutOutcome[]> {
+    const defaults = defaultSettings(getConfig(this.env).webhooks);
+    const { results, handOffs } = await this.failed(() =>
+      createDeliveries(this.db(), requests, defaults, newDeliveryId),
+    );
+    // Not awaited here: the next batch's transaction overlaps this batch's hand-offs.
+    const handedOff = this.handOff(handOffs);
+    return results.map((result) => ({ result, handedOff }));
+  }
 
   private readonly attemptBatches = createBatcher<AttemptRow[], void>(async (batches) => {
     await this.failed(() => writeAttempts(this.db(), batches.flat()));
@@ -103,9 +121,10 @@ export class WebhookWriter extends DurableObject<CloudflareBindings> {
    * endpoints were handed them.
    */
   async createDeliveries(request: FanOutRequest): Promise<FanOutResult> {
-    const { result, handedOff } = await this.fanOuts.submit(request);
-    await handedOff;
-    return result;
+    const outcome = await this.fanOuts.submit(request);
+    if ("error" in outcome) throw outcome.error;
+    await outcome.handedOff;
+    return outcome.result;
   }
 
   /** Writes attempt results (batched with concurrent callers); resolves once committed. */
