@@ -65,8 +65,11 @@ export interface EndpointClient {
 
 /** The RPC surface of a writer object (`WebhookWriter`), as the service and the endpoint objects use it. */
 export interface WriterClient {
+  /** Creates an event's deliveries (batched with concurrent events) and hands them over. */
   createDeliveries(request: FanOutRequest): Promise<FanOutResult>;
+  /** Writes attempt results (batched across endpoint objects); resolves once committed. */
   recordAttempts(rows: AttemptRow[]): Promise<void>;
+  /** An endpoint as its object needs it (null: deleted, "inactive": disabled). */
   loadEndpoint(webhookId: string): Promise<Endpoint | null | "inactive">;
 }
 
