@@ -44,11 +44,13 @@ export const purges = {
   },
   // The log's rows are its dedup keys: purged by arrival, and only once aggregated (below the
   // watermark's xmin). Unordered: the BRIN bitmap yields old page ranges first and the limit stops early.
+  // `txid + 0`: the watermark bound is a filter, never an index condition — as one it could walk the
+  // whole (organization_id, txid) index instead of the old page ranges.
   eventIds: {
-    index: ["usage_log_received_brin", "usage_log_txid_brin"],
+    index: ["usage_log_received_brin"],
     sql: `delete from usage_log where ctid = any(array(
             select ctid from usage_log where received_at < $1
-              and txid < (select snap_xmin from usage_watermark) limit $2))`,
+              and txid + 0 < (select snap_xmin from usage_watermark) limit $2))`,
   },
   rawDefault: {
     index: ["usage_events_default_time_idx"],

@@ -57,7 +57,7 @@ describe("inbound RabbitMQ → usage-events Queue", () => {
     await vi.waitFor(
       async () => {
         const { rows } = await withDb((db) =>
-          db.query("select event_type, organization_id, user_id, resource_id from usage_events where event_id = $1", [
+          db.query("select event_type, organization_id, user_id, resource_id from usage_log where event_id = $1", [
             e.id,
           ]),
         );
@@ -126,7 +126,7 @@ describe("inbound RabbitMQ → usage-events Queue", () => {
     await vi.waitFor(
       async () => {
         const { rows } = await withDb((db) =>
-          db.query("select event_id from usage_events where event_id = any($1)", [[old.id, fresh.id]]),
+          db.query("select event_id from usage_log where event_id = any($1)", [[old.id, fresh.id]]),
         );
         expect(rows).toEqual([{ event_id: fresh.id }]);
       },

@@ -206,6 +206,32 @@ describe("rollups", () => {
 });
 
 describe("the usage log", () => {
+  it("reads an organization's tail as an index range, not its whole history, and never in parallel", async () => {
+    const org = newOrg();
+    await usage().aggregate({ flush: true }); // the log's tail is what arrives from here on
+    const plan = await withDb(async (db) => {
+      // A history, all of it folded (txid 0 is below any watermark), among 40 other organizations'
+      // histories, and a short tail: through the primary key a tail read visits the whole history.
+      await db.query(
+        `insert into usage_log (organization_id, event_id, event_type, quantity, occurred_at, txid)
+         select case when i % 41 = 0 then $1 else $1 || '-other-' || (i % 41) end, 'h' || i, 'api.call', 1,
+                now() - i * interval '1 second', 0
+         from generate_series(1, 200000) i`,
+        [org],
+      );
+      await appendEvents(db, [valid(ev(org))]);
+      await db.query("analyze usage_log");
+      const { rows } = await db.query<{ "QUERY PLAN": unknown }>(
+        `explain (analyze, format json) select count(*) from (${tailSql("$1")}) t`,
+        [org],
+      );
+      return JSON.stringify(rows[0]!["QUERY PLAN"]);
+    });
+    expect(plan).toContain('"Index Name":"usage_log_org_txid"');
+    expect(plan).not.toContain('"Index Name":"usage_log_pkey"'); // the organization's whole history
+    expect(plan).not.toContain("Gather");
+  });
+
   const hourTotals = async (org: string) =>
     (
       await usage().getAggregatedMetrics(org, {
