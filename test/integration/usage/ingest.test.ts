@@ -66,6 +66,24 @@ describe("ingestion", () => {
     await vi.waitFor(async () => expect(await count(org)).toBe(2), { timeout: 10_000, interval: 50 });
   });
 
+  it("counts the same event id in two organizations separately in one HTTP batch (internal token)", async () => {
+    const [a, b] = [newOrg(), newOrg()];
+    const ids = Array.from({ length: 5 }, () => crypto.randomUUID());
+    const events = ids.flatMap((eventId) => [ev(a, { eventId }), ev(b, { eventId, quantity: 2 })]);
+    const res = await api(`/v1/orgs/${a}/usage/events`, {
+      org: a,
+      scopes: ["usage:read", "usage:write", "internal"],
+      body: { events },
+    });
+    expect(res.status).toBe(202);
+    expect(await res.json()).toEqual({ accepted: 10, duplicates: [], rejected: [] });
+    await vi.waitFor(async () => expect([await count(a), await count(b)]).toEqual([5, 5]), {
+      timeout: 10_000,
+      interval: 50,
+    });
+    expect([await apiCalls(a), await apiCalls(b)]).toEqual([5, 10]);
+  });
+
   it("refuses a batch with no valid event, and events for another organization", async () => {
     const org = newOrg();
     const res = await api(`/v1/orgs/${org}/usage/events`, { org, body: [{ eventId: "x" }] });

@@ -409,10 +409,34 @@ describe("health over time and retention", () => {
     expect([sum("http_5xx"), sum("http_4xx"), sum("timeout")]).toEqual([1, 1, 0]);
     expect(sum("connection") + sum("invalid_response")).toBe(1);
     for (const e of h.errorBreakdown) expect(sum(e.type), e.type).toBe(e.count);
+    // Each hour's percentiles, computed here from the recorded attempts (percentile_cont: linear
+    // interpolation between the closest ranks), not just ordered against each other.
+    const recorded = (
+      await withDb((db) =>
+        db.query<{ at: Date; ms: number }>(
+          "select attempted_at as at, response_time_ms as ms from webhook_attempts where webhook_id = $1",
+          [w.id],
+        ),
+      )
+    ).rows;
+    const cont = (xs: number[], p: number) => {
+      const pos = p * (xs.length - 1);
+      const lo = Math.floor(pos);
+      return xs[lo]! + (xs[Math.min(lo + 1, xs.length - 1)]! - xs[lo]!) * (pos - lo);
+    };
+    const r1 = (v: number) => Math.round(v * 10) / 10;
     for (const b of h.timeline) {
       expect(new Date(b.hour).getUTCMinutes()).toBe(0);
-      expect(b.p99LatencyMs).toBeGreaterThanOrEqual(b.p50LatencyMs);
+      const ms = recorded
+        .filter((r) => Math.floor(new Date(r.at).getTime() / 3_600_000) * 3_600_000 === Date.parse(b.hour))
+        .map((r) => r.ms)
+        .sort((x, y) => x - y);
+      expect(ms).toHaveLength(b.attempts);
+      expect(b.p50LatencyMs).toBeCloseTo(r1(cont(ms, 0.5)), 1);
+      expect(b.p99LatencyMs).toBeCloseTo(r1(cont(ms, 0.99)), 1);
     }
+    // The two scripted delays make the spread wide enough to tell the percentiles apart.
+    expect(Math.max(...recorded.map((r) => r.ms)) - Math.min(...recorded.map((r) => r.ms))).toBeGreaterThan(10);
     const tooLong = await api(
       `/v1/orgs/${org}/webhooks/${w.id}/health?from=${new Date(Date.now() - 100 * 86_400_000).toISOString()}&to=${new Date().toISOString()}`,
       { org },
