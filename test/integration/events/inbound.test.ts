@@ -109,6 +109,27 @@ describe("inbound RabbitMQ → usage-events Queue", () => {
     );
   });
 
+  it("meters the same CloudEvent id in two organizations as two events", async () => {
+    const id = crypto.randomUUID();
+    const orgs = [`org_in_${id.slice(0, 8)}_a`, `org_in_${id.slice(0, 8)}_b`];
+    const events = orgs.map((organizationId) =>
+      createEvent({ id, type: "api.call", organizationId, source: "/api", data: { userId: "u1" } }),
+    );
+    await publishFromOtherService(events.map((e) => ({ routingKey: e.type, body: JSON.stringify(e) })));
+    const stub = env.RABBIT_INBOUND.get(env.RABBIT_INBOUND.idFromName(inboundQueue()));
+    await stub.kick(inboundQueue());
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    await vi.waitFor(
+      async () => {
+        const { rows } = await withDb((db) =>
+          db.query("select organization_id from usage_log where event_id = $1 order by 1", [id]),
+        );
+        expect(rows.map((r) => r.organization_id)).toEqual(orgs);
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+  });
+
   it("judges usage events once, when taking them off RabbitMQ: too old is dead-lettered with the reason", async () => {
     const horizonDays = config().usage.lateEventHorizonDays;
     const old = createEvent({
