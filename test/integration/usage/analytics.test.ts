@@ -151,6 +151,79 @@ describe("queries", () => {
     ]);
     expect(m.source).toBe("usage_agg_hour+usage_log(tail)");
   });
+
+  it("buckets half- and quarter-hour zones completely past the minute retention, and refuses what it cannot answer", async () => {
+    const org = newOrg();
+    const DAY = 86_400_000;
+    const day0 = Math.floor(Date.now() / DAY) * DAY - 9 * DAY; // a UTC midnight older than the minute retention
+    // 18:20 UTC is 23:50 in Kolkata (+5:30) but 00:05 next day in Kathmandu (+5:45); 18:40 is past
+    // midnight in both; 05:00 two days on is the same local day in both.
+    const at = [
+      day0 + 18 * 3_600_000 + 20 * 60_000,
+      day0 + 18 * 3_600_000 + 40 * 60_000,
+      day0 + 2 * DAY + 5 * 3_600_000,
+    ];
+    await record(at.map((t, i) => ev(org, { timestamp: new Date(t), quantity: 10 ** i })));
+    const query = (timeZone: string) =>
+      usage().getAggregatedMetrics(org, {
+        startTime: new Date(day0 - DAY),
+        endTime: new Date(day0 + 4 * DAY),
+        granularity: "day",
+        metricTypes: ["api.call"],
+        timeZone,
+      });
+    // Expected buckets: each event's local midnight (fixed offsets: neither zone has DST).
+    const expected = (offsetMinutes: number) => {
+      const sums = new Map<string, number>();
+      at.forEach((t, i) => {
+        const off = offsetMinutes * 60_000;
+        const midnight = new Date(Math.floor((t + off) / DAY) * DAY - off).toISOString();
+        sums.set(midnight, (sums.get(midnight) ?? 0) + 10 ** i);
+      });
+      return [...sums].sort(([a], [b]) => a.localeCompare(b));
+    };
+    const restore = await withDb(async (db) => {
+      const { rows } = await db.query<{ since: Date }>("select exact_since as since from usage_watermark");
+      return rows[0]!.since;
+    });
+    try {
+      // The 15-minute aggregates are complete only from `exact_since`: before it, a 400 that says so.
+      await withDb((db) => db.query("update usage_watermark set exact_since = $1", [new Date(day0).toISOString()]));
+      await expect(query("Asia/Kolkata")).rejects.toThrow(/cannot answer this exactly/);
+      await withDb((db) =>
+        db.query("update usage_watermark set exact_since = least(exact_since, $1)", [
+          new Date(day0 - 2 * DAY).toISOString(),
+        ]),
+      );
+      for (const flush of [false, true]) {
+        if (flush) await usage().aggregate({ flush: true }); // from the tail, then from the aggregates
+        for (const [zone, offset] of [
+          ["Asia/Kolkata", 330],
+          ["Asia/Kathmandu", 345],
+        ] as const) {
+          const m = await query(zone);
+          expect(
+            m.dataPoints.map((p) => [p.timestamp, p.value]),
+            `${zone} flushed=${flush}`,
+          ).toEqual(expected(offset));
+          expect(m.source).toContain("usage_agg_quarter");
+        }
+      }
+      expect(expected(330)).not.toEqual(expected(345)); // the case tells the two zones apart
+      // A breakdown by resource needs raw events, kept for the horizon + 7 days: older is a 400 saying so.
+      await expect(
+        usage().getAggregatedMetrics(org, {
+          startTime: new Date(Date.now() - 60 * DAY),
+          endTime: new Date(),
+          granularity: "day",
+          metricTypes: ["api.call"],
+          dimensions: ["resourceId"],
+        }),
+      ).rejects.toThrow(/cannot answer this exactly/);
+    } finally {
+      await withDb((db) => db.query("update usage_watermark set exact_since = $1", [restore.toISOString()]));
+    }
+  });
 });
 
 describe("rollups", () => {
