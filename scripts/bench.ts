@@ -24,7 +24,8 @@ import { closePgProxy, databaseUrl, dropDatabase } from "./lib/pg.ts";
  * bench/worker.ts in workerd via wrangler's `unstable_startWorker` (wrangler.toml's compatibility
  * settings, entry overridden), then `bench/<name>.ts`'s `run(ctx)`; prints the result and writes
  * `bench/results/<name>.json`. Everything started here is torn down, also on failure or Ctrl-C.
- * Harness flags: `--timeout <s>` (whole run, default 300), `--verbose` (wrangler/stack logs).
+ * Harness flags: `--timeout <s>` (whole run, default 300), `--verbose` (wrangler/stack logs), `--out <file>`
+ * (result name, default `<name>`).
  */
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -37,6 +38,13 @@ if (!name || !/^[a-z][a-z0-9_-]*$/.test(name) || !existsSync(path.join(ROOT, "be
 const args = parseBenchArgs(rest);
 const verbose = args.verbose === true;
 const timeoutS = Number(args.timeout ?? 300);
+// `--out <file>`: the result's name under bench/results/ (default: the benchmark's), so a partial run
+// (`--skip-…`) can be kept beside the full one instead of replacing it.
+const outName = typeof args.out === "string" ? args.out : name;
+if (!/^[a-z][a-z0-9_-]*$/.test(outName)) {
+  console.error("--out must be a plain file name (letters, digits, - and _)");
+  process.exit(2);
+}
 if (!(timeoutS > 0)) {
   console.error("--timeout must be a positive number of seconds");
   process.exit(2);
@@ -293,7 +301,7 @@ async function main(): Promise<number> {
     },
   };
   mkdirSync(path.join(ROOT, "bench", "results"), { recursive: true });
-  const out = path.join(ROOT, "bench", "results", `${name}.json`);
+  const out = path.join(ROOT, "bench", "results", `${outName}.json`);
   writeFileSync(out, `${JSON.stringify(file, null, 2)}\n`);
   report(result, file);
   console.log(`wrote ${path.relative(process.cwd(), out)}`);
