@@ -141,12 +141,16 @@ export async function drainInbound(opts: DrainOptions): Promise<DrainResult> {
       } catch (err) {
         // Requeue this chunk and everything after it: nothing unaccepted may be acked.
         const rest = valid.slice(i);
-        for (const v of rest) await guard(v.msg.nack(true));
+        // Delivery tags ascend and everything before `rest` is settled: one frame requeues it all.
+        await guard(rest[rest.length - 1]!.msg.nack(true, true));
         result.requeued += rest.length;
         opts.logger?.error("inbound hand-off failed; requeued", { queue: opts.queue, requeued: rest.length, err });
         break;
       }
-      for (const v of chunk) await guard(v.msg.ack());
+      // One frame acks the chunk (`multiple`: every outstanding tag up to its last). Tags ascend
+      // with arrival; what precedes the chunk is acked already (earlier chunks, dead letters), and
+      // what arrived after the burst has higher tags and stays unacked, to be requeued on close.
+      await guard(chunk[chunk.length - 1]!.msg.ack(true));
       result.delivered += chunk.length;
     }
     return result;

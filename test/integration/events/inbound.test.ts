@@ -82,6 +82,42 @@ describe("inbound RabbitMQ → usage-events Queue", () => {
     expect(got.map((x) => x.id)).toEqual([e.id]);
   });
 
+  it("settles a burst chunk by chunk: a failed hand-off requeues exactly that chunk and the rest, past a dead letter", async () => {
+    const events = Array.from({ length: 25 }, () => docEvent());
+    await publishFromOtherService([
+      ...events.slice(0, 5).map((e) => ({ routingKey: e.type, body: JSON.stringify(e) })),
+      { routingKey: "document.created", body: "{not json" }, // dead-lettered inside the first chunk
+      ...events.slice(5).map((e) => ({ routingKey: e.type, body: JSON.stringify(e) })),
+    ]);
+    const got: string[] = [];
+    let calls = 0;
+    const first = await drainInbound({
+      url: config().rabbitmq.url,
+      topology: t(),
+      queue: inboundQueue(),
+      idleMs: 100,
+      maxMs: 3_000,
+      chunkSize: 10,
+      deliver: async (chunk) => {
+        if (++calls === 2) throw new Error("queue unavailable");
+        got.push(...chunk.map((e) => e.id));
+      },
+    });
+    expect(first).toMatchObject({ received: 26, delivered: 10, deadLettered: 1, requeued: 15 });
+    const again: string[] = [];
+    const second = await drain(async (chunk) => void again.push(...chunk.map((e) => e.id)));
+    expect(second).toMatchObject({ received: 15, delivered: 15, deadLettered: 0 });
+    // Publish order is arrival order here (one channel), so the chunks are the first 10 and the rest.
+    expect(new Set(got)).toEqual(new Set(events.slice(0, 10).map((e) => e.id)));
+    expect(new Set(again)).toEqual(new Set(events.slice(10).map((e) => e.id)));
+    const third = await drain(async () => undefined);
+    expect(third).toMatchObject({ received: 0 });
+    await withAmqp(config().rabbitmq.url, async (client) => {
+      const ch = await client.channel();
+      await ch.queuePurge(t().deadLetterQueue);
+    });
+  });
+
   it("dead-letters malformed messages with the reason and keeps the valid ones flowing", async () => {
     const e = docEvent();
     await publishFromOtherService([
