@@ -2,7 +2,7 @@
 import type { Child } from "hono/jsx";
 import { CONSOLE_ASSETS } from "./assets.ts";
 import type { ConsoleSession, Section } from "./session.ts";
-import { allowsSection } from "./session.ts";
+import { offersSection } from "./session.ts";
 
 /** The outcome of the previous action, shown once (from the flash cookie). */
 export interface Flash {
@@ -93,7 +93,7 @@ export function Layout(props: {
           <nav aria-label="Sections">
             <ul>
               {nav
-                .filter((n) => (n.section === "links" ? !ctx.session.scoped : allowsSection(ctx.session, n.section)))
+                .filter((n) => (n.section === "links" ? !ctx.session.scoped : offersSection(ctx.session, n.section)))
                 .map((n) => (
                   <li>
                     <a href={n.href} aria-current={ctx.section === n.section ? "page" : undefined}>

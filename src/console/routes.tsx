@@ -17,6 +17,7 @@ import {
   allowsSection,
   COOKIE_PATH,
   csrfToken,
+  offersSection,
   openSession,
   SESSION_COOKIE,
   sameString,
@@ -33,7 +34,7 @@ const LOGIN_NONCE_COOKIE = "cm_console_login";
 const loginForm = z.object({ _csrf: z.string().min(1).max(200), token: z.string().trim().min(1).max(8192) });
 
 /** Where a session lands after sign-in: the console's first section it may open. */
-const home = (s: ConsoleSession) => `/console/${sections.find((x) => allowsSection(s, x)) ?? "webhooks"}`;
+const home = (s: ConsoleSession) => `/console/${sections.find((x) => offersSection(s, x)) ?? "webhooks"}`;
 
 /**
  * Same-origin check for mutations, before the CSRF token is even looked at. Browsers send

@@ -1,7 +1,7 @@
 import { verify } from "hono/jwt";
 import { z } from "zod";
-import type { Principal } from "../platform/auth.ts";
-import { verifyToken } from "../platform/auth.ts";
+import type { Principal, Scope } from "../platform/auth.ts";
+import { hasScope, verifyToken } from "../platform/auth.ts";
 import type { Config } from "../platform/config.ts";
 import { deriveToken } from "../platform/secret-token.ts";
 
@@ -61,6 +61,14 @@ export async function openSession(token: string, auth: Config["auth"]): Promise<
 /** Whether a session may open a section (unscoped sessions: every section; the API still decides). */
 export function allowsSection(session: ConsoleSession, section: Section): boolean {
   return !session.scoped || session.scoped.sections.includes(section);
+}
+
+/**
+ * Whether the console offers a section (navigation, landing page): the link allows it and the
+ * token can read it. Only presentation: the API decides every request on its own.
+ */
+export function offersSection(session: ConsoleSession, section: Section): boolean {
+  return allowsSection(session, section) && hasScope(session.principal, `${section}:read` as Scope);
 }
 
 /** The CSRF token bound to a session cookie value (synchronizer token, derived, never stored). */
