@@ -46,7 +46,7 @@ export function pageContext(c: ConsoleContext, section: PageContext["section"]):
   const raw = getCookie(c, FLASH_COOKIE);
   if (raw) {
     try {
-      flash = JSON.parse(decodeURIComponent(raw)) as Flash;
+      flash = JSON.parse(raw) as Flash;
     } catch {
       flash = undefined;
     }
@@ -67,7 +67,8 @@ export async function render(
 
 /** Redirects after an action (303: the browser follows with a GET), leaving a flash message. */
 export function redirectWith(c: ConsoleContext, location: string, flash: Flash) {
-  setCookie(c, FLASH_COOKIE, encodeURIComponent(JSON.stringify(flash)), {
+  // setCookie percent-encodes the value (and getCookie decodes it).
+  setCookie(c, FLASH_COOKIE, JSON.stringify(flash), {
     path: COOKIE_PATH,
     httpOnly: true,
     secure: true,
