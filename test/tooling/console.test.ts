@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { DevServer } from "./console-support.ts";
 import {
+  ARTIFACTS,
   api,
   axeViolations,
   keyboardProblems,
@@ -38,6 +39,9 @@ beforeAll(async () => {
 }, 200_000);
 
 afterAll(async () => {
+  // Observed, not asserted (a shared machine's timings vary): README "Console" quotes bench/console.ts.
+  await mkdir(ARTIFACTS, { recursive: true });
+  await writeFile(join(ARTIFACTS, "console-weights.json"), `${JSON.stringify(weights, null, 2)}\n`);
   await browser?.close();
   await receiver?.close();
   await server?.stop();
@@ -50,8 +54,26 @@ async function signIn(page: Page, tok: string): Promise<void> {
   await page.waitForURL(/\/console\/(webhooks|usage|teams)/);
 }
 
+/** JavaScript bytes and first contentful paint of every page checked, written to test-artifacts/. */
+const weights: Record<string, { jsBytes: number; firstContentfulPaintMs: number | null }> = {};
+
+/** The page's JS stays within the budget (150 KB, decoded); records it with the page's first paint. */
+async function checkWeight(page: Page): Promise<void> {
+  const m = await page.evaluate(() => ({
+    js: performance
+      .getEntriesByType("resource")
+      .filter((r) => (r as PerformanceResourceTiming).initiatorType === "script")
+      .reduce((n, r) => n + (r as PerformanceResourceTiming).decodedBodySize, 0),
+    fcp: performance.getEntriesByName("first-contentful-paint")[0]?.startTime ?? null,
+  }));
+  const path = new URL(page.url()).pathname.replace(/\/(wh|team|msg)_[^/]+/g, "/:id");
+  weights[path] = { jsBytes: m.js, firstContentfulPaintMs: m.fcp === null ? null : Math.round(m.fcp) };
+  expect(m.js, `JS of ${path}`).toBeLessThan(150 * 1024);
+}
+
 /** The page passes axe-core and keyboard-only navigation reaches every form field in order. */
 async function checkAccessible(page: Page): Promise<void> {
+  await checkWeight(page);
   expect(await axeViolations(page), `axe-core violations on ${page.url()}`).toEqual([]);
   expect(await keyboardProblems(page), `keyboard navigation on ${page.url()}`).toEqual([]);
 }
