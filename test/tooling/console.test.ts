@@ -286,6 +286,20 @@ describe("console in a real browser", () => {
       );
       expect(gamma.parentTeamId).toBe(b.id);
       await screenshot(page, "console-teams-cycle");
+
+      // "Why can this user do that here?": on the grandchild, the owner role comes from Alpha.
+      await page.goto(`${server.origin}/console/teams/${c.id}`);
+      await tabTo(page, "#perm-user");
+      await page.keyboard.type("u_admin");
+      await page.keyboard.press("Enter");
+      await page.waitForURL(/who=u_admin/);
+      await expect(page.locator('tr[data-permission="team.move"]').textContent()).resolves.toContain(
+        `inherited: owner of Alpha ${runId}`,
+      );
+      await expect(page.locator('tr[data-member="u_admin"][data-inherited="true"]').textContent()).resolves.toContain(
+        `inherited from Alpha ${runId}`,
+      );
+      await checkAccessible(page);
       expectClean();
     } finally {
       await page.close();
