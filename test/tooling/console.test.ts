@@ -287,16 +287,20 @@ describe("console in a real browser", () => {
       expect(gamma.parentTeamId).toBe(b.id);
       await screenshot(page, "console-teams-cycle");
 
-      // "Why can this user do that here?": on the grandchild, the owner role comes from Alpha.
+      // "Why can this user do that here?": on the grandchild, u_lead's owner role comes from Alpha.
+      await api(server.origin, adminToken, "POST", `/v1/orgs/${org}/teams/${a.id}/members`, {
+        userId: "u_lead",
+        role: "owner",
+      });
       await page.goto(`${server.origin}/console/teams/${c.id}`);
       await tabTo(page, "#perm-user");
-      await page.keyboard.type("u_admin");
+      await page.keyboard.type("u_lead");
       await page.keyboard.press("Enter");
-      await page.waitForURL(/who=u_admin/);
+      await page.waitForURL(/who=u_lead/);
       await expect(page.locator('tr[data-permission="team.move"]').textContent()).resolves.toContain(
         `inherited: owner of Alpha ${runId}`,
       );
-      await expect(page.locator('tr[data-member="u_admin"][data-inherited="true"]').textContent()).resolves.toContain(
+      await expect(page.locator('tr[data-member="u_lead"][data-inherited="true"]').textContent()).resolves.toContain(
         `inherited from Alpha ${runId}`,
       );
       await checkAccessible(page);
