@@ -272,3 +272,62 @@ describe("scoped console links", () => {
     expect(teams.status).toBe(403);
   });
 });
+
+describe("console actions go through the API", () => {
+  it("generates a report, lists its revisions and downloads its CSV", async () => {
+    const org = newOrg();
+    const session = await signIn(await tokenFor({ org, scopes: ["admin"] }));
+    const csrf = await csrfOf(session, "/console/usage");
+    const start = new Date();
+    start.setUTCDate(1);
+    const end = new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth() + 1, 1));
+    const day = (d: Date) => d.toISOString().slice(0, 10);
+    const res = await fetchWorker(
+      "/console/usage/reports",
+      form(session, { _csrf: csrf, periodStart: day(start), periodEnd: day(end) }),
+    );
+    expect(res.status).toBe(303);
+    const location = res.headers.get("location")!;
+    expect(location).toMatch(/^\/console\/usage\/reports\//);
+    const page = await fetchWorker(location, { headers: { cookie: session } });
+    expect(await page.text()).toContain("Revision 1");
+    const csv = await fetchWorker(`${location}/csv`, { headers: { cookie: session } });
+    expect(csv.status).toBe(200);
+    expect(csv.headers.get("content-type")).toMatch(/^text\/csv/);
+    expect(csv.headers.get("content-disposition")).toMatch(/attachment; filename="usage-report_/);
+    expect((await csv.text()).split("\r\n")[0]).toMatch(/^report_id,organization_id,period_start/);
+  });
+
+  it("sends, resends and revokes an invitation", async () => {
+    const org = newOrg();
+    const token = await tokenFor({ org, scopes: ["admin"] });
+    const team = (await (await api(`/v1/orgs/${org}/teams`, { token, body: { name: "Ops" } })).json()) as {
+      id: string;
+    };
+    const session = await signIn(token);
+    const path = `/console/teams/${team.id}`;
+    const csrf = await csrfOf(session, path);
+    const sent = await fetchWorker(
+      `${path}/invitations`,
+      form(session, { _csrf: csrf, email: "new@example.com", role: "member" }),
+    );
+    expect(sent.status).toBe(303);
+    const list = async (status: string) =>
+      (
+        (await (await api(`/v1/orgs/${org}/teams/${team.id}/invitations?status=${status}`, { token })).json()) as {
+          invitations: { id: string; email: string }[];
+        }
+      ).invitations;
+    const [inv] = await list("pending");
+    expect(inv?.email).toBe("new@example.com");
+    const html = await (await fetchWorker(path, { headers: { cookie: session } })).text();
+    expect(html).toContain(`data-invitation="${inv!.id}"`);
+    expect((await fetchWorker(`${path}/invitations/${inv!.id}/resend`, form(session, { _csrf: csrf }))).status).toBe(
+      303,
+    );
+    expect((await fetchWorker(`${path}/invitations/${inv!.id}/revoke`, form(session, { _csrf: csrf }))).status).toBe(
+      303,
+    );
+    expect((await list("revoked")).map((i) => i.id)).toEqual([inv!.id]);
+  });
+});
