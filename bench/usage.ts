@@ -38,7 +38,7 @@ import { percentile, prng, round, runBounded, summarize } from "./lib.ts";
  *    dashboard, and a control request on a table that does not grow; ratio big / small (target
  *    ≤ 1.5), with the CPU other processes used during each run.
  *
- * Flags: --events --orgs --batch --concurrency --dup-rate --late-share --poll-ms --inbound --small --big --samples --seed
+ * Flags: --events --orgs --batch --concurrency --dup-rate --late-share --inbound --small --big --samples --seed
  * --skip-ingest --skip-inbound --skip-query.
  */
 
@@ -335,31 +335,25 @@ async function rawInsert(
 
 // ─── Postgres activity ──────────────────────────────────────────────────────────────────────────
 
-/**
- * Samples pg_stat_activity of this database every `everyMs`: how often the log append and the fold
- * were running, and which statements (by their first words) the active sessions were in — a
- * sampling profile of where Postgres spends its time during the run.
- */
+/** Samples pg_stat_activity of this database every `everyMs`: how often the log append was running. */
 function sampleActivity(pg: Pg, everyMs: number, signal: AbortSignal) {
   let stopped = false;
   let n = 0;
   let append = 0;
   let fold = 0;
   let sessions = 0;
-  const byStatement = new Map<string, number>();
   const loop = (async () => {
     while (!stopped && !signal.aborted) {
-      const { rows } = await pg.query<{ state: string | null; head: string }>(
-        `/* bench */ select state, left(regexp_replace(query, '\\s+', ' ', 'g'), 48) as head
+      const { rows } = await pg.query<{ append: number; fold: number; conns: number }>(
+        `/* bench */ select count(*) filter (where state = 'active' and query like 'with input as%')::int as append,
+           count(*) filter (where state = 'active' and query like 'with chunk as%')::int as fold, count(*)::int as conns
          from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()
            and backend_type = 'client backend' and query not like '/* bench */%'`,
       );
       n += 1;
-      const active = rows.filter((r) => r.state === "active");
-      if (active.some((r) => r.head.startsWith("with input as"))) append += 1;
-      if (active.some((r) => r.head.startsWith("with chunk as"))) fold += 1;
-      for (const r of active) byStatement.set(r.head, (byStatement.get(r.head) ?? 0) + 1);
-      sessions += rows.length;
+      if (rows[0]!.append > 0) append += 1;
+      if (rows[0]!.fold > 0) fold += 1;
+      sessions += rows[0]!.conns;
       await sleep(everyMs);
     }
   })().catch(() => undefined);
@@ -368,14 +362,7 @@ function sampleActivity(pg: Pg, everyMs: number, signal: AbortSignal) {
       stopped = true;
       await loop;
       const share = (k: number) => (n ? round(k / n, 3) : Number.NaN);
-      const top = [...byStatement].sort((a, b) => b[1] - a[1]).slice(0, 8);
-      return {
-        append: share(append),
-        fold: share(fold),
-        sessions: n ? round(sessions / n, 2) : Number.NaN,
-        /** Mean active sessions per sample in each statement (its first 48 characters). */
-        statements: Object.fromEntries(top.map(([head, k]) => [head, share(k)])),
-      };
+      return { append: share(append), fold: share(fold), sessions: n ? round(sessions / n, 2) : Number.NaN };
     },
   };
 }
@@ -525,7 +512,6 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     dupInRequest: 0.2,
     seed: numArg(a, "seed", 1),
     lateShare: Math.min(1, numArg(a, "late-share", 0.1)),
-    pollMs: numArg(a, "poll-ms", 100),
   };
 
   /** Sum of every event type's total in `/usage/metrics` over the last 31 days (what the poller watches). */
@@ -549,7 +535,6 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     const next = new Map<string, number>([...byOrg.keys()].map((o) => [o, 0])); // first request not yet visible
     let done = false;
     let overlap = 0; // a request sent before its organization's previous one was visible
-    const polledAt = new Map<string, number>();
     void sending.then(() => {
       done = true;
     });
@@ -558,18 +543,12 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       const pending = () => [...byOrg.keys()].filter((o) => next.get(o)! < byOrg.get(o)!.length);
       let polls = 0;
       while (!ctx.signal.aborted && Date.now() < until) {
-        // Each organization at most once per `shape.pollMs`: a dashboard's refresh rate, not a load of its own.
-        const orgs = pending().filter(
-          (o) =>
-            Number.isFinite(sentAt[byOrg.get(o)![next.get(o)!]!]) &&
-            nowMs() - (polledAt.get(o) ?? -1e9) >= shape.pollMs,
-        );
+        const orgs = pending().filter((o) => Number.isFinite(sentAt[byOrg.get(o)![next.get(o)!]!]));
         if (orgs.length === 0) {
           if (done && pending().length === 0) break;
           await sleep(2);
           continue;
         }
-        for (const o of orgs) polledAt.set(o, nowMs());
         await runBounded({ count: orgs.length, concurrency: 2, timeLimitMs: 60_000, signal: ctx.signal }, async (k) => {
           const org = orgs[k]!;
           const total = await orgTotal(org);
@@ -799,15 +778,10 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     targets.mismatches = "<= 0";
     notes.push(
       `ingest shape: ${w.sent} events sent (${w.sent - uniqueTotal} re-sent ids, ~20 % inside their request, the rest in a later request of the same org), ${uniqueTotal} unique, ${w.orgs.length} orgs, ${w.requests.length} POSTs of ≤ ${shape.batch}, ${shape.concurrency} in flight, timestamps random in the last 10 minutes, ${Math.round(shape.lateShare * 100)} % late (random over 30 days), seed ${shape.seed}`,
-      `end to end = first POST → every org's /usage/metrics totals equal the count computed from what was sent (${watch.polls} polls, 2 at a time, each org at most every ${shape.pollMs} ms while it has requests not yet counted); raw = the same ${w.sent} rows as ${w.requests.length} multi-row INSERT … ON CONFLICT DO NOTHING statements on ${shape.concurrency} sessions into a table keyed (organization, event id), before (${raw1.uniquePerS}/s) and after (${raw2.uniquePerS}/s) the HTTP run; the higher is the baseline`,
+      `end to end = first POST → every org's /usage/metrics totals equal the count computed from what was sent (${watch.polls} polls, 2 at a time, of orgs with requests not yet counted); raw = the same ${w.sent} rows as ${w.requests.length} multi-row INSERT … ON CONFLICT DO NOTHING statements on ${shape.concurrency} sessions into a table keyed (organization, event id), before (${raw1.uniquePerS}/s) and after (${raw2.uniquePerS}/s) the HTTP run; the higher is the baseline`,
       `visibility lag = per request, its 202 → the first poll whose org total includes it; ${watch.overlap} of ${w.requests.length} requests were sent before their org's previous request was counted (0: every lag is exact)`,
       `exactness: ${mmApi.checked} API values (metrics per type and derived metric, quota) right after the run, ${mmPg.checked} Postgres values (usage_log rows, usage_agg_hour per org × type) and the API values again after the aggregator folded the log (${flushed.rows} rows at ${figures.fold_rows_per_s}/s)`,
       `CPU during ingest (${round(e2eMs / 1000, 1)} s wall, ${(cpuIngest.machine / (e2eMs / 1000)).toFixed(2)} of 2 cores busy): workerd ${round(cpuIngest.workerd, 1)} s, node (load generator, poller, WebSocket proxy, Upstash adapter) ${round(cpuIngest.node, 1)} s, postgres ${round(cpuIngest.postgres, 1)} s, redis ${round(cpuIngest.redis, 1)} s`,
-      `Postgres sampling profile during ingest (mean active sessions per 50 ms sample, by statement): ${Object.entries(
-        activity.statements,
-      )
-        .map(([h, k]) => `${k} "${h}…"`)
-        .join("; ")}`,
       ...mmApi.examples.map((e) => `API mismatch: ${e}`),
       ...mmPg.examples.map((e) => `Postgres mismatch: ${e}`),
       ...mmApiFolded.examples.map((e) => `API mismatch after folding: ${e}`),

@@ -46,8 +46,6 @@ export default defineConfig({
                 // Retries and cooldowns far in the future: tests move time with timeTravel(), so no
                 // alarm fires behind their back.
                 WEBHOOK_BACKOFF_BASE_MS: "60000",
-                // The usage aggregator folds when a test runs its alarm, not a second after a kick.
-                USAGE_FOLD_INTERVAL_MS: "60000",
                 RECEIVER_URL: inject<string>("receiverUrl"),
               },
             },

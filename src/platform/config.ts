@@ -61,7 +61,6 @@ const envSchema = z.object({
   USAGE_LATE_EVENT_HORIZON_DAYS: int(1, 400, 35),
   USAGE_INGEST_RATE_LIMIT_PER_MINUTE: int(1, 10_000_000, 600),
   USAGE_MINUTE_RETENTION_DAYS: int(1, 90, 7),
-  USAGE_FOLD_INTERVAL_MS: int(0, 60_000, 1_000),
   // Teams (seed Task 2).
   TEAMS_MAX_DEPTH: int(1, 100, 20),
   TEAMS_INVITATION_TTL_DAYS: int(1, 30, 7),
@@ -120,13 +119,7 @@ export interface Config {
     writerShards: number;
   };
   /** Usage analytics settings. */
-  usage: {
-    lateEventHorizonDays: number;
-    ingestRateLimitPerMinute: number;
-    minuteRetentionDays: number;
-    /** How long the aggregator lets the log's tail grow before folding it (reads stay exact meanwhile). */
-    foldIntervalMs: number;
-  };
+  usage: { lateEventHorizonDays: number; ingestRateLimitPerMinute: number; minuteRetentionDays: number };
   /** Team management settings. */
   teams: { maxDepth: number; invitationTtlDays: number; invitationRateLimit: number; acceptUrl?: string };
 }
@@ -198,7 +191,6 @@ export function parseConfig(env: Record<string, unknown>): Config {
       lateEventHorizonDays: e.USAGE_LATE_EVENT_HORIZON_DAYS,
       ingestRateLimitPerMinute: e.USAGE_INGEST_RATE_LIMIT_PER_MINUTE,
       minuteRetentionDays: e.USAGE_MINUTE_RETENTION_DAYS,
-      foldIntervalMs: e.USAGE_FOLD_INTERVAL_MS,
     },
     teams: {
       maxDepth: e.TEAMS_MAX_DEPTH,

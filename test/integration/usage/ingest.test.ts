@@ -4,7 +4,6 @@ import {
   createMessageBatch,
   getQueueResult,
   runDurableObjectAlarm,
-  runInDurableObject,
   waitOnExecutionContext,
 } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
@@ -178,21 +177,6 @@ describe("ingestion", () => {
       return rows[0]!;
     });
     expect(folded).toEqual({ tail: 0, hour: 30 });
-  });
-
-  it("arms a fold one interval after a kick, and a kick while one is armed leaves it", async () => {
-    // An object of its own (same log, same code): the shared one's alarm belongs to other tests.
-    const ns = env.USAGE_AGGREGATOR;
-    const aggregator = ns.get(ns.idFromName(`arming-${crypto.randomUUID()}`));
-    const alarm = () => runInDurableObject(aggregator, (_, state) => state.storage.getAlarm());
-    const before = Date.now();
-    expect(await alarm()).toBeNull();
-    await aggregator.kick();
-    const armed = await alarm();
-    expect(armed).toBeGreaterThanOrEqual(before + config().usage.foldIntervalMs);
-    expect(armed).toBeLessThanOrEqual(Date.now() + config().usage.foldIntervalMs);
-    await aggregator.kick();
-    expect(await alarm()).toBe(armed);
   });
 
   it("rate-limits the ingest API with a sliding window and Retry-After", async () => {

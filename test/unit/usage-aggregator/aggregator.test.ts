@@ -12,12 +12,7 @@ import { cloudEventToUsage, usageToCloudEvent } from "../../../src/usage/service
 import { createEvent } from "../../../src/events/cloudevent.ts";
 
 const NOW = Date.parse("2024-11-28T12:00:00Z");
-const config = {
-  lateEventHorizonDays: 35,
-  ingestRateLimitPerMinute: 600,
-  minuteRetentionDays: 7,
-  foldIntervalMs: 1000,
-};
+const config = { lateEventHorizonDays: 35, ingestRateLimitPerMinute: 600, minuteRetentionDays: 7 };
 
 /** A fake Postgres that reports every event as new, and records statements. */
 function fakeDb() {

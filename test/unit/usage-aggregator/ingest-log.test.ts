@@ -193,7 +193,7 @@ function recorder(apply: OrgUsageClient["apply"]) {
     redis,
     keys,
     orgs: () => client,
-    config: { lateEventHorizonDays: 35, ingestRateLimitPerMinute: 600, minuteRetentionDays: 7, foldIntervalMs: 1000 },
+    config: { lateEventHorizonDays: 35, ingestRateLimitPerMinute: 600, minuteRetentionDays: 7 },
     now: () => NOW,
   });
   return { agg, log, pipeline };
