@@ -1,3 +1,5 @@
+import { consoleLinkRoutes } from "./console/links.tsx";
+import { consoleRoutes } from "./console/routes.tsx";
 import { eventRoutes } from "./events/routes.ts";
 import { createApp } from "./platform/create-app.ts";
 import { healthRoutes } from "./platform/health.ts";
@@ -20,6 +22,12 @@ export function buildApp() {
   app.route("/", planRoutes);
   app.route("/", teamRoutes);
   app.route("/", emailRoutes);
+  app.route("/", consoleLinkRoutes);
+  // The console calls this same app's /v1 routes for everything it shows or does.
+  app.route(
+    "/",
+    consoleRoutes((req, env, ctx) => app.fetch(req, env, ctx)),
+  );
   mountOpenApi(app);
   return app;
 }
