@@ -89,7 +89,7 @@ describe("permission catalog and roles", () => {
   });
 
   it("applies a role change to every check at once, cached or not, and refuses to delete a role in use", async () => {
-    const { org, boss, f, d } = await orgWithTree();
+    const { boss, f, d } = await orgWithTree();
     await json(await boss.role("viewer", ["documents.read"]), 201);
     await json(await boss.grant(f, { type: "user", id: "vic" }, "viewer"), 201);
     expect((await boss.check("vic", "documents.comment", d)).allowed).toBe(false);

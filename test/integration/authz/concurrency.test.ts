@@ -58,7 +58,7 @@ describe("concurrency: grant/revoke against checks with atLeast", () => {
   }, 120_000);
 
   it("moves of folders and roles racing checks: the token's state or newer", async () => {
-    const { org, boss, p, f, d } = await orgWithTree();
+    const { boss, p, f, d } = await orgWithTree();
     const f2: Ref = { type: "folder", id: "f2" };
     await json(await boss.put(f2, p), 201);
     await json(await boss.role("viewer", ["documents.read"]), 201);
