@@ -1,0 +1,193 @@
+import type { Principal } from "../src/platform/auth.ts";
+import { createLogger } from "../src/platform/logger.ts";
+import type { WaitUntil } from "../src/platform/platform.ts";
+import { createPlatform } from "../src/platform/platform.ts";
+import type { ResourceRef } from "../src/teams/authz/model.ts";
+import { StampCache } from "../src/teams/authz/revision.ts";
+import { AuthzService } from "../src/teams/authz/service.ts";
+import { createTeamService } from "../src/teams/service.ts";
+import { round, summarize } from "./lib.ts";
+
+/**
+ * `/__bench/authz` (bench/authz.ts drives it): the real `AuthzService` / team service inside the
+ * Worker, one platform per request, sequential unless said otherwise. Modes:
+ * - `check`: `pairs` checked once (fills the cache; answers returned), then `n` checks cycling
+ *   through them — `cached`, or `uncached` (the entry deleted, untimed, before each check);
+ * - `users`: `n` first pages (limit `limit`) of who holds `permission` on `resource`;
+ * - `warm`: the pairs checked (filled), `change` applied (a team move or a membership), the pairs
+ *   checked again: how many answered from the cache;
+ * - `ryw`: `tries` writes (grant/revoke toggles and membership toggles) on `lanes` concurrent
+ *   lanes, each followed by a check with the write's token: stale answers counted.
+ */
+
+/** A check to time. */
+interface Pair {
+  userId: string;
+  permission: string;
+  resource: ResourceRef;
+}
+
+const MAX_TIME_MS = 120_000;
+
+const adminPrincipal = (org: string): Principal => ({
+  userId: "u_bench_admin",
+  organizationId: org,
+  scopes: new Set(["admin", "teams:read", "teams:write"]),
+});
+
+const json = (data: unknown, status = 200) =>
+  new Response(JSON.stringify(data), { status, headers: { "content-type": "application/json" } });
+
+/** Handles `/__bench/authz`. */
+export async function authzBench(body: Record<string, unknown>, env: object, ctx: WaitUntil): Promise<Response> {
+  const org = String(body.organizationId ?? "");
+  const mode = String(body.mode ?? "");
+  const platform = createPlatform(env, ctx, createLogger({ bench: "authz" }));
+  // Cache fills run in the background as in production; the platform keeps them alive.
+  const svc = new AuthzService({
+    db: platform.db,
+    redis: platform.redis,
+    keys: platform.keys,
+    config: platform.config.teams,
+    waitUntil: (p) => platform.waitUntil(p),
+  });
+  const stamps = new StampCache(platform.redis, platform.keys);
+  const pairs = (Array.isArray(body.pairs) ? body.pairs : []) as Pair[];
+  const checkAll = async () => {
+    const out: { allowed: boolean; cached: boolean }[] = [];
+    for (const p of pairs) {
+      const c = await svc.check(org, p.userId, p.permission, p.resource);
+      out.push({ allowed: c.allowed, cached: c.cached });
+    }
+    return out;
+  };
+  try {
+    if (mode === "check") {
+      const n = Number(body.n ?? 1000);
+      const uncached = body.cache === "uncached";
+      const first = await checkAll();
+      // Let the background fills land before timing cached reads.
+      await new Promise((r) => setTimeout(r, 50));
+      const lat: number[] = [];
+      const start = performance.now();
+      let timed = 0;
+      for (let i = 0; i < n && performance.now() - start < MAX_TIME_MS; i++) {
+        const p = pairs[i % pairs.length]!;
+        if (uncached) await platform.redis.del(stamps.entryKey(org, "chk", p.userId, p.resource.type, p.resource.id));
+        const t0 = performance.now();
+        const c = await svc.check(org, p.userId, p.permission, p.resource);
+        const ms = performance.now() - t0;
+        timed += ms;
+        lat.push(ms);
+        if (c.allowed !== first[i % pairs.length]!.allowed) throw new Error(`answer changed for ${JSON.stringify(p)}`);
+        if (!uncached && !c.cached) throw new Error(`cached check missed for ${JSON.stringify(p)}`);
+      }
+      return json({
+        ...summarize(lat),
+        mean: round(timed / Math.max(1, lat.length)),
+        ok: lat.length,
+        raw: lat.map((x) => round(x)),
+        allowed: first.map((x) => x.allowed),
+      });
+    }
+    if (mode === "users") {
+      const n = Number(body.n ?? 100);
+      const resource = body.resource as ResourceRef;
+      const permission = String(body.permission);
+      const limit = Number(body.limit ?? 50);
+      const lat: number[] = [];
+      let first: { users: number; sources: number; next: boolean } | undefined;
+      let timed = 0;
+      for (let i = 0; i < n; i++) {
+        const t0 = performance.now();
+        const page = await svc.listUsers(org, resource, permission, { limit });
+        const ms = performance.now() - t0;
+        lat.push(ms);
+        timed += ms;
+        first ??= {
+          users: page.users.length,
+          sources: page.users.reduce((t, u) => t + u.sources.length, 0),
+          next: page.nextCursor !== null,
+        };
+      }
+      // Walk every page once: how many authorized users there are in all.
+      let total = 0;
+      let after: string | undefined;
+      const w0 = performance.now();
+      for (;;) {
+        const page = await svc.listUsers(org, resource, permission, { limit: 200, after });
+        total += page.users.length;
+        if (!page.nextCursor) break;
+        after = page.nextCursor;
+      }
+      return json({
+        ...summarize(lat),
+        mean: round(timed / Math.max(1, lat.length)),
+        ok: lat.length,
+        raw: lat.map((x) => round(x)),
+        first,
+        total,
+        walkMs: round(performance.now() - w0),
+      });
+    }
+    if (mode === "warm") {
+      await checkAll();
+      await new Promise((r) => setTimeout(r, 50));
+      const filled = (await checkAll()).filter((x) => x.cached).length;
+      const change = body.change as
+        | { kind: "move"; teamId: string; newParentId: string | null }
+        | { kind: "member"; teamId: string; userId: string };
+      const teams = createTeamService(platform, adminPrincipal(org));
+      if (change.kind === "move") await teams.moveTeam(change.teamId, change.newParentId, "u_bench_admin");
+      else await teams.addMember(change.teamId, change.userId, "member", "u_bench_admin");
+      const after = await checkAll();
+      return json({ pairs: pairs.length, filled, warm: after.filter((x) => x.cached).length });
+    }
+    if (mode === "ryw") {
+      const tries = Number(body.tries ?? 1000);
+      const lanes = (body.lanes ?? []) as { doc: ResourceRef; user: string; teamId: string; memberUser: string }[];
+      let done = 0;
+      let stale = 0;
+      let writes = 0;
+      let memberWrites = 0;
+      const errors: string[] = [];
+      const start = performance.now();
+      const lane = async (l: (typeof lanes)[number], k: number) => {
+        let granted = false;
+        let member = false;
+        for (let i = 0; done < tries && performance.now() - start < MAX_TIME_MS * 2; i++) {
+          done++;
+          try {
+            if ((i + k) % 5 === 4) {
+              // A membership toggle of a team that holds viewer on the lane's document.
+              const laneTeams = createTeamService(platform, adminPrincipal(org));
+              if (member) await laneTeams.removeMember(l.teamId, l.memberUser, "u_bench_admin");
+              else await laneTeams.addMember(l.teamId, l.memberUser, "member", "u_bench_admin");
+              member = !member;
+              memberWrites++;
+              const c = await svc.check(org, l.memberUser, "documents.read", l.doc, laneTeams.revision);
+              if (c.allowed !== member) stale++;
+            } else {
+              const w = granted
+                ? await svc.revoke(org, l.doc, { type: "user", id: l.user }, "u_bench_admin")
+                : await svc.grant(org, l.doc, { type: "user", id: l.user }, "member", "u_bench_admin");
+              granted = !granted;
+              writes++;
+              const c = await svc.check(org, l.user, "documents.write", l.doc, w.revision);
+              if (c.allowed !== granted) stale++;
+            }
+            // Keep the cache busy with answers computed while other lanes write.
+            await svc.check(org, l.user, "documents.write", l.doc);
+          } catch (err) {
+            if (errors.length < 5) errors.push(err instanceof Error ? err.message : String(err));
+          }
+        }
+      };
+      await Promise.all(lanes.map((l, k) => lane(l, k)));
+      return json({ tries: done, stale, writes, memberWrites, errors, ms: round(performance.now() - start) });
+    }
+    return json({ error: "mode: check | users | warm | ryw" }, 400);
+  } finally {
+    platform.close();
+  }
+}
