@@ -1,4 +1,6 @@
 import { connectPg } from "../scripts/lib/pg.ts";
+import type { Queryable } from "../src/platform/db.ts";
+import { readAuthorizedUsers, readCheck } from "../src/teams/authz/store.ts";
 import type { ResourceRef } from "../src/teams/authz/model.ts";
 import { builtinPermissions, isBuiltinRole } from "../src/teams/authz/model.ts";
 import { resourcePermissions } from "../src/teams/permissions.ts";
@@ -231,6 +233,52 @@ async function seed(ctx: BenchContext, d: Data): Promise<Counts> {
   }
 }
 
+/**
+ * Server-side time of the two hot statements (`EXPLAIN ANALYZE`, median of `runs`): the check's
+ * read and the first page of who-can, run through the service's own query functions from Node.
+ */
+async function explainHot(ctx: BenchContext, pair: { userId: string; resource: ResourceRef }, runs = 15) {
+  const pg = await connectPg(ctx.pgUrl);
+  try {
+    const plans: { planning: number; execution: number }[] = [];
+    // Runs every statement under EXPLAIN ANALYZE, records the times, then runs it for real.
+    const q: Queryable = {
+      query: async <T>(text: string, params?: readonly unknown[]) => {
+        const e = await pg.query(`explain (analyze, format json) ${text}`, params as unknown[] | undefined);
+        const plan = (e.rows[0] as { "QUERY PLAN": [{ "Planning Time": number; "Execution Time": number }] })[
+          "QUERY PLAN"
+        ][0];
+        plans.push({ planning: plan["Planning Time"], execution: plan["Execution Time"] });
+        const r = await pg.query(text, params as unknown[] | undefined);
+        return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
+      },
+    };
+    const med = (xs: number[]) => round(percentile(xs, 50));
+    const take = async (fn: () => Promise<unknown>) => {
+      plans.length = 0;
+      for (let i = 0; i < runs; i++) await fn();
+      return { planning: med(plans.map((p) => p.planning)), execution: med(plans.map((p) => p.execution)) };
+    };
+    return {
+      check: await take(() => readCheck(q, ORG, pair.resource, pair.userId, MAX_DEPTH, 32)),
+      users: await take(() =>
+        readAuthorizedUsers(
+          q,
+          ORG,
+          { type: "document", id: "d_hot" },
+          "documents.read",
+          ["member", "admin", "owner"],
+          MAX_DEPTH,
+          "",
+          51,
+        ),
+      ),
+    };
+  } finally {
+    await pg.end();
+  }
+}
+
 interface CheckReply extends LatencySummary {
   mean: number;
   ok: number;
@@ -334,6 +382,9 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const uncached = summarize(lat.uncached);
   const usersP95 = percentile(lat.users, 95);
 
+  ctx.log("EXPLAIN ANALYZE of the check's read and the first who-can page, from Node");
+  const explain = await explainHot(ctx, pairs[0]!);
+
   // ─── one team's change: how much of the cache stays warm ───
   ctx.log(`warm after a change: ${warmPairs} pairs filled, one team moved, rechecked`);
   const warmSample = makePairs(warmPairs).map((s) => s.pair);
@@ -383,6 +434,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     `list-users on d_hot: first page ${usersFirst?.users} users (${usersFirst?.sources} sources), ${usersTotal} authorized in all`,
     `warm after moving tb_${moved} (${data.subtree(moved).length} teams): ${warm.warm}/${warm.filled} of ${warm.pairs}; after a membership: ${warmMember.warm}/${warmMember.filled}`,
     `read-your-writes: ${ryw.tries} tries (${ryw.writes} grant/revoke, ${ryw.memberWrites} membership) in ${round(ryw.ms / 1000, 1)} s, ${ryw.stale} stale`,
+    `server time (EXPLAIN ANALYZE, median): check read planning ${explain.check.planning} ms + execution ${explain.check.execution} ms; who-can first page ${explain.users.planning} + ${explain.users.execution} ms`,
     "workerd's clock has whole milliseconds: p50/p99 of sub-millisecond operations are quantized; the mean ratios are the precise figures",
   );
   const ratio = (x: number, y: number) => round(x / Math.max(y, 1e-9));
@@ -409,6 +461,10 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       check_mismatches: mismatches,
       ryw_tries: ryw.tries,
       ryw_stale: ryw.stale,
+      check_sql_planning_ms: explain.check.planning,
+      check_sql_execution_ms: explain.check.execution,
+      users_sql_planning_ms: explain.users.planning,
+      users_sql_execution_ms: explain.users.execution,
       warm_after_team_move_pct: round((100 * warm.warm) / Math.max(1, warm.filled), 2),
       warm_after_membership_pct: round((100 * warmMember.warm) / Math.max(1, warmMember.filled), 2),
     },
