@@ -29,7 +29,7 @@ import {
   secretTeams,
 } from "./model.ts";
 import type { Stamped } from "./revision.ts";
-import { StampCache, bumpRevision, decodeRevision, dep, encodeRevision } from "./revision.ts";
+import { StampCache, bumpRevision, decodeRevision, dep, encodeRevision, revisionSql } from "./revision.ts";
 import type { CheckRead, GrantRow, RawHit, RoleRow } from "./store.ts";
 import {
   chainLength,
@@ -533,11 +533,17 @@ export class AuthzService {
       ]);
     const atLeast = decodeRevision(org, atLeastToken);
     if (this.isOrgAdmin(userId)) {
-      await this.mustFind(this.db, org, r);
+      const { rows } = await this.db.query<{ found: boolean; rev: string }>(
+        `select exists (select 1 from authz_resources where organization_id = $1 and type = $2 and id = $3) as found,
+           ${revisionSql("$1")} as rev`,
+        [org, r.type, r.id],
+      );
+      if (!rows[0]?.found) throw new NotFoundError(`${r.type} ${r.id} not found`);
+      assertFresh(Number(rows[0].rev), atLeast);
       return {
         allowed: true,
         reason: "organization admin",
-        revision: atLeastToken ?? encodeRevision(org, 0),
+        revision: encodeRevision(org, Number(rows[0].rev)),
         cached: false,
       };
     }
