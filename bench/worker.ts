@@ -329,7 +329,7 @@ async function benchRoute(
           cacheSet: await loop(() => cache.set(org, version, teamId, userId, grants)),
           bump: await loop(() => cache.bump(org)),
           // Controls: a plain GET of the entry the EVAL reads, and trivial scripts (is it the script or the trip?).
-          entryGet: await loop(() => redis.get(keys.key("perm", org, `v${version}`, teamId, userId))),
+          entryGet: await loop(() => redis.get(keys.key("perm", org, `w${version}`, teamId, userId))),
           evalReturn1: await loop(() => redis.eval("return 1", [], [])),
           evalGet: await loop(() => redis.eval("return redis.call('GET', KEYS[1])", [orgKey], [])),
           grants: grants.length,

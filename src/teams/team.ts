@@ -25,7 +25,15 @@ import { effectivePlan } from "../usage/plans.ts";
 import { StampCache, bumpRevision, dep, encodeRevision } from "./authz/revision.ts";
 import { PermissionCache } from "./cache.ts";
 import type { TeamRow } from "./hierarchy.ts";
-import { ancestorRows, depthOf, descendantRows, grantsOnPath, isInSubtree, subtreeHeight } from "./hierarchy.ts";
+import {
+  ancestorRows,
+  depthOf,
+  descendantRows,
+  grantsOnPath,
+  grantsOnPathAt,
+  isInSubtree,
+  subtreeHeight,
+} from "./hierarchy.ts";
 import type { InvitationRow } from "./invitation.ts";
 import { hashToken, invitationEmail, issueInvitationToken, looksLikeToken, toInvitation } from "./invitation.ts";
 import type { MembershipRow } from "./membership.ts";
@@ -121,8 +129,8 @@ export function toTeam(r: TeamRow): Team {
 /**
  * TeamManagementService — teams, memberships, invitations and inherited permissions (seed Task 2).
  * Every change runs in one Postgres transaction with its events in the outbox; hierarchy changes
- * take a per-organization advisory lock so concurrent moves cannot create a cycle; the permission
- * cache is invalidated by bumping a per-organization version before and after each change.
+ * take a per-organization advisory lock so concurrent moves cannot create a cycle; cached checks
+ * are invalidated per dependency (the stamps of `authz/revision.ts`) after each change.
  */
 export class TeamManagementService {
   private readonly db: Db;
@@ -175,10 +183,14 @@ export class TeamManagementService {
       .lookup(teamId, userId)
       .catch(() => ({}) as { org?: string; version?: string; grants?: Grant[] });
     if (hit.grants) return hit.grants;
-    const grants = await grantsOnPath(this.db, teamId, userId, this.config.maxDepth);
-    // Stored under the version read before the query, so a concurrent change makes it unreachable.
+    const { grants, revision } = await grantsOnPathAt(this.db, teamId, userId, this.config.maxDepth);
+    // Tagged with the revision of the snapshot and what it read: a change to any of those, even
+    // one racing this read, raises a stamp past it; a change elsewhere leaves it valid.
+    const k = [dep.org, dep.user(userId), dep.team(teamId), ...grants.map((g) => dep.team(g.teamId))];
     if (hit.org && hit.version !== undefined)
-      this.waitUntil(this.cache.set(hit.org, hit.version, teamId, userId, grants).catch(() => undefined));
+      this.waitUntil(
+        this.cache.set(hit.org, hit.version, teamId, userId, grants, { r: revision, k }).catch(() => undefined),
+      );
     else if (!hit.org) this.waitUntil(this.teamOrg(teamId).catch(() => undefined));
     return grants;
   }
@@ -251,16 +263,16 @@ export class TeamManagementService {
   }
 
   /**
-   * Runs a change that affects permissions in one transaction: bumps the team cache's version before
-   * and after the commit; increments the authorization revision as the transaction's last statement
-   * and, after the commit, raises the stamps of what `fn` touched (`touch(dep…)`), so exactly the
-   * cached resource checks that read those go cold. The revision token is kept in {@link revision}.
+   * Runs a change that affects permissions in one transaction: increments the authorization
+   * revision as the transaction's last statement and, after the commit, raises the stamps of what
+   * `fn` touched (`touch(dep…)`), so exactly the cached checks — of teams and of resources — that
+   * read those go cold, and none other. If Redis cannot take the stamps the change fails loudly
+   * (it has committed; entries expire after 5 minutes). The revision token is kept in {@link revision}.
    */
   private async permissionChange<T>(
     org: string,
     fn: (tx: Queryable, outbox: EventBus, touch: (...deps: string[]) => void) => Promise<T>,
   ): Promise<T> {
-    await this.cache.bump(org);
     const deps: string[] = [];
     const { result, rev } = await withTransaction(this.db, async (tx, outbox) => {
       const result = await fn(tx, outbox, (...d) => deps.push(...d));
@@ -268,7 +280,6 @@ export class TeamManagementService {
     });
     this.lastRevision = encodeRevision(org, rev);
     await this.stamps.announce(org, deps, rev);
-    await this.cache.bump(org);
     return result;
   }
 

@@ -1,4 +1,10 @@
+import { env } from "cloudflare:workers";
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { createLogger } from "../../../src/platform/logger.ts";
+import { createPlatform } from "../../../src/platform/platform.ts";
+import { PermissionCache } from "../../../src/teams/cache.ts";
+import { createTeamService } from "../../../src/teams/service.ts";
 import { api } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
 import type { Ref } from "./support.ts";
@@ -512,5 +518,44 @@ describe("who can, and what can they", () => {
     expect(inheritedAna.sources).toContainEqual({ teamId: "", teamName: "", role: "owner", distance: 1, hidden: true });
     expect(JSON.stringify(page)).not.toContain(secret.id);
     expect(JSON.stringify(page)).not.toContain("Covert");
+  });
+});
+
+describe("team checks share the per-dependency invalidation", () => {
+  it("keeps other teams' cached checks after a membership change and a move", async () => {
+    const org = await newOrg();
+    const ana = as(org, "ana");
+    const a = await ana.createTeam("A");
+    const b = await ana.createTeam("B");
+    await ana.addMember(a.id, "x");
+    await ana.addMember(b.id, "y");
+    const ctx = createExecutionContext();
+    const platform = createPlatform(env, ctx, createLogger({ test: "team-cache" }));
+    const svc = createTeamService(platform);
+    const cache = new PermissionCache(platform.redis, platform.keys);
+    const fill = async () => {
+      for (const [t, u] of [
+        [a.id, "x"],
+        [b.id, "y"],
+      ] as const)
+        await svc.checkPermission(t, u, "team.read");
+      await svc.checkPermission(a.id, "x", "team.read"); // the team → organization link is cached on the first miss
+      await svc.checkPermission(b.id, "y", "team.read");
+      await waitOnExecutionContext(ctx);
+    };
+    const warm = async () => [
+      (await cache.lookup(a.id, "x")).grants !== undefined,
+      (await cache.lookup(b.id, "y")).grants !== undefined,
+    ];
+    await fill();
+    expect(await warm()).toEqual([true, true]);
+    await ana.addMember(b.id, "z");
+    expect(await warm()).toEqual([true, true]);
+    await ana.addMember(b.id, "x");
+    expect(await warm()).toEqual([false, true]);
+    await fill();
+    await ana.move(b.id, a.id);
+    expect(await warm()).toEqual([true, false]);
+    platform.close();
   });
 });
