@@ -5,6 +5,7 @@ import { createPlatform } from "../src/platform/platform.ts";
 import type { ResourceRef } from "../src/teams/authz/model.ts";
 import { StampCache } from "../src/teams/authz/revision.ts";
 import { AuthzService } from "../src/teams/authz/service.ts";
+import { readCheck } from "../src/teams/authz/store.ts";
 import { createTeamService } from "../src/teams/service.ts";
 import { round, summarize } from "./lib.ts";
 
@@ -82,12 +83,28 @@ export async function authzBench(body: Record<string, unknown>, env: object, ctx
         if (c.allowed !== first[i % pairs.length]!.allowed) throw new Error(`answer changed for ${JSON.stringify(p)}`);
         if (!uncached && !c.cached) throw new Error(`cached check missed for ${JSON.stringify(p)}`);
       }
+      // The parts of an uncached check, each alone: the cache lookup that misses, the read.
+      const parts: Record<string, number> = {};
+      if (uncached) {
+        const m = Math.min(200, n);
+        const time = async (fn: (p: Pair) => Promise<unknown>) => {
+          const t0 = performance.now();
+          for (let i = 0; i < m; i++) await fn(pairs[i % pairs.length]!);
+          return round((performance.now() - t0) / m);
+        };
+        parts.lookupMiss = await time((p) => stamps.get(org, stamps.entryKey(org, "miss", p.userId, p.resource.id), 0));
+        parts.readCheck = await time((p) =>
+          readCheck(platform.db, org, p.resource, p.userId, platform.config.teams.maxDepth, 32),
+        );
+        parts.select1 = await time(() => platform.db.query("select 1"));
+      }
       return json({
         ...summarize(lat),
         mean: round(timed / Math.max(1, lat.length)),
         ok: lat.length,
         raw: lat.map((x) => round(x)),
         allowed: first.map((x) => x.allowed),
+        parts,
       });
     }
     if (mode === "users") {

@@ -281,6 +281,7 @@ async function explainHot(ctx: BenchContext, pair: { userId: string; resource: R
 
 interface CheckReply extends LatencySummary {
   mean: number;
+  parts: Record<string, number>;
   ok: number;
   raw: number[];
   allowed: boolean[];
@@ -337,6 +338,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const redisRuns: WorkerLoopResult[] = [];
   const pgRuns: WorkerLoopResult[] = [];
   let mismatches = 0;
+  const parts: Record<string, number[]> = {};
   let usersFirst: { users: number; sources: number; next: boolean } | undefined;
   let usersTotal = 0;
   for (let r = 0; r < rounds && !ctx.signal.aborted; r++) {
@@ -360,6 +362,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     means.cached.push(c.mean);
     means.uncached.push(u.mean);
     means.users.push(us.mean);
+    for (const [k, v] of Object.entries(u.parts ?? {})) (parts[k] ??= []).push(v);
     usersFirst = us.first;
     usersTotal = us.total;
     if (r === 0)
@@ -427,6 +430,9 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   notes.push(
     `seed ${round(seedMs / 1000, 1)} s: ${JSON.stringify(counts)}; baselines in the same Worker: Redis GET mean ${round(redisMean)} ms (p99 ${redisP99}), select 1 mean ${round(pgMean)} ms (p99 ${pgP99})`,
     `cached check mean ${round(avg(means.cached))} ms p50/p99 ${cached.p50}/${cached.p99}; uncached mean ${round(avg(means.uncached))} ms p50/p99 ${uncached.p50}/${uncached.p99}; list-users first page mean ${round(avg(means.users))} ms p95 ${usersP95}`,
+    `uncached parts, each alone (means): ${Object.entries(parts)
+      .map(([k, v]) => `${k} ${round(avg(v))} ms`)
+      .join(", ")}`,
     `list-users on d_hot: first page ${usersFirst?.users} users (${usersFirst?.sources} sources), ${usersTotal} authorized in all`,
     `warm after moving tb_${moved} (${data.subtree(moved).length} teams): ${warm.warmAfterMove}/${warm.filled} of ${warm.pairs}; then after a membership: ${warm.warmAfterMember}/${warm.filled}`,
     `read-your-writes: ${ryw.tries} tries (${ryw.writes} grant/revoke, ${ryw.memberWrites} membership) in ${round(ryw.ms / 1000, 1)} s, ${ryw.stale} stale`,
