@@ -17,6 +17,7 @@ import { PermissionCache } from "../src/teams/cache.ts";
 import { grantsOnPath } from "../src/teams/hierarchy.ts";
 import { createTeamService } from "../src/teams/service.ts";
 import { aggregateLog } from "../src/usage/log.ts";
+import { authzBench } from "./authz-worker.ts";
 import { postLoop, round, runBounded, summarize } from "./lib.ts";
 
 /**
@@ -288,6 +289,8 @@ async function benchRoute(
     }
     case "teams-check":
       return teamsCheck(body, env, ctx);
+    case "authz":
+      return authzBench(body, env, ctx);
     case "teams-parts": {
       // The I/O a checkPermission is made of, each in its own sequential loop of n (mean = loop / n):
       // the cache EVAL (team → organization → version → entry), grantsOnPath, the cache SET; plus
@@ -326,7 +329,7 @@ async function benchRoute(
           cacheSet: await loop(() => cache.set(org, version, teamId, userId, grants)),
           bump: await loop(() => cache.bump(org)),
           // Controls: a plain GET of the entry the EVAL reads, and trivial scripts (is it the script or the trip?).
-          entryGet: await loop(() => redis.get(keys.key("perm", org, `v${version}`, teamId, userId))),
+          entryGet: await loop(() => redis.get(keys.key("perm", org, `w${version}`, teamId, userId))),
           evalReturn1: await loop(() => redis.eval("return 1", [], [])),
           evalGet: await loop(() => redis.eval("return redis.call('GET', KEYS[1])", [orgKey], [])),
           grants: grants.length,

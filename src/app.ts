@@ -6,6 +6,7 @@ import { healthRoutes } from "./platform/health.ts";
 import { identityRoutes } from "./platform/me.ts";
 import { mountOpenApi } from "./platform/openapi.ts";
 import { emailRoutes } from "./platform/email-routes.ts";
+import { authzRoutes } from "./teams/authz/routes.ts";
 import { teamRoutes } from "./teams/routes.ts";
 import { planRoutes } from "./usage/plan-routes.ts";
 import { usageRoutes } from "./usage/routes.ts";
@@ -21,6 +22,7 @@ export function buildApp() {
   app.route("/", usageRoutes);
   app.route("/", planRoutes);
   app.route("/", teamRoutes);
+  app.route("/", authzRoutes);
   app.route("/", emailRoutes);
   app.route("/", consoleLinkRoutes);
   // The console calls this same app's /v1 routes for everything it shows or does.

@@ -167,6 +167,110 @@ export const eventDefinitions = {
     data: z.looseObject({ invitationId: id, teamId: id, email: z.string() }),
     example: { invitationId: "inv_2", teamId: "team_1", email: "late@example.com" },
   },
+  "authz.grant.created": {
+    description: "A team or user was granted a role on a resource",
+    data: z.looseObject({
+      grantId: id,
+      resource: z.object({ type: id, id }),
+      subject: z.object({ type: z.enum(["team", "user"]), id }),
+      role: id,
+      grantedBy: id.optional(),
+    }),
+    example: {
+      grantId: "grt_1",
+      resource: { type: "document", id: "doc_1" },
+      subject: { type: "team", id: "team_1" },
+      role: "member",
+      grantedBy: "u_1",
+    },
+  },
+  "authz.grant.role_changed": {
+    description: "The role of a grant on a resource changed",
+    data: z.looseObject({
+      grantId: id,
+      resource: z.object({ type: id, id }),
+      subject: z.object({ type: z.enum(["team", "user"]), id }),
+      role: id,
+      previousRole: id,
+    }),
+    example: {
+      grantId: "grt_1",
+      resource: { type: "folder", id: "f_1" },
+      subject: { type: "user", id: "u_2" },
+      role: "editor",
+      previousRole: "viewer",
+      grantedBy: "u_1",
+    },
+  },
+  "authz.grant.revoked": {
+    description: "A grant on a resource was revoked",
+    data: z.looseObject({
+      grantId: id,
+      resource: z.object({ type: id, id }),
+      subject: z.object({ type: z.enum(["team", "user"]), id }),
+      previousRole: id,
+      revokedBy: id.optional(),
+    }),
+    example: {
+      grantId: "grt_1",
+      resource: { type: "document", id: "doc_1" },
+      subject: { type: "team", id: "team_1" },
+      previousRole: "member",
+      revokedBy: "u_1",
+    },
+  },
+  "authz.role.created": {
+    description: "A custom role was defined, or a built-in role extended",
+    data: z.looseObject({ role: id, permissions: z.array(z.string()), builtin: z.boolean().optional() }),
+    example: { role: "editor", permissions: ["documents.read", "documents.write"], builtin: false, changedBy: "u_1" },
+  },
+  "authz.role.updated": {
+    description: "A role's permissions or description changed (effective on every check at once)",
+    data: z.looseObject({
+      role: id,
+      permissions: z.array(z.string()),
+      previousPermissions: z.array(z.string()).optional(),
+    }),
+    example: {
+      role: "editor",
+      permissions: ["documents.read", "documents.comment", "documents.write"],
+      previousPermissions: ["documents.read", "documents.write"],
+      builtin: false,
+      changedBy: "u_1",
+    },
+  },
+  "authz.role.deleted": {
+    description: "A custom role (or a built-in's extension) was deleted",
+    data: z.looseObject({ role: id, deletedBy: id.optional() }),
+    example: { role: "editor", deletedBy: "u_1" },
+  },
+  "authz.resource.registered": {
+    description: "A project, folder or document was registered for sharing",
+    data: z.looseObject({
+      resource: z.object({ type: id, id }),
+      parent: z.object({ type: id, id }).nullable(),
+    }),
+    example: { resource: { type: "document", id: "doc_1" }, parent: { type: "folder", id: "f_1" }, createdBy: "u_1" },
+  },
+  "authz.resource.moved": {
+    description: "A resource moved to another folder or project (what covers it changed)",
+    data: z.looseObject({
+      resource: z.object({ type: id, id }),
+      fromParent: z.object({ type: id, id: id.nullable() }).nullable(),
+      toParent: z.object({ type: id, id }).nullable(),
+    }),
+    example: {
+      resource: { type: "folder", id: "f_2" },
+      fromParent: { type: "project", id: "p_1" },
+      toParent: { type: "folder", id: "f_1" },
+      movedBy: "u_1",
+    },
+  },
+  "authz.resource.deleted": {
+    description: "A resource and its grants were removed",
+    data: z.looseObject({ resource: z.object({ type: id, id }), deletedBy: id.optional() }),
+    example: { resource: { type: "document", id: "doc_1" }, deletedBy: "u_1" },
+  },
   "usage.quota.threshold_crossed": {
     description: "A usage counter crossed an alert threshold",
     data: z.looseObject({

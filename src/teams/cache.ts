@@ -2,11 +2,14 @@ import type { Redis, RedisKeys } from "../platform/redis.ts";
 import type { Grant } from "./permissions.ts";
 
 /**
- * Permission cache with O(1) invalidation: every entry's key contains the organization's version
- * counter, and any membership, role or hierarchy change bumps the counter — before its commit and
- * again after it — so once a write has returned no check can read an entry computed before it.
- * One round trip per lookup: a Lua script reads the team's organization, its version and the entry. Entries also
- * expire (TTL), which bounds staleness if Redis could not be bumped.
+ * Cache of team permission checks: the grants on a team's path for one user. An entry is keyed by
+ * the organization's version counter (`bump` flushes the whole organization at once: kept for
+ * operators and benchmarks) and carries the authorization revision it was computed at and what it
+ * read (the user's memberships, the team and the teams of its grants, the organization — see
+ * `authz/revision.ts`). Writes raise those stamps after their commit, so an entry is served only
+ * while nothing it read changed: a change to one team leaves every other team's entries warm.
+ * One round trip per lookup: a Lua script reads the team's organization, its version, the entry
+ * and its stamps. Entries also expire (TTL).
  */
 export class PermissionCache {
   private readonly redis: Redis;
@@ -25,12 +28,25 @@ export class PermissionCache {
   }
 
   private entryKey(org: string, version: string, teamId: string, userId: string) {
-    return this.keys.key("perm", org, `v${version}`, teamId, userId);
+    // `w`: entries carry their stamps (older `v` entries had none and are never read).
+    return this.keys.key("perm", org, `w${version}`, teamId, userId);
   }
 
-  /** Stores grants computed while `version` was current. */
-  async set(org: string, version: string, teamId: string, userId: string, grants: Grant[]): Promise<void> {
-    await this.redis.set(this.entryKey(org, version, teamId, userId), JSON.stringify(grants), { ex: this.ttlSeconds });
+  /**
+   * Stores grants computed while `version` was current, at authorization revision `stamp.r` from
+   * the dependencies `stamp.k` (none: valid until the version moves).
+   */
+  async set(
+    org: string,
+    version: string,
+    teamId: string,
+    userId: string,
+    grants: Grant[],
+    stamp: { r: number; k: string[] } = { r: 0, k: [] },
+  ): Promise<void> {
+    await this.redis.set(this.entryKey(org, version, teamId, userId), JSON.stringify({ ...stamp, v: grants }), {
+      ex: this.ttlSeconds,
+    });
   }
 
   /**
@@ -42,12 +58,21 @@ export class PermissionCache {
       `local org = redis.call('GET', KEYS[1])
        if not org then return {false, false, false} end
        local v = redis.call('GET', ARGV[1] .. org .. ':version') or '0'
-       return {org, v, redis.call('GET', ARGV[1] .. org .. ':v' .. v .. ':' .. ARGV[2])}`,
+       local e = redis.call('GET', ARGV[1] .. org .. ':w' .. v .. ':' .. ARGV[2])
+       if e then
+         local ok, d = pcall(cjson.decode, e)
+         if not ok then return {org, v, false} end
+         for _, k in ipairs(d.k) do
+           local s = redis.call('GET', ARGV[3] .. org .. ':s:' .. k)
+           if s and tonumber(s) > d.r then return {org, v, false} end
+         end
+       end
+       return {org, v, e}`,
       [this.orgKey(teamId)],
-      [this.keys.key("perm", ""), `${teamId}:${userId}`],
+      [this.keys.key("perm", ""), `${teamId}:${userId}`, this.keys.key("authz", "")],
     )) as [string | null, string | null, string | null];
     if (!org) return {};
-    return { org, version: String(version), ...(value ? { grants: JSON.parse(value) as Grant[] } : {}) };
+    return { org, version: String(version), ...(value ? { grants: (JSON.parse(value) as { v: Grant[] }).v } : {}) };
   }
 
   private orgKey(teamId: string) {

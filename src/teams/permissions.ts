@@ -13,8 +13,11 @@ export type Role = (typeof roles)[number];
 /** Every permission, with what it allows. */
 export const permissionCatalog = {
   "team.read": "See the team, its members and subteams",
-  "documents.read": "Read documents shared with the team",
-  "documents.write": "Edit documents shared with the team",
+  "documents.read": "Open a document, or list a folder's or project's contents",
+  "documents.comment": "Comment on a document",
+  "documents.write": "Edit a document, or add to a folder or project",
+  "documents.share": "Grant and revoke roles on the resource (never more than the sharer holds there)",
+  "documents.delete": "Delete the resource",
   "team.update": "Change name, description, visibility, settings",
   "team.manage_members": "Add and remove members, change roles below owner",
   "team.invite": "Invite people by e-mail",
@@ -27,9 +30,23 @@ export const permissionCatalog = {
 /** A permission. */
 export type Permission = keyof typeof permissionCatalog;
 
-const memberPerms: Permission[] = ["team.read", "documents.read", "documents.write"];
+/** Permissions that apply to resources (documents, folders, projects); the rest apply to teams. */
+export const resourcePermissions = [
+  "documents.read",
+  "documents.comment",
+  "documents.write",
+  "documents.share",
+  "documents.delete",
+] as const satisfies readonly Permission[];
+
+/** Whether `p` applies to resources (custom roles hold only these). */
+export const isResourcePermission = (p: string): boolean => (resourcePermissions as readonly string[]).includes(p);
+
+const memberPerms: Permission[] = ["team.read", "documents.read", "documents.comment", "documents.write"];
 const adminPerms: Permission[] = [
   ...memberPerms,
+  "documents.share",
+  "documents.delete",
   "team.update",
   "team.manage_members",
   "team.invite",
@@ -53,14 +70,25 @@ export const higher = (a: Role, b: Role): Role => (rank(a) >= rank(b) ? a : b);
 /** Whether `p` is a known permission. */
 export const isPermission = (p: string): p is Permission => Object.hasOwn(permissionCatalog, p);
 
+/** What is being granted (or taken away): a membership role on a team, or a role on a resource. */
+export type GrantTarget =
+  | { on: "team"; role: Role }
+  | { on: "resource" /** the permissions of the role being granted */; permissions: readonly string[] };
+
 /**
- * The one rule of who may grant what: to give someone `role` on a team — or to take it away —
- * the actor needs this permission there. Every path that writes a membership goes through it:
- * adding, changing roles, removing others, inviting, accepting an invitation (checked against the
- * inviter) and re-homing members when a team is deleted.
+ * The one rule of who may grant what: to give `target` — or to take it away — the actor needs
+ * every returned permission on the team or resource it applies to. Every path that writes a
+ * membership or a grant goes through it: adding members, changing roles (both the old and the new
+ * role count), removing others, inviting, accepting an invitation (checked against the inviter),
+ * re-homing members when a team is deleted, and granting, changing or revoking a role on a resource.
+ * - team: `owner` needs `team.manage_owners`; `admin` or `member` needs `team.manage_members`;
+ * - resource: `documents.share` plus every resource permission of the role — nobody hands out more
+ *   than they hold there (so a custom role is only as strong as its sharer).
  */
-export function permissionToGrant(role: Role): Permission {
-  return role === "owner" ? "team.manage_owners" : "team.manage_members";
+export function permissionsToGrant(target: GrantTarget): Permission[] {
+  if (target.on === "team") return [target.role === "owner" ? "team.manage_owners" : "team.manage_members"];
+  const held = resourcePermissions.filter((p) => target.permissions.includes(p));
+  return ["documents.share", ...held.filter((p) => p !== "documents.share")];
 }
 
 /** The strongest role someone holding `grants` on a team may grant there (org admins: owner), or null. */
@@ -68,7 +96,8 @@ export function grantableRole(grants: readonly Grant[], orgAdmin: boolean): Role
   if (orgAdmin) return "owner";
   const g = effectiveGrant(grants);
   if (!g) return null;
-  for (const r of [...roles].reverse()) if (rolePermissions[g.role].includes(permissionToGrant(r))) return r;
+  for (const r of [...roles].reverse())
+    if (permissionsToGrant({ on: "team", role: r }).every((p) => rolePermissions[g.role].includes(p))) return r;
   return null;
 }
 

@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { AppEnv } from "../platform/create-app.ts";
 import { createRouter, requireScope } from "../platform/create-app.ts";
 import { NotFoundError } from "../platform/errors.ts";
@@ -16,7 +16,9 @@ import {
   teamSchema,
   updateTeamSchema,
 } from "./schemas.ts";
+import { REVISION_HEADER } from "./authz/revision.ts";
 import { createTeamService } from "./service.ts";
+import type { TeamManagementService } from "./team.ts";
 
 const org = z.object({ organizationId: z.string().min(1).max(200) });
 const orgTeam = org.extend({ teamId: z.string().min(1).max(200) });
@@ -29,7 +31,20 @@ const bool = z
   .transform((v) => v === "true")
   .optional();
 
-const svc = (c: Context<AppEnv>) => createTeamService(c.var.platform, c.var.principal);
+// One service per request, so the revision of its write is there for the header afterwards.
+const services = new WeakMap<Request, TeamManagementService>();
+const svc = (c: Context<AppEnv>) => {
+  let s = services.get(c.req.raw);
+  if (!s) services.set(c.req.raw, (s = createTeamService(c.var.platform, c.var.principal)));
+  return s;
+};
+
+/** Writes that can change a permission answer carry their revision token (read-your-writes: `atLeast`). */
+const revisionHeader: MiddlewareHandler<AppEnv> = async (c, next) => {
+  await next();
+  const rev = services.get(c.req.raw)?.revision;
+  if (rev && c.res.status < 300) c.res.headers.set(REVISION_HEADER, rev);
+};
 
 /** The team, if it exists in this organization and the caller may see it; else 404. */
 async function ownTeam(
@@ -48,7 +63,7 @@ const r = {
     method: "post",
     path: "/v1/orgs/{organizationId}/teams",
     tags,
-    middleware: [write, idempotent()] as const,
+    middleware: [write, revisionHeader, idempotent()] as const,
     summary: "Create a team (the caller becomes owner)",
     request: { params: org, body: jsonBody(createTeamSchema.omit({ organizationId: true, creatorUserId: true })) },
     responses: {
@@ -90,7 +105,7 @@ const r = {
     method: "patch",
     path: "/v1/orgs/{organizationId}/teams/{teamId}",
     tags,
-    middleware: [write] as const,
+    middleware: [write, revisionHeader] as const,
     summary: "Update a team (settings are merged)",
     request: { params: orgTeam, body: jsonBody(updateTeamSchema) },
     responses: { 200: jsonResponse(teamSchema, "Updated"), ...authErrors },
@@ -99,7 +114,7 @@ const r = {
     method: "delete",
     path: "/v1/orgs/{organizationId}/teams/{teamId}",
     tags,
-    middleware: [write] as const,
+    middleware: [write, revisionHeader] as const,
     summary: "Delete a team",
     request: { params: orgTeam, query: z.object({ reassignTo: z.string().optional(), deleteSubteams: bool }) },
     responses: {
@@ -120,7 +135,7 @@ const r = {
     method: "post",
     path: "/v1/orgs/{organizationId}/teams/{teamId}/members",
     tags,
-    middleware: [write, idempotent()] as const,
+    middleware: [write, revisionHeader, idempotent()] as const,
     summary: "Add a member",
     request: {
       params: orgTeam,
@@ -136,7 +151,7 @@ const r = {
     method: "patch",
     path: "/v1/orgs/{organizationId}/teams/{teamId}/members/{userId}",
     tags,
-    middleware: [write] as const,
+    middleware: [write, revisionHeader] as const,
     summary: "Change a member's role",
     request: { params: orgTeamUser, body: jsonBody(z.object({ role: z.enum(roles) })) },
     responses: { 200: jsonResponse(membershipSchema, "Updated"), ...authErrors },
@@ -145,7 +160,7 @@ const r = {
     method: "delete",
     path: "/v1/orgs/{organizationId}/teams/{teamId}/members/{userId}",
     tags,
-    middleware: [write] as const,
+    middleware: [write, revisionHeader] as const,
     summary: "Remove a member (or leave)",
     request: { params: orgTeamUser },
     responses: { 200: jsonResponse(z.object({ removed: z.boolean() }), "Removed"), ...authErrors },
@@ -189,7 +204,7 @@ const r = {
     method: "delete",
     path: "/v1/orgs/{organizationId}/teams/{teamId}/invitations/{invitationId}",
     tags,
-    middleware: [write] as const,
+    middleware: [write, revisionHeader] as const,
     summary: "Revoke an invitation",
     request: { params: orgTeam.extend({ invitationId: z.string().min(1).max(200) }) },
     responses: { 200: jsonResponse(z.object({ revoked: z.boolean() }), "Revoked"), ...authErrors },
@@ -198,7 +213,7 @@ const r = {
     method: "post",
     path: "/v1/orgs/{organizationId}/teams/{teamId}/invitations/{invitationId}/resend",
     tags,
-    middleware: [write] as const,
+    middleware: [write, revisionHeader] as const,
     summary: "Re-send with a new token and expiry",
     request: { params: orgTeam.extend({ invitationId: z.string().min(1).max(200) }) },
     responses: { 200: jsonResponse(invitationSchema, "Re-sent"), ...authErrors },
@@ -207,7 +222,7 @@ const r = {
     method: "post",
     path: "/v1/invitations/accept",
     tags,
-    middleware: [requireScope("teams:read")] as const,
+    middleware: [requireScope("teams:read"), revisionHeader] as const,
     summary: "Accept an invitation as the caller (e-mail must match)",
     request: { body: jsonBody(z.object({ token: z.string().min(1).max(200) })) },
     responses: { 200: jsonResponse(membershipSchema, "Joined"), 410: { description: "Expired" }, ...authErrors },
@@ -250,7 +265,7 @@ const r = {
     method: "post",
     path: "/v1/orgs/{organizationId}/teams/{teamId}/move",
     tags,
-    middleware: [write] as const,
+    middleware: [write, revisionHeader] as const,
     summary: "Move under another team (null: to the root)",
     request: { params: orgTeam, body: jsonBody(z.object({ newParentId: z.string().min(1).max(200).nullable() })) },
     responses: { 200: jsonResponse(teamSchema, "Moved"), 409: { description: "Cycle" }, ...authErrors },

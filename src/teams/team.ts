@@ -22,9 +22,18 @@ import type { Redis, RedisKeys } from "../platform/redis.ts";
 import { decodeCursor, encodeCursor } from "../platform/cursor.ts";
 import { parseInput } from "../platform/validation.ts";
 import { effectivePlan } from "../usage/plans.ts";
+import { StampCache, bumpRevision, dep, encodeRevision } from "./authz/revision.ts";
 import { PermissionCache } from "./cache.ts";
 import type { TeamRow } from "./hierarchy.ts";
-import { ancestorRows, depthOf, descendantRows, grantsOnPath, isInSubtree, subtreeHeight } from "./hierarchy.ts";
+import {
+  ancestorRows,
+  depthOf,
+  descendantRows,
+  grantsOnPath,
+  grantsOnPathAt,
+  isInSubtree,
+  subtreeHeight,
+} from "./hierarchy.ts";
 import type { InvitationRow } from "./invitation.ts";
 import { hashToken, invitationEmail, issueInvitationToken, looksLikeToken, toInvitation } from "./invitation.ts";
 import type { MembershipRow } from "./membership.ts";
@@ -46,7 +55,7 @@ import {
   higher,
   isPermission,
   lower,
-  permissionToGrant,
+  permissionsToGrant,
   roles,
 } from "./permissions.ts";
 import { reachCte, reachedTeams, membersVisibleSql, redactGrants, sightOf, visibleTeamSql } from "./visibility.ts";
@@ -120,8 +129,8 @@ export function toTeam(r: TeamRow): Team {
 /**
  * TeamManagementService — teams, memberships, invitations and inherited permissions (seed Task 2).
  * Every change runs in one Postgres transaction with its events in the outbox; hierarchy changes
- * take a per-organization advisory lock so concurrent moves cannot create a cycle; the permission
- * cache is invalidated by bumping a per-organization version before and after each change.
+ * take a per-organization advisory lock so concurrent moves cannot create a cycle; cached checks
+ * are invalidated per dependency (the stamps of `authz/revision.ts`) after each change.
  */
 export class TeamManagementService {
   private readonly db: Db;
@@ -135,6 +144,8 @@ export class TeamManagementService {
   private readonly acceptUrl?: string;
   private readonly tokenSecret: string;
   private readonly waitUntil: (p: Promise<unknown>) => void;
+  private readonly stamps: StampCache;
+  private lastRevision?: string;
 
   /** @param options - db, redis, eventBus, emailClient (seed) plus users service, settings and the viewer */
   constructor(options: TeamServiceOptions) {
@@ -148,6 +159,7 @@ export class TeamManagementService {
     this.acceptUrl = options.acceptUrl;
     this.tokenSecret = options.tokenSecret;
     this.cache = new PermissionCache(options.redis, options.keys);
+    this.stamps = new StampCache(options.redis, options.keys);
     this.waitUntil = options.waitUntil ?? ((p) => void p.catch(() => undefined));
   }
 
@@ -171,10 +183,14 @@ export class TeamManagementService {
       .lookup(teamId, userId)
       .catch(() => ({}) as { org?: string; version?: string; grants?: Grant[] });
     if (hit.grants) return hit.grants;
-    const grants = await grantsOnPath(this.db, teamId, userId, this.config.maxDepth);
-    // Stored under the version read before the query, so a concurrent change makes it unreachable.
+    const { grants, revision } = await grantsOnPathAt(this.db, teamId, userId, this.config.maxDepth);
+    // Tagged with the revision of the snapshot and what it read: a change to any of those, even
+    // one racing this read, raises a stamp past it; a change elsewhere leaves it valid.
+    const k = [dep.org, dep.user(userId), dep.team(teamId), ...grants.map((g) => dep.team(g.teamId))];
     if (hit.org && hit.version !== undefined)
-      this.waitUntil(this.cache.set(hit.org, hit.version, teamId, userId, grants).catch(() => undefined));
+      this.waitUntil(
+        this.cache.set(hit.org, hit.version, teamId, userId, grants, { r: revision, k }).catch(() => undefined),
+      );
     else if (!hit.org) this.waitUntil(this.teamOrg(teamId).catch(() => undefined));
     return grants;
   }
@@ -187,11 +203,11 @@ export class TeamManagementService {
   }
 
   /**
-   * The one rule of who may grant what (`permissionToGrant`): @throws {ForbiddenError} unless the actor
+   * The one rule of who may grant what (`permissionsToGrant`): @throws {ForbiddenError} unless the actor
    * may give — or take away — `role` on the team.
    */
   private async assertMayGrant(q: Queryable, team: TeamRow, actor: string, role: Role): Promise<void> {
-    await this.authorize(q, team, actor, permissionToGrant(role));
+    for (const p of permissionsToGrant({ on: "team", role })) await this.authorize(q, team, actor, p);
   }
 
   /** The strongest role the actor may grant on the team (uncached), or null. */
@@ -246,12 +262,30 @@ export class TeamManagementService {
     await tx.query("select pg_advisory_xact_lock(hashtext($1))", [`teams-members:${org}`]);
   }
 
-  /** Runs a change that affects permissions: bumps the cache version before and after the commit. */
-  private async permissionChange<T>(org: string, fn: () => Promise<T>): Promise<T> {
-    await this.cache.bump(org);
-    const result = await fn();
-    await this.cache.bump(org);
+  /**
+   * Runs a change that affects permissions in one transaction: increments the authorization
+   * revision as the transaction's last statement and, after the commit, raises the stamps of what
+   * `fn` touched (`touch(dep…)`), so exactly the cached checks — of teams and of resources — that
+   * read those go cold, and none other. If Redis cannot take the stamps the change fails loudly
+   * (it has committed; entries expire after 5 minutes). The revision token is kept in {@link revision}.
+   */
+  private async permissionChange<T>(
+    org: string,
+    fn: (tx: Queryable, outbox: EventBus, touch: (...deps: string[]) => void) => Promise<T>,
+  ): Promise<T> {
+    const deps: string[] = [];
+    const { result, rev } = await withTransaction(this.db, async (tx, outbox) => {
+      const result = await fn(tx, outbox, (...d) => deps.push(...d));
+      return { result, rev: await bumpRevision(tx, org) };
+    });
+    this.lastRevision = encodeRevision(org, rev);
+    await this.stamps.announce(org, deps, rev);
     return result;
+  }
+
+  /** The revision token of the last permission change this service made (read-your-writes). */
+  get revision(): string | undefined {
+    return this.lastRevision;
   }
 
   private async lockOrg(tx: Queryable, org: string) {
@@ -268,87 +302,86 @@ export class TeamManagementService {
    */
   async createTeam(request: CreateTeamRequest): Promise<Team> {
     const req = parseInput(createTeamSchema, request, "team");
-    const row = await this.permissionChange(req.organizationId, () =>
-      withTransaction(this.db, async (tx, outbox) => {
-        await this.lockOrg(tx, req.organizationId);
-        await this.lockMembers(tx, req.organizationId);
-        await tx.query("insert into organizations (id) values ($1) on conflict do nothing", [req.organizationId]);
-        if (!req.parentTeamId && !this.isOrgAdmin(req.creatorUserId)) {
-          const policy = await rootTeamCreation(tx, req.organizationId);
-          if (policy === "admins") {
-            throw new ForbiddenError("in this organization only organization admins may create teams at the root");
-          }
+    const row = await this.permissionChange(req.organizationId, async (tx, outbox, touch) => {
+      await this.lockOrg(tx, req.organizationId);
+      await this.lockMembers(tx, req.organizationId);
+      await tx.query("insert into organizations (id) values ($1) on conflict do nothing", [req.organizationId]);
+      if (!req.parentTeamId && !this.isOrgAdmin(req.creatorUserId)) {
+        const policy = await rootTeamCreation(tx, req.organizationId);
+        if (policy === "admins") {
+          throw new ForbiddenError("in this organization only organization admins may create teams at the root");
         }
-        // The creator becomes the owner: a new collaborator counts toward the plan like any other.
-        await assertCollaboratorRoom(tx, req.organizationId, req.creatorUserId);
-        const teamLimit = (await effectivePlan(tx, req.organizationId)).limits.teams;
-        if (teamLimit !== undefined) {
-          const { rows: lim } = await tx.query<{ teams: number }>(
-            "select count(*)::int as teams from teams where organization_id = $1",
-            [req.organizationId],
-          );
-          if ((lim[0]?.teams ?? 0) >= teamLimit)
-            throw new QuotaExceededError(`the plan allows ${teamLimit} teams`, {
-              details: { metricType: "teams", limit: teamLimit },
-            });
+      }
+      // The creator becomes the owner: a new collaborator counts toward the plan like any other.
+      await assertCollaboratorRoom(tx, req.organizationId, req.creatorUserId);
+      const teamLimit = (await effectivePlan(tx, req.organizationId)).limits.teams;
+      if (teamLimit !== undefined) {
+        const { rows: lim } = await tx.query<{ teams: number }>(
+          "select count(*)::int as teams from teams where organization_id = $1",
+          [req.organizationId],
+        );
+        if ((lim[0]?.teams ?? 0) >= teamLimit)
+          throw new QuotaExceededError(`the plan allows ${teamLimit} teams`, {
+            details: { metricType: "teams", limit: teamLimit },
+          });
+      }
+      if (req.parentTeamId) {
+        const parent = await this.team(tx, req.parentTeamId);
+        if (parent.organization_id !== req.organizationId)
+          throw new NotFoundError(`team ${req.parentTeamId} not found`);
+        await this.authorize(tx, parent, req.creatorUserId, "team.create_subteam");
+        if ((await depthOf(tx, parent.id, this.config.maxDepth)) + 1 > this.config.maxDepth) {
+          throw new ValidationError("hierarchy too deep", [
+            { path: "parentTeamId", message: `teams nest at most ${this.config.maxDepth} levels` },
+          ]);
         }
-        if (req.parentTeamId) {
-          const parent = await this.team(tx, req.parentTeamId);
-          if (parent.organization_id !== req.organizationId)
-            throw new NotFoundError(`team ${req.parentTeamId} not found`);
-          await this.authorize(tx, parent, req.creatorUserId, "team.create_subteam");
-          if ((await depthOf(tx, parent.id, this.config.maxDepth)) + 1 > this.config.maxDepth) {
-            throw new ValidationError("hierarchy too deep", [
-              { path: "parentTeamId", message: `teams nest at most ${this.config.maxDepth} levels` },
-            ]);
-          }
-        }
-        const id = `team_${crypto.randomUUID().replace(/-/g, "")}`;
-        let created: TeamRow;
-        try {
-          created = (
-            await tx.query<TeamRow>(
-              `insert into teams (id, organization_id, name, description, parent_team_id, visibility, settings, created_by)
+      }
+      const id = `team_${crypto.randomUUID().replace(/-/g, "")}`;
+      let created: TeamRow;
+      try {
+        created = (
+          await tx.query<TeamRow>(
+            `insert into teams (id, organization_id, name, description, parent_team_id, visibility, settings, created_by)
                values ($1, $2, $3, $4, $5, $6, $7, $8) returning *`,
-              [
-                id,
-                req.organizationId,
-                req.name,
-                req.description ?? null,
-                req.parentTeamId ?? null,
-                req.visibility,
-                JSON.stringify(req.settings),
-                req.creatorUserId,
-              ],
-            )
-          ).rows[0]!;
-        } catch (err) {
-          if ((err as { code?: string }).code === "23505")
-            throw new ConflictError(`a team named "${req.name}" already exists in this organization`);
-          throw err;
-        }
-        await tx.query("insert into team_memberships (team_id, user_id, role, added_by) values ($1, $2, 'owner', $2)", [
-          id,
-          req.creatorUserId,
-        ]);
-        await outbox.publishMany([
-          this.event("team.created", req.organizationId, `teams/${id}`, {
-            teamId: id,
-            name: req.name,
-            parentTeamId: req.parentTeamId ?? null,
-            visibility: req.visibility,
-            createdBy: req.creatorUserId,
-          }),
-          this.event("member.added", req.organizationId, `teams/${id}`, {
-            teamId: id,
-            userId: req.creatorUserId,
-            role: "owner",
-            addedBy: req.creatorUserId,
-          }),
-        ]);
-        return created;
-      }),
-    );
+            [
+              id,
+              req.organizationId,
+              req.name,
+              req.description ?? null,
+              req.parentTeamId ?? null,
+              req.visibility,
+              JSON.stringify(req.settings),
+              req.creatorUserId,
+            ],
+          )
+        ).rows[0]!;
+      } catch (err) {
+        if ((err as { code?: string }).code === "23505")
+          throw new ConflictError(`a team named "${req.name}" already exists in this organization`);
+        throw err;
+      }
+      await tx.query("insert into team_memberships (team_id, user_id, role, added_by) values ($1, $2, 'owner', $2)", [
+        id,
+        req.creatorUserId,
+      ]);
+      touch(dep.user(req.creatorUserId));
+      await outbox.publishMany([
+        this.event("team.created", req.organizationId, `teams/${id}`, {
+          teamId: id,
+          name: req.name,
+          parentTeamId: req.parentTeamId ?? null,
+          visibility: req.visibility,
+          createdBy: req.creatorUserId,
+        }),
+        this.event("member.added", req.organizationId, `teams/${id}`, {
+          teamId: id,
+          userId: req.creatorUserId,
+          role: "owner",
+          addedBy: req.creatorUserId,
+        }),
+      ]);
+      return created;
+    });
     return toTeam(row);
   }
 
@@ -469,13 +502,16 @@ export class TeamManagementService {
             updatedBy: actorUserId,
           }),
         );
-        return rows[0]!;
+        // Cached reasons carry the team's name and visibility (a team turned secret must vanish from them).
+        return { ...rows[0]!, rev: await bumpRevision(tx, team.organization_id) };
       } catch (err) {
         if ((err as { code?: string }).code === "23505")
           throw new ConflictError(`a team named "${u.name}" already exists in this organization`);
         throw err;
       }
     });
+    this.lastRevision = encodeRevision(row.organization_id, row.rev);
+    await this.stamps.announce(row.organization_id, [dep.team(teamId)], row.rev);
     return toTeam(row);
   }
 
@@ -492,56 +528,60 @@ export class TeamManagementService {
   ): Promise<{ deleted: boolean; membersReassigned: number; rolesCapped: number }> {
     const o = parseInput(deleteTeamSchema, options, "delete options");
     const team = await this.team(this.db, teamId);
-    return this.permissionChange(team.organization_id, () =>
-      withTransaction(this.db, async (tx, outbox) => {
-        await this.lockOrg(tx, team.organization_id);
-        await this.authorize(tx, team, o.actorUserId, "team.delete");
-        const subtree = o.deleteSubteams ? await descendantRows(tx, teamId, this.config.maxDepth) : [];
-        const doomed = [teamId, ...subtree.map((t) => t.id)];
-        let reassigned = 0;
-        let capped = 0;
-        if (o.reassignTo) {
-          if (doomed.includes(o.reassignTo))
-            throw new ValidationError("cannot reassign into a team being deleted", [
-              { path: "reassignTo", message: "choose a team outside the deleted subtree" },
-            ]);
-          const target = await this.team(tx, o.reassignTo);
-          if (target.organization_id !== team.organization_id)
-            throw new NotFoundError(`team ${o.reassignTo} not found`);
-          // Re-homing members grants roles on the target: never more than the actor may grant there.
-          const cap = await this.grantable(tx, target, o.actorUserId);
-          if (!cap) throw new ForbiddenError(`you may not add members to team ${o.reassignTo}`);
-          const members = await tx.query<MembershipRow>("select * from team_memberships where team_id = $1", [teamId]);
-          for (const m of members.rows) {
-            const role = lower(m.role, cap);
-            if (role !== m.role) capped += 1;
-            await grantKeepingHigher(tx, o.reassignTo, m.user_id, role, o.actorUserId);
-          }
-          reassigned = members.rows.length;
-        }
-        if (!o.deleteSubteams)
-          await tx.query("update teams set parent_team_id = $2, updated_at = now() where parent_team_id = $1", [
-            teamId,
-            team.parent_team_id,
+    return this.permissionChange(team.organization_id, async (tx, outbox, touch) => {
+      await this.lockOrg(tx, team.organization_id);
+      await this.authorize(tx, team, o.actorUserId, "team.delete");
+      const subtree = o.deleteSubteams ? await descendantRows(tx, teamId, this.config.maxDepth) : [];
+      const doomed = [teamId, ...subtree.map((t) => t.id)];
+      let reassigned = 0;
+      let capped = 0;
+      if (o.reassignTo) {
+        if (doomed.includes(o.reassignTo))
+          throw new ValidationError("cannot reassign into a team being deleted", [
+            { path: "reassignTo", message: "choose a team outside the deleted subtree" },
           ]);
-        await tx.query(
-          "update team_invitations set status = 'revoked' where team_id = any($1::text[]) and status = 'pending'",
-          [doomed],
-        );
-        // Children before parents, so the parent foreign key never blocks.
-        for (const id of [...doomed].reverse()) await tx.query("delete from teams where id = $1", [id]);
-        await outbox.publishMany(
-          doomed.map((id) =>
-            this.event("team.deleted", team.organization_id, `teams/${id}`, {
-              teamId: id,
-              deletedBy: o.actorUserId,
-              reassignedTo: id === teamId ? (o.reassignTo ?? null) : null,
-            }),
-          ),
-        );
-        return { deleted: true, membersReassigned: reassigned, rolesCapped: capped };
-      }),
-    );
+        const target = await this.team(tx, o.reassignTo);
+        if (target.organization_id !== team.organization_id) throw new NotFoundError(`team ${o.reassignTo} not found`);
+        // Re-homing members grants roles on the target: never more than the actor may grant there.
+        const cap = await this.grantable(tx, target, o.actorUserId);
+        if (!cap) throw new ForbiddenError(`you may not add members to team ${o.reassignTo}`);
+        const members = await tx.query<MembershipRow>("select * from team_memberships where team_id = $1", [teamId]);
+        for (const m of members.rows) {
+          const role = lower(m.role, cap);
+          if (role !== m.role) capped += 1;
+          await grantKeepingHigher(tx, o.reassignTo, m.user_id, role, o.actorUserId);
+        }
+        reassigned = members.rows.length;
+      }
+      if (!o.deleteSubteams)
+        await tx.query("update teams set parent_team_id = $2, updated_at = now() where parent_team_id = $1", [
+          teamId,
+          team.parent_team_id,
+        ]);
+      await tx.query(
+        "update team_invitations set status = 'revoked' where team_id = any($1::text[]) and status = 'pending'",
+        [doomed],
+      );
+      // Children before parents, so the parent foreign key never blocks.
+      for (const id of [...doomed].reverse()) await tx.query("delete from teams where id = $1", [id]);
+      // Grants to the deleted teams go with them (a subject is not a foreign key: it may be a user).
+      await tx.query(
+        "delete from authz_grants where organization_id = $1 and subject_type = 'team' and subject_id = any($2::text[])",
+        [team.organization_id, doomed],
+      );
+      // Deletion re-parents, re-homes and removes at once: rare enough to invalidate the organization.
+      touch(dep.org);
+      await outbox.publishMany(
+        doomed.map((id) =>
+          this.event("team.deleted", team.organization_id, `teams/${id}`, {
+            teamId: id,
+            deletedBy: o.actorUserId,
+            reassignedTo: id === teamId ? (o.reassignTo ?? null) : null,
+          }),
+        ),
+      );
+      return { deleted: true, membersReassigned: reassigned, rolesCapped: capped };
+    });
   }
 
   /**
@@ -556,28 +596,27 @@ export class TeamManagementService {
     if (!roles.includes(role))
       throw new ValidationError("invalid role", [{ path: "role", message: `one of ${roles.join(", ")}` }]);
     const team = await this.team(this.db, teamId);
-    const row = await this.permissionChange(team.organization_id, () =>
-      withTransaction(this.db, async (tx, outbox) => {
-        await this.lockMembers(tx, team.organization_id);
-        await lockTeam(tx, teamId);
-        await this.assertMayGrant(tx, team, actorUserId, role);
-        await assertCollaboratorRoom(tx, team.organization_id, userId);
-        const { rows } = await tx.query<MembershipRow>(
-          "insert into team_memberships (team_id, user_id, role, added_by) values ($1, $2, $3, $4) on conflict do nothing returning *",
-          [teamId, userId, role, actorUserId],
-        );
-        if (!rows[0]) throw new ConflictError(`user ${userId} is already a member of team ${teamId}`);
-        await outbox.publish(
-          this.event("member.added", team.organization_id, `teams/${teamId}`, {
-            teamId,
-            userId,
-            role,
-            addedBy: actorUserId,
-          }),
-        );
-        return rows[0];
-      }),
-    );
+    const row = await this.permissionChange(team.organization_id, async (tx, outbox, touch) => {
+      await this.lockMembers(tx, team.organization_id);
+      await lockTeam(tx, teamId);
+      await this.assertMayGrant(tx, team, actorUserId, role);
+      await assertCollaboratorRoom(tx, team.organization_id, userId);
+      const { rows } = await tx.query<MembershipRow>(
+        "insert into team_memberships (team_id, user_id, role, added_by) values ($1, $2, $3, $4) on conflict do nothing returning *",
+        [teamId, userId, role, actorUserId],
+      );
+      if (!rows[0]) throw new ConflictError(`user ${userId} is already a member of team ${teamId}`);
+      touch(dep.user(userId));
+      await outbox.publish(
+        this.event("member.added", team.organization_id, `teams/${teamId}`, {
+          teamId,
+          userId,
+          role,
+          addedBy: actorUserId,
+        }),
+      );
+      return rows[0];
+    });
     return toMembership(row);
   }
 
@@ -587,30 +626,29 @@ export class TeamManagementService {
    */
   async removeMember(teamId: string, userId: string, actorUserId: string): Promise<{ removed: boolean }> {
     const team = await this.team(this.db, teamId);
-    return this.permissionChange(team.organization_id, () =>
-      withTransaction(this.db, async (tx, outbox) => {
-        await lockTeam(tx, teamId);
-        const { rows } = await tx.query<MembershipRow>(
-          "select * from team_memberships where team_id = $1 and user_id = $2",
-          [teamId, userId],
-        );
-        const current = rows[0];
-        if (!current) throw new NotFoundError(`user ${userId} is not a member of team ${teamId}`);
-        // Leaving is always allowed; taking a role from someone else needs the right to grant it.
-        if (actorUserId !== userId) await this.assertMayGrant(tx, team, actorUserId, current.role);
-        await assertKeepsAnOwner(tx, teamId, current.role, null);
-        await tx.query("delete from team_memberships where team_id = $1 and user_id = $2", [teamId, userId]);
-        await outbox.publish(
-          this.event("member.removed", team.organization_id, `teams/${teamId}`, {
-            teamId,
-            userId,
-            previousRole: current.role,
-            removedBy: actorUserId,
-          }),
-        );
-        return { removed: true };
-      }),
-    );
+    return this.permissionChange(team.organization_id, async (tx, outbox, touch) => {
+      await lockTeam(tx, teamId);
+      const { rows } = await tx.query<MembershipRow>(
+        "select * from team_memberships where team_id = $1 and user_id = $2",
+        [teamId, userId],
+      );
+      const current = rows[0];
+      if (!current) throw new NotFoundError(`user ${userId} is not a member of team ${teamId}`);
+      // Leaving is always allowed; taking a role from someone else needs the right to grant it.
+      if (actorUserId !== userId) await this.assertMayGrant(tx, team, actorUserId, current.role);
+      await assertKeepsAnOwner(tx, teamId, current.role, null);
+      await tx.query("delete from team_memberships where team_id = $1 and user_id = $2", [teamId, userId]);
+      touch(dep.user(userId));
+      await outbox.publish(
+        this.event("member.removed", team.organization_id, `teams/${teamId}`, {
+          teamId,
+          userId,
+          previousRole: current.role,
+          removedBy: actorUserId,
+        }),
+      );
+      return { removed: true };
+    });
   }
 
   /**
@@ -621,36 +659,35 @@ export class TeamManagementService {
     if (!roles.includes(newRole))
       throw new ValidationError("invalid role", [{ path: "role", message: `one of ${roles.join(", ")}` }]);
     const team = await this.team(this.db, teamId);
-    const row = await this.permissionChange(team.organization_id, () =>
-      withTransaction(this.db, async (tx, outbox) => {
-        await lockTeam(tx, teamId);
-        const { rows } = await tx.query<MembershipRow>(
-          "select * from team_memberships where team_id = $1 and user_id = $2",
-          [teamId, userId],
+    const row = await this.permissionChange(team.organization_id, async (tx, outbox, touch) => {
+      await lockTeam(tx, teamId);
+      const { rows } = await tx.query<MembershipRow>(
+        "select * from team_memberships where team_id = $1 and user_id = $2",
+        [teamId, userId],
+      );
+      const current = rows[0];
+      if (!current) throw new NotFoundError(`user ${userId} is not a member of team ${teamId}`);
+      // Both ends count: demoting an owner takes the owner role away.
+      await this.assertMayGrant(tx, team, actorUserId, higher(current.role, newRole));
+      await assertKeepsAnOwner(tx, teamId, current.role, newRole);
+      const updated = await tx.query<MembershipRow>(
+        "update team_memberships set role = $3 where team_id = $1 and user_id = $2 returning *",
+        [teamId, userId, newRole],
+      );
+      touch(dep.user(userId));
+      if (current.role !== newRole) {
+        await outbox.publish(
+          this.event("member.role_changed", team.organization_id, `teams/${teamId}`, {
+            teamId,
+            userId,
+            previousRole: current.role,
+            role: newRole,
+            changedBy: actorUserId,
+          }),
         );
-        const current = rows[0];
-        if (!current) throw new NotFoundError(`user ${userId} is not a member of team ${teamId}`);
-        // Both ends count: demoting an owner takes the owner role away.
-        await this.assertMayGrant(tx, team, actorUserId, higher(current.role, newRole));
-        await assertKeepsAnOwner(tx, teamId, current.role, newRole);
-        const updated = await tx.query<MembershipRow>(
-          "update team_memberships set role = $3 where team_id = $1 and user_id = $2 returning *",
-          [teamId, userId, newRole],
-        );
-        if (current.role !== newRole) {
-          await outbox.publish(
-            this.event("member.role_changed", team.organization_id, `teams/${teamId}`, {
-              teamId,
-              userId,
-              previousRole: current.role,
-              role: newRole,
-              changedBy: actorUserId,
-            }),
-          );
-        }
-        return updated.rows[0]!;
-      }),
-    );
+      }
+      return updated.rows[0]!;
+    });
     return toMembership(row);
   }
 
@@ -782,72 +819,77 @@ export class TeamManagementService {
     );
     if (!probe[0]) throw new InvalidTokenError("invalid invitation token");
     const org = probe[0].organization_id;
-    const row = await this.permissionChange(org, () =>
-      withTransaction(this.db, async (tx, outbox) => {
-        await this.lockMembers(tx, org);
-        const { rows } = await tx.query<InvitationRow>(
-          "select * from team_invitations where token_hash = $1 for update",
-          [hash],
-        );
-        const inv = rows[0];
-        if (!inv) throw new InvalidTokenError("invalid invitation token");
-        if (inv.status === "revoked") throw new InvalidTokenError("this invitation was revoked");
-        if (inv.status === "accepted") throw new InvalidTokenError("this invitation was already used");
-        if (inv.status === "expired" || new Date(inv.expires_at).getTime() <= Date.now())
-          throw new ExpiredError("this invitation has expired");
-        if (inv.email !== email!.toLowerCase())
-          throw new ForbiddenError("this invitation was sent to another e-mail address");
-        await lockTeam(tx, inv.team_id);
-        await assertCollaboratorRoom(tx, inv.organization_id, userId);
-        const before = await tx.query<MembershipRow>(
-          "select * from team_memberships where team_id = $1 and user_id = $2",
-          [inv.team_id, userId],
-        );
-        await grantKeepingHigher(tx, inv.team_id, userId, inv.role, inv.invited_by);
-        await tx.query(
-          "update team_invitations set status = 'accepted', accepted_by = $2, accepted_at = now() where id = $1",
-          [inv.id, userId],
-        );
-        const m = await tx.query<MembershipRow>("select * from team_memberships where team_id = $1 and user_id = $2", [
-          inv.team_id,
+    const row = await this.permissionChange(org, async (tx, outbox, touch) => {
+      await this.lockMembers(tx, org);
+      const { rows } = await tx.query<InvitationRow>(
+        "select * from team_invitations where token_hash = $1 for update",
+        [hash],
+      );
+      const inv = rows[0];
+      if (!inv) throw new InvalidTokenError("invalid invitation token");
+      if (inv.status === "revoked") throw new InvalidTokenError("this invitation was revoked");
+      if (inv.status === "accepted") throw new InvalidTokenError("this invitation was already used");
+      if (inv.status === "expired" || new Date(inv.expires_at).getTime() <= Date.now())
+        throw new ExpiredError("this invitation has expired");
+      if (inv.email !== email!.toLowerCase())
+        throw new ForbiddenError("this invitation was sent to another e-mail address");
+      await lockTeam(tx, inv.team_id);
+      await assertCollaboratorRoom(tx, inv.organization_id, userId);
+      const before = await tx.query<MembershipRow>(
+        "select * from team_memberships where team_id = $1 and user_id = $2",
+        [inv.team_id, userId],
+      );
+      await grantKeepingHigher(tx, inv.team_id, userId, inv.role, inv.invited_by);
+      touch(dep.user(userId));
+      // The accepted address is the user's: member search finds them by it.
+      await tx.query(
+        `insert into user_directory (user_id, email) values ($1, $2)
+           on conflict (user_id) do update set email = coalesce(user_directory.email, excluded.email)`,
+        [userId, inv.email],
+      );
+      await tx.query(
+        "update team_invitations set status = 'accepted', accepted_by = $2, accepted_at = now() where id = $1",
+        [inv.id, userId],
+      );
+      const m = await tx.query<MembershipRow>("select * from team_memberships where team_id = $1 and user_id = $2", [
+        inv.team_id,
+        userId,
+      ]);
+      const now = m.rows[0]!;
+      const was = before.rows[0];
+      const subject = `teams/${inv.team_id}`;
+      await outbox.publishMany([
+        this.event("invitation.accepted", inv.organization_id, subject, {
+          invitationId: inv.id,
+          teamId: inv.team_id,
           userId,
-        ]);
-        const now = m.rows[0]!;
-        const was = before.rows[0];
-        const subject = `teams/${inv.team_id}`;
-        await outbox.publishMany([
-          this.event("invitation.accepted", inv.organization_id, subject, {
-            invitationId: inv.id,
-            teamId: inv.team_id,
-            userId,
-          }),
-          // A member event only for what changed: joining, or a role the invitation raised.
-          ...(!was
+        }),
+        // A member event only for what changed: joining, or a role the invitation raised.
+        ...(!was
+          ? [
+              this.event("member.added", inv.organization_id, subject, {
+                teamId: inv.team_id,
+                userId,
+                role: now.role,
+                addedBy: inv.invited_by,
+                invitationId: inv.id,
+              }),
+            ]
+          : was.role !== now.role
             ? [
-                this.event("member.added", inv.organization_id, subject, {
+                this.event("member.role_changed", inv.organization_id, subject, {
                   teamId: inv.team_id,
                   userId,
+                  previousRole: was.role,
                   role: now.role,
-                  addedBy: inv.invited_by,
+                  changedBy: inv.invited_by,
                   invitationId: inv.id,
                 }),
               ]
-            : was.role !== now.role
-              ? [
-                  this.event("member.role_changed", inv.organization_id, subject, {
-                    teamId: inv.team_id,
-                    userId,
-                    previousRole: was.role,
-                    role: now.role,
-                    changedBy: inv.invited_by,
-                    invitationId: inv.id,
-                  }),
-                ]
-              : []),
-        ]);
-        return now;
-      }),
-    );
+            : []),
+      ]);
+      return now;
+    });
     return toMembership(row);
   }
 
@@ -1077,42 +1119,43 @@ export class TeamManagementService {
    */
   async moveTeam(teamId: string, newParentId: string | null, actorUserId: string): Promise<Team> {
     const team = await this.team(this.db, teamId);
-    const row = await this.permissionChange(team.organization_id, () =>
-      withTransaction(this.db, async (tx, outbox) => {
-        await this.lockOrg(tx, team.organization_id);
-        const current = await this.team(tx, teamId);
-        await this.authorize(tx, current, actorUserId, "team.move");
-        if (newParentId) {
-          const parent = await this.team(tx, newParentId);
-          if (parent.organization_id !== current.organization_id)
-            throw new NotFoundError(`team ${newParentId} not found`);
-          if (await isInSubtree(tx, teamId, newParentId, this.config.maxDepth))
-            throw new CycleError(`moving ${teamId} under ${newParentId} would create a cycle`);
-          await this.authorize(tx, parent, actorUserId, "team.create_subteam");
-          const depth =
-            (await depthOf(tx, newParentId, this.config.maxDepth)) +
-            1 +
-            (await subtreeHeight(tx, teamId, this.config.maxDepth));
-          if (depth > this.config.maxDepth)
-            throw new ValidationError("hierarchy too deep", [
-              { path: "newParentId", message: `the move would nest ${depth} levels; at most ${this.config.maxDepth}` },
-            ]);
-        }
-        const { rows } = await tx.query<TeamRow>(
-          "update teams set parent_team_id = $2, updated_at = now() where id = $1 returning *",
-          [teamId, newParentId],
-        );
-        await outbox.publish(
-          this.event("team.moved", current.organization_id, `teams/${teamId}`, {
-            teamId,
-            fromParentId: current.parent_team_id,
-            toParentId: newParentId,
-            movedBy: actorUserId,
-          }),
-        );
-        return rows[0]!;
-      }),
-    );
+    const row = await this.permissionChange(team.organization_id, async (tx, outbox, touch) => {
+      await this.lockOrg(tx, team.organization_id);
+      const current = await this.team(tx, teamId);
+      await this.authorize(tx, current, actorUserId, "team.move");
+      if (newParentId) {
+        const parent = await this.team(tx, newParentId);
+        if (parent.organization_id !== current.organization_id)
+          throw new NotFoundError(`team ${newParentId} not found`);
+        if (await isInSubtree(tx, teamId, newParentId, this.config.maxDepth))
+          throw new CycleError(`moving ${teamId} under ${newParentId} would create a cycle`);
+        await this.authorize(tx, parent, actorUserId, "team.create_subteam");
+        const depth =
+          (await depthOf(tx, newParentId, this.config.maxDepth)) +
+          1 +
+          (await subtreeHeight(tx, teamId, this.config.maxDepth));
+        if (depth > this.config.maxDepth)
+          throw new ValidationError("hierarchy too deep", [
+            { path: "newParentId", message: `the move would nest ${depth} levels; at most ${this.config.maxDepth}` },
+          ]);
+      }
+      const { rows } = await tx.query<TeamRow>(
+        "update teams set parent_team_id = $2, updated_at = now() where id = $1 returning *",
+        [teamId, newParentId],
+      );
+      // Who reaches the moved team and everything below it changed; nothing else did.
+      const below = await descendantRows(tx, teamId, this.config.maxDepth);
+      touch(dep.team(teamId), ...below.map((t) => dep.team(t.id)), dep.teams);
+      await outbox.publish(
+        this.event("team.moved", current.organization_id, `teams/${teamId}`, {
+          teamId,
+          fromParentId: current.parent_team_id,
+          toParentId: newParentId,
+          movedBy: actorUserId,
+        }),
+      );
+      return rows[0]!;
+    });
     return toTeam(row);
   }
 

@@ -10,7 +10,7 @@ import {
 import type { InvitationRow } from "../../../src/teams/invitation.ts";
 import type { MembershipRow } from "../../../src/teams/membership.ts";
 import { byRoleThenJoin, toMembership, withUsers } from "../../../src/teams/membership.ts";
-import { grantableRole, permissionToGrant } from "../../../src/teams/permissions.ts";
+import { grantableRole, permissionsToGrant } from "../../../src/teams/permissions.ts";
 import { invitationRequestSchema } from "../../../src/teams/schemas.ts";
 import { noUsers } from "../../../src/teams/users.ts";
 
@@ -46,9 +46,9 @@ describe("memberships", () => {
   });
 
   it("has one rule of who may grant what: owners grant owner, admins up to admin, members nothing", () => {
-    expect(permissionToGrant("owner")).toBe("team.manage_owners");
-    expect(permissionToGrant("admin")).toBe("team.manage_members");
-    expect(permissionToGrant("member")).toBe("team.manage_members");
+    expect(permissionsToGrant({ on: "team", role: "owner" })).toEqual(["team.manage_owners"]);
+    expect(permissionsToGrant({ on: "team", role: "admin" })).toEqual(["team.manage_members"]);
+    expect(permissionsToGrant({ on: "team", role: "member" })).toEqual(["team.manage_members"]);
     const on = (role: MembershipRow["role"], distance = 0) => [{ teamId: "t", teamName: "T", role, distance }];
     expect(grantableRole(on("owner", 2), false)).toBe("owner");
     expect(grantableRole(on("admin"), false)).toBe("admin");

@@ -207,7 +207,7 @@ describe("permission cache", () => {
         const org = store.get(keys[0]!);
         if (!org) return [null, null, null];
         const v = store.get(`${args[0]}${org}:version`) ?? "0";
-        return [org, v, store.get(`${args[0]}${org}:v${v}:${args[1]}`) ?? null];
+        return [org, v, store.get(`${args[0]}${org}:w${v}:${args[1]}`) ?? null];
       }),
       set: vi.fn(async (k: string, v: string) => void store.set(k, v)),
       incr: vi.fn(async (k: string) => {
