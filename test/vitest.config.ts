@@ -47,6 +47,9 @@ export default defineConfig({
                 // alarm fires behind their back.
                 WEBHOOK_BACKOFF_BASE_MS: "60000",
                 RECEIVER_URL: inject<string>("receiverUrl"),
+                // test/integration/platform/fuzz.test.ts: `npm run chaos` asks for more cases.
+                FUZZ_RUNS: process.env.FUZZ_RUNS ?? "",
+                FUZZ_SEED: process.env.FUZZ_SEED ?? "",
               },
             },
           })),

@@ -105,9 +105,12 @@ export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">
     query: (text, params) => guard(() => wrap(pool).query(text, params)),
     async transaction(fn) {
       const client = await guard(() => pool.connect());
-      client.on("error", (err: unknown) => {
+      // Removed on release: a pooled client is reused, and a listener per transaction would pile up
+      // on long-lived pools (a Durable Object's) — a leak the fuzzer's runs surfaced.
+      const onClientError = (err: unknown) => {
         if (!ended) onError?.(err);
-      });
+      };
+      client.on("error", onClientError);
       try {
         await client.query("BEGIN");
         const tx = wrap(client);
@@ -119,6 +122,7 @@ export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">
         await client.query("ROLLBACK").catch(() => undefined);
         throw err;
       } finally {
+        client.off("error", onClientError);
         client.release();
       }
     },

@@ -17,6 +17,7 @@ export const errorStatus = {
   cycle: 409,
   expired: 410,
   payload_too_large: 413,
+  unsupported_media_type: 415,
   quota_exceeded: 429,
   rate_limited: 429,
   internal_error: 500,
