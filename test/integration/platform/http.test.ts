@@ -272,4 +272,25 @@ describe("HTTP conventions", () => {
     expect(ok.status).not.toBe(500);
     expect(await teams()).toBe(before + (ok.status === 201 ? 1 : 0));
   });
+
+  // Found by `npm run chaos` (Redis SIGKILLed under load): every Redis-backed write answered 500.
+  it("answers 503 with Retry-After, not 500, when Redis is unreachable", async () => {
+    const noRedis = { ...env, UPSTASH_REDIS_REST_URL: "http://127.0.0.1:1" };
+    const org = `nored_${crypto.randomUUID().slice(0, 8)}`;
+    const token = await tokenFor({ org, scopes: ["usage:write"] });
+    const res = await call(
+      `/v1/orgs/${org}/usage/events`,
+      {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+        body: JSON.stringify({ eventId: "e1", eventType: "api.call", timestamp: new Date().toISOString() }),
+      },
+      noRedis,
+      app,
+    );
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("1");
+    const { error } = (await res.json()) as { error: { code: string; message: string } };
+    expect(error).toMatchObject({ code: "service_unavailable", message: "redis unavailable" });
+  });
 });
