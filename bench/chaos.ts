@@ -552,8 +552,37 @@ async function main(): Promise<number> {
 
 const want2 = (name: string) => !only || only.has(name);
 
+/** One Markdown row per fault: what a user saw, the time to recover, and what was lost or counted twice. */
+function markdownTable(): string[] {
+  const rows = ["| scenario | fault @ point | what a user sees during the fault | time to recover | lost / double-counted |", "| --- | --- | --- | --- | --- |"];
+  const byKey = new Map<string, Record<string, unknown>>();
+  for (const [name, list] of Object.entries({ usage: results.usage, webhooks: results.webhooks, outbox: results.outbox, teams: results.teams })) {
+    for (const r of (list as Record<string, unknown>[] | undefined) ?? [])
+      byKey.set(`${name}|${String(r.fault ?? (name === "outbox" ? "rabbitmq" : "postgres"))}|${String(r.point)}`, r);
+  }
+  for (const f of faults) {
+    const name = f.scenario.startsWith("usage") ? "usage" : f.scenario.startsWith("webhook") ? "webhooks" : f.scenario.startsWith("outbox") ? "outbox" : "teams";
+    const r = byKey.get(`${name}|${f.fault}|${f.point}`) ?? {};
+    const writes = Object.entries(f.writes).map(([k, v]) => `${v} ${k}`).join(", ") || "none probed";
+    const reads = Object.entries(f.reads_served).map(([k, v]) => `${k.replace(/^read:/, "")} ${v}`).join(", ");
+    const integrity =
+      name === "usage"
+        ? `${r.lost} lost / ${r.double_counted_log} + ${r.double_counted_api} (log + API)`
+        : name === "webhooks"
+          ? `${r.lost} lost / ${r.duplicates} duplicates (allowed), ${r.bad_signatures} bad signatures, ${r.circuit_mismatches} circuit mismatches`
+          : name === "outbox"
+            ? `${r.lost} lost / ${r.duplicates} duplicates (allowed), ${r.stuck_rows} stuck`
+            : `${r.cycles} cycles, ${r.ownerless_teams} ownerless, ${r.double_accepted_http}+${r.double_accepted_events} double accepts`;
+    rows.push(
+      `| ${f.scenario} | ${f.fault} SIGKILL @ ${f.point} (down ${(f.down_ms / 1000).toFixed(1)} s) | /readyz named it ${f.readyz_named_failed_part}; writes: ${writes}${reads ? `; reads served: ${reads}` : ""} | ${(f.recovery_ms / 1000).toFixed(1)} s (settled ${r.settle_ms ?? r.drain_ms ?? "?"} ms) | ${integrity} |`,
+    );
+  }
+  return rows;
+}
+
 function writeResults(): void {
   const file = path.join(ROOT, "bench", "results", "chaos.json");
+  results.table = markdownTable();
   const out = {
     name: "chaos",
     timestamp: new Date().toISOString(),
@@ -564,6 +593,7 @@ function writeResults(): void {
   };
   fs.writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
   console.log(JSON.stringify(out, null, 2));
+  console.log((results.table as string[]).join("\n"));
   log(`wrote ${file}`);
 }
 
@@ -937,13 +967,15 @@ async function webhookScenario(ctx: Ctx): Promise<void> {
         circuits.push(`${api.state}/${row?.s}`);
         if (api.state !== row?.s) circuitMismatch++;
       }
-      const stuck = (
-        await q<{ n: number }>(
-          ctx,
-          "select count(*)::int as n from webhook_deliveries where webhook_id = any($1) and status not in ('succeeded')",
-          [hooks],
-        )
-      )[0]!.n;
+      const statuses = Object.fromEntries(
+        (
+          await q<{ status: string; n: number }>(
+            ctx,
+            "select status, count(*)::int as n from webhook_deliveries where webhook_id = any($1) and event_id = any($2) group by 1",
+            [hooks, [...accepted]],
+          )
+        ).map((r) => [r.status, r.n]),
+      );
       out.push({
         fault: what,
         point: point.name,
@@ -954,7 +986,7 @@ async function webhookScenario(ctx: Ctx): Promise<void> {
         duplicates: dup,
         bad_signatures: bad,
         attempts,
-        not_succeeded_rows: stuck,
+        delivery_rows_by_status: statuses,
         circuit_api_vs_db: circuits,
         circuit_mismatches: circuitMismatch,
         settle_ms: settleMs,
@@ -1220,16 +1252,9 @@ async function teamsScenario(ctx: Ctx): Promise<void> {
     const ownerless = (
       await q<{ n: number }>(
         ctx,
-        `select count(*)::int as n from teams t where t.organization_id = $1 and deleted_at is null
-           and not exists (select 1 from team_members m where m.team_id = t.id and m.role = 'owner')`,
+        `select count(*)::int as n from teams t where t.organization_id = $1
+           and not exists (select 1 from team_memberships m where m.team_id = t.id and m.role = 'owner')`,
         [org],
-      ).catch(async () =>
-        q<{ n: number }>(
-          ctx,
-          `select count(*)::int as n from teams t where t.organization_id = $1
-             and not exists (select 1 from team_members m where m.team_id = t.id and m.role = 'owner')`,
-          [org],
-        ),
       )
     )[0]!.n;
     const doubleAccepted = [...acceptOk.values()].filter((v) => v > 1).length;
