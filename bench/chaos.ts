@@ -536,11 +536,27 @@ async function main(): Promise<number> {
     };
 
     const want = (name: string) => !only || only.has(name);
-    if (want("usage")) await usageScenario(ctx);
-    if (want("webhooks")) await webhookScenario(ctx);
-    if (want("outbox")) await outboxScenario(ctx);
-    if (want("teams")) await teamsScenario(ctx);
-    if (want("soak") && !args["skip-soak"]) await soak(ctx);
+    const errors: string[] = [];
+    // A scenario that breaks is reported and the run goes on: one bug must not hide the others.
+    const guarded = async (name: string, fn: (c: Ctx) => Promise<void>) => {
+      if (!want(name)) return;
+      try {
+        await fn(ctx);
+      } catch (err) {
+        const msg = `${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
+        log(`scenario failed: ${msg}`);
+        errors.push(msg.slice(0, 2000));
+        const alive = await fetch(`${worker!.url}/healthz`, { signal: AbortSignal.timeout(3000) }).then((r) => r.ok, () => false);
+        if (!alive) await worker!.start().catch(() => undefined); // it died with the scenario
+        for (const svc of ["postgres", "redis", "rabbitmq"] as const) await servers.restart(svc).catch(() => undefined);
+      }
+    };
+    await guarded("usage", usageScenario);
+    await guarded("webhooks", webhookScenario);
+    await guarded("outbox", outboxScenario);
+    await guarded("teams", teamsScenario);
+    if (!args["skip-soak"]) await guarded("soak", soak);
+    results.errors = errors;
     results.faults = faults;
   } finally {
     await teardown();
@@ -1435,7 +1451,7 @@ async function soak(ctx: Ctx): Promise<void> {
 // ─────────────────────────── the fuzzer, with more cases ───────────────────────────
 
 async function runFuzz(): Promise<Record<string, unknown>> {
-  const runs = Number(args["fuzz-runs"] ?? (QUICK ? 20 : 60));
+  const runs = Number(args["fuzz-runs"] ?? (QUICK ? 10 : 60));
   const seed = Number(args["fuzz-seed"] ?? Date.now() % 1_000_000);
   log(`fuzz: ${runs} cases per operation, seed ${seed}`);
   const started = Date.now();
@@ -1452,12 +1468,18 @@ async function runFuzz(): Promise<Record<string, unknown>> {
       "--project",
       "integration",
       "test/integration/platform/fuzz.test.ts",
+      "--silent=false", // the summary line is a console.log of a passing test
     ],
     { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] },
   );
+  // Keep only what is parsed below: the request log of thousands of cases is megabytes.
   let text = "";
-  child.stdout.on("data", (d: Buffer) => (text += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (text += d.toString()));
+  const keep = (d: Buffer) => {
+    for (const line of d.toString().split("\n"))
+      if (/fuzz: \d+ operations|→|Tests |FAIL|Error/.test(line)) text += `${line.slice(0, 2000)}\n`;
+  };
+  child.stdout.on("data", keep);
+  child.stderr.on("data", keep);
   const code = await new Promise<number>((r) => child.on("exit", (c) => r(c ?? 1)));
   const summary = /fuzz: (\d+) operations, (\d+) cases, statuses (\{[^}]*\})/.exec(text);
   const failures = [...text.matchAll(/"([A-Z]+ \/[^"]{0,200}→[^"]{0,200})"/g)].map((m) => m[1]).slice(0, 20);
