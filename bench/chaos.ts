@@ -185,7 +185,8 @@ class WorkerProc {
         .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
         .join("\n"),
     );
-    const logFile = fs.openSync(path.join(this.dir, "wrangler.log"), "a");
+    // Outside the state folder, which is removed at the end: the log is what explains a 500.
+    const logFile = fs.openSync(path.join(os.tmpdir(), `chaos-wrangler-${path.basename(this.dir)}.log`), "a");
     this.child = spawn(
       process.execPath,
       [
@@ -222,7 +223,9 @@ class WorkerProc {
       if (this.child.exitCode !== null) break;
       await sleep(300);
     }
-    throw new Error(`worker did not start; see ${path.join(this.dir, "wrangler.log")}`);
+    throw new Error(
+      `worker did not start; see ${path.join(os.tmpdir(), `chaos-wrangler-${path.basename(this.dir)}.log`)}`,
+    );
   }
 
   /** The workerd process (memory and descriptors are sampled from it). */
@@ -546,7 +549,10 @@ async function main(): Promise<number> {
         const msg = `${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
         log(`scenario failed: ${msg}`);
         errors.push(msg.slice(0, 2000));
-        const alive = await fetch(`${worker!.url}/healthz`, { signal: AbortSignal.timeout(3000) }).then((r) => r.ok, () => false);
+        const alive = await fetch(`${worker!.url}/healthz`, { signal: AbortSignal.timeout(3000) }).then(
+          (r) => r.ok,
+          () => false,
+        );
         if (!alive) await worker!.start().catch(() => undefined); // it died with the scenario
         for (const svc of ["postgres", "redis", "rabbitmq"] as const) await servers.restart(svc).catch(() => undefined);
       }
@@ -570,17 +576,36 @@ const want2 = (name: string) => !only || only.has(name);
 
 /** One Markdown row per fault: what a user saw, the time to recover, and what was lost or counted twice. */
 function markdownTable(): string[] {
-  const rows = ["| scenario | fault @ point | what a user sees during the fault | time to recover | lost / double-counted |", "| --- | --- | --- | --- | --- |"];
+  const rows = [
+    "| scenario | fault @ point | what a user sees during the fault | time to recover | lost / double-counted |",
+    "| --- | --- | --- | --- | --- |",
+  ];
   const byKey = new Map<string, Record<string, unknown>>();
-  for (const [name, list] of Object.entries({ usage: results.usage, webhooks: results.webhooks, outbox: results.outbox, teams: results.teams })) {
+  for (const [name, list] of Object.entries({
+    usage: results.usage,
+    webhooks: results.webhooks,
+    outbox: results.outbox,
+    teams: results.teams,
+  })) {
     for (const r of (list as Record<string, unknown>[] | undefined) ?? [])
       byKey.set(`${name}|${String(r.fault ?? (name === "outbox" ? "rabbitmq" : "postgres"))}|${String(r.point)}`, r);
   }
   for (const f of faults) {
-    const name = f.scenario.startsWith("usage") ? "usage" : f.scenario.startsWith("webhook") ? "webhooks" : f.scenario.startsWith("outbox") ? "outbox" : "teams";
+    const name = f.scenario.startsWith("usage")
+      ? "usage"
+      : f.scenario.startsWith("webhook")
+        ? "webhooks"
+        : f.scenario.startsWith("outbox")
+          ? "outbox"
+          : "teams";
     const r = byKey.get(`${name}|${f.fault}|${f.point}`) ?? {};
-    const writes = Object.entries(f.writes).map(([k, v]) => `${v} ${k}`).join(", ") || "none probed";
-    const reads = Object.entries(f.reads_served).map(([k, v]) => `${k.replace(/^read:/, "")} ${v}`).join(", ");
+    const writes =
+      Object.entries(f.writes)
+        .map(([k, v]) => `${v} ${k}`)
+        .join(", ") || "none probed";
+    const reads = Object.entries(f.reads_served)
+      .map(([k, v]) => `${k.replace(/^read:/, "")} ${v}`)
+      .join(", ");
     const integrity =
       name === "usage"
         ? `${r.lost} lost / ${r.double_counted_log} + ${r.double_counted_api} (log + API)`
@@ -947,7 +972,7 @@ async function webhookScenario(ctx: Ctx): Promise<void> {
         },
       ]);
       sampler.start();
-      const load = producer();
+      const load = Promise.all([producer(), producer()]);
       await sleep(point.atMs);
       const w = await injectFault(ctx, what, sampler, () =>
         readyAndWrites(ctx, () => call(ctx.worker.url, `/v1/orgs/${org}/webhooks/${hooks[0]}`, { token })),
@@ -1070,7 +1095,19 @@ async function outboxScenario(ctx: Ctx): Promise<void> {
     sampler.start();
     // Kick the relay (the every-minute cron runs it) and kill the broker while it publishes.
     const kick = fetch(`${ctx.worker.url}/__scheduled?cron=${encodeURIComponent("* * * * *")}`).catch(() => undefined);
-    await sleep(point.atMs);
+    // Mid-batch: once the relay has published part of the rows (or after atMs at the latest).
+    const unpublished = async () =>
+      (
+        await q<{ n: number }>(
+          ctx,
+          "select count(*)::int as n from outbox where organization_id = $1 and published_at is null",
+          [org],
+        )
+      )[0]!.n;
+    for (const until = Date.now() + 10_000; Date.now() < until; await sleep(20)) {
+      const left = await unpublished();
+      if (left < n * (point.atMs < 100 ? 0.98 : point.atMs < 1000 ? 0.7 : 0.4)) break;
+    }
     const pendingAtKill = (
       await q<{ n: number }>(
         ctx,

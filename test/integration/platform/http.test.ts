@@ -70,6 +70,7 @@ describe("HTTP conventions", () => {
     const broken = { ...env, RABBITMQ_URL: "amqp://guest:guest@127.0.0.1:1", UPSTASH_REDIS_REST_TOKEN: "wrong" };
     const res = await call("/readyz", {}, broken, app);
     expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("5"); // found by npm run chaos: a 503 without it
     const body = (await res.json()) as {
       error: { code: string; message: string; details: { checks: Record<string, { ok: boolean }> } };
     };
