@@ -379,7 +379,7 @@ function faultReport(
   const writes = {} as Record<Outcome, number>;
   for (const s of during.filter((x) => x.kind.startsWith("write"))) writes[s.outcome] = (writes[s.outcome] ?? 0) + 1;
   const reads: Record<string, string> = {};
-  for (const kind of new Set(outage.filter((s) => s.kind.startsWith("read")).map((s) => s.kind))) {
+  for (const kind of new Set(outage.filter((s) => s.kind.startsWith("read:")).map((s) => s.kind))) {
     const xs = outage.filter((s) => s.kind === kind);
     reads[kind] = `${xs.filter((s) => s.outcome === "ok").length}/${xs.length}`;
   }
@@ -615,7 +615,7 @@ function markdownTable(): string[] {
             ? `${r.lost} lost / ${r.duplicates} duplicates (allowed), ${r.stuck_rows} stuck`
             : `${r.cycles} cycles, ${r.ownerless_teams} ownerless, ${r.double_accepted_http}+${r.double_accepted_events} double accepts`;
     rows.push(
-      `| ${f.scenario} | ${f.fault} SIGKILL @ ${f.point} (down ${(f.down_ms / 1000).toFixed(1)} s) | /readyz named it ${f.readyz_named_failed_part}; writes: ${writes}${reads ? `; reads served: ${reads}` : ""} | ${(f.recovery_ms / 1000).toFixed(1)} s (settled ${r.settle_ms ?? r.drain_ms ?? "?"} ms) | ${integrity} |`,
+      `| ${f.scenario} | ${f.fault} SIGKILL @ ${f.point} (down ${(f.down_ms / 1000).toFixed(1)} s) | /readyz named it ${f.readyz_named_failed_part}; writes: ${writes}${reads ? `; reads served: ${reads}` : ""} | ${(f.recovery_ms / 1000).toFixed(1)} s (settled ${r.settle_ms ?? r.drain_ms ?? "n/a"} ms) | ${integrity} |`,
     );
   }
   return rows;

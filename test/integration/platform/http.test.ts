@@ -274,7 +274,7 @@ describe("HTTP conventions", () => {
     expect(await teams()).toBe(before + (ok.status === 201 ? 1 : 0));
   });
 
-  // Found by `npm run chaos` (Redis SIGKILLed under load): every Redis-backed write answered 500.
+  // Redis down (the Redis fault of `npm run chaos`): every Redis-backed write answered 500.
   it("answers 503 with Retry-After, not 500, when Redis is unreachable", async () => {
     const noRedis = { ...env, UPSTASH_REDIS_REST_URL: "http://127.0.0.1:1" };
     const org = `nored_${crypto.randomUUID().slice(0, 8)}`;
