@@ -111,11 +111,14 @@ export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">
         if (!ended) onError?.(err);
       };
       client.on("error", onClientError);
+      // Queries of the transaction go through the guard too: a server that dies mid-transaction
+      // (found by `npm run chaos`, Postgres SIGKILLed under team moves) is a 503, not a 500.
+      const raw = wrap(client);
+      const tx: Queryable = { query: (text, params) => guard(() => raw.query(text, params)) };
       try {
-        await client.query("BEGIN");
-        const tx = wrap(client);
+        await tx.query("BEGIN");
         const result = await fn(tx);
-        await client.query("COMMIT");
+        await tx.query("COMMIT");
         onCommit?.(tx);
         return result;
       } catch (err) {
