@@ -61,7 +61,16 @@ describe("OpenAPI-driven fuzzer", () => {
     timeout: 120_000 + RUNS * 20_000,
   }, async () => {
     const org = `fuzz_${crypto.randomUUID().slice(0, 8)}`;
-    await withDb((db) => db.query("insert into organizations (id, plan_id) values ($1, 'enterprise')", [org]));
+    // Its own plan: with scope `internal` the fuzzer may edit plans, and the shared ones must stay
+    // as the other tests of the run expect them.
+    const plan = `${org}_plan`;
+    await withDb(async (db) => {
+      await db.query(
+        "insert into plans (id, name, limits, included, prices) select $1, name, limits, included, prices from plans where id = 'enterprise'",
+        [plan],
+      );
+      await db.query("insert into organizations (id, plan_id) values ($1, $2)", [org, plan]);
+    });
     const token = await tokenFor({ org, user: "u_fuzz", email: "fuzz@example.com", scopes: SCOPES });
     // Real ids, so most requests get past "not found" and their bad part reaches the handler.
     const call = (path: string, body: unknown) => api(`/v1/orgs/${org}${path}`, { token, body });
@@ -90,7 +99,7 @@ describe("OpenAPI-driven fuzzer", () => {
       eventId: "missing_event",
       reportId: "missing_report",
       alertId: "missing_alert",
-      planId: "enterprise",
+      planId: plan,
     };
 
     const doc = (await (await api("/openapi.json", { token: null })).json()) as Parameters<typeof operationsOf>[0];
