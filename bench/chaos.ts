@@ -1396,6 +1396,8 @@ async function soak(ctx: Ctx): Promise<void> {
         },
       }),
   ];
+  const opNames = ["ingest", "metrics", "check-update", "check-read", "webhook-event"];
+  const errorKinds: Record<string, number> = {};
   // Capacity: closed loop at 8 in flight for 20 s (the mix, round robin).
   log("soak: measuring capacity (20 s, 8 in flight)");
   let done = 0;
@@ -1456,10 +1458,15 @@ async function soak(ctx: Ctx): Promise<void> {
   while (Date.now() - start < minutes * 60_000) {
     const due = Math.floor(((Date.now() - start) / 1000) * rate);
     while (i < due && inflight.size < 64) {
-      const op = ops[i++ % ops.length]!;
+      const k = i++ % ops.length;
+      const op = ops[k]!;
       const p = op().then((r) => {
         if (r.outcome === "ok") lat.push(r.ms);
-        else errors++;
+        else {
+          errors++;
+          const key = `${opNames[k]} ${r.status}`;
+          errorKinds[key] = (errorKinds[key] ?? 0) + 1;
+        }
       });
       inflight.add(p);
       void p.finally(() => inflight.delete(p));
@@ -1482,6 +1489,7 @@ async function soak(ctx: Ctx): Promise<void> {
       first && last && first.workerd_rss_mb ? round(last.workerd_rss_mb / first.workerd_rss_mb, 2) : null,
     pg_connections_first_last: first && last ? [first.pg_connections, last.pg_connections] : null,
     max_outbox_lag_s: Math.max(...perMinute.map((m) => m.outbox_lag_s)),
+    errors_by_op_and_status: errorKinds,
   };
 }
 
