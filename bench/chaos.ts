@@ -1371,7 +1371,7 @@ async function soak(ctx: Ctx): Promise<void> {
     () =>
       call(
         ctx.worker.url,
-        `/v1/orgs/${org}/usage/metrics?startTime=${encodeURIComponent(new Date(Date.now() - 3600_000).toISOString())}&endTime=${encodeURIComponent(new Date().toISOString())}&granularity=minute`,
+        `/v1/orgs/${org}/usage/metrics?startTime=${encodeURIComponent(new Date(Date.now() - 3600_000).toISOString())}&endTime=${encodeURIComponent(new Date().toISOString())}&granularity=minute&metricTypes=api.call`,
         { token },
       ),
     () =>
