@@ -1,4 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
+import { rpcBoundary } from "../src/platform/errors.ts";
 import { createLogger } from "../src/platform/logger.ts";
 import { withPlatform } from "../src/platform/platform.ts";
 import type { Platform } from "../src/platform/platform.ts";
@@ -527,7 +528,8 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
    * expires after 5 minutes).
    */
   async checkQuota(org: string, metric: QuotaMetricType, amount: number): Promise<Admission> {
-    const { plan } = await this.ready(org);
+    // rpcBoundary: ready() may need Postgres; its 503 must reach the caller as a 503.
+    const { plan } = await rpcBoundary(() => this.ready(org));
     const now = Date.now();
     const decision = admit(this.used(metric), this.reserved(metric, now), plan.limits[metric], amount);
     if (decision.allowed && plan.limits[metric] !== undefined && amount > 0) {
@@ -544,7 +546,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
 
   /** Current period, plan and every quota metric (seed `QuotaStatus` parts). */
   async status(org: string): Promise<OrgUsageStatus> {
-    const { plan, anchor } = await this.ready(org);
+    const { plan, anchor } = await rpcBoundary(() => this.ready(org));
     const now = Date.now();
     const p = billingPeriod(anchor, new Date(now));
     return {

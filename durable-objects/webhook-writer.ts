@@ -3,6 +3,7 @@ import type { WebhookEndpoint } from "./webhook-endpoint.ts";
 import { getConfig } from "../src/platform/config.ts";
 import type { Db } from "../src/platform/db.ts";
 import { createDb } from "../src/platform/db.ts";
+import { rpcBoundary } from "../src/platform/errors.ts";
 import { createLogger } from "../src/platform/logger.ts";
 import type { Endpoint } from "../src/webhooks/attempt.ts";
 import { createBatcher } from "../src/webhooks/batcher.ts";
@@ -121,20 +122,27 @@ export class WebhookWriter extends DurableObject<CloudflareBindings> {
    * endpoints were handed them.
    */
   async createDeliveries(request: FanOutRequest): Promise<FanOutResult> {
-    const outcome = await this.fanOuts.submit(request);
-    if ("error" in outcome) throw outcome.error;
-    await outcome.handedOff;
-    return outcome.result;
+    // rpcBoundary: a "database unavailable" must reach the caller as a 503, not a bare Error.
+    return rpcBoundary(async () => {
+      const outcome = await this.fanOuts.submit(request);
+      if ("error" in outcome) throw outcome.error;
+      await outcome.handedOff;
+      return outcome.result;
+    });
   }
 
   /** Writes attempt results (batched with concurrent callers); resolves once committed. */
   async recordAttempts(rows: AttemptRow[]): Promise<void> {
-    if (rows.length > 0) await this.attemptBatches.submit(rows);
+    return rpcBoundary(async () => {
+      if (rows.length > 0) await this.attemptBatches.submit(rows);
+    });
   }
 
   /** An endpoint as its object needs it, read through the warm pool. */
   async loadEndpoint(webhookId: string): Promise<Endpoint | null | "inactive"> {
-    const row = await this.failed(() => findWebhook(this.db(), webhookId));
-    return endpointFromRow(row, defaultSettings(getConfig(this.env).webhooks), Date.now());
+    return rpcBoundary(async () => {
+      const row = await this.failed(() => findWebhook(this.db(), webhookId));
+      return endpointFromRow(row, defaultSettings(getConfig(this.env).webhooks), Date.now());
+    });
   }
 }

@@ -49,6 +49,9 @@ export default defineConfig({
                 // The usage aggregator folds when a test runs its alarm, not a second after a kick.
                 USAGE_FOLD_INTERVAL_MS: "60000",
                 RECEIVER_URL: inject<string>("receiverUrl"),
+                // test/integration/platform/fuzz.test.ts: `npm run chaos` asks for more cases.
+                FUZZ_RUNS: process.env.FUZZ_RUNS ?? "",
+                FUZZ_SEED: process.env.FUZZ_SEED ?? "",
               },
             },
           })),

@@ -9,7 +9,7 @@ import { assertScope, assertTenant, bearerToken, verifyToken } from "./auth.ts";
 import type { ErrorCode } from "./errors.ts";
 import { AppError, ValidationError, errorEnvelope, toAppError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
-import { zodIssuesOf } from "./validation.ts";
+import { nulIssue, zodIssuesOf } from "./validation.ts";
 import { createLogger } from "./logger.ts";
 import type { Platform } from "./platform.ts";
 import { createPlatform } from "./platform.ts";
@@ -56,14 +56,17 @@ const httpCodes: Record<number, ErrorCode> = {
   404: "not_found",
   405: "method_not_allowed",
   413: "payload_too_large",
+  415: "unsupported_media_type",
 };
 
 /** Maps anything thrown to the error envelope; unknown errors are logged and become a bare 500. */
 export function handleError(err: unknown, c: Context<AppEnv>): Response {
   let appError: AppError;
-  if (err instanceof HTTPException && httpCodes[err.status]) {
-    // Hono's JSON validator reports unparsable bodies as a 400 HTTPException.
-    const code = err.status === 400 && /json/i.test(err.message) ? "invalid_json" : httpCodes[err.status]!;
+  if (err instanceof HTTPException && err.status < 500) {
+    // Hono's JSON validator reports unparsable bodies as a 400 HTTPException; a client error the
+    // table does not know (a middleware's own 4xx) is still the client's, never a 500.
+    const code =
+      err.status === 400 && /json/i.test(err.message) ? "invalid_json" : (httpCodes[err.status] ?? "validation_error");
     appError = new AppError(code, { message: err.message || code.replace(/_/g, " ") });
   } else {
     appError = toAppError(err);
@@ -132,8 +135,18 @@ export function createApp(): OpenAPIHono<AppEnv> {
     c.set("principal", principal);
     await next();
   };
+  // Input no store can hold (U+0000 in text) is refused once here, for every route, before any
+  // handler or query sees it; after the body limit, so an oversized body is never read.
+  const storableInput: MiddlewareHandler<AppEnv> = async (c, next) => {
+    // Only JSON is parsed into strings that reach a store; other bodies are refused by the routes.
+    const json = /json/i.test(c.req.header("content-type") ?? "") && !["GET", "HEAD"].includes(c.req.method);
+    const body = json ? await c.req.text() : undefined;
+    const issue = nulIssue(c.req.url, body);
+    if (issue) throw new ValidationError("request validation failed", [issue]);
+    await next();
+  };
   app.use("/readyz", platform);
-  app.use("/v1/*", platform, limitBody, authenticate);
+  app.use("/v1/*", platform, limitBody, authenticate, storableInput);
 
   app.use("/v1/orgs/:organizationId/*", async (c, next) => {
     assertTenant(c.var.principal, c.req.param("organizationId"));

@@ -105,20 +105,27 @@ export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">
     query: (text, params) => guard(() => wrap(pool).query(text, params)),
     async transaction(fn) {
       const client = await guard(() => pool.connect());
-      client.on("error", (err: unknown) => {
+      // Removed on release: a pooled client is reused, and a listener per transaction would pile up
+      // on long-lived pools (a Durable Object's) — a leak the fuzzer's runs surfaced.
+      const onClientError = (err: unknown) => {
         if (!ended) onError?.(err);
-      });
+      };
+      client.on("error", onClientError);
+      // Queries of the transaction go through the guard too: a server that dies mid-transaction
+      // (found by `npm run chaos`, Postgres SIGKILLed under team moves) is a 503, not a 500.
+      const raw = wrap(client);
+      const tx: Queryable = { query: (text, params) => guard(() => raw.query(text, params)) };
       try {
-        await client.query("BEGIN");
-        const tx = wrap(client);
+        await tx.query("BEGIN");
         const result = await fn(tx);
-        await client.query("COMMIT");
+        await tx.query("COMMIT");
         onCommit?.(tx);
         return result;
       } catch (err) {
         await client.query("ROLLBACK").catch(() => undefined);
         throw err;
       } finally {
+        client.off("error", onClientError);
         client.release();
       }
     },

@@ -17,6 +17,7 @@ export const errorStatus = {
   cycle: 409,
   expired: 410,
   payload_too_large: 413,
+  unsupported_media_type: 415,
   quota_exceeded: 429,
   rate_limited: 429,
   internal_error: 500,
@@ -195,7 +196,44 @@ export interface ErrorEnvelope {
  */
 export function toAppError(err: unknown): AppError {
   if (err instanceof AppError) return err;
+  const remote = fromRemote(err);
+  if (remote) return remote;
   return new AppError("internal_error", { message: "internal error", cause: err });
+}
+
+const REMOTE_PREFIX = "cm-app-error:";
+
+/**
+ * Durable Object RPC hands the caller a plain `Error` (message and stack, no subclass, no own
+ * fields), so an `AppError` thrown inside an object — a 503 "database unavailable" — reached the
+ * HTTP layer as an unknown error, a 500. {@link rpcBoundary} wraps an object's method so an
+ * `AppError` crosses as an `Error` whose message carries code, message, details and retry hint;
+ * {@link toAppError} turns it back. Other errors pass unchanged.
+ */
+export async function rpcBoundary<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (!(err instanceof AppError)) throw err;
+    const { code, message, details, retryAfterSeconds } = err;
+    throw new Error(REMOTE_PREFIX + JSON.stringify({ code, message, details, retryAfterSeconds }), { cause: err });
+  }
+}
+
+function fromRemote(err: unknown): AppError | undefined {
+  if (!(err instanceof Error) || !err.message.startsWith(REMOTE_PREFIX)) return undefined;
+  try {
+    const o = JSON.parse(err.message.slice(REMOTE_PREFIX.length)) as {
+      code: ErrorCode;
+      message: string;
+      details?: unknown;
+      retryAfterSeconds?: number;
+    };
+    if (!(o.code in errorStatus)) return undefined;
+    return new AppError(o.code, { message: o.message, details: o.details, retryAfterSeconds: o.retryAfterSeconds });
+  } catch {
+    return undefined;
+  }
 }
 
 /** Builds the JSON envelope for an error. */

@@ -111,7 +111,12 @@ export const healthRoutes = createRouter().openapi(readyz, async (c) => {
     .filter(([, r]) => !r.ok)
     .map(([n]) => n);
   if (down.length > 0) {
-    throw new AppError("service_unavailable", { message: `not ready: ${down.join(", ")} down`, details: { checks } });
+    // Retry-After like every other 503: probes and clients back off the same way.
+    throw new AppError("service_unavailable", {
+      message: `not ready: ${down.join(", ")} down`,
+      details: { checks },
+      retryAfterSeconds: 5,
+    });
   }
   return c.json({ status: "ready" as const, checks }, 200);
 });

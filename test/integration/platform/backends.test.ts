@@ -32,6 +32,30 @@ describe("real backends from inside workerd", () => {
     }
   });
 
+  // Found by `npm run chaos` (Postgres SIGKILLed under team moves): a connection lost inside a
+  // transaction surfaced as a raw driver error, i.e. a 500; only pool.connect() was guarded.
+  it("turns a connection lost mid-transaction into 503 service_unavailable", async () => {
+    const db = createDb(config(), { onError: () => undefined });
+    try {
+      const err = await db
+        .transaction(async (tx) => {
+          await tx.query("select pg_terminate_backend(pg_backend_pid())");
+          await tx.query("select 1");
+        })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "service_unavailable", status: 503, retryAfterSeconds: 1 });
+      // A domain error thrown by the callback is not mistaken for an outage.
+      const domain = new RangeError("domain");
+      await expect(
+        db.transaction(async () => {
+          throw domain;
+        }),
+      ).rejects.toBe(domain);
+    } finally {
+      await db.end();
+    }
+  });
+
   it("runs a recursive CTE", async () => {
     const db = createDb(config());
     try {

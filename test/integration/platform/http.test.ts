@@ -11,6 +11,7 @@ import { DOCS_ASSETS } from "../../../src/platform/docs-assets.ts";
 import { createApp, createRouter } from "../../../src/platform/create-app.ts";
 import { jsonBody } from "../../../src/platform/openapi.ts";
 import { api, tokenFor } from "../support/api.ts";
+import { withDb } from "../support/backends.ts";
 
 // A throwaway app on the real shell, to exercise the conventions every service route inherits.
 const echo = createRoute({
@@ -69,6 +70,7 @@ describe("HTTP conventions", () => {
     const broken = { ...env, RABBITMQ_URL: "amqp://guest:guest@127.0.0.1:1", UPSTASH_REDIS_REST_TOKEN: "wrong" };
     const res = await call("/readyz", {}, broken, app);
     expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("5"); // found by npm run chaos: a 503 without it
     const body = (await res.json()) as {
       error: { code: string; message: string; details: { checks: Record<string, { ok: boolean }> } };
     };
@@ -236,5 +238,60 @@ describe("HTTP conventions", () => {
     );
     expect(res.status).toBe(403);
     expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/webhooks:write/);
+  });
+
+  // Found by the fuzzer (fuzz.test.ts): a body under a media type the route does not declare was a 500.
+  it("answers 415 unsupported_media_type for a body the route does not take", async () => {
+    const res = await post(JSON.stringify({ url: "https://example.com/", count: 1 }), undefined, {
+      "content-type": "text/plain; charset=utf-7",
+    });
+    expect(res.status).toBe(415);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("unsupported_media_type");
+  });
+
+  // Found by the fuzzer: Postgres text cannot hold U+0000, so a NUL in a path segment, a query
+  // value or a JSON string reached the database and came back as a 500. Refused up front now.
+  it("refuses U+0000 in path, query and body with 400 validation_error, writing nothing", async () => {
+    const org = `nul_${crypto.randomUUID().slice(0, 8)}`;
+    const teams = () =>
+      withDb(async (db) => Number((await db.query<{ n: string }>("select count(*) as n from teams")).rows[0]!.n));
+    const before = await teams();
+    const scopes = ["teams:read", "teams:write"];
+    const cases = [
+      { res: await api(`/v1/orgs/${org}/teams/a%00b`, { org, scopes }), in: "param" },
+      { res: await api(`/v1/orgs/${org}/teams?cursor=%00`, { org, scopes }), in: "query" },
+      { res: await api(`/v1/orgs/${org}/teams`, { org, scopes, raw: '{"name":"a\\u0000b"}' }), in: "json" },
+    ];
+    for (const c of cases) {
+      expect(c.res.status).toBe(400);
+      const { error } = (await c.res.json()) as { error: { code: string; details: { issues: { in: string }[] } } };
+      expect(error.code).toBe("validation_error");
+      expect(error.details.issues[0]!.in).toBe(c.in);
+    }
+    // An escaped backslash before "u0000" is an ordinary string, not a NUL.
+    const ok = await api(`/v1/orgs/${org}/teams`, { org, scopes, raw: '{"name":"a\\\\u0000b"}' });
+    expect(ok.status).not.toBe(500);
+    expect(await teams()).toBe(before + (ok.status === 201 ? 1 : 0));
+  });
+
+  // Redis down (the Redis fault of `npm run chaos`): every Redis-backed write answered 500.
+  it("answers 503 with Retry-After, not 500, when Redis is unreachable", async () => {
+    const noRedis = { ...env, UPSTASH_REDIS_REST_URL: "http://127.0.0.1:1" };
+    const org = `nored_${crypto.randomUUID().slice(0, 8)}`;
+    const token = await tokenFor({ org, scopes: ["usage:write"] });
+    const res = await call(
+      `/v1/orgs/${org}/usage/events`,
+      {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+        body: JSON.stringify({ eventId: "e1", eventType: "api.call", timestamp: new Date().toISOString() }),
+      },
+      noRedis,
+      app,
+    );
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("1");
+    const { error } = (await res.json()) as { error: { code: string; message: string } };
+    expect(error).toMatchObject({ code: "service_unavailable", message: "redis unavailable" });
   });
 });

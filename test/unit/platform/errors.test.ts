@@ -10,7 +10,9 @@ import {
   QuotaExceededError,
   UnauthorizedError,
   ValidationError,
+  ServiceUnavailableError,
   errorEnvelope,
+  rpcBoundary,
   toAppError,
 } from "../../../src/platform/errors.ts";
 
@@ -58,5 +60,31 @@ describe("error classes", () => {
     expect(new QuotaExceededError("x").retryable).toBe(true);
     expect(new ValidationError("x").retryable).toBe(false);
     expect(new NotFoundError().retryable).toBe(false);
+  });
+});
+
+// Found by `npm run chaos` (Postgres killed under webhook fan-out): a 503 thrown inside a Durable
+// Object reached the HTTP layer as a plain Error over RPC, hence a 500.
+describe("rpcBoundary", () => {
+  it("carries an AppError across an RPC-like boundary and back through toAppError", async () => {
+    const thrown = await rpcBoundary(async () => {
+      throw new ServiceUnavailableError("database unavailable", { retryAfterSeconds: 1 });
+    }).catch((e: unknown) => e);
+    // What RPC delivers: a plain Error with the same message.
+    const delivered = new Error((thrown as Error).message);
+    expect(toAppError(delivered)).toMatchObject({
+      code: "service_unavailable",
+      status: 503,
+      retryAfterSeconds: 1,
+      message: "database unavailable",
+    });
+    await expect(rpcBoundary(async () => 7)).resolves.toBe(7);
+    const plain = new TypeError("boom");
+    await expect(
+      rpcBoundary(async () => {
+        throw plain;
+      }),
+    ).rejects.toBe(plain);
+    expect(toAppError(new Error("cm-app-error:{bad json")).code).toBe("internal_error");
   });
 });

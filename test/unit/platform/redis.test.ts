@@ -1,0 +1,53 @@
+import { describe, expect, it } from "vitest";
+import { NotFoundError, ServiceUnavailableError } from "../../../src/platform/errors.ts";
+import { unavailableOnFailure } from "../../../src/platform/redis.ts";
+import { nulIssue, nulPath } from "../../../src/platform/validation.ts";
+
+// A stand-in for the Upstash client: commands return promises, multi() a builder with exec().
+const fake = {
+  async get(_k: string): Promise<string> {
+    throw new TypeError("fetch failed");
+  },
+  async set(_k: string, _v: string): Promise<string> {
+    return "OK";
+  },
+  async guarded(): Promise<never> {
+    throw new NotFoundError("kept");
+  },
+  multi() {
+    const tx = {
+      incr: (_k: string) => tx,
+      async exec(): Promise<unknown[]> {
+        throw new Error("redis connection closed");
+      },
+    };
+    return tx;
+  },
+};
+
+describe("unavailableOnFailure", () => {
+  it("turns a failed command into 503 service_unavailable with Retry-After 1", async () => {
+    const redis = unavailableOnFailure(fake);
+    const err = await redis.get("k").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ServiceUnavailableError);
+    expect(err).toMatchObject({ status: 503, retryAfterSeconds: 1, message: "redis unavailable" });
+    expect(await redis.set("k", "v")).toBe("OK");
+  });
+
+  it("maps a failed multi().exec() too, and leaves the platform's own errors alone", async () => {
+    const redis = unavailableOnFailure(fake);
+    await expect(redis.multi().incr("a").exec()).rejects.toBeInstanceOf(ServiceUnavailableError);
+    await expect(redis.guarded()).rejects.toBeInstanceOf(NotFoundError);
+  });
+});
+
+describe("nulIssue", () => {
+  it("finds U+0000 in path, query and JSON, and nowhere else", () => {
+    expect(nulIssue("http://x/v1/a%00b", undefined)?.in).toBe("param");
+    expect(nulIssue("http://x/v1/a?q=%00", undefined)?.in).toBe("query");
+    expect(nulIssue("http://x/v1/a", '{"a":{"b":["x\\u0000"]}}')).toMatchObject({ in: "json", path: "a.b.0" });
+    expect(nulIssue("http://x/v1/a", '{"a":"\\\\u0000"}')).toBeUndefined(); // an escaped backslash
+    expect(nulIssue("http://x/v1/a", "{not json \\u0000")).toBeUndefined(); // invalid_json is the validator's
+    expect(nulPath({ "k\u0000": 1 })).toBe("k\u0000");
+  });
+});
