@@ -109,7 +109,7 @@ describe("billing periods", () => {
     expect(anchorIn(anchor31, 2026, 1).toISOString()).toBe("2026-02-28T00:00:00.000Z");
     expect(anchorIn(anchor31, 2028, 1).toISOString()).toBe("2028-02-29T00:00:00.000Z");
     expect(anchorIn(anchor31, 2026, 3).toISOString()).toBe("2026-04-30T00:00:00.000Z");
-    expect(anchorIn(anchor31, 2026, 12).toISOString()).toBe("2027-01-31T00:00:00.000Z");
+    expect(anchorIn(anchor31, 2030, 12).toISOString()).toBe("2031-01-31T00:00:00.000Z"); // December rolls into the next year
   });
 
   it("finds the period containing an instant", () => {
