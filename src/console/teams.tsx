@@ -441,6 +441,22 @@ async function loadTeam(c: ConsoleContext, id: string): Promise<TeamData> {
 
 const csrfOnly = z.object({ _csrf: z.string() }).passthrough();
 
+/** Resend or revoke one invitation of the team in the path (the same form, check and redirect). */
+async function invitationAction(c: ConsoleContext, method: "POST" | "DELETE", suffix: string, message: string) {
+  await readForm(c, csrfOnly);
+  const id = c.req.param("id") ?? "";
+  const inv = encodeURIComponent(c.req.param("inv") ?? "");
+  return act(
+    c,
+    teamUrl(id),
+    async () => {
+      await c.var.api.send(method, `${base(c)}/teams/${encodeURIComponent(id)}/invitations/${inv}${suffix}`);
+      return { message };
+    },
+    "invite",
+  );
+}
+
 /** The teams section of the console. */
 export const teamPages = new Hono<ConsoleEnv>()
   .get("/", async (c) => render(c, <TeamsPage ctx={pageContext(c, "teams")} teams={await visibleTeams(c)} />))
@@ -556,35 +572,7 @@ export const teamPages = new Hono<ConsoleEnv>()
       "invite",
     );
   })
-  .post("/:id/invitations/:inv/resend", async (c) => {
-    await readForm(c, csrfOnly);
-    const id = c.req.param("id");
-    return act(
-      c,
-      teamUrl(id),
-      async () => {
-        await c.var.api.send(
-          "POST",
-          `${base(c)}/teams/${encodeURIComponent(id)}/invitations/${encodeURIComponent(c.req.param("inv"))}/resend`,
-        );
-        return { message: "Invitation re-sent (the previous link stopped working)." };
-      },
-      "invite",
-    );
-  })
-  .post("/:id/invitations/:inv/revoke", async (c) => {
-    await readForm(c, csrfOnly);
-    const id = c.req.param("id");
-    return act(
-      c,
-      teamUrl(id),
-      async () => {
-        await c.var.api.send(
-          "DELETE",
-          `${base(c)}/teams/${encodeURIComponent(id)}/invitations/${encodeURIComponent(c.req.param("inv"))}`,
-        );
-        return { message: "Invitation revoked." };
-      },
-      "invite",
-    );
-  });
+  .post("/:id/invitations/:inv/resend", (c) =>
+    invitationAction(c, "POST", "/resend", "Invitation re-sent (the previous link stopped working)."),
+  )
+  .post("/:id/invitations/:inv/revoke", (c) => invitationAction(c, "DELETE", "", "Invitation revoked."));
