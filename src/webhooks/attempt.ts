@@ -41,6 +41,9 @@ const USER_AGENT = "CloudMatrix-Webhooks/1.0 (+https://cloudmatrix.dev/webhooks)
 async function readPrefix(res: Response, limit: number, deadline: number): Promise<string> {
   if (!res.body) return "";
   const reader = res.body.getReader();
+  // workerd rejects a read pending at cancel ("Stream was cancelled", where the spec resolves it
+  // done) and may reject `closed` too: both are handled here, so neither escapes as unhandled.
+  reader.closed.catch(() => undefined);
   const chunks: Uint8Array[] = [];
   let size = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -49,7 +52,9 @@ async function readPrefix(res: Response, limit: number, deadline: number): Promi
       const left = deadline - Date.now();
       if (left <= 0) break;
       const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), left)));
-      const next = await Promise.race([reader.read(), late]);
+      const read = reader.read();
+      read.catch(() => undefined);
+      const next = await Promise.race([read, late]);
       if (timer !== undefined) clearTimeout(timer);
       if (next === null || next.done) break;
       chunks.push(next.value);

@@ -7,11 +7,21 @@ import type { UsageEventInput } from "../../../src/usage/schemas.ts";
 import { tzOffsetMinutes } from "../../../src/usage/periods.ts";
 import { api } from "../support/api.ts";
 
-/** The usage service on a fresh platform (one per call, like a request); `now` injects a clock. */
-export function usage(opts: { now?: () => number } = {}) {
-  const platform = createPlatform(env, createExecutionContext(), createLogger({ test: "usage" }));
+/**
+ * The usage service on a fresh platform (one per call, like a request); `now` injects a clock,
+ * `pgOptions` sets session settings of its Postgres connections (`-c name=value`).
+ */
+export function usage(opts: { now?: () => number; pgOptions?: string } = {}) {
+  const bindings = opts.pgOptions ? { ...env, DATABASE_URL: withPgOptions(env.DATABASE_URL, opts.pgOptions) } : env;
+  const platform = createPlatform(bindings, createExecutionContext(), createLogger({ test: "usage" }));
   return createUsageService(platform, opts);
 }
+
+const withPgOptions = (url: string, options: string) => {
+  const u = new URL(url);
+  u.searchParams.set("options", options);
+  return u.toString();
+};
 
 /** The organization object. */
 export const orgObject = (org: string) => env.ORG_USAGE.get(env.ORG_USAGE.idFromName(org));
