@@ -1,4 +1,5 @@
 import type { Redis, RedisKeys } from "../platform/redis.ts";
+import { ENTRY_TTL_SECONDS, storable } from "./authz/revision.ts";
 import type { Grant } from "./permissions.ts";
 
 /**
@@ -14,13 +15,11 @@ import type { Grant } from "./permissions.ts";
 export class PermissionCache {
   private readonly redis: Redis;
   private readonly keys: RedisKeys;
-  private readonly ttlSeconds: number;
 
-  /** @param ttlSeconds - lifetime of an entry (default 300 s) */
-  constructor(redis: Redis, keys: RedisKeys, ttlSeconds = 300) {
+  /** Entries live `ENTRY_TTL_SECONDS` (`authz/revision.ts`, whose stamps outlive them). */
+  constructor(redis: Redis, keys: RedisKeys) {
     this.redis = redis;
     this.keys = keys;
-    this.ttlSeconds = ttlSeconds;
   }
 
   private versionKey(org: string) {
@@ -34,7 +33,8 @@ export class PermissionCache {
 
   /**
    * Stores grants computed while `version` was current, at authorization revision `stamp.r` from
-   * the dependencies `stamp.k` (none: valid until the version moves).
+   * the dependencies `stamp.k` (none: valid until the version moves) by a read that began at
+   * `stamp.readAt` — not at all if that was too long ago for the stamps to cover it (`storable`).
    */
   async set(
     org: string,
@@ -42,10 +42,12 @@ export class PermissionCache {
     teamId: string,
     userId: string,
     grants: Grant[],
-    stamp: { r: number; k: string[] } = { r: 0, k: [] },
+    stamp: { r: number; k: string[]; readAt: number } = { r: 0, k: [], readAt: Date.now() },
   ): Promise<void> {
-    await this.redis.set(this.entryKey(org, version, teamId, userId), JSON.stringify({ ...stamp, v: grants }), {
-      ex: this.ttlSeconds,
+    if (!storable(stamp.readAt)) return;
+    const entry = { r: stamp.r, k: stamp.k, v: grants };
+    await this.redis.set(this.entryKey(org, version, teamId, userId), JSON.stringify(entry), {
+      ex: ENTRY_TTL_SECONDS,
     });
   }
 

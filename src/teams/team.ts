@@ -183,13 +183,14 @@ export class TeamManagementService {
       .lookup(teamId, userId)
       .catch(() => ({}) as { org?: string; version?: string; grants?: Grant[] });
     if (hit.grants) return hit.grants;
+    const readAt = Date.now();
     const { grants, revision } = await grantsOnPathAt(this.db, teamId, userId, this.config.maxDepth);
     // Tagged with the revision of the snapshot and what it read: a change to any of those, even
     // one racing this read, raises a stamp past it; a change elsewhere leaves it valid.
     const k = [dep.org, dep.user(userId), dep.team(teamId), ...grants.map((g) => dep.team(g.teamId))];
     if (hit.org && hit.version !== undefined)
       this.waitUntil(
-        this.cache.set(hit.org, hit.version, teamId, userId, grants, { r: revision, k }).catch(() => undefined),
+        this.cache.set(hit.org, hit.version, teamId, userId, grants, { r: revision, k, readAt }).catch(() => undefined),
       );
     else if (!hit.org) this.waitUntil(this.teamOrg(teamId).catch(() => undefined));
     return grants;

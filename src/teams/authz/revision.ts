@@ -87,11 +87,31 @@ for _, k in ipairs(d.k) do
 end
 return e`;
 
-// Raises each stamp to the revision (never lowers one: writes may announce out of order).
+/** Lifetime of a cached answer (both caches that read stamps). */
+export const ENTRY_TTL_SECONDS = 300;
+/**
+ * An answer whose read began longer ago than this is not cached: so every entry computed before a
+ * write is stored within this window of the write's commit, and is gone `ENTRY_TTL_SECONDS` later.
+ */
+export const STORE_WINDOW_MS = 60_000;
+/**
+ * Lifetime of a stamp after its last raise: it only has to outlive the entries it invalidates —
+ * those read before the write, stored within {@link STORE_WINDOW_MS}, expiring `ENTRY_TTL_SECONDS`
+ * after that — so stamps no longer pile up, one per user, team and resource ever written. (A lower
+ * announcement that arrives later leaves the higher stamp's expiry: its write committed earlier, so
+ * its entries expire earlier still.)
+ */
+export const STAMP_TTL_SECONDS = ENTRY_TTL_SECONDS + STORE_WINDOW_MS / 1000 + 60;
+
+/** Whether an answer whose read began at `readStartedAt` (epoch ms) may still be cached. */
+export const storable = (readStartedAt: number, now = Date.now()) => now - readStartedAt <= STORE_WINDOW_MS;
+
+// Raises each stamp to the revision (never lowers one: writes may announce out of order), with the
+// stamps' lifetime.
 const ANNOUNCE = `local r = tonumber(ARGV[1])
 for _, k in ipairs(KEYS) do
   local s = tonumber(redis.call('GET', k) or '0')
-  if r > s then redis.call('SET', k, ARGV[1]) end
+  if r > s then redis.call('SET', k, ARGV[1], 'EX', ARGV[2]) end
 end
 return #KEYS`;
 
@@ -99,13 +119,11 @@ return #KEYS`;
 export class StampCache {
   private readonly redis: Redis;
   private readonly keys: RedisKeys;
-  private readonly ttlSeconds: number;
 
-  /** @param ttlSeconds - lifetime of an entry (stamps never expire: losing one could revive stale entries) */
-  constructor(redis: Redis, keys: RedisKeys, ttlSeconds = 300) {
+  /** Entries live {@link ENTRY_TTL_SECONDS}; stamps {@link STAMP_TTL_SECONDS} after their last raise. */
+  constructor(redis: Redis, keys: RedisKeys) {
     this.redis = redis;
     this.keys = keys;
-    this.ttlSeconds = ttlSeconds;
   }
 
   private stampPrefix(org: string) {
@@ -123,9 +141,14 @@ export class StampCache {
     return raw ? (JSON.parse(raw) as Stamped<T>) : undefined;
   }
 
-  /** Stores an entry computed at revision `r` from `deps`. */
-  async set<T>(key: string, entry: Stamped<T>): Promise<void> {
-    await this.redis.set(key, JSON.stringify(entry), { ex: this.ttlSeconds });
+  /**
+   * Stores an entry computed at revision `r` from `deps` — unless its read began more than
+   * {@link STORE_WINDOW_MS} ago (the stamps that could invalidate it may have expired by then).
+   * @param readStartedAt - when the read it came from began (epoch ms)
+   */
+  async set<T>(key: string, entry: Stamped<T>, readStartedAt: number): Promise<void> {
+    if (!storable(readStartedAt)) return;
+    await this.redis.set(key, JSON.stringify(entry), { ex: ENTRY_TTL_SECONDS });
   }
 
   /**
@@ -141,7 +164,7 @@ export class StampCache {
       await this.redis.eval(
         ANNOUNCE,
         unique.slice(i, i + 500).map((d) => prefix + d),
-        [String(revision)],
+        [String(revision), String(STAMP_TTL_SECONDS)],
       );
   }
 }

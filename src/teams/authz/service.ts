@@ -564,11 +564,12 @@ export class AuthzService {
     const key = this.stamps.entryKey(org, "chk", userId, r.type, r.id);
     const hit = await this.stamps.get<CheckRead>(org, key, atLeast).catch(() => undefined);
     if (hit) return { entry: hit, cached: true };
+    const readAt = Date.now();
     const read = await readCheck(this.db, org, r, userId, this.config.maxDepth, TEAM_DEPS_CAP);
     if (read.chain.length === 0) throw new NotFoundError(`${r.type} ${r.id} not found`);
     assertFresh(read.revision, atLeast);
     const entry: Stamped<CheckRead> = { r: read.revision, k: checkDeps(userId, read), v: read };
-    this.waitUntil(this.stamps.set(key, entry).catch(() => undefined));
+    this.waitUntil(this.stamps.set(key, entry, readAt).catch(() => undefined));
     return { entry, cached: false };
   }
 

@@ -3,6 +3,13 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { describe, expect, it } from "vitest";
 import { createLogger } from "../../../src/platform/logger.ts";
 import { createPlatform } from "../../../src/platform/platform.ts";
+import {
+  ENTRY_TTL_SECONDS,
+  STAMP_TTL_SECONDS,
+  STORE_WINDOW_MS,
+  StampCache,
+  dep,
+} from "../../../src/teams/authz/revision.ts";
 import { PermissionCache } from "../../../src/teams/cache.ts";
 import { createTeamService } from "../../../src/teams/service.ts";
 import { api } from "../support/api.ts";
@@ -556,6 +563,33 @@ describe("team checks share the per-dependency invalidation", () => {
     await fill();
     await ana.move(b.id, a.id);
     expect(await warm()).toEqual([true, false]);
+    platform.close();
+  });
+
+  it("lets stamps expire after the entries they guard, and caches no answer read too long ago", async () => {
+    const org = await newOrg();
+    const ana = as(org, "ana");
+    const team = await ana.createTeam("Stamped");
+    const platform = createPlatform(env, createExecutionContext(), createLogger({ test: "stamps" }));
+    const stamp = platform.keys.key("authz", org, "s", dep.user("x"));
+    // A write's stamps carry a lifetime: they no longer pile up forever, one per team ever written.
+    await ana.addMember(team.id, "x");
+    const ttl = await platform.redis.ttl(stamp);
+    expect(ttl).toBeGreaterThan(ENTRY_TTL_SECONDS + STORE_WINDOW_MS / 1000);
+    expect(ttl).toBeLessThanOrEqual(STAMP_TTL_SECONDS);
+    // …which is safe only because an answer is cached within STORE_WINDOW_MS of its read.
+    const stamps = new StampCache(platform.redis, platform.keys);
+    const entry = { r: 1, k: [dep.team(team.id)], v: "answer" };
+    const fresh = stamps.entryKey(org, "test", "fresh");
+    const stale = stamps.entryKey(org, "test", "stale");
+    await stamps.set(fresh, entry, Date.now());
+    await stamps.set(stale, entry, Date.now() - STORE_WINDOW_MS - 1);
+    expect(await platform.redis.exists(fresh, stale)).toBe(1);
+    const cache = new PermissionCache(platform.redis, platform.keys);
+    await cache.set(org, "0", team.id, "late", [], { r: 1, k: [], readAt: Date.now() - STORE_WINDOW_MS - 1 });
+    await cache.set(org, "0", team.id, "prompt", [], { r: 1, k: [], readAt: Date.now() });
+    expect(await platform.redis.exists(platform.keys.key("perm", org, "w0", team.id, "late"))).toBe(0);
+    expect(await platform.redis.exists(platform.keys.key("perm", org, "w0", team.id, "prompt"))).toBe(1);
     platform.close();
   });
 });
