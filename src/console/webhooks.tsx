@@ -1,14 +1,18 @@
 /** @jsxImportSource hono/jsx */
 import { Hono } from "hono";
 import { z } from "zod";
+import { ValidationError } from "../platform/errors.ts";
+import { zodIssuesOf } from "../platform/validation.ts";
 import type { DeliveryAttempt, Delivery, DeliveryResult, Webhook, WebhookHealthMetrics } from "../webhooks/schemas.ts";
 import { deliveryStatuses } from "../webhooks/schemas.ts";
 import { orgPath } from "./api.ts";
 import { CONSOLE_ASSETS } from "./assets.ts";
 import type { ConsoleContext, ConsoleEnv } from "./kit.ts";
-import { act, pageContext, readForm, render } from "./kit.ts";
+import { act, pageContext, readForm, redirectWith, render } from "./kit.ts";
 import type { PageContext } from "./layout.tsx";
 import { ActionButton, FlashMessage, Form, JsonData, Layout, fmtTime } from "./layout.tsx";
+import type { EndpointForm, EndpointValues, EventType, Refusal } from "./webhook-form.tsx";
+import { EndpointFields, endpointBody, endpointForm, refusalOf, valuesFromForm, valuesOf } from "./webhook-form.tsx";
 
 /**
  * Webhooks pages (Svix App Portal parity): endpoints with state, circuit and success rate;
@@ -21,11 +25,6 @@ interface Circuit {
   failureCount: number;
   halfOpenAt?: string;
 }
-interface EventType {
-  type: string;
-  description: string;
-}
-
 const base = (c: ConsoleContext) => `${orgPath(c.var.session.principal.organizationId)}`;
 const canWrite = (ctx: PageContext) => !ctx.session.scoped || ctx.session.scoped.access === "write";
 
@@ -33,123 +32,6 @@ const successRate = (w: Webhook) =>
   w.stats.totalDeliveries === 0
     ? "—"
     : `${((100 * w.stats.successfulDeliveries) / Math.max(1, w.stats.totalDeliveries)).toFixed(1)} %`;
-
-/** Form fields shared by create and edit, turned into the API's body. */
-const endpointForm = z.object({
-  _csrf: z.string(),
-  url: z.string().min(1).max(2048),
-  description: z.string().max(1000).default(""),
-  events: z
-    .union([z.string(), z.array(z.string())])
-    .optional()
-    .transform((v) => (v === undefined ? [] : Array.isArray(v) ? v : [v])),
-  patterns: z.string().max(2000).default(""),
-  headers: z.string().max(9000).default(""),
-  maxAttempts: z.string().max(10).default(""),
-  timeoutMs: z.string().max(10).default(""),
-  rateLimitPerSecond: z.string().max(10).default(""),
-  ordered: z.string().optional(),
-  active: z.string().optional(),
-});
-type EndpointForm = z.infer<typeof endpointForm>;
-
-/** `Name: value` lines → a header record (the API validates names and values). */
-function parseHeaders(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split(/\r?\n/)) {
-    if (!line.trim()) continue;
-    const i = line.indexOf(":");
-    if (i <= 0) out[line.trim()] = "";
-    else out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
-  }
-  return out;
-}
-
-function endpointBody(f: EndpointForm) {
-  const events = [
-    ...f.events,
-    ...f.patterns
-      .split(/[\s,]+/)
-      .map((s) => s.trim())
-      .filter(Boolean),
-  ];
-  const settings: Record<string, number | boolean> = {};
-  for (const k of ["maxAttempts", "timeoutMs", "rateLimitPerSecond"] as const) {
-    if (f[k].trim() !== "") settings[k] = Number(f[k]);
-  }
-  settings.ordered = f.ordered === "on";
-  return { url: f.url, description: f.description, events, headers: parseHeaders(f.headers), settings };
-}
-
-function EndpointFields(props: { types: EventType[]; webhook?: Webhook; prefix: string }) {
-  const w = props.webhook;
-  const known = new Set(props.types.map((t) => t.type));
-  const chosen = new Set(w?.events ?? []);
-  const extra = (w?.events ?? []).filter((e) => !known.has(e) && e !== "*");
-  const id = (n: string) => `${props.prefix}-${n}`;
-  return (
-    <>
-      <label for={id("url")}>Endpoint URL</label>
-      <input
-        id={id("url")}
-        name="url"
-        type="url"
-        required
-        value={w?.url ?? ""}
-        placeholder="https://example.com/hook"
-      />
-      <label for={id("description")}>Description</label>
-      <input id={id("description")} name="description" value={w?.description ?? ""} />
-      <fieldset class="types">
-        <legend>Event types</legend>
-        <label class="check">
-          <input type="checkbox" name="events" value="*" checked={chosen.has("*")} /> <code>*</code> every event
-        </label>
-        {props.types.map((t) => (
-          <label class="check" title={t.description}>
-            <input type="checkbox" name="events" value={t.type} checked={chosen.has(t.type)} /> <code>{t.type}</code>
-          </label>
-        ))}
-      </fieldset>
-      <label for={id("patterns")}>Other patterns (e.g. team.*), comma-separated</label>
-      <input id={id("patterns")} name="patterns" value={extra.join(", ")} />
-      <label for={id("headers")}>Custom headers, one "Name: value" per line</label>
-      <textarea id={id("headers")} name="headers" rows={3}>
-        {Object.entries(w?.headers ?? {})
-          .map(([k, v]) => `${k}: ${v}`)
-          .join("\n")}
-      </textarea>
-      <fieldset class="grid">
-        <legend>Delivery settings (empty: the default)</legend>
-        <label for={id("maxAttempts")}>Max attempts</label>
-        <input
-          id={id("maxAttempts")}
-          name="maxAttempts"
-          inputmode="numeric"
-          value={w ? String(w.settings.maxAttempts) : ""}
-        />
-        <label for={id("timeoutMs")}>Timeout (ms)</label>
-        <input
-          id={id("timeoutMs")}
-          name="timeoutMs"
-          inputmode="numeric"
-          value={w ? String(w.settings.timeoutMs) : ""}
-        />
-        <label for={id("rateLimitPerSecond")}>Rate limit per second (0: none)</label>
-        <input
-          id={id("rateLimitPerSecond")}
-          name="rateLimitPerSecond"
-          inputmode="numeric"
-          value={w ? String(w.settings.rateLimitPerSecond) : ""}
-        />
-        <label class="check" for={id("ordered")}>
-          <input id={id("ordered")} type="checkbox" name="ordered" checked={w?.settings.ordered ?? false} /> Ordered
-          delivery (one at a time, in sequence)
-        </label>
-      </fieldset>
-    </>
-  );
-}
 
 function stateBadge(w: Webhook, circuit?: Circuit) {
   return (
@@ -160,11 +42,18 @@ function stateBadge(w: Webhook, circuit?: Circuit) {
   );
 }
 
+/** The endpoint form after a refusal: what was typed (absent: the page's own values) and why. */
+interface FormState {
+  values?: EndpointValues;
+  refusal: Refusal;
+}
+
 function ListPage(props: {
   ctx: PageContext;
   webhooks: Webhook[];
   circuits: (Circuit | undefined)[];
   types: EventType[];
+  create?: FormState;
 }) {
   const { ctx } = props;
   return (
@@ -206,7 +95,12 @@ function ListPage(props: {
           <h2 id="create-h">Add an endpoint</h2>
           <FlashMessage flash={ctx.flash} field="create" />
           <Form ctx={ctx} action="/console/webhooks" label="Add an endpoint">
-            <EndpointFields types={props.types} prefix="new" />
+            <EndpointFields
+              types={props.types}
+              values={props.create?.values ?? valuesOf(props.types)}
+              prefix="new"
+              {...(props.create ? { refusal: props.create.refusal } : {})}
+            />
             <button type="submit">Create endpoint</button>
           </Form>
         </section>
@@ -223,6 +117,7 @@ interface DetailData {
   types: EventType[];
   filters: { status?: string; eventType?: string; since?: string };
   secret?: { secret: string; previousSecretExpiresAt: string | null };
+  edit?: FormState;
 }
 
 function LatencyChart(props: { health: WebhookHealthMetrics }) {
@@ -435,7 +330,13 @@ function DetailPage(props: { ctx: PageContext; d: DetailData }) {
             <h2 id="edit-h">Edit endpoint</h2>
             <FlashMessage flash={ctx.flash} field="edit" />
             <Form ctx={ctx} action={`${path}/edit`} label="Edit endpoint">
-              <EndpointFields types={d.types} webhook={w} prefix="edit" />
+              <EndpointFields
+                types={d.types}
+                values={d.edit?.values ?? valuesOf(d.types, w)}
+                prefix="edit"
+                editing
+                {...(d.edit ? { refusal: d.edit.refusal } : {})}
+              />
               <button type="submit">Save</button>
             </Form>
             <h3>Delete</h3>
@@ -510,7 +411,11 @@ export function localToIso(v: string | undefined): string | undefined {
   return Number.isNaN(t) ? undefined : new Date(t).toISOString();
 }
 
-async function loadDetail(c: ConsoleContext, id: string, secret?: DetailData["secret"]): Promise<DetailData> {
+async function loadDetail(
+  c: ConsoleContext,
+  id: string,
+  extra: Pick<DetailData, "secret" | "edit"> = {},
+): Promise<DetailData> {
   const api = c.var.api;
   const w = `${base(c)}/webhooks/${encodeURIComponent(id)}`;
   const f = deliveryFilters.parse(c.req.query());
@@ -533,56 +438,88 @@ async function loadDetail(c: ConsoleContext, id: string, secret?: DetailData["se
     deliveries,
     types: types.eventTypes,
     filters: { ...(f.status ? { status: f.status } : {}), eventType: f.eventType, since: f.since },
-    ...(secret ? { secret } : {}),
+    ...extra,
   };
+}
+
+/** An endpoint's page (with the revealed secret, or the edit form after a refusal). */
+const detailPage = async (
+  c: ConsoleContext,
+  id: string,
+  extra: Pick<DetailData, "secret" | "edit"> = {},
+  status: 200 | Refusal["status"] = 200,
+) => render(c, <DetailPage ctx={pageContext(c, "webhooks")} d={await loadDetail(c, id, extra)} />, status);
+
+/** The endpoint list (with the create form after a refusal). */
+async function listPage(c: ConsoleContext, create?: FormState) {
+  const api = c.var.api;
+  const [list, types] = await Promise.all([
+    api.get<{ webhooks: Webhook[] }>(`${base(c)}/webhooks`, { limit: "100" }),
+    api.get<{ eventTypes: EventType[] }>("/v1/event-types"),
+  ]);
+  const circuits = await Promise.all(
+    list.webhooks.map((w) =>
+      api.get<Circuit>(`${base(c)}/webhooks/${encodeURIComponent(w.id)}/circuit`).catch(() => undefined),
+    ),
+  );
+  return render(
+    c,
+    <ListPage
+      ctx={pageContext(c, "webhooks")}
+      webhooks={list.webhooks}
+      circuits={circuits}
+      types={types.eventTypes}
+      {...(create ? { create } : {})}
+    />,
+    create?.refusal.status ?? 200,
+  );
+}
+
+/**
+ * Saves the endpoint form through `/v1`: on success Post/Redirect/Get with a flash message; on a
+ * 4xx refusal (the API's, or the form's own parse) the page again (`page`), its form keeping what
+ * was typed and showing each issue next to its field. A refusal renders rather than redirects:
+ * what was typed would not fit in the flash cookie.
+ */
+async function saveEndpoint(
+  c: ConsoleContext,
+  send: (f: EndpointForm) => Promise<{ message: string; location: string; field?: string }>,
+  page: (state: FormState) => Promise<Response>,
+) {
+  const parsed = endpointForm.safeParse(await c.req.parseBody({ all: true }));
+  try {
+    if (!parsed.success) throw new ValidationError("form validation failed", zodIssuesOf(parsed.error, "form"));
+    const { message, location, field } = await send(parsed.data);
+    return redirectWith(c, location, { kind: "ok", message, ...(field ? { field } : {}) });
+  } catch (err) {
+    const refusal = refusalOf(err);
+    if (!refusal) throw err;
+    return page({ refusal, ...(parsed.success ? { values: valuesFromForm(parsed.data) } : {}) });
+  }
 }
 
 const csrfOnly = z.object({ _csrf: z.string() }).passthrough();
 
 /** The webhooks section of the console. */
 export const webhookPages = new Hono<ConsoleEnv>()
-  .get("/", async (c) => {
-    const api = c.var.api;
-    const [list, types] = await Promise.all([
-      api.get<{ webhooks: Webhook[] }>(`${base(c)}/webhooks`, { limit: "100" }),
-      api.get<{ eventTypes: EventType[] }>("/v1/event-types"),
-    ]);
-    const circuits = await Promise.all(
-      list.webhooks.map((w) =>
-        api.get<Circuit>(`${base(c)}/webhooks/${encodeURIComponent(w.id)}/circuit`).catch(() => undefined),
-      ),
-    );
-    return render(
+  .get("/", (c) => listPage(c))
+  .post("/", (c) =>
+    saveEndpoint(
       c,
-      <ListPage
-        ctx={pageContext(c, "webhooks")}
-        webhooks={list.webhooks}
-        circuits={circuits}
-        types={types.eventTypes}
-      />,
-    );
-  })
-  .post("/", async (c) => {
-    const f = await readForm(c, endpointForm);
-    return act(
-      c,
-      "/console/webhooks",
-      async () => {
+      async (f) => {
         const w = await c.var.api.send<Webhook>("POST", `${base(c)}/webhooks`, endpointBody(f));
         return { message: `Endpoint ${w.url} created.`, location: `/console/webhooks/${encodeURIComponent(w.id)}` };
       },
-      "create",
-    );
-  })
-  .get("/:id", async (c) =>
-    render(c, <DetailPage ctx={pageContext(c, "webhooks")} d={await loadDetail(c, c.req.param("id"))} />),
+      (state) => listPage(c, state),
+    ),
   )
+  .get("/:id", (c) => detailPage(c, c.req.param("id")))
   .post("/:id/secret", async (c) => {
     await readForm(c, csrfOnly);
     const id = c.req.param("id");
     const secret = await c.var.api.get<DetailData["secret"]>(`${base(c)}/webhooks/${encodeURIComponent(id)}/secret`);
     // Rendered, not redirected: the secret never rests in a cookie or a URL.
-    return render(c, <DetailPage ctx={pageContext(c, "webhooks")} d={await loadDetail(c, id, secret)} />);
+    return detailPage(c, id, secret ? { secret } : {});
   })
   .post("/:id/rotate", async (c) => {
     await readForm(c, csrfOnly);
@@ -643,17 +580,18 @@ export const webhookPages = new Hono<ConsoleEnv>()
       "actions",
     );
   })
-  .post("/:id/edit", async (c) => {
-    const f = await readForm(c, endpointForm);
+  .post("/:id/edit", (c) => {
     const id = c.req.param("id");
-    return act(
+    const path = `${base(c)}/webhooks/${encodeURIComponent(id)}`;
+    return saveEndpoint(
       c,
-      `/console/webhooks/${encodeURIComponent(id)}`,
-      async () => {
-        await c.var.api.send("PATCH", `${base(c)}/webhooks/${encodeURIComponent(id)}`, endpointBody(f));
-        return { message: "Endpoint saved." };
+      async (f) => {
+        // The body names only the settings that change, so it is built against the current ones.
+        const current = await c.var.api.get<Webhook>(path);
+        await c.var.api.send("PATCH", path, endpointBody(f, current));
+        return { message: "Endpoint saved.", location: `/console/webhooks/${encodeURIComponent(id)}`, field: "edit" };
       },
-      "edit",
+      (edit) => detailPage(c, id, { edit }, edit.refusal.status),
     );
   })
   .post("/:id/delete", async (c) => {
