@@ -284,12 +284,25 @@ export const listOptionsSchema = z.object({
     .optional(),
 });
 
-/** Options of `getDeliveryHistory`. */
-export const historyOptionsSchema = z.object({
-  limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z.string().max(200).optional(),
-  status: z.enum(deliveryStatuses).optional(),
-});
+/** Options of `getDeliveryHistory`: a page (cursor) of the deliveries that match every filter given. */
+export const historyOptionsSchema = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(100).default(20),
+    cursor: z.string().max(200).optional(),
+    status: z.enum(deliveryStatuses).optional(),
+    eventType: z
+      .string()
+      .max(200)
+      .refine(isKnownPattern, { message: "unknown event type or pattern" })
+      .optional()
+      .openapi({ description: "an event type or a pattern (`team.*`)" }),
+    since: z.iso.datetime({ offset: true }).optional().openapi({ description: "created at or after" }),
+    until: z.iso.datetime({ offset: true }).optional().openapi({ description: "created before" }),
+  })
+  .refine((o) => !o.since || !o.until || Date.parse(o.since) < Date.parse(o.until), {
+    message: "since must be before until",
+    path: ["until"],
+  });
 
 /** Time range of `getHealthMetrics` (default: the last 24 h; at most 90 days: the timeline is hourly). */
 export const timeRangeSchema = z
