@@ -109,13 +109,21 @@ function ListPage(props: {
   );
 }
 
+/** One page of the delivery log, as the API answered the filters (or refused them). */
+interface LogPage {
+  deliveries: Delivery[];
+  total: number;
+  nextCursor: string | null;
+  refusal?: Refusal;
+}
+
 interface DetailData {
   webhook: Webhook;
   circuit: Circuit;
   health: WebhookHealthMetrics;
-  deliveries: Delivery[];
+  log: LogPage;
   types: EventType[];
-  filters: { status?: string; eventType?: string; since?: string };
+  filters: DeliveryFilters;
   secret?: { secret: string; previousSecretExpiresAt: string | null };
   edit?: FormState;
 }
@@ -140,6 +148,134 @@ function LatencyChart(props: { health: WebhookHealthMetrics }) {
         {props.health.p99LatencyMs} ms.
       </figcaption>
     </figure>
+  );
+}
+
+/** The log's address for `filters` (empty ones left out), e.g. the next page's with its cursor. */
+const logHref = (path: string, filters: DeliveryFilters) =>
+  `${path}?${new URLSearchParams(Object.entries(filters).filter((e): e is [string, string] => !!e[1]))}`;
+
+/** Filter inputs by the API parameter they set (the refusal's issue paths). */
+const filterFields: Record<string, string> = {
+  status: "f-status",
+  eventType: "f-type",
+  since: "f-since",
+  until: "f-until",
+};
+
+/**
+ * The delivery log: the filter form (status, event type, creation time), the API's page of the
+ * deliveries that match and links to the older pages (its cursor) and back to the newest; a refused
+ * filter is named next to the form, its input marked invalid.
+ */
+function DeliveryLog(props: {
+  ctx: PageContext;
+  path: string;
+  log: LogPage;
+  filters: DeliveryFilters;
+  types: EventType[];
+}) {
+  const { ctx, path, log, filters: f } = props;
+  const write = canWrite(ctx);
+  const refused = new Set(log.refusal?.issues.map((i) => filterFields[i.path]));
+  const invalid = (id: string) =>
+    refused.has(id) ? { "aria-invalid": "true" as const, "aria-describedby": "filter-error" } : {};
+  const types = props.types.map((t) => t.type);
+  // A type or pattern given in the address but not in the catalog stays visible as chosen.
+  if (f.eventType && !types.includes(f.eventType)) types.unshift(f.eventType);
+  return (
+    <>
+      <form method="get" action={path} class="filters" aria-label="Filter deliveries">
+        <label for="f-status">Status</label>
+        <select id="f-status" name="status" {...invalid("f-status")}>
+          <option value="">any</option>
+          {deliveryStatuses.map((s) => (
+            <option value={s} selected={f.status === s}>
+              {s}
+            </option>
+          ))}
+        </select>
+        <label for="f-type">Event type</label>
+        <select id="f-type" name="eventType" {...invalid("f-type")}>
+          <option value="">any</option>
+          {types.map((t) => (
+            <option value={t} selected={f.eventType === t}>
+              {t}
+            </option>
+          ))}
+        </select>
+        <label for="f-since">Created since (UTC)</label>
+        <input id="f-since" name="since" type="datetime-local" value={f.since ?? ""} {...invalid("f-since")} />
+        <label for="f-until">Created before (UTC)</label>
+        <input id="f-until" name="until" type="datetime-local" value={f.until ?? ""} {...invalid("f-until")} />
+        <button type="submit">Filter</button>
+      </form>
+      {log.refusal ? (
+        <p id="filter-error" class="flash error" role="alert">
+          <code>{log.refusal.code}</code> {log.refusal.message}
+          {log.refusal.issues.length ? `: ${log.refusal.issues.map((i) => `${i.path}: ${i.message}`).join("; ")}` : ""}
+        </p>
+      ) : log.deliveries.length === 0 ? (
+        <p>No deliveries match.</p>
+      ) : (
+        <>
+          <p class="muted">
+            {log.total} {log.total === 1 ? "delivery matches" : "deliveries match"}
+            {f.cursor ? "; an older page" : ""}.
+          </p>
+          <table class="deliveries">
+            <thead>
+              <tr>
+                <th scope="col">Created</th>
+                <th scope="col">Event type</th>
+                <th scope="col">Status</th>
+                <th scope="col">Attempts</th>
+                <th scope="col">Last response</th>
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {log.deliveries.map((x) => (
+                <tr data-delivery={x.id}>
+                  <td>{fmtTime(x.createdAt)}</td>
+                  <td>
+                    <code>{x.eventType}</code>
+                  </td>
+                  <td>
+                    <span class={`badge status-${x.status}`}>{x.status}</span>
+                  </td>
+                  <td>{x.attemptNumber}</td>
+                  <td>
+                    {x.responseStatus ?? "—"} {x.responseTimeMs !== undefined ? `in ${x.responseTimeMs} ms` : ""}
+                    {x.errorMessage ? <div class="muted">{x.errorMessage}</div> : null}
+                  </td>
+                  <td>
+                    <a href={`${path}/deliveries/${encodeURIComponent(x.id)}`}>Attempts</a>
+                    {write ? (
+                      <ActionButton
+                        ctx={ctx}
+                        action={`${path}/deliveries/${encodeURIComponent(x.id)}/replay`}
+                        label="Replay"
+                      />
+                    ) : null}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
+      {f.cursor || log.nextCursor ? (
+        <nav aria-label="Delivery log pages" class="pager">
+          {f.cursor ? <a href={logHref(path, { ...f, cursor: undefined })}>Newest deliveries</a> : null}
+          {log.nextCursor ? (
+            <a href={logHref(path, { ...f, cursor: log.nextCursor })} rel="next">
+              Older deliveries
+            </a>
+          ) : null}
+        </nav>
+      ) : null}
+    </>
   );
 }
 
@@ -224,73 +360,7 @@ function DetailPage(props: { ctx: PageContext; d: DetailData }) {
 
       <section aria-labelledby="log-h">
         <h2 id="log-h">Delivery log</h2>
-        <form method="get" action={path} class="filters" aria-label="Filter deliveries">
-          <label for="f-status">Status</label>
-          <select id="f-status" name="status">
-            <option value="">any</option>
-            {deliveryStatuses.map((s) => (
-              <option value={s} selected={d.filters.status === s}>
-                {s}
-              </option>
-            ))}
-          </select>
-          <label for="f-type">Event type</label>
-          <select id="f-type" name="eventType">
-            <option value="">any</option>
-            {["webhook.test", ...d.types.map((t) => t.type)].map((t) => (
-              <option value={t} selected={d.filters.eventType === t}>
-                {t}
-              </option>
-            ))}
-          </select>
-          <label for="f-since">Created since (UTC)</label>
-          <input id="f-since" name="since" type="datetime-local" value={d.filters.since ?? ""} />
-          <button type="submit">Filter</button>
-        </form>
-        {d.deliveries.length === 0 ? (
-          <p>No deliveries match.</p>
-        ) : (
-          <table class="deliveries">
-            <thead>
-              <tr>
-                <th scope="col">Created</th>
-                <th scope="col">Event type</th>
-                <th scope="col">Status</th>
-                <th scope="col">Attempts</th>
-                <th scope="col">Last response</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {d.deliveries.map((x) => (
-                <tr data-delivery={x.id}>
-                  <td>{fmtTime(x.createdAt)}</td>
-                  <td>
-                    <code>{x.eventType}</code>
-                  </td>
-                  <td>
-                    <span class={`badge status-${x.status}`}>{x.status}</span>
-                  </td>
-                  <td>{x.attemptNumber}</td>
-                  <td>
-                    {x.responseStatus ?? "—"} {x.responseTimeMs !== undefined ? `in ${x.responseTimeMs} ms` : ""}
-                    {x.errorMessage ? <div class="muted">{x.errorMessage}</div> : null}
-                  </td>
-                  <td>
-                    <a href={`${path}/deliveries/${encodeURIComponent(x.id)}`}>Attempts</a>
-                    {write ? (
-                      <ActionButton
-                        ctx={ctx}
-                        action={`${path}/deliveries/${encodeURIComponent(x.id)}/replay`}
-                        label="Replay"
-                      />
-                    ) : null}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        )}
+        <DeliveryLog ctx={ctx} path={path} log={d.log} filters={d.filters} types={d.types} />
         {write ? (
           <>
             <h3 id="recover-h">Recover failed deliveries</h3>
@@ -398,17 +468,30 @@ function AttemptsPage(props: { ctx: PageContext; webhookId: string; deliveryId: 
   );
 }
 
+/**
+ * The delivery log's filters as the address gives them; passed to the API, which judges them (a
+ * value over these lengths is dropped, not an error: no API value is that long).
+ */
 const deliveryFilters = z.object({
-  status: z.enum(deliveryStatuses).optional().catch(undefined),
-  eventType: z.string().max(200).optional(),
-  since: z.string().max(40).optional(),
+  status: z.string().max(40).optional().catch(undefined),
+  eventType: z.string().max(200).optional().catch(undefined),
+  since: z.string().max(40).optional().catch(undefined),
+  until: z.string().max(40).optional().catch(undefined),
+  cursor: z.string().max(400).optional().catch(undefined),
 });
+type DeliveryFilters = z.infer<typeof deliveryFilters>;
 
-/** `datetime-local` (no zone: taken as UTC) → ISO; undefined when empty or malformed. */
+/** Deliveries per page of the log. */
+const LOG_PAGE = 25;
+
+/**
+ * `datetime-local` (no zone: taken as UTC) → ISO; text that is no time is returned as typed, for
+ * the API to refuse with its own message; undefined when empty.
+ */
 export function localToIso(v: string | undefined): string | undefined {
   if (!v) return undefined;
   const t = Date.parse(/[zZ]|[+-]\d\d:\d\d$/.test(v) ? v : `${v}Z`);
-  return Number.isNaN(t) ? undefined : new Date(t).toISOString();
+  return Number.isNaN(t) ? v : new Date(t).toISOString();
 }
 
 async function loadDetail(
@@ -419,27 +502,27 @@ async function loadDetail(
   const api = c.var.api;
   const w = `${base(c)}/webhooks/${encodeURIComponent(id)}`;
   const f = deliveryFilters.parse(c.req.query());
-  const [webhook, circuit, health, history, types] = await Promise.all([
+  const [webhook, circuit, health, log, types] = await Promise.all([
     api.get<Webhook>(w),
     api.get<Circuit>(`${w}/circuit`),
     api.get<WebhookHealthMetrics>(`${w}/health`),
-    api.get<{ deliveries: Delivery[] }>(`${w}/deliveries`, { limit: "100", status: f.status }),
+    api
+      .get<LogPage>(`${w}/deliveries`, {
+        limit: String(LOG_PAGE),
+        status: f.status,
+        eventType: f.eventType,
+        since: localToIso(f.since),
+        until: localToIso(f.until),
+        cursor: f.cursor,
+      })
+      .catch((err: unknown): LogPage => {
+        const refusal = refusalOf(err);
+        if (refusal?.status !== 400) throw err;
+        return { deliveries: [], total: 0, nextCursor: null, refusal };
+      }),
     api.get<{ eventTypes: EventType[] }>("/v1/event-types"),
   ]);
-  // The API filters by status; event type and time narrow the page it returned (newest 100).
-  const since = localToIso(f.since);
-  const deliveries = history.deliveries.filter(
-    (d) => (!f.eventType || d.eventType === f.eventType) && (!since || d.createdAt >= since),
-  );
-  return {
-    webhook,
-    circuit,
-    health,
-    deliveries,
-    types: types.eventTypes,
-    filters: { ...(f.status ? { status: f.status } : {}), eventType: f.eventType, since: f.since },
-    ...extra,
-  };
+  return { webhook, circuit, health, log, types: types.eventTypes, filters: f, ...extra };
 }
 
 /** An endpoint's page (with the revealed secret, or the edit form after a refusal). */
@@ -623,7 +706,7 @@ export const webhookPages = new Hono<ConsoleEnv>()
         const r = await c.var.api.send<{ requeued: number }>(
           "POST",
           `${base(c)}/webhooks/${encodeURIComponent(id)}/recover`,
-          { since: localToIso(f.since) ?? f.since },
+          { since: localToIso(f.since) },
         );
         return { message: `${r.requeued} deliveries requeued.` };
       },

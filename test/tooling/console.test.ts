@@ -143,6 +143,22 @@ describe("console in a real browser", () => {
       await expect(row.locator(".badge").textContent()).resolves.toBe("succeeded");
       expect(receiver.received.length).toBe(1);
 
+      // The log filtered by the API, from the keyboard: by type (a select takes typed text), then a
+      // status nothing has.
+      await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
+      await tabTo(page, "#f-type");
+      await page.keyboard.type("webhook.test");
+      await tabTo(page, 'form[aria-label="Filter deliveries"] button[type=submit]');
+      await pressAndLoad(page, "Enter");
+      expect(new URL(page.url()).searchParams.get("eventType")).toBe("webhook.test");
+      await expect(page.locator("tr[data-delivery]").count()).resolves.toBe(1);
+      const failed = new URL(page.url());
+      failed.searchParams.set("status", "failed");
+      await page.goto(failed.href);
+      await expect(page.getByText("No deliveries match.").count()).resolves.toBe(1);
+      await page.goBack();
+      await checkAccessible(page);
+
       // Its attempt, with request and response details.
       await row.getByRole("link", { name: "Attempts" }).click();
       await page.waitForURL(/\/deliveries\//);

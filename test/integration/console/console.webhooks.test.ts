@@ -3,7 +3,7 @@ import { settingsShape } from "../../../src/webhooks/settings.ts";
 import { api, tokenFor } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
 import { csrfOf, fetchWorker, form, signIn } from "../support/console.ts";
-import { newHook, newOrg, register } from "../support/webhooks.ts";
+import { newHook, newOrg, register, seedDeliveries } from "../support/webhooks.ts";
 
 // The console's endpoint form in workerd: a labelled field for every setting the /v1 API takes,
 // bodies that reach the API as a client would send them, and the API's refusals shown next to the
@@ -207,5 +207,76 @@ describe("console endpoint form", () => {
     expect(textOf(page, "edit-backoffBaseMs-error")).toMatch(/must not exceed backoffCapMs/);
     expect(attrOf(page, "edit-backoffBaseMs", "value")).toBe("1800000");
     expect((await webhook(org, w.id)).settings.backoffBaseMs).toBe(60_000);
+  });
+});
+
+describe("console delivery log", () => {
+  /** The delivery ids a console page lists, in order. */
+  const listed = (html: string) => [...html.matchAll(/<tr data-delivery="([^"]+)"/g)].map((m) => m[1]!);
+  /** The "older" link's href, decoded. */
+  const older = (html: string) => html.match(/<a[^>]*href="([^"]+)"[^>]*rel="next"/)?.[1]?.replaceAll("&amp;", "&");
+
+  it("filters on the server: a match older than the newest hundred is found, time ranges and pages follow the API", async () => {
+    const org = newOrg();
+    const { session: s } = await session(org);
+    const w = await register(org, newHook().url);
+    // 130 deliveries; the oldest alone is a member.added.
+    const all = await seedDeliveries(org, w.id, 130, [
+      ...Array.from({ length: 129 }, (_, i) => (i % 2 ? "team.created" : "team.deleted")),
+      "member.added",
+    ]);
+    const page = async (q: Record<string, string>) =>
+      (await fetchWorker(`/console/webhooks/${w.id}?${new URLSearchParams(q)}`, { headers: { cookie: s } })).text();
+    const fromApi = async (q: Record<string, string>) =>
+      (
+        (await (
+          await api(`/v1/orgs/${org}/webhooks/${w.id}/deliveries?${new URLSearchParams(q)}`, { org })
+        ).json()) as {
+          deliveries: { id: string }[];
+        }
+      ).deliveries.map((d) => d.id);
+
+    const rare = await page({ eventType: "member.added" });
+    expect(listed(rare)).toEqual([all[129]!.id]);
+
+    // A time range as the datetime-local inputs send it (minutes, no zone: UTC), with a status.
+    const since = all[90]!.createdAt.slice(0, 16);
+    const until = all[20]!.createdAt.slice(0, 16);
+    const q = { status: "failed", since, until };
+    const first = await page(q);
+    const expected = await fromApi({ status: "failed", since: `${since}:00Z`, until: `${until}:00Z`, limit: "100" });
+    expect(expected.length).toBeGreaterThan(30);
+    expect(attrOf(first, "f-since", "value")).toBe(since);
+    expect(attrOf(first, "f-until", "value")).toBe(until);
+
+    // Pages of 25 through the cursor ("Older deliveries"), keeping the filters, until the last.
+    const seen = listed(first);
+    let next = older(first);
+    for (let i = 0; next && i < 10; i++) {
+      expect(next).toContain("status=failed");
+      const html = await (await fetchWorker(next, { headers: { cookie: s } })).text();
+      seen.push(...listed(html));
+      next = older(html);
+    }
+    expect(next).toBeUndefined();
+    expect(seen).toEqual(expected);
+    expect(listed(first)).toHaveLength(25);
+  });
+
+  it("shows the API's refusal of a filter next to the filter form", async () => {
+    const org = newOrg();
+    const { session: s } = await session(org);
+    const w = await register(org, newHook().url);
+    await seedDeliveries(org, w.id, 3);
+    const res = await fetchWorker(`/console/webhooks/${w.id}?since=soon&eventType=nope.created`, {
+      headers: { cookie: s },
+    });
+    expect(res.status).toBe(200);
+    const html = await res.text();
+    const error = textOf(html, "filter-error");
+    for (const part of ["validation_error", "since", "eventType: unknown event type"]) expect(error).toContain(part);
+    expect(attrOf(html, "f-since", "aria-invalid")).toBe("true");
+    expect(attrOf(html, "f-since", "aria-describedby")).toBe("filter-error");
+    expect(listed(html)).toEqual([]);
   });
 });
