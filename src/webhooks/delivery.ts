@@ -19,6 +19,7 @@ import type {
   DeliveryAttempt,
   DeliveryResult,
   EventDeliveryStatus,
+  ListedWebhook,
   RecoverFilter,
   Webhook,
   WebhookEvent,
@@ -100,6 +101,8 @@ export interface ListWebhooksOptions {
   limit?: number;
   cursor?: string;
   active?: boolean;
+  /** Each endpoint with its circuit breaker's state. */
+  includeCircuit?: boolean;
 }
 
 /** Pagination and filters of {@link WebhookDeliverySystem.getDeliveryHistory}. */
@@ -348,15 +351,16 @@ export class WebhookDeliverySystem {
   /**
    * List webhooks for an organization, oldest first.
    * @param organizationId - organization identifier
-   * @param options - limit (1–100, default 20), cursor (from `nextCursor`), active filter
+   * @param options - limit (1–100, default 20), cursor (from `nextCursor`), active filter, includeCircuit
    */
   async listWebhooks(
     organizationId: string,
     options: ListWebhooksOptions = {},
-  ): Promise<{ webhooks: Webhook[]; total: number; hasMore: boolean; nextCursor: string | null }> {
+  ): Promise<{ webhooks: ListedWebhook[]; total: number; hasMore: boolean; nextCursor: string | null }> {
+    const flag = (v: boolean | undefined) => (v === undefined ? undefined : String(v));
     const o = parseInput(
       listOptionsSchema,
-      { ...options, active: options.active === undefined ? undefined : String(options.active) },
+      { ...options, active: flag(options.active), includeCircuit: flag(options.includeCircuit) },
       "list options",
     );
     const { rows, total } = await listWebhookRows(this.db, organizationId, {
@@ -367,8 +371,16 @@ export class WebhookDeliverySystem {
     const page = rows.slice(0, o.limit);
     const hasMore = rows.length > o.limit;
     const last = page[page.length - 1];
+    const webhooks: ListedWebhook[] = page.map((r) => toWebhook(r, this.defaults));
+    // From each endpoint object, concurrently: they hold the breaker (the Postgres mirror may lag).
+    if (o.includeCircuit)
+      await Promise.all(
+        webhooks.map(async (w) => {
+          w.circuit = await this.endpoints(w.id).circuitState(w.id);
+        }),
+      );
     return {
-      webhooks: page.map((r) => toWebhook(r, this.defaults)),
+      webhooks,
       total,
       hasMore,
       nextCursor: hasMore && last ? encodeCursor(last.created_at_text, last.id) : null,

@@ -228,6 +228,13 @@ export const circuitStateSchema = z
   })
   .openapi("CircuitState");
 
+/** An endpoint as the list shows it: with its breaker when asked (`includeCircuit=true`). */
+export const listedWebhookSchema = webhookSchema
+  .extend({ circuit: circuitStateSchema.optional().openapi({ description: "with includeCircuit=true" }) })
+  .openapi("ListedWebhook");
+/** An endpoint of a list. */
+export type ListedWebhook = z.infer<typeof listedWebhookSchema>;
+
 /** Error classes of attempts (the health timeline's columns). */
 export const errorTypes = [
   "timeout",
@@ -282,6 +289,11 @@ export const listOptionsSchema = z.object({
     .enum(["true", "false"])
     .transform((v) => v === "true")
     .optional(),
+  includeCircuit: z
+    .enum(["true", "false"])
+    .transform((v) => v === "true")
+    .optional()
+    .openapi({ description: "each endpoint with its circuit breaker (as `GET …/circuit` answers)" }),
 });
 
 /** Options of `getDeliveryHistory`: a page (cursor) of the deliveries that match every filter given. */
