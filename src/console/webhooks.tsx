@@ -1,10 +1,18 @@
 /** @jsxImportSource hono/jsx */
 import { Hono } from "hono";
 import { z } from "zod";
-import { ValidationError } from "../platform/errors.ts";
+import { ForbiddenError, ValidationError } from "../platform/errors.ts";
 import { zodIssuesOf } from "../platform/validation.ts";
-import type { DeliveryAttempt, Delivery, DeliveryResult, Webhook, WebhookHealthMetrics } from "../webhooks/schemas.ts";
+import type {
+  Delivery,
+  DeliveryAttempt,
+  DeliveryResult,
+  ListedWebhook,
+  Webhook,
+  WebhookHealthMetrics,
+} from "../webhooks/schemas.ts";
 import { deliveryStatuses } from "../webhooks/schemas.ts";
+import type { CircuitState } from "../webhooks/circuit.ts";
 import { orgPath } from "./api.ts";
 import { CONSOLE_ASSETS } from "./assets.ts";
 import type { ConsoleContext, ConsoleEnv } from "./kit.ts";
@@ -20,11 +28,6 @@ import { EndpointFields, endpointBody, endpointForm, refusalOf, valuesFromForm, 
  * log with filters and attempts; replay, recover, circuit reset; latency and errors by type.
  */
 
-interface Circuit {
-  state: "closed" | "open" | "half_open";
-  failureCount: number;
-  halfOpenAt?: string;
-}
 const base = (c: ConsoleContext) => `${orgPath(c.var.session.principal.organizationId)}`;
 const canWrite = (ctx: PageContext) => !ctx.session.scoped || ctx.session.scoped.access === "write";
 
@@ -33,7 +36,7 @@ const successRate = (w: Webhook) =>
     ? "—"
     : `${((100 * w.stats.successfulDeliveries) / Math.max(1, w.stats.totalDeliveries)).toFixed(1)} %`;
 
-function stateBadge(w: Webhook, circuit?: Circuit) {
+function stateBadge(w: Webhook, circuit?: CircuitState) {
   return (
     <>
       <span class={`badge ${w.active ? "ok" : "off"}`}>{w.active ? "active" : "disabled"}</span>{" "}
@@ -48,13 +51,7 @@ interface FormState {
   refusal: Refusal;
 }
 
-function ListPage(props: {
-  ctx: PageContext;
-  webhooks: Webhook[];
-  circuits: (Circuit | undefined)[];
-  types: EventType[];
-  create?: FormState;
-}) {
+function ListPage(props: { ctx: PageContext; webhooks: ListedWebhook[] }) {
   const { ctx } = props;
   return (
     <Layout ctx={ctx} title="Webhooks">
@@ -74,13 +71,13 @@ function ListPage(props: {
               </tr>
             </thead>
             <tbody>
-              {props.webhooks.map((w, i) => (
+              {props.webhooks.map((w) => (
                 <tr>
                   <td>
                     <a href={`/console/webhooks/${encodeURIComponent(w.id)}`}>{w.url}</a>
                     {w.description ? <div class="muted">{w.description}</div> : null}
                   </td>
-                  <td>{stateBadge(w, props.circuits[i])}</td>
+                  <td>{stateBadge(w, w.circuit)}</td>
                   <td>{successRate(w)}</td>
                   <td>{w.stats.totalDeliveries}</td>
                   <td>{fmtTime(w.stats.lastDeliveryAt)}</td>
@@ -93,16 +90,9 @@ function ListPage(props: {
       {canWrite(ctx) ? (
         <section aria-labelledby="create-h">
           <h2 id="create-h">Add an endpoint</h2>
-          <FlashMessage flash={ctx.flash} field="create" />
-          <Form ctx={ctx} action="/console/webhooks" label="Add an endpoint">
-            <EndpointFields
-              types={props.types}
-              values={props.create?.values ?? valuesOf(props.types)}
-              prefix="new"
-              {...(props.create ? { refusal: props.create.refusal } : {})}
-            />
-            <button type="submit">Create endpoint</button>
-          </Form>
+          <p>
+            <a href="/console/webhooks/new">Add an endpoint</a> — its URL, event types, headers and delivery settings.
+          </p>
         </section>
       ) : null}
     </Layout>
@@ -119,13 +109,12 @@ interface LogPage {
 
 interface DetailData {
   webhook: Webhook;
-  circuit: Circuit;
+  circuit: CircuitState;
   health: WebhookHealthMetrics;
   log: LogPage;
   types: EventType[];
   filters: DeliveryFilters;
   secret?: { secret: string; previousSecretExpiresAt: string | null };
-  edit?: FormState;
 }
 
 function LatencyChart(props: { health: WebhookHealthMetrics }) {
@@ -399,21 +388,41 @@ function DetailPage(props: { ctx: PageContext; d: DetailData }) {
           <section aria-labelledby="edit-h">
             <h2 id="edit-h">Edit endpoint</h2>
             <FlashMessage flash={ctx.flash} field="edit" />
-            <Form ctx={ctx} action={`${path}/edit`} label="Edit endpoint">
-              <EndpointFields
-                types={d.types}
-                values={d.edit?.values ?? valuesOf(d.types, w)}
-                prefix="edit"
-                editing
-                {...(d.edit ? { refusal: d.edit.refusal } : {})}
-              />
-              <button type="submit">Save</button>
-            </Form>
+            <p>
+              <a href={`${path}/edit`}>Edit endpoint</a> — its URL, event types, headers and delivery settings.
+            </p>
             <h3>Delete</h3>
             <ActionButton ctx={ctx} action={`${path}/delete`} label="Delete endpoint" danger />
           </section>
         </>
       ) : null}
+    </Layout>
+  );
+}
+
+/**
+ * The endpoint form on a page of its own (create, or edit `webhook`): the list and the endpoint's
+ * page stay light, and a refused form is shown again without loading them.
+ */
+function EndpointFormPage(props: { ctx: PageContext; types: EventType[]; webhook?: Webhook; state?: FormState }) {
+  const { ctx, webhook: w, state } = props;
+  const back = w ? `/console/webhooks/${encodeURIComponent(w.id)}` : "/console/webhooks";
+  const label = w ? "Edit endpoint" : "Add an endpoint";
+  return (
+    <Layout ctx={ctx} title={w ? `Edit ${w.url}` : "Add an endpoint"}>
+      <p>
+        <a href={back}>{w ? "← Endpoint" : "← All endpoints"}</a>
+      </p>
+      <Form ctx={ctx} action={w ? `${back}/edit` : "/console/webhooks"} label={label}>
+        <EndpointFields
+          types={props.types}
+          values={state?.values ?? valuesOf(props.types, w)}
+          prefix={w ? "edit" : "new"}
+          {...(w ? { editing: true } : {})}
+          {...(state ? { refusal: state.refusal } : {})}
+        />
+        <button type="submit">{w ? "Save" : "Create endpoint"}</button>
+      </Form>
     </Layout>
   );
 }
@@ -494,17 +503,13 @@ export function localToIso(v: string | undefined): string | undefined {
   return Number.isNaN(t) ? v : new Date(t).toISOString();
 }
 
-async function loadDetail(
-  c: ConsoleContext,
-  id: string,
-  extra: Pick<DetailData, "secret" | "edit"> = {},
-): Promise<DetailData> {
+async function loadDetail(c: ConsoleContext, id: string, extra: Pick<DetailData, "secret"> = {}): Promise<DetailData> {
   const api = c.var.api;
   const w = `${base(c)}/webhooks/${encodeURIComponent(id)}`;
   const f = deliveryFilters.parse(c.req.query());
   const [webhook, circuit, health, log, types] = await Promise.all([
     api.get<Webhook>(w),
-    api.get<Circuit>(`${w}/circuit`),
+    api.get<CircuitState>(`${w}/circuit`),
     api.get<WebhookHealthMetrics>(`${w}/health`),
     api
       .get<LogPage>(`${w}/deliveries`, {
@@ -525,36 +530,37 @@ async function loadDetail(
   return { webhook, circuit, health, log, types: types.eventTypes, filters: f, ...extra };
 }
 
-/** An endpoint's page (with the revealed secret, or the edit form after a refusal). */
-const detailPage = async (
-  c: ConsoleContext,
-  id: string,
-  extra: Pick<DetailData, "secret" | "edit"> = {},
-  status: 200 | Refusal["status"] = 200,
-) => render(c, <DetailPage ctx={pageContext(c, "webhooks")} d={await loadDetail(c, id, extra)} />, status);
+/** An endpoint's page (with the revealed secret). */
+const detailPage = async (c: ConsoleContext, id: string, extra: Pick<DetailData, "secret"> = {}) =>
+  render(c, <DetailPage ctx={pageContext(c, "webhooks")} d={await loadDetail(c, id, extra)} />);
 
-/** The endpoint list (with the create form after a refusal). */
-async function listPage(c: ConsoleContext, create?: FormState) {
-  const api = c.var.api;
-  const [list, types] = await Promise.all([
-    api.get<{ webhooks: Webhook[] }>(`${base(c)}/webhooks`, { limit: "100" }),
-    api.get<{ eventTypes: EventType[] }>("/v1/event-types"),
+/** The endpoint list. */
+async function listPage(c: ConsoleContext) {
+  // One call for the endpoints and their breakers (not one per endpoint).
+  const list = await c.var.api.get<{ webhooks: ListedWebhook[] }>(`${base(c)}/webhooks`, {
+    limit: "100",
+    includeCircuit: "true",
+  });
+  return render(c, <ListPage ctx={pageContext(c, "webhooks")} webhooks={list.webhooks} />);
+}
+
+/** The endpoint form's page: create, or edit endpoint `id`; after a refusal, with what was typed. */
+async function formPage(c: ConsoleContext, id?: string, state?: FormState) {
+  const ctx = pageContext(c, "webhooks");
+  if (!canWrite(ctx)) throw new ForbiddenError("this console link is read-only");
+  const [types, webhook] = await Promise.all([
+    c.var.api.get<{ eventTypes: EventType[] }>("/v1/event-types"),
+    id ? c.var.api.get<Webhook>(`${base(c)}/webhooks/${encodeURIComponent(id)}`) : undefined,
   ]);
-  const circuits = await Promise.all(
-    list.webhooks.map((w) =>
-      api.get<Circuit>(`${base(c)}/webhooks/${encodeURIComponent(w.id)}/circuit`).catch(() => undefined),
-    ),
-  );
   return render(
     c,
-    <ListPage
-      ctx={pageContext(c, "webhooks")}
-      webhooks={list.webhooks}
-      circuits={circuits}
+    <EndpointFormPage
+      ctx={ctx}
       types={types.eventTypes}
-      {...(create ? { create } : {})}
+      {...(webhook ? { webhook } : {})}
+      {...(state ? { state } : {})}
     />,
-    create?.refusal.status ?? 200,
+    state?.refusal.status ?? 200,
   );
 }
 
@@ -586,6 +592,7 @@ const csrfOnly = z.object({ _csrf: z.string() }).passthrough();
 /** The webhooks section of the console. */
 export const webhookPages = new Hono<ConsoleEnv>()
   .get("/", (c) => listPage(c))
+  .get("/new", (c) => formPage(c))
   .post("/", (c) =>
     saveEndpoint(
       c,
@@ -593,10 +600,11 @@ export const webhookPages = new Hono<ConsoleEnv>()
         const w = await c.var.api.send<Webhook>("POST", `${base(c)}/webhooks`, endpointBody(f));
         return { message: `Endpoint ${w.url} created.`, location: `/console/webhooks/${encodeURIComponent(w.id)}` };
       },
-      (state) => listPage(c, state),
+      (state) => formPage(c, undefined, state),
     ),
   )
   .get("/:id", (c) => detailPage(c, c.req.param("id")))
+  .get("/:id/edit", (c) => formPage(c, c.req.param("id")))
   .post("/:id/secret", async (c) => {
     await readForm(c, csrfOnly);
     const id = c.req.param("id");
@@ -674,7 +682,7 @@ export const webhookPages = new Hono<ConsoleEnv>()
         await c.var.api.send("PATCH", path, endpointBody(f, current));
         return { message: "Endpoint saved.", location: `/console/webhooks/${encodeURIComponent(id)}`, field: "edit" };
       },
-      (edit) => detailPage(c, id, { edit }, edit.refusal.status),
+      (state) => formPage(c, id, state),
     );
   })
   .post("/:id/delete", async (c) => {

@@ -109,7 +109,13 @@ describe("console in a real browser", () => {
       expect(cookie).toMatchObject({ httpOnly: true, secure: true, sameSite: "Strict", path: "/console" });
       await checkAccessible(page);
 
-      // Register with the keyboard only: Tab to each field, type, Space for a checkbox, Enter to submit.
+      // Register with the keyboard only: the link to the form, then Tab to each field, type, Space
+      // for a checkbox, Enter to submit.
+      await tabTo(page, 'a[href="/console/webhooks/new"]');
+      await pressAndLoad(page, "Enter");
+      expect(new URL(page.url()).pathname).toBe("/console/webhooks/new");
+      await checkAccessible(page);
+      await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
       await tabTo(page, "#new-url");
       await page.keyboard.type(receiver.url);
       await page.keyboard.press("Tab");
@@ -120,7 +126,7 @@ describe("console in a real browser", () => {
       await page.keyboard.type("X-Console: yes");
       await tabTo(page, 'form[aria-label="Add an endpoint"] button[type=submit]');
       await page.keyboard.press("Enter");
-      await page.waitForURL(/\/console\/webhooks\/[^/]+$/);
+      await page.waitForURL(/\/console\/webhooks\/wh_[^/]+$/);
       await page.getByText("Endpoint ").first().waitFor();
       await expect(page.locator(".flash.ok").first().textContent()).resolves.toContain("created");
       await checkAccessible(page);
@@ -189,6 +195,9 @@ describe("console in a real browser", () => {
     try {
       await signIn(page, adminToken);
       await page.goto(`${server.origin}/console/webhooks/${w.id}`);
+      await tabTo(page, `a[href$="/${w.id}/edit"]`);
+      await pressAndLoad(page, "Enter");
+      expect(new URL(page.url()).pathname).toBe(`/console/webhooks/${w.id}/edit`);
       await checkAccessible(page);
       /** Tab to a field, replace its text, as a keyboard user does. */
       const retype = async (selector: string, text: string) => {
@@ -446,7 +455,8 @@ describe("console in a real browser", () => {
       await page.goto(url);
       await page.waitForURL(/\/console\/webhooks$/);
       await expect(page.locator("header nav a").allTextContents()).resolves.toEqual(["Webhooks"]);
-      await expect(page.locator('form[aria-label="Add an endpoint"]').count()).resolves.toBe(0);
+      await expect(page.locator('a[href="/console/webhooks/new"]').count()).resolves.toBe(0);
+      expect((await page.request.get(`${server.origin}/console/webhooks/new`)).status()).toBe(403);
       await screenshot(page, "console-embed");
 
       // Other sections, minting, and writes are refused; so is another organization, by the API itself.

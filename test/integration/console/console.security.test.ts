@@ -69,7 +69,8 @@ describe("console session", () => {
 
   it("serves every page with a strict CSP and no inline script or style", async () => {
     const session = await signIn(await tokenFor({ org: newOrg(), scopes: ["admin"] }));
-    for (const path of ["/console/login", "/console/webhooks", "/console/usage", "/console/teams", "/console/links"]) {
+    const pages = ["/console/login", "/console/webhooks", "/console/webhooks/new", "/console/usage", "/console/teams"];
+    for (const path of [...pages, "/console/links"]) {
       const res = await fetchWorker(path, { headers: { cookie: session } });
       expect(res.status, path).toBe(200);
       const csp = res.headers.get("content-security-policy")!;

@@ -53,8 +53,8 @@ describe("console endpoint form", () => {
     const { session: s } = await session(org);
     const w = await register(org, newHook().url, ["team.*"], { settings: { maxAttempts: 4 } });
     for (const [path, prefix] of [
-      ["/console/webhooks", "new"],
-      [`/console/webhooks/${w.id}`, "edit"],
+      ["/console/webhooks/new", "new"],
+      [`/console/webhooks/${w.id}/edit`, "edit"],
     ] as const) {
       const html = await (await fetchWorker(path, { headers: { cookie: s } })).text();
       for (const name of [...settingKeys, "url", "description", "notificationEmail", "headers", "patterns"]) {
@@ -69,7 +69,7 @@ describe("console endpoint form", () => {
         expect(textOf(html, `${prefix}-${k}-help`), `${path}: ${k}`).toMatch(/\d/);
       }
     }
-    const edit = await (await fetchWorker(`/console/webhooks/${w.id}`, { headers: { cookie: s } })).text();
+    const edit = await (await fetchWorker(`/console/webhooks/${w.id}/edit`, { headers: { cookie: s } })).text();
     expect(attrOf(edit, "edit-maxAttempts", "value")).toBe("4");
     expect(attrOf(edit, "edit-patterns", "value")).toBe("team.*");
   });
