@@ -115,14 +115,20 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     {
       name: "webhooks",
       path: "/console/webhooks",
-      api: [`${o}/webhooks?limit=100`, "/v1/event-types", ...hooks.map((h) => `${o}/webhooks/${h}/circuit`)],
+      api: [`${o}/webhooks?limit=100&includeCircuit=true`, "/v1/event-types"],
     },
     {
       name: "webhook",
       path: `/console/webhooks/${hooks[0]}`,
-      api: ["", "/circuit", "/health", "/deliveries?limit=100"]
+      api: ["", "/circuit", "/health", "/deliveries?limit=25"]
         .map((s) => `${o}/webhooks/${hooks[0]}${s}`)
         .concat("/v1/event-types"),
+    },
+    { name: "webhook_new", path: "/console/webhooks/new", api: ["/v1/event-types"] },
+    {
+      name: "webhook_edit",
+      path: `/console/webhooks/${hooks[0]}/edit`,
+      api: [`${o}/webhooks/${hooks[0]}`, "/v1/event-types"],
     },
     {
       name: "usage",

@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type { HtmlEscapedString } from "hono/utils/html";
+import type { ClientErrorStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
 import type { AppEnv } from "../platform/create-app.ts";
 import { ValidationError } from "../platform/errors.ts";
@@ -59,7 +60,7 @@ export function pageContext(c: ConsoleContext, section: PageContext["section"]):
 export async function render(
   c: ConsoleContext,
   node: HtmlEscapedString | Promise<HtmlEscapedString>,
-  status: 200 | 400 | 403 | 404 = 200,
+  status: 200 | ClientErrorStatusCode = 200,
 ) {
   c.header("cache-control", "no-store");
   return c.html(`<!doctype html>${await node}`, status);

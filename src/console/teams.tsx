@@ -388,43 +388,46 @@ async function loadTeam(c: ConsoleContext, id: string): Promise<TeamData> {
   const t = `${base(c)}/teams/${encodeURIComponent(id)}`;
   const status = invitationStatus.parse(c.req.query("invitations"));
   const who = z.string().min(1).max(200).optional().catch(undefined).parse(c.req.query("who"));
-  const [team, hierarchy, invitations, teams] = await Promise.all([
+  const hierarchyCall = api.get<TeamHierarchy>(`${t}/hierarchy`);
+  const [team, hierarchy, ancestors, invitations, teams, why] = await Promise.all([
     api.get<Team>(t, { includeMembers: "true" }),
-    api.get<TeamHierarchy>(`${t}/hierarchy`),
+    hierarchyCall,
+    // The ancestors' members as soon as the hierarchy names them, not after the slowest call.
+    hierarchyCall.then((h) =>
+      Promise.all(
+        [...h.ancestors]
+          .reverse()
+          .map((a) =>
+            api
+              .get<Team>(`${base(c)}/teams/${encodeURIComponent(a.id)}`, { includeMembers: "true" })
+              .catch(() => undefined),
+          ),
+      ),
+    ),
     api
       .get<{ invitations: TeamInvitation[] }>(`${t}/invitations`, { status })
       .catch((e: unknown) => (e instanceof ApiError && e.status === 403 ? { invitations: [] } : Promise.reject(e))),
     visibleTeams(c),
+    // "Why can this user…": its own question, asked with the others.
+    who
+      ? api.get<EffectivePermissions>(`${t}/permissions/${encodeURIComponent(who)}`).then(
+          (permissions) => ({ permissions }),
+          (e: unknown) => {
+            if (e instanceof ApiError) return { permissionsError: `${e.code}: ${e.message}` };
+            throw e;
+          },
+        )
+      : {},
   ]);
   // Inherited members: those of the (visible) ancestors, nearest first, unless a direct member.
   const direct = new Set((team.members ?? []).map((m) => m.userId));
   const inherited: TeamData["inherited"] = [];
-  const ancestors = await Promise.all(
-    [...hierarchy.ancestors]
-      .reverse()
-      .map((a) =>
-        api
-          .get<Team>(`${base(c)}/teams/${encodeURIComponent(a.id)}`, { includeMembers: "true" })
-          .catch(() => undefined),
-      ),
-  );
   for (const a of ancestors) {
     for (const m of a?.members ?? []) {
       if (direct.has(m.userId) || m.inherited) continue;
       direct.add(m.userId);
       inherited.push({ ...m, fromTeam: a!.name });
     }
-  }
-  let permissions: EffectivePermissions | undefined;
-  let permissionsError: string | undefined;
-  if (who) {
-    permissions = await api
-      .get<EffectivePermissions>(`${t}/permissions/${encodeURIComponent(who)}`)
-      .catch((e: unknown) => {
-        if (e instanceof ApiError) permissionsError = `${e.code}: ${e.message}`;
-        else throw e;
-        return undefined;
-      });
   }
   return {
     team,
@@ -433,8 +436,7 @@ async function loadTeam(c: ConsoleContext, id: string): Promise<TeamData> {
     invitations: invitations.invitations,
     invitationStatus: status,
     teams,
-    ...(permissions ? { permissions } : {}),
-    ...(permissionsError ? { permissionsError } : {}),
+    ...why,
     ...(who ? { who } : {}),
   };
 }

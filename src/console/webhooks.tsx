@@ -1,30 +1,32 @@
 /** @jsxImportSource hono/jsx */
 import { Hono } from "hono";
 import { z } from "zod";
-import type { DeliveryAttempt, Delivery, DeliveryResult, Webhook, WebhookHealthMetrics } from "../webhooks/schemas.ts";
+import { ForbiddenError, ValidationError } from "../platform/errors.ts";
+import { zodIssuesOf } from "../platform/validation.ts";
+import type {
+  Delivery,
+  DeliveryAttempt,
+  DeliveryResult,
+  ListedWebhook,
+  Webhook,
+  WebhookHealthMetrics,
+} from "../webhooks/schemas.ts";
 import { deliveryStatuses } from "../webhooks/schemas.ts";
+import type { CircuitState } from "../webhooks/circuit.ts";
 import { orgPath } from "./api.ts";
 import { CONSOLE_ASSETS } from "./assets.ts";
 import type { ConsoleContext, ConsoleEnv } from "./kit.ts";
-import { act, pageContext, readForm, render } from "./kit.ts";
+import { act, pageContext, readForm, redirectWith, render } from "./kit.ts";
 import type { PageContext } from "./layout.tsx";
 import { ActionButton, FlashMessage, Form, JsonData, Layout, fmtTime } from "./layout.tsx";
+import type { EndpointForm, EndpointValues, EventType, Refusal } from "./webhook-form.tsx";
+import { EndpointFields, endpointBody, endpointForm, refusalOf, valuesFromForm, valuesOf } from "./webhook-form.tsx";
 
 /**
  * Webhooks pages (Svix App Portal parity): endpoints with state, circuit and success rate;
  * create/edit with the event-type catalog; secret reveal and rotation; test events; the delivery
  * log with filters and attempts; replay, recover, circuit reset; latency and errors by type.
  */
-
-interface Circuit {
-  state: "closed" | "open" | "half_open";
-  failureCount: number;
-  halfOpenAt?: string;
-}
-interface EventType {
-  type: string;
-  description: string;
-}
 
 const base = (c: ConsoleContext) => `${orgPath(c.var.session.principal.organizationId)}`;
 const canWrite = (ctx: PageContext) => !ctx.session.scoped || ctx.session.scoped.access === "write";
@@ -34,124 +36,7 @@ const successRate = (w: Webhook) =>
     ? "—"
     : `${((100 * w.stats.successfulDeliveries) / Math.max(1, w.stats.totalDeliveries)).toFixed(1)} %`;
 
-/** Form fields shared by create and edit, turned into the API's body. */
-const endpointForm = z.object({
-  _csrf: z.string(),
-  url: z.string().min(1).max(2048),
-  description: z.string().max(1000).default(""),
-  events: z
-    .union([z.string(), z.array(z.string())])
-    .optional()
-    .transform((v) => (v === undefined ? [] : Array.isArray(v) ? v : [v])),
-  patterns: z.string().max(2000).default(""),
-  headers: z.string().max(9000).default(""),
-  maxAttempts: z.string().max(10).default(""),
-  timeoutMs: z.string().max(10).default(""),
-  rateLimitPerSecond: z.string().max(10).default(""),
-  ordered: z.string().optional(),
-  active: z.string().optional(),
-});
-type EndpointForm = z.infer<typeof endpointForm>;
-
-/** `Name: value` lines → a header record (the API validates names and values). */
-function parseHeaders(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split(/\r?\n/)) {
-    if (!line.trim()) continue;
-    const i = line.indexOf(":");
-    if (i <= 0) out[line.trim()] = "";
-    else out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
-  }
-  return out;
-}
-
-function endpointBody(f: EndpointForm) {
-  const events = [
-    ...f.events,
-    ...f.patterns
-      .split(/[\s,]+/)
-      .map((s) => s.trim())
-      .filter(Boolean),
-  ];
-  const settings: Record<string, number | boolean> = {};
-  for (const k of ["maxAttempts", "timeoutMs", "rateLimitPerSecond"] as const) {
-    if (f[k].trim() !== "") settings[k] = Number(f[k]);
-  }
-  settings.ordered = f.ordered === "on";
-  return { url: f.url, description: f.description, events, headers: parseHeaders(f.headers), settings };
-}
-
-function EndpointFields(props: { types: EventType[]; webhook?: Webhook; prefix: string }) {
-  const w = props.webhook;
-  const known = new Set(props.types.map((t) => t.type));
-  const chosen = new Set(w?.events ?? []);
-  const extra = (w?.events ?? []).filter((e) => !known.has(e) && e !== "*");
-  const id = (n: string) => `${props.prefix}-${n}`;
-  return (
-    <>
-      <label for={id("url")}>Endpoint URL</label>
-      <input
-        id={id("url")}
-        name="url"
-        type="url"
-        required
-        value={w?.url ?? ""}
-        placeholder="https://example.com/hook"
-      />
-      <label for={id("description")}>Description</label>
-      <input id={id("description")} name="description" value={w?.description ?? ""} />
-      <fieldset class="types">
-        <legend>Event types</legend>
-        <label class="check">
-          <input type="checkbox" name="events" value="*" checked={chosen.has("*")} /> <code>*</code> every event
-        </label>
-        {props.types.map((t) => (
-          <label class="check" title={t.description}>
-            <input type="checkbox" name="events" value={t.type} checked={chosen.has(t.type)} /> <code>{t.type}</code>
-          </label>
-        ))}
-      </fieldset>
-      <label for={id("patterns")}>Other patterns (e.g. team.*), comma-separated</label>
-      <input id={id("patterns")} name="patterns" value={extra.join(", ")} />
-      <label for={id("headers")}>Custom headers, one "Name: value" per line</label>
-      <textarea id={id("headers")} name="headers" rows={3}>
-        {Object.entries(w?.headers ?? {})
-          .map(([k, v]) => `${k}: ${v}`)
-          .join("\n")}
-      </textarea>
-      <fieldset class="grid">
-        <legend>Delivery settings (empty: the default)</legend>
-        <label for={id("maxAttempts")}>Max attempts</label>
-        <input
-          id={id("maxAttempts")}
-          name="maxAttempts"
-          inputmode="numeric"
-          value={w ? String(w.settings.maxAttempts) : ""}
-        />
-        <label for={id("timeoutMs")}>Timeout (ms)</label>
-        <input
-          id={id("timeoutMs")}
-          name="timeoutMs"
-          inputmode="numeric"
-          value={w ? String(w.settings.timeoutMs) : ""}
-        />
-        <label for={id("rateLimitPerSecond")}>Rate limit per second (0: none)</label>
-        <input
-          id={id("rateLimitPerSecond")}
-          name="rateLimitPerSecond"
-          inputmode="numeric"
-          value={w ? String(w.settings.rateLimitPerSecond) : ""}
-        />
-        <label class="check" for={id("ordered")}>
-          <input id={id("ordered")} type="checkbox" name="ordered" checked={w?.settings.ordered ?? false} /> Ordered
-          delivery (one at a time, in sequence)
-        </label>
-      </fieldset>
-    </>
-  );
-}
-
-function stateBadge(w: Webhook, circuit?: Circuit) {
+function stateBadge(w: Webhook, circuit?: CircuitState) {
   return (
     <>
       <span class={`badge ${w.active ? "ok" : "off"}`}>{w.active ? "active" : "disabled"}</span>{" "}
@@ -160,12 +45,13 @@ function stateBadge(w: Webhook, circuit?: Circuit) {
   );
 }
 
-function ListPage(props: {
-  ctx: PageContext;
-  webhooks: Webhook[];
-  circuits: (Circuit | undefined)[];
-  types: EventType[];
-}) {
+/** The endpoint form after a refusal: what was typed (absent: the page's own values) and why. */
+interface FormState {
+  values?: EndpointValues;
+  refusal: Refusal;
+}
+
+function ListPage(props: { ctx: PageContext; webhooks: ListedWebhook[] }) {
   const { ctx } = props;
   return (
     <Layout ctx={ctx} title="Webhooks">
@@ -185,13 +71,13 @@ function ListPage(props: {
               </tr>
             </thead>
             <tbody>
-              {props.webhooks.map((w, i) => (
+              {props.webhooks.map((w) => (
                 <tr>
                   <td>
                     <a href={`/console/webhooks/${encodeURIComponent(w.id)}`}>{w.url}</a>
                     {w.description ? <div class="muted">{w.description}</div> : null}
                   </td>
-                  <td>{stateBadge(w, props.circuits[i])}</td>
+                  <td>{stateBadge(w, w.circuit)}</td>
                   <td>{successRate(w)}</td>
                   <td>{w.stats.totalDeliveries}</td>
                   <td>{fmtTime(w.stats.lastDeliveryAt)}</td>
@@ -204,24 +90,30 @@ function ListPage(props: {
       {canWrite(ctx) ? (
         <section aria-labelledby="create-h">
           <h2 id="create-h">Add an endpoint</h2>
-          <FlashMessage flash={ctx.flash} field="create" />
-          <Form ctx={ctx} action="/console/webhooks" label="Add an endpoint">
-            <EndpointFields types={props.types} prefix="new" />
-            <button type="submit">Create endpoint</button>
-          </Form>
+          <p>
+            <a href="/console/webhooks/new">Add an endpoint</a> — its URL, event types, headers and delivery settings.
+          </p>
         </section>
       ) : null}
     </Layout>
   );
 }
 
+/** One page of the delivery log, as the API answered the filters (or refused them). */
+interface LogPage {
+  deliveries: Delivery[];
+  total: number;
+  nextCursor: string | null;
+  refusal?: Refusal;
+}
+
 interface DetailData {
   webhook: Webhook;
-  circuit: Circuit;
+  circuit: CircuitState;
   health: WebhookHealthMetrics;
-  deliveries: Delivery[];
+  log: LogPage;
   types: EventType[];
-  filters: { status?: string; eventType?: string; since?: string };
+  filters: DeliveryFilters;
   secret?: { secret: string; previousSecretExpiresAt: string | null };
 }
 
@@ -245,6 +137,134 @@ function LatencyChart(props: { health: WebhookHealthMetrics }) {
         {props.health.p99LatencyMs} ms.
       </figcaption>
     </figure>
+  );
+}
+
+/** The log's address for `filters` (empty ones left out), e.g. the next page's with its cursor. */
+const logHref = (path: string, filters: DeliveryFilters) =>
+  `${path}?${new URLSearchParams(Object.entries(filters).filter((e): e is [string, string] => !!e[1]))}`;
+
+/** Filter inputs by the API parameter they set (the refusal's issue paths). */
+const filterFields: Record<string, string> = {
+  status: "f-status",
+  eventType: "f-type",
+  since: "f-since",
+  until: "f-until",
+};
+
+/**
+ * The delivery log: the filter form (status, event type, creation time), the API's page of the
+ * deliveries that match and links to the older pages (its cursor) and back to the newest; a refused
+ * filter is named next to the form, its input marked invalid.
+ */
+function DeliveryLog(props: {
+  ctx: PageContext;
+  path: string;
+  log: LogPage;
+  filters: DeliveryFilters;
+  types: EventType[];
+}) {
+  const { ctx, path, log, filters: f } = props;
+  const write = canWrite(ctx);
+  const refused = new Set(log.refusal?.issues.map((i) => filterFields[i.path]));
+  const invalid = (id: string) =>
+    refused.has(id) ? { "aria-invalid": "true" as const, "aria-describedby": "filter-error" } : {};
+  const types = props.types.map((t) => t.type);
+  // A type or pattern given in the address but not in the catalog stays visible as chosen.
+  if (f.eventType && !types.includes(f.eventType)) types.unshift(f.eventType);
+  return (
+    <>
+      <form method="get" action={path} class="filters" aria-label="Filter deliveries">
+        <label for="f-status">Status</label>
+        <select id="f-status" name="status" {...invalid("f-status")}>
+          <option value="">any</option>
+          {deliveryStatuses.map((s) => (
+            <option value={s} selected={f.status === s}>
+              {s}
+            </option>
+          ))}
+        </select>
+        <label for="f-type">Event type</label>
+        <select id="f-type" name="eventType" {...invalid("f-type")}>
+          <option value="">any</option>
+          {types.map((t) => (
+            <option value={t} selected={f.eventType === t}>
+              {t}
+            </option>
+          ))}
+        </select>
+        <label for="f-since">Created since (UTC)</label>
+        <input id="f-since" name="since" type="datetime-local" value={f.since ?? ""} {...invalid("f-since")} />
+        <label for="f-until">Created before (UTC)</label>
+        <input id="f-until" name="until" type="datetime-local" value={f.until ?? ""} {...invalid("f-until")} />
+        <button type="submit">Filter</button>
+      </form>
+      {log.refusal ? (
+        <p id="filter-error" class="flash error" role="alert">
+          <code>{log.refusal.code}</code> {log.refusal.message}
+          {log.refusal.issues.length ? `: ${log.refusal.issues.map((i) => `${i.path}: ${i.message}`).join("; ")}` : ""}
+        </p>
+      ) : log.deliveries.length === 0 ? (
+        <p>No deliveries match.</p>
+      ) : (
+        <>
+          <p class="muted">
+            {log.total} {log.total === 1 ? "delivery matches" : "deliveries match"}
+            {f.cursor ? "; an older page" : ""}.
+          </p>
+          <table class="deliveries">
+            <thead>
+              <tr>
+                <th scope="col">Created</th>
+                <th scope="col">Event type</th>
+                <th scope="col">Status</th>
+                <th scope="col">Attempts</th>
+                <th scope="col">Last response</th>
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {log.deliveries.map((x) => (
+                <tr data-delivery={x.id}>
+                  <td>{fmtTime(x.createdAt)}</td>
+                  <td>
+                    <code>{x.eventType}</code>
+                  </td>
+                  <td>
+                    <span class={`badge status-${x.status}`}>{x.status}</span>
+                  </td>
+                  <td>{x.attemptNumber}</td>
+                  <td>
+                    {x.responseStatus ?? "—"} {x.responseTimeMs !== undefined ? `in ${x.responseTimeMs} ms` : ""}
+                    {x.errorMessage ? <div class="muted">{x.errorMessage}</div> : null}
+                  </td>
+                  <td>
+                    <a href={`${path}/deliveries/${encodeURIComponent(x.id)}`}>Attempts</a>
+                    {write ? (
+                      <ActionButton
+                        ctx={ctx}
+                        action={`${path}/deliveries/${encodeURIComponent(x.id)}/replay`}
+                        label="Replay"
+                      />
+                    ) : null}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
+      {f.cursor || log.nextCursor ? (
+        <nav aria-label="Delivery log pages" class="pager">
+          {f.cursor ? <a href={logHref(path, { ...f, cursor: undefined })}>Newest deliveries</a> : null}
+          {log.nextCursor ? (
+            <a href={logHref(path, { ...f, cursor: log.nextCursor })} rel="next">
+              Older deliveries
+            </a>
+          ) : null}
+        </nav>
+      ) : null}
+    </>
   );
 }
 
@@ -329,73 +349,7 @@ function DetailPage(props: { ctx: PageContext; d: DetailData }) {
 
       <section aria-labelledby="log-h">
         <h2 id="log-h">Delivery log</h2>
-        <form method="get" action={path} class="filters" aria-label="Filter deliveries">
-          <label for="f-status">Status</label>
-          <select id="f-status" name="status">
-            <option value="">any</option>
-            {deliveryStatuses.map((s) => (
-              <option value={s} selected={d.filters.status === s}>
-                {s}
-              </option>
-            ))}
-          </select>
-          <label for="f-type">Event type</label>
-          <select id="f-type" name="eventType">
-            <option value="">any</option>
-            {["webhook.test", ...d.types.map((t) => t.type)].map((t) => (
-              <option value={t} selected={d.filters.eventType === t}>
-                {t}
-              </option>
-            ))}
-          </select>
-          <label for="f-since">Created since (UTC)</label>
-          <input id="f-since" name="since" type="datetime-local" value={d.filters.since ?? ""} />
-          <button type="submit">Filter</button>
-        </form>
-        {d.deliveries.length === 0 ? (
-          <p>No deliveries match.</p>
-        ) : (
-          <table class="deliveries">
-            <thead>
-              <tr>
-                <th scope="col">Created</th>
-                <th scope="col">Event type</th>
-                <th scope="col">Status</th>
-                <th scope="col">Attempts</th>
-                <th scope="col">Last response</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {d.deliveries.map((x) => (
-                <tr data-delivery={x.id}>
-                  <td>{fmtTime(x.createdAt)}</td>
-                  <td>
-                    <code>{x.eventType}</code>
-                  </td>
-                  <td>
-                    <span class={`badge status-${x.status}`}>{x.status}</span>
-                  </td>
-                  <td>{x.attemptNumber}</td>
-                  <td>
-                    {x.responseStatus ?? "—"} {x.responseTimeMs !== undefined ? `in ${x.responseTimeMs} ms` : ""}
-                    {x.errorMessage ? <div class="muted">{x.errorMessage}</div> : null}
-                  </td>
-                  <td>
-                    <a href={`${path}/deliveries/${encodeURIComponent(x.id)}`}>Attempts</a>
-                    {write ? (
-                      <ActionButton
-                        ctx={ctx}
-                        action={`${path}/deliveries/${encodeURIComponent(x.id)}/replay`}
-                        label="Replay"
-                      />
-                    ) : null}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        )}
+        <DeliveryLog ctx={ctx} path={path} log={d.log} filters={d.filters} types={d.types} />
         {write ? (
           <>
             <h3 id="recover-h">Recover failed deliveries</h3>
@@ -434,15 +388,41 @@ function DetailPage(props: { ctx: PageContext; d: DetailData }) {
           <section aria-labelledby="edit-h">
             <h2 id="edit-h">Edit endpoint</h2>
             <FlashMessage flash={ctx.flash} field="edit" />
-            <Form ctx={ctx} action={`${path}/edit`} label="Edit endpoint">
-              <EndpointFields types={d.types} webhook={w} prefix="edit" />
-              <button type="submit">Save</button>
-            </Form>
+            <p>
+              <a href={`${path}/edit`}>Edit endpoint</a> — its URL, event types, headers and delivery settings.
+            </p>
             <h3>Delete</h3>
             <ActionButton ctx={ctx} action={`${path}/delete`} label="Delete endpoint" danger />
           </section>
         </>
       ) : null}
+    </Layout>
+  );
+}
+
+/**
+ * The endpoint form on a page of its own (create, or edit `webhook`): the list and the endpoint's
+ * page stay light, and a refused form is shown again without loading them.
+ */
+function EndpointFormPage(props: { ctx: PageContext; types: EventType[]; webhook?: Webhook; state?: FormState }) {
+  const { ctx, webhook: w, state } = props;
+  const back = w ? `/console/webhooks/${encodeURIComponent(w.id)}` : "/console/webhooks";
+  const label = w ? "Edit endpoint" : "Add an endpoint";
+  return (
+    <Layout ctx={ctx} title={w ? `Edit ${w.url}` : "Add an endpoint"}>
+      <p>
+        <a href={back}>{w ? "← Endpoint" : "← All endpoints"}</a>
+      </p>
+      <Form ctx={ctx} action={w ? `${back}/edit` : "/console/webhooks"} label={label}>
+        <EndpointFields
+          types={props.types}
+          values={state?.values ?? valuesOf(props.types, w)}
+          prefix={w ? "edit" : "new"}
+          {...(w ? { editing: true } : {})}
+          {...(state ? { refusal: state.refusal } : {})}
+        />
+        <button type="submit">{w ? "Save" : "Create endpoint"}</button>
+      </Form>
     </Layout>
   );
 }
@@ -497,92 +477,140 @@ function AttemptsPage(props: { ctx: PageContext; webhookId: string; deliveryId: 
   );
 }
 
+/**
+ * The delivery log's filters as the address gives them; passed to the API, which judges them (a
+ * value over these lengths is dropped, not an error: no API value is that long).
+ */
 const deliveryFilters = z.object({
-  status: z.enum(deliveryStatuses).optional().catch(undefined),
-  eventType: z.string().max(200).optional(),
-  since: z.string().max(40).optional(),
+  status: z.string().max(40).optional().catch(undefined),
+  eventType: z.string().max(200).optional().catch(undefined),
+  since: z.string().max(40).optional().catch(undefined),
+  until: z.string().max(40).optional().catch(undefined),
+  cursor: z.string().max(400).optional().catch(undefined),
 });
+type DeliveryFilters = z.infer<typeof deliveryFilters>;
 
-/** `datetime-local` (no zone: taken as UTC) → ISO; undefined when empty or malformed. */
+/** Deliveries per page of the log. */
+const LOG_PAGE = 25;
+
+/**
+ * `datetime-local` (no zone: taken as UTC) → ISO; text that is no time is returned as typed, for
+ * the API to refuse with its own message; undefined when empty.
+ */
 export function localToIso(v: string | undefined): string | undefined {
   if (!v) return undefined;
   const t = Date.parse(/[zZ]|[+-]\d\d:\d\d$/.test(v) ? v : `${v}Z`);
-  return Number.isNaN(t) ? undefined : new Date(t).toISOString();
+  return Number.isNaN(t) ? v : new Date(t).toISOString();
 }
 
-async function loadDetail(c: ConsoleContext, id: string, secret?: DetailData["secret"]): Promise<DetailData> {
+async function loadDetail(c: ConsoleContext, id: string, extra: Pick<DetailData, "secret"> = {}): Promise<DetailData> {
   const api = c.var.api;
   const w = `${base(c)}/webhooks/${encodeURIComponent(id)}`;
   const f = deliveryFilters.parse(c.req.query());
-  const [webhook, circuit, health, history, types] = await Promise.all([
+  const [webhook, circuit, health, log, types] = await Promise.all([
     api.get<Webhook>(w),
-    api.get<Circuit>(`${w}/circuit`),
+    api.get<CircuitState>(`${w}/circuit`),
     api.get<WebhookHealthMetrics>(`${w}/health`),
-    api.get<{ deliveries: Delivery[] }>(`${w}/deliveries`, { limit: "100", status: f.status }),
+    api
+      .get<LogPage>(`${w}/deliveries`, {
+        limit: String(LOG_PAGE),
+        status: f.status,
+        eventType: f.eventType,
+        since: localToIso(f.since),
+        until: localToIso(f.until),
+        cursor: f.cursor,
+      })
+      .catch((err: unknown): LogPage => {
+        const refusal = refusalOf(err);
+        if (refusal?.status !== 400) throw err;
+        return { deliveries: [], total: 0, nextCursor: null, refusal };
+      }),
     api.get<{ eventTypes: EventType[] }>("/v1/event-types"),
   ]);
-  // The API filters by status; event type and time narrow the page it returned (newest 100).
-  const since = localToIso(f.since);
-  const deliveries = history.deliveries.filter(
-    (d) => (!f.eventType || d.eventType === f.eventType) && (!since || d.createdAt >= since),
+  return { webhook, circuit, health, log, types: types.eventTypes, filters: f, ...extra };
+}
+
+/** An endpoint's page (with the revealed secret). */
+const detailPage = async (c: ConsoleContext, id: string, extra: Pick<DetailData, "secret"> = {}) =>
+  render(c, <DetailPage ctx={pageContext(c, "webhooks")} d={await loadDetail(c, id, extra)} />);
+
+/** The endpoint list. */
+async function listPage(c: ConsoleContext) {
+  // One call for the endpoints and their breakers (not one per endpoint).
+  const list = await c.var.api.get<{ webhooks: ListedWebhook[] }>(`${base(c)}/webhooks`, {
+    limit: "100",
+    includeCircuit: "true",
+  });
+  return render(c, <ListPage ctx={pageContext(c, "webhooks")} webhooks={list.webhooks} />);
+}
+
+/** The endpoint form's page: create, or edit endpoint `id`; after a refusal, with what was typed. */
+async function formPage(c: ConsoleContext, id?: string, state?: FormState) {
+  const ctx = pageContext(c, "webhooks");
+  if (!canWrite(ctx)) throw new ForbiddenError("this console link is read-only");
+  const [types, webhook] = await Promise.all([
+    c.var.api.get<{ eventTypes: EventType[] }>("/v1/event-types"),
+    id ? c.var.api.get<Webhook>(`${base(c)}/webhooks/${encodeURIComponent(id)}`) : undefined,
+  ]);
+  return render(
+    c,
+    <EndpointFormPage
+      ctx={ctx}
+      types={types.eventTypes}
+      {...(webhook ? { webhook } : {})}
+      {...(state ? { state } : {})}
+    />,
+    state?.refusal.status ?? 200,
   );
-  return {
-    webhook,
-    circuit,
-    health,
-    deliveries,
-    types: types.eventTypes,
-    filters: { ...(f.status ? { status: f.status } : {}), eventType: f.eventType, since: f.since },
-    ...(secret ? { secret } : {}),
-  };
+}
+
+/**
+ * Saves the endpoint form through `/v1`: on success Post/Redirect/Get with a flash message; on a
+ * 4xx refusal (the API's, or the form's own parse) the page again (`page`), its form keeping what
+ * was typed and showing each issue next to its field. A refusal renders rather than redirects:
+ * what was typed would not fit in the flash cookie.
+ */
+async function saveEndpoint(
+  c: ConsoleContext,
+  send: (f: EndpointForm) => Promise<{ message: string; location: string; field?: string }>,
+  page: (state: FormState) => Promise<Response>,
+) {
+  const parsed = endpointForm.safeParse(await c.req.parseBody({ all: true }));
+  try {
+    if (!parsed.success) throw new ValidationError("form validation failed", zodIssuesOf(parsed.error, "form"));
+    const { message, location, field } = await send(parsed.data);
+    return redirectWith(c, location, { kind: "ok", message, ...(field ? { field } : {}) });
+  } catch (err) {
+    const refusal = refusalOf(err);
+    if (!refusal) throw err;
+    return page({ refusal, ...(parsed.success ? { values: valuesFromForm(parsed.data) } : {}) });
+  }
 }
 
 const csrfOnly = z.object({ _csrf: z.string() }).passthrough();
 
 /** The webhooks section of the console. */
 export const webhookPages = new Hono<ConsoleEnv>()
-  .get("/", async (c) => {
-    const api = c.var.api;
-    const [list, types] = await Promise.all([
-      api.get<{ webhooks: Webhook[] }>(`${base(c)}/webhooks`, { limit: "100" }),
-      api.get<{ eventTypes: EventType[] }>("/v1/event-types"),
-    ]);
-    const circuits = await Promise.all(
-      list.webhooks.map((w) =>
-        api.get<Circuit>(`${base(c)}/webhooks/${encodeURIComponent(w.id)}/circuit`).catch(() => undefined),
-      ),
-    );
-    return render(
+  .get("/", (c) => listPage(c))
+  .get("/new", (c) => formPage(c))
+  .post("/", (c) =>
+    saveEndpoint(
       c,
-      <ListPage
-        ctx={pageContext(c, "webhooks")}
-        webhooks={list.webhooks}
-        circuits={circuits}
-        types={types.eventTypes}
-      />,
-    );
-  })
-  .post("/", async (c) => {
-    const f = await readForm(c, endpointForm);
-    return act(
-      c,
-      "/console/webhooks",
-      async () => {
+      async (f) => {
         const w = await c.var.api.send<Webhook>("POST", `${base(c)}/webhooks`, endpointBody(f));
         return { message: `Endpoint ${w.url} created.`, location: `/console/webhooks/${encodeURIComponent(w.id)}` };
       },
-      "create",
-    );
-  })
-  .get("/:id", async (c) =>
-    render(c, <DetailPage ctx={pageContext(c, "webhooks")} d={await loadDetail(c, c.req.param("id"))} />),
+      (state) => formPage(c, undefined, state),
+    ),
   )
+  .get("/:id", (c) => detailPage(c, c.req.param("id")))
+  .get("/:id/edit", (c) => formPage(c, c.req.param("id")))
   .post("/:id/secret", async (c) => {
     await readForm(c, csrfOnly);
     const id = c.req.param("id");
     const secret = await c.var.api.get<DetailData["secret"]>(`${base(c)}/webhooks/${encodeURIComponent(id)}/secret`);
     // Rendered, not redirected: the secret never rests in a cookie or a URL.
-    return render(c, <DetailPage ctx={pageContext(c, "webhooks")} d={await loadDetail(c, id, secret)} />);
+    return detailPage(c, id, secret ? { secret } : {});
   })
   .post("/:id/rotate", async (c) => {
     await readForm(c, csrfOnly);
@@ -643,17 +671,18 @@ export const webhookPages = new Hono<ConsoleEnv>()
       "actions",
     );
   })
-  .post("/:id/edit", async (c) => {
-    const f = await readForm(c, endpointForm);
+  .post("/:id/edit", (c) => {
     const id = c.req.param("id");
-    return act(
+    const path = `${base(c)}/webhooks/${encodeURIComponent(id)}`;
+    return saveEndpoint(
       c,
-      `/console/webhooks/${encodeURIComponent(id)}`,
-      async () => {
-        await c.var.api.send("PATCH", `${base(c)}/webhooks/${encodeURIComponent(id)}`, endpointBody(f));
-        return { message: "Endpoint saved." };
+      async (f) => {
+        // The body names only the settings that change, so it is built against the current ones.
+        const current = await c.var.api.get<Webhook>(path);
+        await c.var.api.send("PATCH", path, endpointBody(f, current));
+        return { message: "Endpoint saved.", location: `/console/webhooks/${encodeURIComponent(id)}`, field: "edit" };
       },
-      "edit",
+      (state) => formPage(c, id, state),
     );
   })
   .post("/:id/delete", async (c) => {
@@ -685,7 +714,7 @@ export const webhookPages = new Hono<ConsoleEnv>()
         const r = await c.var.api.send<{ requeued: number }>(
           "POST",
           `${base(c)}/webhooks/${encodeURIComponent(id)}/recover`,
-          { since: localToIso(f.since) ?? f.since },
+          { since: localToIso(f.since) },
         );
         return { message: `${r.requeued} deliveries requeued.` };
       },

@@ -12,13 +12,14 @@ import type { EndpointSnapshot, FanOutRequest, FanOutResult } from "./fanout.ts"
 import { createDeliveries, deliveryBody, deliveryJob } from "./fanout.ts";
 import type { Job } from "./queue.ts";
 import type { AttemptRow, DeliveryRow, WebhookRow } from "./repo.ts";
-import { findDelivery, findWebhook, listWebhookRows, toDelivery, toWebhook } from "./repo.ts";
+import { findDelivery, findWebhook, listDeliveryRows, listWebhookRows, toDelivery, toWebhook } from "./repo.ts";
 import type { AttemptRecord } from "./runner.ts";
 import type {
   Delivery,
   DeliveryAttempt,
   DeliveryResult,
   EventDeliveryStatus,
+  ListedWebhook,
   RecoverFilter,
   Webhook,
   WebhookEvent,
@@ -100,13 +101,21 @@ export interface ListWebhooksOptions {
   limit?: number;
   cursor?: string;
   active?: boolean;
+  /** Each endpoint with its circuit breaker's state. */
+  includeCircuit?: boolean;
 }
 
-/** Pagination options of {@link WebhookDeliverySystem.getDeliveryHistory}. */
+/** Pagination and filters of {@link WebhookDeliverySystem.getDeliveryHistory}. */
 export interface HistoryOptions {
   limit?: number;
   cursor?: string;
   status?: Delivery["status"];
+  /** An event type or pattern (`team.*`). */
+  eventType?: string;
+  /** Created at or after (ISO 8601). */
+  since?: string;
+  /** Created before (ISO 8601). */
+  until?: string;
 }
 
 /** A random delivery id: `msg_` + 26 base32 characters (128 bits). */
@@ -342,15 +351,16 @@ export class WebhookDeliverySystem {
   /**
    * List webhooks for an organization, oldest first.
    * @param organizationId - organization identifier
-   * @param options - limit (1–100, default 20), cursor (from `nextCursor`), active filter
+   * @param options - limit (1–100, default 20), cursor (from `nextCursor`), active filter, includeCircuit
    */
   async listWebhooks(
     organizationId: string,
     options: ListWebhooksOptions = {},
-  ): Promise<{ webhooks: Webhook[]; total: number; hasMore: boolean; nextCursor: string | null }> {
+  ): Promise<{ webhooks: ListedWebhook[]; total: number; hasMore: boolean; nextCursor: string | null }> {
+    const flag = (v: boolean | undefined) => (v === undefined ? undefined : String(v));
     const o = parseInput(
       listOptionsSchema,
-      { ...options, active: options.active === undefined ? undefined : String(options.active) },
+      { ...options, active: flag(options.active), includeCircuit: flag(options.includeCircuit) },
       "list options",
     );
     const { rows, total } = await listWebhookRows(this.db, organizationId, {
@@ -361,8 +371,16 @@ export class WebhookDeliverySystem {
     const page = rows.slice(0, o.limit);
     const hasMore = rows.length > o.limit;
     const last = page[page.length - 1];
+    const webhooks: ListedWebhook[] = page.map((r) => toWebhook(r, this.defaults));
+    // From each endpoint object, concurrently: they hold the breaker (the Postgres mirror may lag).
+    if (o.includeCircuit)
+      await Promise.all(
+        webhooks.map(async (w) => {
+          w.circuit = await this.endpoints(w.id).circuitState(w.id);
+        }),
+      );
     return {
-      webhooks: page.map((r) => toWebhook(r, this.defaults)),
+      webhooks,
       total,
       hasMore,
       nextCursor: hasMore && last ? encodeCursor(last.created_at_text, last.id) : null,
@@ -529,33 +547,28 @@ export class WebhookDeliverySystem {
   /**
    * Get delivery history for a webhook, newest first.
    * @param webhookId - webhook identifier
-   * @param options - limit (1–100), cursor, status filter
+   * @param options - limit (1–100), cursor, and filters: status, event type or pattern, creation time [since, until)
    */
   async getDeliveryHistory(
     webhookId: string,
     options: HistoryOptions = {},
   ): Promise<{ deliveries: Delivery[]; total: number; hasMore: boolean; nextCursor: string | null }> {
     const o = parseInput(historyOptionsSchema, options, "history options");
-    const status = o.status ?? null;
-    const after = decodeCursor(o.cursor);
-    const [page, total] = await Promise.all([
-      this.db.query<DeliveryRow>(
-        `select *, created_at::text as created_at_text from webhook_deliveries
-         where webhook_id = $1 and ($2::text is null or status = $2) and ($3::timestamptz is null or (created_at, id) < ($3::timestamptz, $4))
-         order by created_at desc, id desc limit $5`,
-        [webhookId, status, after?.createdAt ?? null, after?.id ?? null, o.limit + 1],
-      ),
-      this.db.query<{ n: number }>(
-        "select count(*)::int as n from webhook_deliveries where webhook_id = $1 and ($2::text is null or status = $2)",
-        [webhookId, status],
-      ),
-    ]);
-    const rows = page.rows.slice(0, o.limit);
-    const hasMore = page.rows.length > o.limit;
+    const { rows: page, total } = await listDeliveryRows(this.db, webhookId, {
+      limit: o.limit,
+      ...(o.status ? { status: o.status } : {}),
+      // `*` is no filter; a pattern is the known types it matches.
+      ...(o.eventType && o.eventType !== "*" ? { types: typesMatching([o.eventType]) } : {}),
+      ...(o.since ? { since: o.since } : {}),
+      ...(o.until ? { until: o.until } : {}),
+      ...(o.cursor ? { before: decodeCursor(o.cursor) } : {}),
+    });
+    const rows = page.slice(0, o.limit);
+    const hasMore = page.length > o.limit;
     const last = rows[rows.length - 1];
     return {
       deliveries: rows.map(toDelivery),
-      total: total.rows[0]?.n ?? 0,
+      total,
       hasMore,
       nextCursor: hasMore && last?.created_at_text ? encodeCursor(last.created_at_text, last.id) : null,
     };

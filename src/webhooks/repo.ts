@@ -200,6 +200,53 @@ export function toDelivery(r: DeliveryRow): Delivery {
   };
 }
 
+/** Filters and page of {@link listDeliveryRows}. */
+export interface DeliveryListOptions {
+  /** Page size (one row more is read, which tells whether there is more). */
+  limit: number;
+  status?: Delivery["status"];
+  /** Concrete event types (a pattern resolved by the caller); absent: every type. */
+  types?: readonly string[];
+  /** Created at or after. */
+  since?: string;
+  /** Created before. */
+  until?: string;
+  /** The page starts below this (created_at, id): the cursor. */
+  before?: { createdAt: string; id: string };
+}
+
+/**
+ * A webhook's deliveries matching every filter, newest first, keyset-paginated by (created_at, id),
+ * with the count of all that match. Time and cursor are a range of `webhook_deliveries_webhook_idx`;
+ * one event type, of `webhook_deliveries_type_idx` (migration 0020), read in order without sorting.
+ * The SQL names only the filters given, so each plan fits its query.
+ */
+export async function listDeliveryRows(
+  db: Queryable,
+  webhookId: string,
+  o: DeliveryListOptions,
+): Promise<{ rows: DeliveryRow[]; total: number }> {
+  const params: unknown[] = [webhookId];
+  let where = "webhook_id = $1";
+  if (o.status) where += ` and status = $${params.push(o.status)}`;
+  if (o.types?.length === 1) where += ` and event_type = $${params.push(o.types[0])}`;
+  else if (o.types) where += ` and event_type = any($${params.push(o.types)}::text[])`;
+  if (o.since) where += ` and created_at >= $${params.push(o.since)}::timestamptz`;
+  if (o.until) where += ` and created_at < $${params.push(o.until)}::timestamptz`;
+  const filter = { where, params: [...params] };
+  if (o.before)
+    where += ` and (created_at, id) < ($${params.push(o.before.createdAt)}::timestamptz, $${params.push(o.before.id)})`;
+  const [page, total] = await Promise.all([
+    db.query<DeliveryRow>(
+      `select *, created_at::text as created_at_text from webhook_deliveries where ${where}
+       order by created_at desc, id desc limit $${params.push(o.limit + 1)}`,
+      params,
+    ),
+    db.query<{ n: number }>(`select count(*)::int as n from webhook_deliveries where ${filter.where}`, filter.params),
+  ]);
+  return { rows: page.rows, total: total.rows[0]?.n ?? 0 };
+}
+
 /** One delivery. */
 export async function findDelivery(db: Queryable, id: string): Promise<DeliveryRow | undefined> {
   return (await db.query<DeliveryRow>("select * from webhook_deliveries where id = $1", [id])).rows[0];

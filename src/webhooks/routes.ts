@@ -15,6 +15,7 @@ import {
   eventDeliveryStatusSchema,
   healthMetricsSchema,
   historyOptionsSchema,
+  listedWebhookSchema,
   listOptionsSchema,
   recoverSchema,
   timeRangeSchema,
@@ -56,12 +57,12 @@ const listRoute = createRoute({
   path: "/v1/orgs/{organizationId}/webhooks",
   tags,
   middleware: [read] as const,
-  summary: "List endpoints",
+  summary: "List endpoints (with includeCircuit=true, each with its circuit breaker)",
   request: { params: org, query: listOptionsSchema },
   responses: {
     200: jsonResponse(
       z.object({
-        webhooks: z.array(webhookSchema),
+        webhooks: z.array(listedWebhookSchema),
         total: z.number().int(),
         hasMore: z.boolean(),
         nextCursor: z.string().nullable(),

@@ -228,6 +228,13 @@ export const circuitStateSchema = z
   })
   .openapi("CircuitState");
 
+/** An endpoint as the list shows it: with its breaker when asked (`includeCircuit=true`). */
+export const listedWebhookSchema = webhookSchema
+  .extend({ circuit: circuitStateSchema.optional().openapi({ description: "with includeCircuit=true" }) })
+  .openapi("ListedWebhook");
+/** An endpoint of a list. */
+export type ListedWebhook = z.infer<typeof listedWebhookSchema>;
+
 /** Error classes of attempts (the health timeline's columns). */
 export const errorTypes = [
   "timeout",
@@ -282,14 +289,32 @@ export const listOptionsSchema = z.object({
     .enum(["true", "false"])
     .transform((v) => v === "true")
     .optional(),
+  includeCircuit: z
+    .enum(["true", "false"])
+    .transform((v) => v === "true")
+    .optional()
+    .openapi({ description: "each endpoint with its circuit breaker (as `GET …/circuit` answers)" }),
 });
 
-/** Options of `getDeliveryHistory`. */
-export const historyOptionsSchema = z.object({
-  limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z.string().max(200).optional(),
-  status: z.enum(deliveryStatuses).optional(),
-});
+/** Options of `getDeliveryHistory`: a page (cursor) of the deliveries that match every filter given. */
+export const historyOptionsSchema = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(100).default(20),
+    cursor: z.string().max(200).optional(),
+    status: z.enum(deliveryStatuses).optional(),
+    eventType: z
+      .string()
+      .max(200)
+      .refine(isKnownPattern, { message: "unknown event type or pattern" })
+      .optional()
+      .openapi({ description: "an event type or a pattern (`team.*`)" }),
+    since: z.iso.datetime({ offset: true }).optional().openapi({ description: "created at or after" }),
+    until: z.iso.datetime({ offset: true }).optional().openapi({ description: "created before" }),
+  })
+  .refine((o) => !o.since || !o.until || Date.parse(o.since) < Date.parse(o.until), {
+    message: "since must be before until",
+    path: ["until"],
+  });
 
 /** Time range of `getHealthMetrics` (default: the last 24 h; at most 90 days: the timeline is hourly). */
 export const timeRangeSchema = z

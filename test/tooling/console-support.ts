@@ -211,8 +211,15 @@ export async function keyboardProblems(page: Page): Promise<string[]> {
   );
   const problems: string[] = [];
   const seen = new Set<number>();
+  // Start from the top of the page: a page may have put the focus elsewhere (an error summary), and
+  // blurring keeps that as the point the next Tab starts from; a mark first in <body>, focusable
+  // only by script (tabindex -1), moves it back.
   await page.evaluate(() => {
-    (document.activeElement as HTMLElement | null)?.blur();
+    const start = document.createElement("span");
+    start.id = "kb-start";
+    start.tabIndex = -1;
+    document.body.prepend(start);
+    start.focus();
     window.scrollTo(0, 0);
   });
   let last = -1;
@@ -237,6 +244,7 @@ export async function keyboardProblems(page: Page): Promise<string[]> {
         .map((el) => el.outerHTML.slice(0, 120)),
     [...seen],
   );
+  await page.evaluate(() => document.getElementById("kb-start")?.remove());
   for (const u of unreached) problems.push(`not reachable with Tab: ${u}`);
   return problems;
 }

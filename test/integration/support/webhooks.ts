@@ -3,6 +3,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { Webhook as StandardWebhook } from "standardwebhooks";
 import type { Behaviour } from "../../setup/receiver-behaviour.ts";
 import { api } from "./api.ts";
+import { withDb } from "./backends.ts";
 
 /** The scriptable local receiver (test/setup/receiver.ts). */
 export const receiverUrl = () => (env as unknown as { RECEIVER_URL: string }).RECEIVER_URL;
@@ -101,3 +102,36 @@ export async function sendEvent(
 
 /** A unique organization id. */
 export const newOrg = () => `org_${crypto.randomUUID().slice(0, 8)}`;
+
+/** A delivery as {@link seedDeliveries} wrote it. */
+export interface SeededDelivery {
+  id: string;
+  eventType: string;
+  status: string;
+  createdAt: string;
+}
+
+/**
+ * Writes `n` deliveries of a webhook straight into Postgres, a minute apart back from now, the
+ * types cycling through `types`, alternately failed and succeeded; returns them newest first.
+ */
+export async function seedDeliveries(
+  org: string,
+  webhookId: string,
+  n: number,
+  types: string[] = ["team.created", "team.deleted", "usage.quota.exceeded"],
+): Promise<SeededDelivery[]> {
+  const { rows } = await withDb((db) =>
+    db.query<{ id: string; event_type: string; status: string; created_at: Date }>(
+      `insert into webhook_deliveries (id, webhook_id, organization_id, event_id, event_type, payload, status, created_at)
+       select 'msg_s' || i || '_' || $1, $1, $2, 'evt_s' || i || '_' || $1, ($3::text[])[1 + i % cardinality($3::text[])],
+         '{}', case when i % 2 = 0 then 'failed' else 'succeeded' end, now() - make_interval(mins => i)
+       from generate_series(0, $4 - 1) as i
+       returning id, event_type, status, created_at`,
+      [webhookId, org, types, n],
+    ),
+  );
+  return rows
+    .map((r) => ({ id: r.id, eventType: r.event_type, status: r.status, createdAt: r.created_at.toISOString() }))
+    .sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+}

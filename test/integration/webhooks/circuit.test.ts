@@ -90,6 +90,26 @@ describe("circuit breaker", () => {
     expect(await statuses(w.id)).toEqual({ succeeded: 7 });
   });
 
+  it("lists endpoints with their breakers in one call when asked (includeCircuit), each as GET …/circuit says", async () => {
+    const org = newOrg();
+    const failing = newHook();
+    await script(failing.name, { otherwise: { status: 500 } });
+    const bad = await register(org, failing.url, ["team.*"]);
+    const good = await register(org, newHook().url, ["member.*"]);
+    for (let i = 0; i < 6; i++) await sendEvent(org);
+    await endpoint(bad.id).drain();
+    type Listed = { webhooks: { id: string; circuit?: { state: string; failureCount: number } }[] };
+    const listed = await json<Listed>(await api(`/v1/orgs/${org}/webhooks?includeCircuit=true`, { org }));
+    expect(listed.webhooks.map((w) => [w.id, w.circuit?.state])).toEqual([
+      [bad.id, "open"],
+      [good.id, "closed"],
+    ]);
+    expect(listed.webhooks[0]!.circuit).toEqual(await circuit(org, bad.id));
+    const plain = await json<Listed>(await api(`/v1/orgs/${org}/webhooks`, { org }));
+    expect(plain.webhooks.every((w) => w.circuit === undefined)).toBe(true);
+    expect((await api(`/v1/orgs/${org}/webhooks?includeCircuit=yes`, { org })).status).toBe(400);
+  });
+
   it("survives a 40-minute outage simulated through alarms: every event delivered once, none lost", async () => {
     const org = newOrg();
     const hook = newHook();
