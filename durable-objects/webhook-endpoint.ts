@@ -2,6 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import { createEvent } from "../src/events/cloudevent.ts";
 import type { EventType } from "../src/events/catalog.ts";
 import { withTransaction } from "../src/events/bus.ts";
+import { rpcBoundary } from "../src/platform/errors.ts";
 import { createLogger } from "../src/platform/logger.ts";
 import { withPlatform } from "../src/platform/platform.ts";
 import { migrateSqlite } from "../src/platform/sqlite-schema.ts";
@@ -31,6 +32,7 @@ const DONE_MARK_MS = 10 * 60_000;
  * next slot, a failed flush's retry), and none while the endpoint is disabled: held deliveries
  * cost nothing until `enqueue` (re-enabling) or `resetCircuit` wakes it. The policy lives in
  * `src/webhooks/` (runner, queue, circuit, pacing, flush); this class is storage, the alarm and RPC.
+ * Every RPC method runs inside `rpcBoundary`, so its 503s (Postgres, the writer) reach the caller as 503s.
  */
 export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   private readonly sql: SqlStorage;
@@ -281,6 +283,16 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     snapshot?: EndpointSnapshot,
     options: { run?: boolean } = {},
   ): Promise<number> {
+    return rpcBoundary(() => this.enqueueJobs(webhookId, organizationId, jobs, snapshot, options));
+  }
+
+  private async enqueueJobs(
+    webhookId: string,
+    organizationId: string,
+    jobs: Job[],
+    snapshot: EndpointSnapshot | undefined,
+    options: { run?: boolean },
+  ): Promise<number> {
     if (this.get("webhookId") !== webhookId) this.put("webhookId", webhookId);
     if (this.get("organizationId") !== organizationId) this.put("organizationId", organizationId);
     if (snapshot && snapshot.readAt > Number(this.get("invalidatedAt") ?? 0))
@@ -316,14 +328,16 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
 
   /** Runs due deliveries now (the cron sweep's kick) and flushes their results; returns what it did. */
   async drain(): Promise<Omit<RunResult, "nextWakeAt">> {
-    const { processed, succeeded, failed } = await this.serial(() => this.run());
-    await this.flushOrRetry();
-    return { processed, succeeded, failed };
+    return rpcBoundary(async () => {
+      const { processed, succeeded, failed } = await this.serial(() => this.run());
+      await this.flushOrRetry();
+      return { processed, succeeded, failed };
+    });
   }
 
   /** Writes every buffered attempt result to Postgres now (before the service reads or replays deliveries). */
   async flush(): Promise<void> {
-    await this.flushOrRetry();
+    return rpcBoundary(() => this.flushOrRetry());
   }
 
   /**
@@ -331,34 +345,38 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
    * first if it is not held yet; its result is in Postgres on return.
    */
   async attemptNow(deliveryId: string, job?: Job): Promise<{ record?: AttemptRecord; circuit: CircuitState }> {
-    if (job) this.jobs.add([job]);
-    const r = await this.serial(() => this.run(deliveryId));
-    await this.flushOrRetry();
-    return {
-      record: r.records.find((x) => x.job.deliveryId === deliveryId),
-      circuit: circuitView(this.get("webhookId") ?? "", this.circuit()),
-    };
+    return rpcBoundary(async () => {
+      if (job) this.jobs.add([job]);
+      const r = await this.serial(() => this.run(deliveryId));
+      await this.flushOrRetry();
+      return {
+        record: r.records.find((x) => x.job.deliveryId === deliveryId),
+        circuit: circuitView(this.get("webhookId") ?? "", this.circuit()),
+      };
+    });
   }
 
   /** The breaker's state (seed `CircuitState`). */
   async circuitState(webhookId: string): Promise<CircuitState> {
-    return circuitView(webhookId, this.circuit());
+    return rpcBoundary(async () => circuitView(webhookId, this.circuit()));
   }
 
   /** Closes the breaker by hand; held deliveries flow again at once. */
   async resetCircuit(): Promise<{ reset: boolean }> {
-    const { circuit, transition } = resetCircuit(this.circuit());
-    this.put("circuit", JSON.stringify(circuit));
-    const webhookId = this.get("webhookId");
-    if (webhookId) {
-      await this.withPlatform(async (p) => {
-        if (transition) await this.emit(p, "webhook.circuit_closed", { reason: transition.reason });
-        // Also without a transition: a mirror left stale by a failed write heals here.
-        await recordCircuit(p.db, webhookId, circuit);
-      });
-    }
-    await this.rearm(nextWake(this.jobs, circuit, "active", { ordered: this.ordered() }));
-    return { reset: transition !== null };
+    return rpcBoundary(async () => {
+      const { circuit, transition } = resetCircuit(this.circuit());
+      this.put("circuit", JSON.stringify(circuit));
+      const webhookId = this.get("webhookId");
+      if (webhookId) {
+        await this.withPlatform(async (p) => {
+          if (transition) await this.emit(p, "webhook.circuit_closed", { reason: transition.reason });
+          // Also without a transition: a mirror left stale by a failed write heals here.
+          await recordCircuit(p.db, webhookId, circuit);
+        });
+      }
+      await this.rearm(nextWake(this.jobs, circuit, "active", { ordered: this.ordered() }));
+      return { reset: transition !== null };
+    });
   }
 
   /**
@@ -366,17 +384,21 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
    * re-activation also restarts the auto-disable clock: failures before it do not count.
    */
   async invalidate(options: { reactivated?: boolean } = {}): Promise<void> {
-    this.endpointCache = undefined;
-    this.put("invalidatedAt", String(Date.now()));
-    if (options.reactivated) this.put("failingSince", null);
+    return rpcBoundary(async () => {
+      this.endpointCache = undefined;
+      this.put("invalidatedAt", String(Date.now()));
+      if (options.reactivated) this.put("failingSince", null);
+    });
   }
 
   /** Drops every held delivery (webhook deleted); returns how many. */
   async cancelAll(): Promise<number> {
-    this.endpointCache = undefined;
-    const n = this.jobs.clear();
-    await this.rearm(null);
-    return n;
+    return rpcBoundary(async () => {
+      this.endpointCache = undefined;
+      const n = this.jobs.clear();
+      await this.rearm(null);
+      return n;
+    });
   }
 
   /** Drops the in-memory copies of stored state (kv, alarm time): for tests that edit storage directly. */
@@ -388,12 +410,12 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
 
   /** Deliveries held (pending) by this endpoint. */
   async pending(): Promise<number> {
-    return this.jobs.size();
+    return rpcBoundary(async () => this.jobs.size());
   }
 
   /** Attempt results settled here but not yet in Postgres. */
   async unflushed(): Promise<number> {
-    return this.unflushedCount();
+    return rpcBoundary(async () => this.unflushedCount());
   }
 
   /** Runs due deliveries, flushes their results and re-arms. A failing run or flush retries in 5 s. */

@@ -40,6 +40,36 @@ export function verifiedBy(secret: string, req: { headers: Record<string, string
 /** The endpoint object of a webhook. */
 export const endpoint = (webhookId: string) => env.WEBHOOK_ENDPOINT.get(env.WEBHOOK_ENDPOINT.idFromName(webhookId));
 
+/** A Postgres URL nobody listens on (port 1): what a database outage looks like to a client. */
+export const unreachableDatabaseUrl = "postgres://nobody:x@127.0.0.1:1/none";
+
+/**
+ * Runs `fn` while the endpoint object of `webhookId` sees `overrides` in its env (e.g. an
+ * unreachable DATABASE_URL), then restores it: an outage of the object's own dependencies while
+ * the Worker's and the writer's are up.
+ */
+export async function withEndpointEnv<T>(
+  webhookId: string,
+  overrides: Record<string, string>,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const swap = (next: (env: object) => object) =>
+    runInDurableObject(endpoint(webhookId), (instance: object) => {
+      const o = instance as { env: object }; // protected in the class; the test swaps it in place
+      o.env = next(o.env);
+    });
+  let original: object | undefined;
+  await swap((e) => {
+    original = e;
+    return { ...e, ...overrides };
+  });
+  try {
+    return await fn();
+  } finally {
+    await swap(() => original!);
+  }
+}
+
 /**
  * Moves an endpoint object's clock forward by `ms`: every due time and breaker timestamp shifts
  * back, so what would be due after `ms` is due now. Deterministic, no sleeping.

@@ -5,7 +5,18 @@ import worker from "../../../src/index.ts";
 import { createEvent } from "../../../src/events/cloudevent.ts";
 import { api } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
-import { endpoint, newHook, newOrg, received, register, script, sendEvent, timeTravel } from "../support/webhooks.ts";
+import {
+  endpoint,
+  newHook,
+  newOrg,
+  received,
+  register,
+  script,
+  sendEvent,
+  timeTravel,
+  unreachableDatabaseUrl,
+  withEndpointEnv,
+} from "../support/webhooks.ts";
 
 const json = async <T = Record<string, unknown>>(res: Response) => (await res.json()) as T;
 const circuit = async (org: string, id: string) =>
@@ -108,6 +119,22 @@ describe("circuit breaker", () => {
     const plain = await json<Listed>(await api(`/v1/orgs/${org}/webhooks`, { org }));
     expect(plain.webhooks.every((w) => w.circuit === undefined)).toBe(true);
     expect((await api(`/v1/orgs/${org}/webhooks?includeCircuit=yes`, { org })).status).toBe(400);
+  });
+
+  // Found in review: the endpoint object's RPC methods crossed no rpcBoundary, so its Postgres
+  // outage reached the Worker as a bare Error, a 500.
+  it("answers 503 with Retry-After, not 500, when the endpoint object's Postgres is unreachable", async () => {
+    const org = newOrg();
+    const w = await register(org, newHook().url, ["team.*"]);
+    await endpoint(w.id).enqueue(w.id, org, []); // the object learns its webhook
+    const reset = () => api(`/v1/orgs/${org}/webhooks/${w.id}/circuit/reset`, { org, method: "POST" });
+    const down = await withEndpointEnv(w.id, { DATABASE_URL: unreachableDatabaseUrl }, reset);
+    const body = await json<{ error: { code: string; message: string } }>(down);
+    expect(down.status, JSON.stringify(body)).toBe(503);
+    expect(down.headers.get("retry-after")).toBe("1");
+    expect(body.error).toMatchObject({ code: "service_unavailable", message: "database unavailable" });
+    // Back up: the same call succeeds.
+    expect((await reset()).status).toBe(200);
   });
 
   it("survives a 40-minute outage simulated through alarms: every event delivered once, none lost", async () => {
