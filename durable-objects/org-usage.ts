@@ -155,7 +155,8 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     if (this.kv("org") !== org) this.setKv("org", org);
     const p = await this.plan(org);
     const period = billingPeriod(p.anchor, new Date());
-    if (this.kv("periodStart") !== period.start.toISOString() || !this.kv("reconciledAt")) await this.reconcile(org);
+    if (this.kv("periodStart") !== period.start.toISOString() || !this.kv("reconciledAt"))
+      await this.reconcileShared(org, {});
     return p;
   }
 
@@ -247,6 +248,10 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
    * @returns how many events were new to this object, and how many alerts it crossed
    */
   async apply(org: string, events: CounterEvent[]): Promise<{ applied: number; crossings: number }> {
+    return rpcBoundary(() => this.applyEvents(org, events));
+  }
+
+  private async applyEvents(org: string, events: CounterEvent[]): Promise<{ applied: number; crossings: number }> {
     const { plan, anchor } = await this.ready(org);
     // Loaded before the counters move, so nothing awaits between the update and the crossing check.
     const subs = await this.subscriptions(org);
@@ -349,6 +354,11 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
    * @returns what was corrected, or null when skipped
    */
   async reconcile(org?: string, options: { unlessWithinMs?: number } = {}): Promise<Reconciliation | null> {
+    return rpcBoundary(() => this.reconcileShared(org, options));
+  }
+
+  // Inside the object (ready, alarm) AppErrors stay typed: only the RPC entry crosses the boundary.
+  private async reconcileShared(org: string | undefined, options: { unlessWithinMs?: number }) {
     if (org && this.kv("org") !== org) this.setKv("org", org);
     const id = this.kv("org");
     if (!id) return null;
@@ -517,9 +527,11 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
    * them from Postgres, and a load still in flight from before is neither shared nor cached.
    */
   async invalidate(): Promise<void> {
-    this.planGeneration += 1;
-    this.planLoad = undefined;
-    this.sql.exec("delete from kv where key in ('plan', 'subs')");
+    return rpcBoundary(async () => {
+      this.planGeneration += 1;
+      this.planLoad = undefined;
+      this.sql.exec("delete from kv where key in ('plan', 'subs')");
+    });
   }
 
   /**
@@ -562,15 +574,17 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
 
   /** Users active in the last 5 minutes and documents open now. */
   async realtime(): Promise<{ activeUsers: number; openDocuments: number; asOf: string }> {
-    const now = Date.now();
-    this.sql.exec("delete from seen where last_seen < ?", now - ACTIVE_WINDOW_MS);
-    // A document nobody touched for 30 minutes is closed even if its "left" event was lost.
-    this.sql.exec("delete from open_docs where last_seen < ?", now - 30 * 60_000);
-    return {
-      activeUsers: this.sql.exec<{ n: number }>("select count(*) as n from seen").one().n,
-      openDocuments: this.sql.exec<{ n: number }>("select count(*) as n from open_docs").one().n,
-      asOf: new Date(now).toISOString(),
-    };
+    return rpcBoundary(async () => {
+      const now = Date.now();
+      this.sql.exec("delete from seen where last_seen < ?", now - ACTIVE_WINDOW_MS);
+      // A document nobody touched for 30 minutes is closed even if its "left" event was lost.
+      this.sql.exec("delete from open_docs where last_seen < ?", now - 30 * 60_000);
+      return {
+        activeUsers: this.sql.exec<{ n: number }>("select count(*) as n from seen").one().n,
+        openDocuments: this.sql.exec<{ n: number }>("select count(*) as n from open_docs").one().n,
+        asOf: new Date(now).toISOString(),
+      };
+    });
   }
 
   /** Retries pending alerts and reconciles a running object every few minutes; never throws. */
@@ -578,7 +592,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     try {
       await this.flushAlerts();
       const at = Number(this.kv("reconciledAt") ?? 0);
-      if (Date.now() - at >= RECONCILE_EVERY_MS - 1_000) await this.reconcile();
+      if (Date.now() - at >= RECONCILE_EVERY_MS - 1_000) await this.reconcileShared(undefined, {});
     } catch (err) {
       createLogger({ component: "org-usage", org: this.kv("org") }).error("org usage alarm failed", { err });
       await this.armAlarm(Date.now() + ALERT_RETRY_MS);

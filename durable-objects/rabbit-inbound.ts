@@ -3,6 +3,7 @@ import type { DrainResult } from "../src/events/inbound.ts";
 import { drainInbound } from "../src/events/inbound.ts";
 import { topology } from "../src/events/rabbit.ts";
 import { getConfig } from "../src/platform/config.ts";
+import { rpcBoundary } from "../src/platform/errors.ts";
 import { createLogger } from "../src/platform/logger.ts";
 import { sendTexts } from "../src/platform/queue.ts";
 import { acceptUsageEvent, parseUsageEvent } from "../src/usage/accept.ts";
@@ -16,12 +17,18 @@ import { cloudEventToUsage, encodeUsageBatches } from "../src/usage/cloudevents.
 export class RabbitInbound extends DurableObject<CloudflareBindings> {
   /** Remembers which queue this object drains and makes sure an alarm is armed. */
   async kick(queue: string): Promise<void> {
-    if ((await this.ctx.storage.get<string>("queue")) !== queue) await this.ctx.storage.put("queue", queue);
-    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now());
+    return rpcBoundary(async () => {
+      if ((await this.ctx.storage.get<string>("queue")) !== queue) await this.ctx.storage.put("queue", queue);
+      if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now());
+    });
   }
 
   /** Drains one burst now (operators and tests); the alarm keeps its own schedule. */
   async drain(): Promise<DrainResult> {
+    return rpcBoundary(() => this.drainBurst());
+  }
+
+  private async drainBurst(): Promise<DrainResult> {
     const queue = await this.ctx.storage.get<string>("queue");
     if (!queue) throw new Error("RabbitInbound: kick(queue) first");
     const config = getConfig(this.env);
@@ -58,7 +65,7 @@ export class RabbitInbound extends DurableObject<CloudflareBindings> {
     const poll = getConfig(this.env).events.inboundPollMs;
     let next = Date.now() + poll;
     try {
-      const result = await this.drain();
+      const result = await this.drainBurst();
       if (result.full) next = Date.now();
     } catch (err) {
       createLogger({ component: "rabbit-inbound" }).error("inbound drain failed", { err });

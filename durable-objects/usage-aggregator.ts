@@ -1,6 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { getConfig } from "../src/platform/config.ts";
 import { createDb } from "../src/platform/db.ts";
+import { rpcBoundary } from "../src/platform/errors.ts";
 import { createLogger } from "../src/platform/logger.ts";
 import { aggregateLog } from "../src/usage/log.ts";
 
@@ -23,7 +24,9 @@ const BEHIND_ROWS = 500_000;
 export class UsageAggregator extends DurableObject<CloudflareBindings> {
   /** Makes sure a run is due within the fold interval (an armed alarm stays as it is). */
   async kick(): Promise<void> {
-    if ((await this.ctx.storage.getAlarm()) === null) await this.arm(getConfig(this.env).usage.foldIntervalMs);
+    return rpcBoundary(async () => {
+      if ((await this.ctx.storage.getAlarm()) === null) await this.arm(getConfig(this.env).usage.foldIntervalMs);
+    });
   }
 
   /**
