@@ -1,6 +1,19 @@
 import type { Redis, RedisKeys } from "../platform/redis.ts";
 import { ENTRY_TTL_SECONDS, storable } from "./authz/revision.ts";
+import type { TeamRow } from "./hierarchy.ts";
 import type { Grant } from "./permissions.ts";
+
+/** What a lookup finds: the team's organization, its version, and the entry if it is valid. */
+export interface PermissionLookup {
+  /** The team's organization (unknown until a miss cached it). */
+  org?: string;
+  /** The organization's version counter. */
+  version?: string;
+  /** The grants on the team's path, when the entry is valid. */
+  grants?: Grant[];
+  /** The team's own visibility, read with the grants (entries written before it lack it). */
+  visibility?: TeamRow["visibility"];
+}
 
 /**
  * Cache of team permission checks: the grants on a team's path for one user. An entry is keyed by
@@ -10,7 +23,9 @@ import type { Grant } from "./permissions.ts";
  * `authz/revision.ts`). Writes raise those stamps after their commit, so an entry is served only
  * while nothing it read changed: a change to one team leaves every other team's entries warm.
  * One round trip per lookup: a Lua script reads the team's organization, its version, the entry
- * and its stamps. Entries also expire (TTL).
+ * and its stamps. Entries also expire (TTL). An entry also carries the team's visibility: a change
+ * to it raises the team's stamp, so a valid entry proves both — enough to answer a check while
+ * Postgres is down (see `TeamManagementService`).
  */
 export class PermissionCache {
   private readonly redis: Redis;
@@ -33,8 +48,9 @@ export class PermissionCache {
 
   /**
    * Stores grants computed while `version` was current, at authorization revision `stamp.r` from
-   * the dependencies `stamp.k` (none: valid until the version moves) by a read that began at
-   * `stamp.readAt` — not at all if that was too long ago for the stamps to cover it (`storable`).
+   * the dependencies `stamp.k` (none: valid until the version moves), with the team's visibility
+   * `stamp.t` read in the same snapshot, by a read that began at `stamp.readAt` — not at all if that
+   * was too long ago for the stamps to cover it (`storable`).
    */
   async set(
     org: string,
@@ -42,10 +58,10 @@ export class PermissionCache {
     teamId: string,
     userId: string,
     grants: Grant[],
-    stamp: { r: number; k: string[]; readAt: number } = { r: 0, k: [], readAt: Date.now() },
+    stamp: { r: number; k: string[]; readAt: number; t?: TeamRow["visibility"] } = { r: 0, k: [], readAt: Date.now() },
   ): Promise<void> {
     if (!storable(stamp.readAt)) return;
-    const entry = { r: stamp.r, k: stamp.k, v: grants };
+    const entry = { r: stamp.r, k: stamp.k, v: grants, ...(stamp.t ? { t: stamp.t } : {}) };
     await this.redis.set(this.entryKey(org, version, teamId, userId), JSON.stringify(entry), {
       ex: ENTRY_TTL_SECONDS,
     });
@@ -55,7 +71,7 @@ export class PermissionCache {
    * Everything a check needs in one round trip, by team: the team's organization (cached for a
    * day: teams never change organization), that organization's version, and the entry.
    */
-  async lookup(teamId: string, userId: string): Promise<{ org?: string; version?: string; grants?: Grant[] }> {
+  async lookup(teamId: string, userId: string): Promise<PermissionLookup> {
     const [org, version, value] = (await this.redis.eval(
       `local org = redis.call('GET', KEYS[1])
        if not org then return {false, false, false} end
@@ -74,7 +90,9 @@ export class PermissionCache {
       [this.keys.key("perm", ""), `${teamId}:${userId}`, this.keys.key("authz", "")],
     )) as [string | null, string | null, string | null];
     if (!org) return {};
-    return { org, version: String(version), ...(value ? { grants: (JSON.parse(value) as { v: Grant[] }).v } : {}) };
+    if (!value) return { org, version: String(version) };
+    const e = JSON.parse(value) as { v: Grant[]; t?: TeamRow["visibility"] };
+    return { org, version: String(version), grants: e.v, ...(e.t ? { visibility: e.t } : {}) };
   }
 
   private orgKey(teamId: string) {

@@ -88,18 +88,19 @@ export async function grantsOnPath(db: Queryable, teamId: string, userId: string
 }
 
 /**
- * {@link grantsOnPath} and the organization's authorization revision, in one statement (one
- * snapshot): what the permission cache stores, tagged with the revision it reflects.
+ * {@link grantsOnPath}, the team's own visibility and the organization's authorization revision, in
+ * one statement (one snapshot): what the permission cache stores, tagged with the revision it reflects.
  */
 export async function grantsOnPathAt(
   db: Queryable,
   teamId: string,
   userId: string,
   maxDepth: number,
-): Promise<{ grants: Grant[]; revision: number }> {
+): Promise<{ grants: Grant[]; revision: number; visibility?: TeamRow["visibility"] }> {
   const { rows } = await db.query<{
     grants: { team_id: string; name: string; visibility: TeamRow["visibility"]; role: Role; distance: number }[];
     rev: string;
+    visibility: TeamRow["visibility"] | null;
   }>(
     `with recursive up as (
        select t.id, t.name, t.visibility, t.parent_team_id, 0 as distance, array[t.id] as path from teams t where t.id = $1
@@ -108,13 +109,15 @@ export async function grantsOnPathAt(
        where not t.id = any(up.path) and up.distance < $3
      )
      select coalesce(json_agg(json_build_object('team_id', up.id, 'name', up.name, 'visibility', up.visibility, 'role', m.role, 'distance', up.distance)), '[]') as grants,
-       coalesce((select revision from authz_revisions where organization_id = (select organization_id from teams where id = $1)), 0) as rev
+       coalesce((select revision from authz_revisions where organization_id = (select organization_id from teams where id = $1)), 0) as rev,
+       (select visibility from teams where id = $1) as visibility
      from up join team_memberships m on m.team_id = up.id and m.user_id = $2`,
     [teamId, userId, maxDepth],
   );
   const r = rows[0]!;
   return {
     revision: Number(r.rev),
+    ...(r.visibility ? { visibility: r.visibility } : {}),
     grants: r.grants.map((g) => ({
       teamId: g.team_id,
       teamName: g.name,

@@ -413,8 +413,9 @@ export const teamRoutes = createRouter()
   })
   .openapi(r.permissions, async (c) => {
     const { organizationId, teamId, userId } = c.req.valid("param");
-    await ownTeam(c, organizationId, teamId);
-    return c.json(await svc(c).getEffectivePermissions(teamId, userId), 200);
+    // The service guards the team (organization, visibility): from the cache when it can, so a
+    // cached answer survives a Postgres outage.
+    return c.json(await svc(c).getEffectivePermissions(teamId, userId, organizationId), 200);
   })
   .openapi(r.policy, async (c) => c.json(await svc(c).getTeamPolicy(c.req.valid("param").organizationId), 200))
   .openapi(r.setPolicy, async (c) =>
@@ -422,7 +423,7 @@ export const teamRoutes = createRouter()
   )
   .openapi(r.check, async (c) => {
     const { organizationId, teamId } = c.req.valid("param");
-    await ownTeam(c, organizationId, teamId);
     const b = c.req.valid("json");
-    return c.json(await svc(c).checkPermission(teamId, b.userId, b.permission), 200);
+    // As above: the service's guard, cache first.
+    return c.json(await svc(c).checkPermission(teamId, b.userId, b.permission, organizationId), 200);
   });

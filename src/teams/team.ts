@@ -24,6 +24,7 @@ import { parseInput } from "../platform/validation.ts";
 import { effectivePlan } from "../usage/plans.ts";
 import { StampCache, bumpRevision, dep, encodeRevision } from "./authz/revision.ts";
 import { PermissionCache } from "./cache.ts";
+import type { PermissionLookup } from "./cache.ts";
 import type { TeamRow } from "./hierarchy.ts";
 import {
   ancestorRows,
@@ -177,23 +178,50 @@ export class TeamManagementService {
     return rows[0];
   }
 
-  /** Grants on the path, from the cache when fresh (one Redis round trip on a hit). */
-  private async grants(teamId: string, userId: string): Promise<Grant[]> {
-    const hit = await this.cache
-      .lookup(teamId, userId)
-      .catch(() => ({}) as { org?: string; version?: string; grants?: Grant[] });
+  /** The cache's view of (team, user); Redis down is a miss (Postgres answers). */
+  private lookup(teamId: string, userId: string): Promise<PermissionLookup> {
+    return this.cache.lookup(teamId, userId).catch((): PermissionLookup => ({}));
+  }
+
+  /** Grants on the path, from the cache when fresh (one Redis round trip on a hit; `found`: that lookup, done already). */
+  private async grants(teamId: string, userId: string, found?: PermissionLookup): Promise<Grant[]> {
+    const hit = found ?? (await this.lookup(teamId, userId));
     if (hit.grants) return hit.grants;
     const readAt = Date.now();
-    const { grants, revision } = await grantsOnPathAt(this.db, teamId, userId, this.config.maxDepth);
+    const { grants, revision, visibility } = await grantsOnPathAt(this.db, teamId, userId, this.config.maxDepth);
     // Tagged with the revision of the snapshot and what it read: a change to any of those, even
     // one racing this read, raises a stamp past it; a change elsewhere leaves it valid.
     const k = [dep.org, dep.user(userId), dep.team(teamId), ...grants.map((g) => dep.team(g.teamId))];
+    const stamp = { r: revision, k, readAt, ...(visibility ? { t: visibility } : {}) };
     if (hit.org && hit.version !== undefined)
-      this.waitUntil(
-        this.cache.set(hit.org, hit.version, teamId, userId, grants, { r: revision, k, readAt }).catch(() => undefined),
-      );
+      this.waitUntil(this.cache.set(hit.org, hit.version, teamId, userId, grants, stamp).catch(() => undefined));
     else if (!hit.org) this.waitUntil(this.teamOrg(teamId).catch(() => undefined));
     return grants;
+  }
+
+  /**
+   * The grants of `userId` on the team's path as the viewer may see them — the read of the
+   * permission routes, with their guard: @throws {NotFoundError} unless the team is in
+   * `organizationId` and the viewer may see it. From the cache alone when a valid entry proves all
+   * of that, so such a check keeps working while Postgres is down: the entry's team is in the
+   * organization (teams never move between organizations) and still exists (a deletion raises the
+   * organization's stamp), and the viewer sees it — an organization admin; or the user themself,
+   * reaching it (a grant on its path) or the team not being secret (its visibility is in the entry,
+   * a change raises the team's stamp). Neither needs redaction. Otherwise Postgres decides.
+   */
+  private async visibleGrants(organizationId: string, teamId: string, userId: string): Promise<Grant[]> {
+    const hit = await this.lookup(teamId, userId);
+    if (hit.org !== undefined && hit.org !== organizationId) throw new NotFoundError(`team ${teamId} not found`);
+    if (hit.grants && hit.org === organizationId) {
+      const self = this.viewer?.userId === userId;
+      const reached = hit.grants.length > 0;
+      if (!this.viewer || this.viewer.orgAdmin || (self && reached)) return hit.grants;
+      if (self && hit.visibility === "secret") throw new NotFoundError(`team ${teamId} not found`);
+      if (self && hit.visibility) return hit.grants;
+    }
+    const team = await this.getTeam(teamId);
+    if (!team || team.organizationId !== organizationId) throw new NotFoundError(`team ${teamId} not found`);
+    return this.redacted(await this.grants(teamId, userId, hit), userId);
   }
 
   /** @throws {ForbiddenError} unless `actor` holds `permission` on the team (uncached: mutations read their own truth) */
@@ -1162,15 +1190,23 @@ export class TeamManagementService {
 
   /**
    * Check if a user has a specific permission within a team context (with inheritance).
+   * @param organizationId - when given (the API), the team must be in it and visible to the viewer
+   * (else {NotFoundError}); a check the cache can prove is answered without Postgres
    * @returns allowed, and the reason: which membership granted it or why it is denied
    */
-  async checkPermission(teamId: string, userId: string, permission: string): Promise<PermissionDecision> {
+  async checkPermission(
+    teamId: string,
+    userId: string,
+    permission: string,
+    organizationId?: string,
+  ): Promise<PermissionDecision> {
     if (!isPermission(permission))
       throw new ValidationError("unknown permission", [
         { path: "permission", message: "see GET /openapi.json for the permission list" },
       ]);
+    const seen = organizationId === undefined ? undefined : await this.visibleGrants(organizationId, teamId, userId);
     if (this.isOrgAdmin(userId)) return { allowed: true, reason: "organization admin" };
-    return decide(permission, await this.redacted(await this.grants(teamId, userId), userId), false);
+    return decide(permission, seen ?? (await this.redacted(await this.grants(teamId, userId), userId)), false);
   }
 
   /** Caches the organization of a team (teams never change organization). */
@@ -1186,10 +1222,16 @@ export class TeamManagementService {
    * Get effective permissions for a user in a team (including inherited), with their sources.
    * @param teamId - team identifier
    * @param userId - user identifier
+   * @param organizationId - as for {@link checkPermission}: the API's guard, cache first
    */
-  async getEffectivePermissions(teamId: string, userId: string): Promise<EffectivePermissions> {
+  async getEffectivePermissions(
+    teamId: string,
+    userId: string,
+    organizationId?: string,
+  ): Promise<EffectivePermissions> {
     const admin = this.isOrgAdmin(userId);
-    const grants = admin ? [] : await this.redacted(await this.grants(teamId, userId), userId);
+    const seen = organizationId === undefined ? undefined : await this.visibleGrants(organizationId, teamId, userId);
+    const grants = admin ? [] : (seen ?? (await this.redacted(await this.grants(teamId, userId), userId)));
     const { permissions, sources } = effectivePermissions(grants, admin);
     return { teamId, userId, role: effectiveGrant(grants)?.role ?? null, permissions, sources };
   }

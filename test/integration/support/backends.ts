@@ -8,6 +8,12 @@ import { createDb } from "../../../src/platform/db.ts";
 /** This run's configuration (per-run database, Redis prefix and RabbitMQ names). */
 export const config = () => getConfig(env);
 
+/** A Postgres URL nobody listens on (port 1): what a database outage looks like to a client. */
+export const unreachableDatabaseUrl = "postgres://nobody:x@127.0.0.1:1/none";
+
+/** The Worker's bindings with Postgres unreachable (Redis and RabbitMQ up). */
+export const withoutPostgres = () => ({ ...env, DATABASE_URL: unreachableDatabaseUrl });
+
 /** Runs `fn` with a fresh request-scoped Db and closes it. */
 export async function withDb<T>(fn: (db: Db) => Promise<T>): Promise<T> {
   const db = createDb(config());

@@ -40,9 +40,6 @@ export function verifiedBy(secret: string, req: { headers: Record<string, string
 /** The endpoint object of a webhook. */
 export const endpoint = (webhookId: string) => env.WEBHOOK_ENDPOINT.get(env.WEBHOOK_ENDPOINT.idFromName(webhookId));
 
-/** A Postgres URL nobody listens on (port 1): what a database outage looks like to a client. */
-export const unreachableDatabaseUrl = "postgres://nobody:x@127.0.0.1:1/none";
-
 /**
  * Runs `fn` while the endpoint object of `webhookId` sees `overrides` in its env (e.g. an
  * unreachable DATABASE_URL), then restores it: an outage of the object's own dependencies while

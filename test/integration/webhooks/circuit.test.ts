@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import worker from "../../../src/index.ts";
 import { createEvent } from "../../../src/events/cloudevent.ts";
 import { api } from "../support/api.ts";
-import { withDb } from "../support/backends.ts";
+import { unreachableDatabaseUrl, withDb } from "../support/backends.ts";
 import {
   endpoint,
   newHook,
@@ -14,7 +14,6 @@ import {
   script,
   sendEvent,
   timeTravel,
-  unreachableDatabaseUrl,
   withEndpointEnv,
 } from "../support/webhooks.ts";
 
