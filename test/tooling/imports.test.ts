@@ -63,7 +63,7 @@ function rpcMethods(): { method: string; bounded: boolean }[] {
   for (const f of readdirSync(dir).filter((n) => n.endsWith(".ts"))) {
     const lines = readFileSync(join(dir, f), "utf8").split("\n");
     lines.forEach((line, i) => {
-      const m = /^ {2}async (\w+)\(/.exec(line);
+      const m = /^ {2}async (\w+)[<(]/.exec(line);
       if (!m) return;
       const end = lines.findIndex((l, j) => j > i && l === "  }");
       out.push({ method: `${f}#${m[1]}`, bounded: lines.slice(i, end).some((l) => l.includes("rpcBoundary(")) });
