@@ -18,7 +18,8 @@ import { signToken } from "../src/platform/auth.ts";
 import { getConfig } from "../src/platform/config.ts";
 import { verifyWebhook } from "../src/webhooks/signing.ts";
 import type { Receiver } from "./harness.ts";
-import { parseBenchArgs, startReceiver } from "./harness.ts";
+import { numArg, parseBenchArgs, startReceiver } from "./harness.ts";
+import { Inspector } from "./inspector.ts";
 import { percentile, round } from "./lib.ts";
 
 /**
@@ -147,9 +148,10 @@ const comm = (pid: number) => {
     return "";
   }
 };
-const rssBytes = (pid: number) => {
+/** Resident memory of `pid` in bytes: all of it (`VmRSS`), or its anonymous or file-backed part. */
+const rssBytes = (pid: number, field: "VmRSS" | "RssAnon" | "RssFile" = "VmRSS") => {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
     return m ? Number(m[1]) * 1024 : 0;
   } catch {
     return 0;
@@ -171,10 +173,13 @@ class WorkerProc {
   private readonly vars: Record<string, string>;
   private readonly dir: string;
   private readonly port: number;
-  constructor(vars: Record<string, string>, dir: string, port: number) {
+  /** Where `wrangler dev` serves the isolate's inspector (`--heap`), if anywhere. */
+  readonly inspectorPort: number | undefined;
+  constructor(vars: Record<string, string>, dir: string, port: number, inspectorPort?: number) {
     this.vars = vars;
     this.dir = dir;
     this.port = port;
+    this.inspectorPort = inspectorPort;
   }
 
   async start(): Promise<void> {
@@ -204,6 +209,7 @@ class WorkerProc {
         "--log-level",
         "warn",
         "--show-interactive-dev-session=false",
+        ...(this.inspectorPort ? ["--inspector-port", String(this.inspectorPort)] : []),
       ],
       {
         cwd: ROOT,
@@ -462,7 +468,7 @@ async function main(): Promise<number> {
       EVENTS_INBOUND_POLL_MS: "500",
     };
     const port = 20_000 + Math.floor(Math.random() * 20_000);
-    worker = new WorkerProc(bindings, dir, port);
+    worker = new WorkerProc(bindings, dir, port, args.heap ? port + 1 : undefined);
     await worker.start();
     log(`worker at ${worker.url}`);
 
@@ -1355,7 +1361,7 @@ async function soak(ctx: Ctx): Promise<void> {
   ).json as { id: string; secret: string };
   ctx.secrets.set(slot, hook.secret);
   let n = 0;
-  const ops: (() => ReturnType<typeof call>)[] = [
+  const allOps: (() => ReturnType<typeof call>)[] = [
     () =>
       call(ctx.worker.url, `/v1/orgs/${org}/usage/events`, {
         token,
@@ -1395,24 +1401,37 @@ async function soak(ctx: Ctx): Promise<void> {
           occurredAt: new Date().toISOString(),
         },
       }),
+    () => call(ctx.worker.url, "/healthz", {}),
   ];
-  const opNames = ["ingest", "metrics", "check-update", "check-read", "webhook-event"];
+  const allNames = ["ingest", "metrics", "check-update", "check-read", "webhook-event", "healthz"];
+  // `--soak-ops a,b`: only those (to tell which part of the mix a trend comes from); default the mix.
+  const picked = typeof args["soak-ops"] === "string" ? args["soak-ops"].split(",") : allNames.slice(0, 5);
+  const unknown = picked.filter((p) => !allNames.includes(p));
+  if (unknown.length) throw new Error(`--soak-ops: unknown ${unknown.join(", ")} (known: ${allNames.join(", ")})`);
+  const ops = picked.map((p) => allOps[allNames.indexOf(p)]!);
+  const opNames = picked;
   const errorKinds: Record<string, number> = {};
-  // Capacity: closed loop at 8 in flight for 20 s (the mix, round robin).
-  log("soak: measuring capacity (20 s, 8 in flight)");
-  let done = 0;
-  const capEnd = Date.now() + 20_000;
-  await Promise.all(
-    Array.from({ length: 8 }, async (_, k) => {
-      for (let i = k; Date.now() < capEnd; i += 8) {
-        await ops[i % ops.length]!();
-        done++;
-      }
-    }),
-  );
-  const capacity = done / 20;
-  const rate = capacity * 0.7;
-  log(`soak: capacity ${capacity.toFixed(0)} req/s; ${minutes} min at ${rate.toFixed(0)} req/s (70 %)`);
+  // Capacity: closed loop at 8 in flight for 20 s (the mix, round robin). `--soak-rate N` offers N
+  // req/s instead and skips it: the same load for two mixes, and no burst whose high-water mark
+  // would hide a slower trend in memory.
+  const fixedRate = args["soak-rate"] !== undefined ? numArg(args, "soak-rate", 0) : undefined;
+  let capacity = 0;
+  if (fixedRate === undefined) {
+    log("soak: measuring capacity (20 s, 8 in flight)");
+    let done = 0;
+    const capEnd = Date.now() + 20_000;
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, k) => {
+        for (let i = k; Date.now() < capEnd; i += 8) {
+          await ops[i % ops.length]!();
+          done++;
+        }
+      }),
+    );
+    capacity = done / 20;
+  }
+  const rate = fixedRate ?? capacity * 0.7;
+  log(`soak: capacity ${capacity.toFixed(0)} req/s (0: not measured); ${minutes} min at ${rate.toFixed(0)} req/s`);
   const perMinute: {
     minute: number;
     n: number;
@@ -1420,6 +1439,9 @@ async function soak(ctx: Ctx): Promise<void> {
     p50: number;
     p99: number;
     workerd_rss_mb: number;
+    workerd_rss_anon_mb: number;
+    workerd_rss_file_mb: number;
+    workerd_live_heap_mb?: number;
     workerd_fds: number;
     pg_connections: number;
     outbox_lag_s: number;
@@ -1430,8 +1452,17 @@ async function soak(ctx: Ctx): Promise<void> {
   let errors = 0;
   const inflight = new Set<Promise<unknown>>();
   let i = 0;
+  // `--heap`: the isolate's live JavaScript heap after a full GC, each minute (and, with
+  // `--heap-snapshots DIR`, a snapshot after the first and the last minute to compare).
+  const inspector = ctx.worker.inspectorPort ? await Inspector.connect(ctx.worker.inspectorPort) : undefined;
+  const snapshotDir = typeof args["heap-snapshots"] === "string" ? args["heap-snapshots"] : undefined;
   const sampleMinute = async (minute: number) => {
     const pid = ctx.worker.workerdPid();
+    const heap = inspector ? await inspector.liveHeapBytes().catch(() => undefined) : undefined;
+    if (inspector && snapshotDir && (minute === 1 || Date.now() - start >= minutes * 60_000))
+      await inspector
+        .snapshot(path.join(snapshotDir, `soak-${minute}.heapsnapshot`))
+        .catch((e) => log(`snapshot: ${e}`));
     const [pgc] = await q<{ n: number; lag: number; backlog: number }>(
       ctx,
       `select (select count(*)::int from pg_stat_activity where datname = current_database()) as n,
@@ -1445,6 +1476,10 @@ async function soak(ctx: Ctx): Promise<void> {
       p50: round(percentile(lat, 50), 1),
       p99: round(percentile(lat, 99), 1),
       workerd_rss_mb: pid ? round(rssBytes(pid) / 2 ** 20, 1) : 0,
+      // File-backed pages (mapped files) are the kernel's to drop; anonymous memory is the process's own.
+      workerd_rss_anon_mb: pid ? round(rssBytes(pid, "RssAnon") / 2 ** 20, 1) : 0,
+      workerd_rss_file_mb: pid ? round(rssBytes(pid, "RssFile") / 2 ** 20, 1) : 0,
+      ...(heap !== undefined ? { workerd_live_heap_mb: round(heap / 2 ** 20, 1) } : {}),
       workerd_fds: pid ? fdCount(pid) : 0,
       pg_connections: pgc?.n ?? -1,
       outbox_lag_s: round(pgc?.lag ?? -1, 1),
@@ -1476,13 +1511,16 @@ async function soak(ctx: Ctx): Promise<void> {
   }
   await Promise.all(inflight);
   if (lat.length) await sampleMinute(minute);
+  inspector?.close();
   const first = perMinute[0];
   const last = perMinute.at(-1);
   results.soak = {
     minutes,
     capacity_req_per_s: round(capacity, 1),
     offered_req_per_s: round(rate, 1),
-    mix: "usage ingest (10 events), metrics query, 2 permission checks, webhook fan-out (1 endpoint)",
+    mix: args["soak-ops"]
+      ? picked.join(", ")
+      : "usage ingest (10 events), metrics query, 2 permission checks, webhook fan-out (1 endpoint)",
     per_minute: perMinute,
     p99_last_over_first: first && last ? round(last.p99 / first.p99, 2) : null,
     rss_last_over_first:

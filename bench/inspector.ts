@@ -1,0 +1,79 @@
+import * as fs from "node:fs";
+import WebSocket from "ws";
+
+/**
+ * A minimal Chrome DevTools Protocol client for the Worker's isolate behind `wrangler dev
+ * --inspector-port`: the soak's `--heap` asks it for the JavaScript heap after a full GC, which
+ * tells a leak in our code (live heap growing) from memory workerd holds outside it (RSS growing,
+ * live heap flat), and can write a heap snapshot to compare two minutes of a run.
+ */
+export class Inspector {
+  private readonly ws: WebSocket;
+  private next = 1;
+  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private chunks: string[] = [];
+
+  private constructor(ws: WebSocket) {
+    this.ws = ws;
+    ws.on("message", (data) => {
+      const msg = JSON.parse(String(data)) as {
+        id?: number;
+        method?: string;
+        params?: { chunk?: string };
+        result?: unknown;
+        error?: { message: string };
+      };
+      if (msg.method === "HeapProfiler.addHeapSnapshotChunk") this.chunks.push(msg.params?.chunk ?? "");
+      if (msg.id === undefined) return;
+      const w = this.waiting.get(msg.id);
+      this.waiting.delete(msg.id);
+      if (msg.error) w?.reject(new Error(msg.error.message));
+      else w?.resolve(msg.result);
+    });
+  }
+
+  /** Connects to the first target the inspector at `port` lists (the Worker's isolate). */
+  static async connect(port: number): Promise<Inspector> {
+    const targets = (await (await fetch(`http://127.0.0.1:${port}/json`)).json()) as {
+      webSocketDebuggerUrl: string;
+    }[];
+    const url = targets[0]?.webSocketDebuggerUrl;
+    if (!url) throw new Error(`no inspector target on port ${port}`);
+    // wrangler's inspector proxy admits DevTools origins and localhost only.
+    const ws = new WebSocket(url, { origin: "http://127.0.0.1", maxPayload: 2 ** 30 });
+    await new Promise<void>((resolve, reject) => {
+      ws.once("open", () => resolve());
+      ws.once("error", (err) => reject(new Error(`inspector ${url} refused: ${err.message}`)));
+    });
+    return new Inspector(ws);
+  }
+
+  /** Sends one CDP command and waits for its answer. */
+  send<T = unknown>(method: string, params: Record<string, unknown> = {}): Promise<T> {
+    const id = this.next++;
+    const answer = new Promise<T>((resolve, reject) =>
+      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject }),
+    );
+    this.ws.send(JSON.stringify({ id, method, params }));
+    return answer;
+  }
+
+  /** Live JavaScript heap in bytes, measured after a full garbage collection. */
+  async liveHeapBytes(): Promise<number> {
+    await this.send("HeapProfiler.collectGarbage");
+    return (await this.send<{ usedSize: number }>("Runtime.getHeapUsage")).usedSize;
+  }
+
+  /** Writes a heap snapshot (`.heapsnapshot`, readable by DevTools) to `file`. */
+  async snapshot(file: string): Promise<void> {
+    this.chunks = [];
+    await this.send("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
+    fs.writeFileSync(file, this.chunks.join(""));
+    this.chunks = [];
+  }
+
+  /** Closes the connection. */
+  close(): void {
+    this.ws.close();
+  }
+}
