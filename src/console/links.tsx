@@ -189,6 +189,14 @@ function LinksPage(props: { ctx: PageContext; link?: ConsoleLink }) {
           <textarea id="link-url" readonly rows={4}>
             {link.url}
           </textarea>
+          {link.embedUrl ? (
+            <>
+              <label for="embed-url">Embed URL (the src of an iframe on the origins you listed, any site)</label>
+              <textarea id="embed-url" readonly rows={5}>
+                {link.embedUrl}
+              </textarea>
+            </>
+          ) : null}
         </section>
       ) : null}
       <Form ctx={ctx} action="/console/links" label="Mint a link">

@@ -98,6 +98,18 @@ describe("embedding a scoped link in a cross-site iframe", () => {
     expect(Number(u.searchParams.get("exp")) * 1000).toBe(Date.parse(framed.expiresAt));
     const plain = await mint(org, { sections: ["webhooks"] });
     expect(plain.embedUrl).toBeUndefined();
+
+    // The console's form shows it next to the link.
+    const admin = await firstParty(await tokenFor({ org, scopes: ["admin"] }));
+    const csrf = await csrfIn(admin, topLevel, "/console/links");
+    const body = { _csrf: csrf, sections: "webhooks", access: "read", ttlMinutes: "5", frameAncestors: PORTAL };
+    const page = await (await post(admin, "/console/links", body, topLevel)).text();
+    const shown = page.match(/<textarea id="embed-url"[^>]*>([^<]+)<\/textarea>/)?.[1]?.replace(/&amp;/g, "&");
+    expect(shown).toMatch(
+      /^http:\/\/edge\.test\/console\/embed\?frame=https%3A%2F%2Fportal\.example&exp=\d+&sig=[\w-]+#token=/,
+    );
+    const withoutFrame = await (await post(admin, "/console/links", { ...body, frameAncestors: "" }, topLevel)).text();
+    expect(withoutFrame).not.toContain('id="embed-url"');
   });
 
   it("serves the bootstrap framable by exactly the link's origins, with a partitioned nonce", async () => {
