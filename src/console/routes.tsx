@@ -176,6 +176,8 @@ export function consoleRoutes(appFetch: AppFetch) {
       if (c.req.method === "GET") return c.redirect("/console/login", 303);
       throw new UnauthorizedError("console session missing or expired");
     }
+    // A refusal below is framable by the link's origins, like its pages: the frame shows why.
+    c.set("frameAncestors", session.scoped?.frameAncestors ?? []);
     const csrf = await csrfToken(config.tokenSecret, token!);
     if (c.req.method !== "GET" && c.req.method !== "HEAD") {
       if (!sameOrigin(c.req.raw)) throw forbidden("cross-site request refused");

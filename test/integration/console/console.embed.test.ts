@@ -304,9 +304,13 @@ describe("embedding a scoped link in a cross-site iframe", () => {
       expect.arrayContaining(["max-age=0", "partitioned", "samesite=none"]),
     );
 
-    // Another section stays refused, even with the right token.
+    // Another section stays refused, even with the right token; the refusal is shown in the frame
+    // (the link's origins may frame its session's every answer), not a blank refused frame.
     const teams = await post(embed, "/console/teams", { _csrf: csrf, name: "x", visibility: "public" }, inFrame);
     expect(teams.status).toBe(403);
+    const usage = await fetchWorker("/console/usage", { headers: { cookie: embed, ...inFrame } });
+    expect(usage.status).toBe(403);
+    expect(usage.headers.get("content-security-policy")).toContain(`frame-ancestors ${PORTAL}`);
   });
 
   it("signs a frame out of its embed session only, and tells it so inside the frame", async () => {
