@@ -30,7 +30,7 @@ import { sections } from "./session.ts";
 
 const MAX_TTL_SECONDS = 3600;
 
-/** An origin as a link may name it for framing: `scheme://host[:port]`, no path, nothing CSP would parse further. */
+/** An origin a link may be framed by: `scheme://host[:port]`, no path, nothing that ends a CSP source. */
 export const ORIGIN_PATTERN = /^https?:\/\/[^/\s;,']+$/;
 
 /** Body of `POST /v1/orgs/{org}/console-links`. */

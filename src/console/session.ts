@@ -14,7 +14,7 @@ import { deriveToken } from "../platform/secret-token.ts";
  * A scoped link signed in inside a cross-site iframe (an *embed* session) gets a cookie of its own,
  * `SameSite=None; Partitioned` (CHIPS): browsers send no `Strict` cookie to a cross-site frame, and
  * a partitioned cookie is stored per top-level site, so it works where third-party cookies are
- * blocked and is never sent to the console opened at the top level (see {@link sessionTokenOf}).
+ * blocked and never serves the console opened at the top level (see {@link sessionTokenOf}).
  */
 
 /** Name of the session cookie. */
