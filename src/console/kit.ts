@@ -10,12 +10,20 @@ import type { Api } from "./api.ts";
 import { ApiError } from "./api.ts";
 import type { Flash, PageContext } from "./layout.tsx";
 import type { ConsoleSession, Section } from "./session.ts";
-import { COOKIE_PATH, FLASH_COOKIE } from "./session.ts";
+import { EMBED_FLASH_COOKIE, FLASH_COOKIE, sessionCookieOptions } from "./session.ts";
 
-/** Hono environment of console routes: the app's, plus the session, its API client and CSRF token. */
+/**
+ * Hono environment of console routes: the app's, plus the session, its API client and CSRF token;
+ * `frameAncestors` is set by a page that may be framed before there is a session (the embed page).
+ */
 export type ConsoleEnv = {
   Bindings: AppEnv["Bindings"];
-  Variables: AppEnv["Variables"] & { session: ConsoleSession; api: Api; csrf: string };
+  Variables: AppEnv["Variables"] & {
+    session: ConsoleSession;
+    api: Api;
+    csrf: string;
+    frameAncestors?: readonly string[];
+  };
 };
 
 /** A console request context. */
@@ -41,17 +49,25 @@ export function consoleCsp(frameAncestors: readonly string[] = []): string {
   ].join("; ");
 }
 
+/** The flash cookie of the request's session: an embed session's is partitioned, like its session. */
+const flashCookie = (c: ConsoleContext) => {
+  const embedded = c.var.session?.embedded === true;
+  return { name: embedded ? EMBED_FLASH_COOKIE : FLASH_COOKIE, options: sessionCookieOptions(60, embedded) };
+};
+
 /** The page context of a console request (reads, and clears, the flash cookie). */
 export function pageContext(c: ConsoleContext, section: PageContext["section"]): PageContext {
   let flash: Flash | undefined;
-  const raw = getCookie(c, FLASH_COOKIE);
+  const { name, options } = flashCookie(c);
+  const raw = getCookie(c, name);
   if (raw) {
     try {
       flash = JSON.parse(raw) as Flash;
     } catch {
       flash = undefined;
     }
-    deleteCookie(c, FLASH_COOKIE, { path: COOKIE_PATH, secure: true });
+    // Deleted with the attributes it was set with (a partitioned cookie is deleted only as such).
+    deleteCookie(c, name, options);
   }
   return { session: c.var.session, csrf: c.var.csrf, section, ...(flash ? { flash } : {}) };
 }
@@ -69,13 +85,8 @@ export async function render(
 /** Redirects after an action (303: the browser follows with a GET), leaving a flash message. */
 export function redirectWith(c: ConsoleContext, location: string, flash: Flash) {
   // setCookie percent-encodes the value (and getCookie decodes it).
-  setCookie(c, FLASH_COOKIE, JSON.stringify(flash), {
-    path: COOKIE_PATH,
-    httpOnly: true,
-    secure: true,
-    sameSite: "Strict",
-    maxAge: 60,
-  });
+  const { name, options } = flashCookie(c);
+  setCookie(c, name, JSON.stringify(flash), options);
   return c.redirect(location, 303);
 }
 

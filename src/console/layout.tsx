@@ -77,6 +77,8 @@ export function Layout(props: {
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="csrf-token" content={ctx.csrf} />
+        {/* live.js reads it: a script's request says nothing of its frame, so it names the session. */}
+        {ctx.session.embedded ? <meta name="console-session" content="embed" /> : null}
         <title>{`${props.title} · CloudMatrix console`}</title>
         <link rel="icon" href="data:," />
         <link rel="stylesheet" href={CONSOLE_ASSETS.css} />
@@ -163,6 +165,46 @@ export function LoginPage(props: { error?: string; csrf: string }) {
           </form>
         </main>
         <script src={CONSOLE_ASSETS.login} defer />
+      </body>
+    </html>
+  );
+}
+
+/**
+ * The page an embed URL opens in its frame: a sign-in form that `login.js` fills with the fragment's
+ * token and submits (nothing to click, so nothing to trick a user into clicking), or why it cannot.
+ */
+export function EmbedPage(props: { csrf?: string; error?: string; message?: string }) {
+  return (
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>CloudMatrix console</title>
+        <link rel="icon" href="data:," />
+        <link rel="stylesheet" href={CONSOLE_ASSETS.css} />
+      </head>
+      <body>
+        <main id="main" class="narrow">
+          <h1>CloudMatrix console</h1>
+          {props.error ? (
+            <p class="flash error" role="alert">
+              {props.error}
+            </p>
+          ) : props.message ? (
+            <p role="status">{props.message}</p>
+          ) : (
+            <form method="post" action="/console/embed" id="login">
+              <input type="hidden" name="_csrf" value={props.csrf} />
+              <input type="hidden" name="token" id="token" />
+              <p role="status">Opening the console…</p>
+              <noscript>
+                <p>This embedded console needs JavaScript to sign in.</p>
+              </noscript>
+            </form>
+          )}
+        </main>
+        {props.csrf && !props.error ? <script src={CONSOLE_ASSETS.login} defer /> : null}
       </body>
     </html>
   );

@@ -7,6 +7,7 @@ import { hasScope } from "../platform/auth.ts";
 import { createRouter } from "../platform/create-app.ts";
 import { ForbiddenError } from "../platform/errors.ts";
 import { authErrors, jsonBody, jsonResponse } from "../platform/openapi.ts";
+import { deriveToken } from "../platform/secret-token.ts";
 import { orgPath } from "./api.ts";
 import type { ConsoleEnv } from "./kit.ts";
 import { act, pageContext, readForm, render } from "./kit.ts";
@@ -20,9 +21,17 @@ import { sections } from "./session.ts";
  * short-lived token that opens only some console sections, read-only or read-write, for its own
  * customers or an iframe. The token is an ordinary platform JWT whose scopes are only those
  * sections' — so the API itself confines it — plus a console claim the console enforces too.
+ *
+ * A link naming `frameAncestors` also gets an `embedUrl` for a cross-site iframe:
+ * `/console/embed?frame=<origins>&exp=<expiry>&sig=<HMAC>#token=<token>`. The token stays in the
+ * fragment, which never reaches a server; the origins and expiry are signed so that the bootstrap
+ * page (which must answer before it can read the token) is framable by exactly the link's origins.
  */
 
 const MAX_TTL_SECONDS = 3600;
+
+/** An origin a link may be framed by: `scheme://host[:port]`, no path, nothing that ends a CSP source. */
+export const ORIGIN_PATTERN = /^https?:\/\/[^/\s;,']+$/;
 
 /** Body of `POST /v1/orgs/{org}/console-links`. */
 export const consoleLinkRequestSchema = z
@@ -35,7 +44,7 @@ export const consoleLinkRequestSchema = z
     access: z.enum(["read", "write"]).default("read"),
     ttlSeconds: z.number().int().min(60).max(MAX_TTL_SECONDS).default(900),
     frameAncestors: z
-      .array(z.url().regex(/^https?:\/\/[^/\s;,']+$/, "an origin: scheme://host[:port], no path"))
+      .array(z.url().regex(ORIGIN_PATTERN, "an origin: scheme://host[:port], no path"))
       .max(10)
       .default([])
       .openapi({ description: "origins allowed to embed the console in an iframe (CSP frame-ancestors)" }),
@@ -49,6 +58,9 @@ export type ConsoleLinkRequest = z.input<typeof consoleLinkRequestSchema>;
 export const consoleLinkSchema = z
   .object({
     url: z.string().openapi({ description: "opens the console signed in; the token is in the fragment" }),
+    embedUrl: z.string().optional().openapi({
+      description: "with frameAncestors only: the URL for an iframe on those origins, cross-site included",
+    }),
     token: z.string(),
     expiresAt: z.string(),
     scopes: z.array(z.string()),
@@ -62,6 +74,28 @@ export type ConsoleLink = z.infer<typeof consoleLinkSchema>;
 /** The API scopes a scoped link carries: the sections' read scopes, and write ones for write access. */
 export function linkScopes(claim: Pick<ConsoleClaim, "sections" | "access">): Scope[] {
   return claim.sections.flatMap((s) => [`${s}:read`, ...(claim.access === "write" ? [`${s}:write`] : [])] as Scope[]);
+}
+
+/**
+ * The signature of an embed URL's frame origins and expiry (HMAC under `TOKEN_SECRET`), so the
+ * bootstrap page frames only for origins a link was minted with, and only until it expires.
+ */
+export function embedSignature(tokenSecret: string, frameAncestors: readonly string[], exp: number): Promise<string> {
+  return deriveToken(tokenSecret, "console-embed-frame", `${exp} ${frameAncestors.join(" ")}`);
+}
+
+/** The `embedUrl` of a minted link that names frame ancestors (else undefined). */
+export async function embedUrlOf(
+  link: Pick<ConsoleLink, "token" | "expiresAt">,
+  frameAncestors: readonly string[],
+  tokenSecret: string,
+  origin: string,
+): Promise<string | undefined> {
+  if (!frameAncestors.length) return undefined;
+  const exp = Math.floor(Date.parse(link.expiresAt) / 1000);
+  const sig = await embedSignature(tokenSecret, frameAncestors, exp);
+  const query = new URLSearchParams({ frame: frameAncestors.join(" "), exp: String(exp), sig });
+  return `${origin}/console/embed?${query}#token=${link.token}`;
 }
 
 /**
@@ -129,14 +163,11 @@ export const consoleLinkRoutes = createRouter().openapi(mintRoute, async (c) => 
   // The minter's own expiry, read from its (already verified) token.
   const raw = c.req.header("authorization")!.replace(/^Bearer\s+/i, "");
   const payload = JSON.parse(atob(raw.split(".")[1]!.replace(/-/g, "+").replace(/_/g, "/"))) as { exp: number };
-  const link = await mintConsoleLink({
-    principal: c.var.principal,
-    minterExp: payload.exp,
-    request: c.req.valid("json"),
-    auth,
-    origin: new URL(c.req.url).origin,
-  });
-  return c.json(link, 201);
+  const request = c.req.valid("json");
+  const origin = new URL(c.req.url).origin;
+  const link = await mintConsoleLink({ principal: c.var.principal, minterExp: payload.exp, request, auth, origin });
+  const embedUrl = await embedUrlOf(link, request.frameAncestors, c.var.platform.config.tokenSecret, origin);
+  return c.json({ ...link, ...(embedUrl ? { embedUrl } : {}) }, 201);
 });
 
 function LinksPage(props: { ctx: PageContext; link?: ConsoleLink }) {
@@ -158,6 +189,14 @@ function LinksPage(props: { ctx: PageContext; link?: ConsoleLink }) {
           <textarea id="link-url" readonly rows={4}>
             {link.url}
           </textarea>
+          {link.embedUrl ? (
+            <>
+              <label for="embed-url">Embed URL (the src of an iframe on the origins you listed, any site)</label>
+              <textarea id="embed-url" readonly rows={5}>
+                {link.embedUrl}
+              </textarea>
+            </>
+          ) : null}
         </section>
       ) : null}
       <Form ctx={ctx} action="/console/links" label="Mint a link">

@@ -10,19 +10,23 @@ import type { AppFetch } from "./api.ts";
 import { ApiError, createApi } from "./api.ts";
 import type { ConsoleEnv } from "./kit.ts";
 import { consoleCsp, readForm, render, sectionOf } from "./kit.ts";
-import { LoginPage } from "./layout.tsx";
-import { linkPages } from "./links.tsx";
+import { EmbedPage, LoginPage } from "./layout.tsx";
+import { embedSignature, linkPages, ORIGIN_PATTERN } from "./links.tsx";
 import type { ConsoleSession } from "./session.ts";
 import {
   allowsSection,
   COOKIE_PATH,
   csrfToken,
+  EMBED_NONCE_COOKIE,
+  EMBED_SESSION_COOKIE,
+  isFrameNavigation,
   offersSection,
   openSession,
   SESSION_COOKIE,
   sameString,
   sections,
   sessionCookieOptions,
+  sessionTokenOf,
 } from "./session.ts";
 import { teamPages } from "./teams.tsx";
 import { usagePages } from "./usage.tsx";
@@ -32,6 +36,23 @@ import { webhookPages } from "./webhooks.tsx";
 const LOGIN_NONCE_COOKIE = "cm_console_login";
 
 const loginForm = z.object({ _csrf: z.string().min(1).max(200), token: z.string().trim().min(1).max(8192) });
+
+/** Query of an embed URL: the link's frame origins (space-separated), its expiry and their signature. */
+const embedQuery = z.object({
+  frame: z.string().min(1).max(4000),
+  exp: z.coerce.number().int().positive(),
+  sig: z.string().min(1).max(100),
+});
+
+/** The frame origins of an embed URL's query when its signature holds (else undefined). */
+async function signedFrame(query: Record<string, string>, tokenSecret: string) {
+  const q = embedQuery.safeParse(query);
+  if (!q.success) return undefined;
+  const frame = q.data.frame.split(" ").filter(Boolean);
+  if (!frame.length || frame.length > 10 || !frame.every((o) => ORIGIN_PATTERN.test(o))) return undefined;
+  const expected = await embedSignature(tokenSecret, frame, q.data.exp);
+  return sameString(q.data.sig, expected) ? { frame, exp: q.data.exp } : undefined;
+}
 
 /** Where a session lands after sign-in: the console's first section it may open. */
 const home = (s: ConsoleSession) => `/console/${sections.find((x) => offersSection(s, x)) ?? "webhooks"}`;
@@ -64,7 +85,8 @@ export function consoleRoutes(appFetch: AppFetch) {
   // Security headers on everything the console answers, errors included.
   app.use("/console/*", async (c, next) => {
     await next();
-    const frame = c.var.session?.scoped?.frameAncestors ?? [];
+    // Framable only by a scoped link's own origins (the embed page's are signed); else by nobody.
+    const frame = c.var.frameAncestors ?? c.var.session?.scoped?.frameAncestors ?? [];
     c.res.headers.set("content-security-policy", consoleCsp(frame));
     c.res.headers.set("x-content-type-options", "nosniff");
     c.res.headers.set("referrer-policy", "no-referrer");
@@ -100,17 +122,62 @@ export function consoleRoutes(appFetch: AppFetch) {
     return c.redirect(home(session), 303);
   });
 
+  // The embed URL's page, in the frame: framable by the link's signed origins before the token (in
+  // the fragment) is known; it posts the token with a nonce, as the sign-in form does.
+  app.get("/console/embed", async (c) => {
+    const signed = await signedFrame(c.req.query(), getConfig(c.env).tokenSecret);
+    if (!signed) throw forbidden("this embed link is not signed for these origins");
+    c.set("frameAncestors", signed.frame);
+    if (signed.exp <= Date.now() / 1000)
+      return render(c, <EmbedPage error="This console link has expired: ask for a new one." />, 403);
+    if (!isFrameNavigation(c.req.raw)) {
+      const message = `This link opens the console inside a page of ${signed.frame.join(", ")}.`;
+      return render(c, <EmbedPage error={message} />, 400);
+    }
+    const nonce = crypto.randomUUID();
+    setCookie(c, EMBED_NONCE_COOKIE, nonce, sessionCookieOptions(600, true));
+    return render(c, <EmbedPage csrf={nonce} />);
+  });
+
+  app.post("/console/embed", async (c) => {
+    if (!sameOrigin(c.req.raw)) throw forbidden("cross-site sign-in refused");
+    // Only a frame: at the top level the partitioned cookie would be the console's own site's, sent
+    // to every visit there (and a top-level visit has the ordinary sign-in).
+    if (!isFrameNavigation(c.req.raw)) throw forbidden("an embed session opens only inside a frame");
+    const f = await readForm(c, loginForm);
+    const nonce = getCookie(c, EMBED_NONCE_COOKIE);
+    if (!nonce || !sameString(nonce, f._csrf)) throw forbidden("CSRF token missing or invalid");
+    const session = await openSession(f.token, getConfig(c.env).auth).catch((err: unknown) => {
+      throw err instanceof z.ZodError ? new UnauthorizedError("invalid console link") : err;
+    });
+    if (!session.scoped?.frameAncestors.length) throw forbidden("this console link names no origins to embed it");
+    deleteCookie(c, EMBED_NONCE_COOKIE, sessionCookieOptions(0, true));
+    // Its own cookie: the first-party session, if any, is left as it is.
+    setCookie(c, EMBED_SESSION_COOKIE, f.token, sessionCookieOptions(session.exp - Date.now() / 1000, true));
+    return c.redirect(home(session), 303);
+  });
+
   // Every other console route needs a session; mutations need its CSRF token.
   const guarded = new Hono<ConsoleEnv>();
   guarded.use("*", async (c, next) => {
-    const token = getCookie(c, SESSION_COOKIE);
+    const picked = sessionTokenOf(c.req.raw, {
+      first: getCookie(c, SESSION_COOKIE),
+      embed: getCookie(c, EMBED_SESSION_COOKIE),
+    });
+    const token = picked?.token;
     const config = getConfig(c.env);
     let session: ConsoleSession | undefined;
     if (token) session = await openSession(token, config.auth).catch(() => undefined);
+    if (session && picked?.embedded) {
+      // Only a link with frame ancestors ever gets this cookie; anything else in it is no session.
+      session = session.scoped?.frameAncestors.length ? { ...session, embedded: true } : undefined;
+    }
     if (!session) {
       if (c.req.method === "GET") return c.redirect("/console/login", 303);
       throw new UnauthorizedError("console session missing or expired");
     }
+    // A refusal below is framable by the link's origins, like its pages: the frame shows why.
+    c.set("frameAncestors", session.scoped?.frameAncestors ?? []);
     const csrf = await csrfToken(config.tokenSecret, token!);
     if (c.req.method !== "GET" && c.req.method !== "HEAD") {
       if (!sameOrigin(c.req.raw)) throw forbidden("cross-site request refused");
@@ -144,6 +211,11 @@ export function consoleRoutes(appFetch: AppFetch) {
   });
   guarded.get("/", (c) => c.redirect(home(c.var.session), 303));
   guarded.post("/logout", (c) => {
+    if (c.var.session.embedded) {
+      // The sign-in page may not be framed: say it here, in a page the link's origins may frame.
+      deleteCookie(c, EMBED_SESSION_COOKIE, sessionCookieOptions(0, true));
+      return render(c, <EmbedPage message="You are signed out of the console." />);
+    }
     deleteCookie(c, SESSION_COOKIE, { path: COOKIE_PATH, secure: true });
     return c.redirect("/console/login", 303);
   });

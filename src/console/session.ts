@@ -10,14 +10,27 @@ import { deriveToken } from "../platform/secret-token.ts";
  * `SameSite=Strict` cookie scoped to `/console`: the console calls the `/v1` API with it, so every
  * page and action is authorized exactly as a client's request would be, and there is no session
  * store to keep. CSRF tokens are derived from the cookie (HMAC), so they need no storage either.
+ *
+ * A scoped link signed in inside a cross-site iframe (an *embed* session) gets a cookie of its own,
+ * `SameSite=None; Partitioned` (CHIPS): browsers send no `Strict` cookie to a cross-site frame, and
+ * a partitioned cookie is stored per top-level site, so it works where third-party cookies are
+ * blocked and never serves the console opened at the top level (see {@link sessionTokenOf}).
  */
 
 /** Name of the session cookie. */
 export const SESSION_COOKIE = "cm_console";
 /** Name of the one-shot flash cookie (the outcome of the last action, shown once). */
 export const FLASH_COOKIE = "cm_console_flash";
-/** Path both cookies are scoped to: the API never sees them. */
+/** Path every console cookie is scoped to: the API never sees them. */
 export const COOKIE_PATH = "/console";
+/** Name of an embed session's cookie: another name, so it can never replace the first-party one. */
+export const EMBED_SESSION_COOKIE = "cm_console_embed";
+/** Name of an embed session's flash cookie. */
+export const EMBED_FLASH_COOKIE = "cm_console_embed_flash";
+/** Name of the embed sign-in's double-submit nonce cookie. */
+export const EMBED_NONCE_COOKIE = "cm_console_embed_login";
+/** Header a console script sends from an embed session's page (a fetch says nothing of its frame). */
+export const EMBED_SESSION_HEADER = "x-console-session";
 
 /** Console sections; a scoped (embeddable) link names the ones it opens. */
 export const sections = ["webhooks", "usage", "teams"] as const;
@@ -42,6 +55,8 @@ export interface ConsoleSession {
   scoped?: ConsoleClaim;
   /** Seconds since the epoch when the token expires. */
   exp: number;
+  /** Set for an embed session (signed in inside a frame, in the partitioned cookie). */
+  embedded?: true;
 }
 
 /**
@@ -84,13 +99,41 @@ export function sameString(a: string, b: string): boolean {
   return diff === 0;
 }
 
-/** Attributes of the session cookie: the browser keeps it from scripts, other sites and plain HTTP. */
-export function sessionCookieOptions(maxAgeSeconds: number) {
-  return {
-    path: COOKIE_PATH,
-    httpOnly: true,
-    secure: true,
-    sameSite: "Strict",
-    maxAge: Math.max(0, Math.floor(maxAgeSeconds)),
-  } as const;
+/**
+ * Attributes of a console cookie: the browser keeps it from scripts, other sites and plain HTTP.
+ * An embed session's (`embedded`) is `SameSite=None`, or a cross-site frame would never get it back,
+ * and `Partitioned`, so the browser keeps it under the embedding site only.
+ */
+export function sessionCookieOptions(maxAgeSeconds: number, embedded = false) {
+  const maxAge = Math.max(0, Math.floor(maxAgeSeconds));
+  return embedded
+    ? ({ path: COOKIE_PATH, httpOnly: true, secure: true, sameSite: "None", partitioned: true, maxAge } as const)
+    : ({ path: COOKIE_PATH, httpOnly: true, secure: true, sameSite: "Strict", maxAge } as const);
+}
+
+/** Whether a request is a frame's navigation (`Sec-Fetch-Dest: iframe`, or `frame` of a frameset). */
+export function isFrameNavigation(req: Request): boolean {
+  const dest = req.headers.get("sec-fetch-dest");
+  return dest === "iframe" || dest === "frame";
+}
+
+/**
+ * Which session cookie a request is served with. A top-level navigation (and any request not said
+ * to come from an embed) uses the first-party cookie only, so an embed cookie — which the browser
+ * sends to the top level too when the embedding page was same-site — never stands in for, or
+ * overrides, the first-party session. A frame's navigation uses its embed cookie when it has one; a
+ * script's request uses it when its page says so ({@link EMBED_SESSION_HEADER}).
+ */
+export function sessionTokenOf(
+  req: Request,
+  cookies: { first?: string | undefined; embed?: string | undefined },
+): { token: string; embedded: boolean } | undefined {
+  const framed = isFrameNavigation(req);
+  const fromEmbedPage = !framed && req.headers.get(EMBED_SESSION_HEADER) === "embed";
+  if ((framed || fromEmbedPage) && cookies.embed) return { token: cookies.embed, embedded: true };
+  // An embed page's script never falls back to the first-party session. A frame without an embed
+  // cookie may be a same-site page framing the first-party session: its pages then carry
+  // `frame-ancestors 'none'` (or its own link's list), and the browser refuses or allows the frame.
+  if (fromEmbedPage || !cookies.first) return undefined;
+  return { token: cookies.first, embedded: false };
 }

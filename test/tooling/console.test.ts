@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Page } from "playwright-core";
+import type { Frame, Page, Route } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { DevServer } from "./console-support.ts";
 import {
@@ -92,6 +93,38 @@ async function pressAndLoad(page: Page, key: string): Promise<void> {
 function expectClean() {
   expect(browser.elsewhere, "requests that left 127.0.0.1").toEqual([]);
   expect(browser.errors, "console errors").toEqual([]);
+}
+
+/**
+ * The customer's portal: a page on another *site* than the console that iframes `?src=`, with a
+ * form aimed at that frame (the embedding page forging a post with the frame's cookie). The console
+ * is at http://127.0.0.1, the portal at http://localhost: different sites (an IP address and a host
+ * name), and Chromium treats both as secure contexts (loopback is "potentially trustworthy"), so
+ * `Secure` cookies are kept over plain http on both and the frame's partitioned cookie is keyed to
+ * http://localhost.
+ */
+async function startPortal(consoleOrigin: string): Promise<{ origin: string; close(): Promise<void> }> {
+  const attr = (v: string) => v.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
+  const server = createServer((req, res) => {
+    const src = new URL(req.url ?? "/", "http://localhost").searchParams.get("src") ?? "about:blank";
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Customer portal</title><link rel="icon" href="data:,"></head>
+<body><h1>Customer portal</h1>
+<iframe name="console" title="Webhooks" src="${attr(src)}" width="1200" height="760"></iframe>
+<form id="forge" method="post" action="${attr(consoleOrigin)}/console/webhooks" target="console">
+<input type="hidden" name="url" value="https://forged.example/hook"><input type="hidden" name="events" value="*">
+</form></body></html>`);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const { port } = server.address() as { port: number };
+  return {
+    origin: `http://localhost:${port}`,
+    close: () =>
+      new Promise((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  };
 }
 
 describe("console in a real browser", () => {
@@ -482,6 +515,131 @@ describe("console in a real browser", () => {
       expectClean();
     } finally {
       await page.close();
+    }
+  });
+
+  it("embeds a write link in a cross-site iframe: its section only, a partitioned session of its own, framed only where it says", async () => {
+    const portal = await startPortal(server.origin);
+    // The portal is the one host besides 127.0.0.1 this test lets the browser reach.
+    const allowPortal = (url: URL) => url.origin === portal.origin;
+    const pass = (route: Route) => route.continue();
+    await browser.context.route(allowPortal, pass);
+    const page = await browser.newPage();
+    const top = await browser.newPage();
+    /** The portal showing `src` in its frame; resolves with the frame once it has loaded. */
+    const portalWith = async (src: string): Promise<Frame> => {
+      await page.goto(`${portal.origin}/?${new URLSearchParams({ src })}`);
+      return page.frame({ name: "console" })!;
+    };
+    type Link = { url: string; token: string; embedUrl?: string };
+    const mintLink = (body: unknown) =>
+      api<Link>(server.origin, adminToken, "POST", `/v1/orgs/${org}/console-links`, body);
+    try {
+      // Signed in first-party at the top level first: the embed must not replace that session.
+      await signIn(top, adminToken);
+      // Without URLs: a URL filter leaves partitioned cookies out.
+      const consoleCookies = async () =>
+        (await browser.context.cookies()).filter((c) => c.domain === new URL(server.origin).hostname);
+      const firstParty = (await consoleCookies()).find((c) => c.name === "cm_console")!;
+      // Input goes to the tab in front (a background tab's frame would not get the clicks).
+      await page.bringToFront();
+
+      const link = await mintLink({ sections: ["webhooks"], access: "write", frameAncestors: [portal.origin] });
+      const frame = await portalWith(link.embedUrl!);
+      await frame.waitForURL(`${server.origin}/console/webhooks`);
+      await expect(frame.locator("header nav a").allTextContents()).resolves.toEqual(["Webhooks"]);
+      await expect(frame.locator("header .who").textContent()).resolves.toContain("scoped link (write)");
+
+      // Its session: a partitioned SameSite=None cookie under the portal's site; the first-party one untouched.
+      const cookies = await consoleCookies();
+      expect(cookies.find((c) => c.name === "cm_console_embed")).toMatchObject({
+        httpOnly: true,
+        secure: true,
+        sameSite: "None",
+        path: "/console",
+        partitionKey: "http://localhost",
+      });
+      expect(cookies.find((c) => c.name === "cm_console")).toMatchObject({
+        value: firstParty.value,
+        sameSite: "Strict",
+      });
+
+      // A write inside the frame: the endpoint form, its CSRF token the embed session's own.
+      await frame.locator('a[href="/console/webhooks/new"]').click();
+      await frame.waitForURL(/\/console\/webhooks\/new$/);
+      const csrf = await frame.locator("meta[name=csrf-token]").getAttribute("content");
+      await expect(frame.locator('form[aria-label="Add an endpoint"] input[name=_csrf]').inputValue()).resolves.toBe(
+        csrf,
+      );
+      expect(csrf).not.toBe(await top.locator("meta[name=csrf-token]").getAttribute("content"));
+      await frame.locator("#new-url").fill(receiver.url);
+      await frame.locator('input[name=events][value="team.created"]').check();
+      await frame.locator('form[aria-label="Add an endpoint"] button[type=submit]').click();
+      await frame.waitForURL(/\/console\/webhooks\/wh_[^/]+$/);
+      await expect(frame.locator(".flash.ok").first().textContent()).resolves.toContain("created");
+      const webhookId = decodeURIComponent(new URL(frame.url()).pathname.split("/").pop()!);
+      const stored = await api<{ url: string }>(
+        server.origin,
+        adminToken,
+        "GET",
+        `/v1/orgs/${org}/webhooks/${webhookId}`,
+      );
+      expect(stored.url).toBe(receiver.url);
+      await screenshot(page, "console-embed-cross-site");
+
+      // The portal forging a post into its frame (the frame's cookie goes along: SameSite=None) is
+      // refused by the same-origin check, and it has no CSRF token anyway: nothing written.
+      const count = async () =>
+        (await api<{ total: number }>(server.origin, adminToken, "GET", `/v1/orgs/${org}/webhooks`)).total;
+      const before = await count();
+      const forged = page.waitForResponse(
+        (r) => r.request().method() === "POST" && r.url().endsWith("/console/webhooks"),
+      );
+      await page.locator("#forge").evaluate((f) => (f as HTMLFormElement).submit());
+      expect((await forged).status()).toBe(403);
+      expect(await count()).toBe(before);
+
+      // Another section: 403, shown in the frame.
+      const usage = await frame.goto(`${server.origin}/console/usage`);
+      expect(usage!.status()).toBe(403);
+      await expect(frame.locator("body").textContent()).resolves.toContain("does not open usage");
+
+      // The same link without frameAncestors: refused framing (CSP frame-ancestors 'none'), as is its
+      // token slipped into the first link's embed URL (the sign-in post refuses it, framed by nobody).
+      const plain = await mintLink({ sections: ["webhooks"], access: "write" });
+      expect(plain.embedUrl).toBeUndefined();
+      const embedCookie = async () => (await consoleCookies()).find((c) => c.name === "cm_console_embed")?.value;
+      const signedIn = await embedCookie();
+      for (const src of [plain.url, link.embedUrl!.replace(/#token=.*$/, `#token=${plain.token}`)]) {
+        const refused = page.waitForEvent("console", (m) => /frame-ancestors 'none'/.test(m.text()));
+        const f = await portalWith(src);
+        await refused;
+        expect(f.url(), src).not.toMatch(/\/console\/webhooks/);
+      }
+      expect(await embedCookie(), "the failed sign-in left the frame's session alone").toBe(signedIn);
+
+      // At the top level: still the first-party session (every section, minting)…
+      await top.goto(`${server.origin}/console/webhooks`);
+      await expect(top.locator("header nav a").allTextContents()).resolves.toContain("Embeddable links");
+      // …and without it, the embed cookie (the portal's partition) is never sent there: sign-in.
+      await browser.context.clearCookies({ name: "cm_console" });
+      await top.goto(`${server.origin}/console/webhooks`);
+      expect(new URL(top.url()).pathname).toBe("/console/login");
+
+      // Expected in the browser's console, and only these: the 403s (the forged post, the usage
+      // section, the refused sign-in; Chromium may report one twice) and the two refused frames.
+      const refusedFrames = browser.errors.filter((e) => /violates .* "frame-ancestors 'none'"/.test(e));
+      expect(refusedFrames).toHaveLength(2);
+      const others = browser.errors.filter((e) => !refusedFrames.includes(e));
+      expect(others.length).toBeGreaterThanOrEqual(3);
+      for (const e of others) expect(e).toMatch(/Failed to load resource: the server responded with a status of 403/);
+      browser.errors.splice(0, browser.errors.length);
+      expectClean();
+    } finally {
+      await page.close();
+      await top.close();
+      await browser.context.unroute(allowPortal, pass);
+      await portal.close();
     }
   });
 });

@@ -5,9 +5,12 @@
   if (!root) return;
   const src = root.getAttribute("data-live-src");
   const every = Number(root.getAttribute("data-live-every") || "5000");
+  // On an embed session's page, say so: the server serves a fetch the first-party session otherwise.
+  const headers = { accept: "application/json" };
+  if (document.querySelector('meta[name="console-session"][content="embed"]')) headers["x-console-session"] = "embed";
   const tick = async () => {
     try {
-      const res = await fetch(src, { headers: { accept: "application/json" }, credentials: "same-origin" });
+      const res = await fetch(src, { headers, credentials: "same-origin" });
       if (res.ok) {
         const data = await res.json();
         for (const el of root.querySelectorAll("[data-live]")) {
