@@ -1,6 +1,7 @@
 import { env, exports } from "cloudflare:workers";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { scopes } from "../../../src/platform/auth.ts";
 import { api, tokenFor } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
 import type { FuzzRequest } from "../support/fuzz.ts";
@@ -18,16 +19,8 @@ import { leakIn, operationsOf, requestsFor, resolver } from "../support/fuzz.ts"
 const knobs = env as unknown as { FUZZ_SEED?: string; FUZZ_RUNS?: string; RECEIVER_URL: string };
 const SEED = Number(knobs.FUZZ_SEED || 20261202);
 const RUNS = Number(knobs.FUZZ_RUNS || 5);
-const SCOPES = [
-  "usage:read",
-  "usage:write",
-  "teams:read",
-  "teams:write",
-  "webhooks:read",
-  "webhooks:write",
-  "admin",
-  "internal",
-];
+// Every scope: the fuzzer reaches every operation.
+const SCOPES = [...scopes];
 
 /** One statement counting the rows of every table (partitions are counted through their parent). */
 async function countSql(): Promise<string> {

@@ -1,7 +1,7 @@
 import { env, exports } from "cloudflare:workers";
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { app } from "../../../src/app.ts";
-import { signToken } from "../../../src/platform/auth.ts";
+import { scopes, signToken } from "../../../src/platform/auth.ts";
 import { getConfig } from "../../../src/platform/config.ts";
 
 /** Options of {@link tokenFor}. */
@@ -19,14 +19,8 @@ export function tokenFor(opts: TokenOptions = {}): Promise<string> {
       userId: opts.user ?? "u_1",
       organizationId: opts.org ?? "org_1",
       email: opts.email,
-      scopes: opts.scopes ?? [
-        "usage:read",
-        "usage:write",
-        "teams:read",
-        "teams:write",
-        "webhooks:read",
-        "webhooks:write",
-      ],
+      // Every service's read and write scope (not admin or internal).
+      scopes: opts.scopes ?? scopes.filter((s) => s.includes(":")),
     },
     getConfig(env).auth,
   );
