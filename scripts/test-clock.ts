@@ -43,16 +43,23 @@ const shiftedToday = new Date(Date.now() + seconds * 1000).toISOString().slice(0
 const configured = /compatibility_date\s*=\s*"(\d{4}-\d{2}-\d{2})"/.exec(
   readFileSync(join(root, "wrangler.toml"), "utf8"),
 )?.[1];
+const preload = [lib, process.env.LD_PRELOAD].filter(Boolean).join(":");
+const [cmd, ...args] = command.length > 0 ? command : ["npm", "test"];
+// `npm test`: vitest's own process keeps the real clock and preloads the shim into every process it
+// starts (workerd, the Node test workers, Postgres, dev servers: test/vitest.config.ts). Its
+// Miniflare then accepts wrangler.toml's compatibility date, so workerd runs the production
+// runtime behaviour — an older date changes it (at 2026-03-01 a fold error caught by the code was
+// still reported as an unhandled rejection). Any other command is preloaded whole.
+const viaVitest = command.length === 0;
 const env = {
   ...process.env,
   ...(configured && shiftedToday < configured ? { TEST_COMPATIBILITY_DATE: shiftedToday } : {}),
   CLOCK_SHIFT_SECONDS: String(seconds),
-  LD_PRELOAD: [lib, process.env.LD_PRELOAD].filter(Boolean).join(":"),
+  ...(viaVitest ? { CLOCK_SHIFT_PRELOAD: preload } : { LD_PRELOAD: preload }),
   // A Postgres of our own under the shifted clock, kept apart from the unshifted ones.
   LOCAL_STACK_OWN: "postgres",
   LOCAL_STACK_DIR: dir,
 };
-const [cmd, ...args] = command.length > 0 ? command : ["npm", "test"];
 const shown = new Date(Date.now() + seconds * 1000).toISOString();
 console.log(
   `[test:clock] clock moved by ${shiftArg} (${seconds} s): the tests see ${shown}; running ${[cmd, ...args].join(" ")}`,

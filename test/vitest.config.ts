@@ -3,6 +3,9 @@ import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import { buildAssets } from "../scripts/build-assets.ts";
 
+// `npm run test:clock`: this process keeps the real clock; everything it starts runs shifted.
+if (process.env.CLOCK_SHIFT_PRELOAD) process.env.LD_PRELOAD = process.env.CLOCK_SHIFT_PRELOAD;
+
 // wrangler.toml's [assets] folder must exist before the Workers plugin reads the config (cheap, idempotent).
 await buildAssets();
 
@@ -33,8 +36,9 @@ export default defineConfig({
             // drive it with runDurableObjectAlarm instead.
             // Webhook tests deliver to the local receiver over http and exercise 1 s timeouts.
             miniflare: {
-              // `npm run test:clock` with the clock moved behind wrangler.toml's compatibility date.
-              ...(process.env.TEST_COMPATIBILITY_DATE
+              // A shifted clock behind wrangler.toml's compatibility date, unless this process kept
+              // the real one (`npm run test:clock`'s default): then Miniflare takes the configured date.
+              ...(process.env.TEST_COMPATIBILITY_DATE && !process.env.CLOCK_SHIFT_PRELOAD
                 ? { compatibilityDate: process.env.TEST_COMPATIBILITY_DATE }
                 : {}),
               bindings: {
