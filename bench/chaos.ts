@@ -8,6 +8,7 @@ import type { AMQPChannel, AMQPClient } from "@cloudamqp/amqp-client";
 import type { Client } from "@neondatabase/serverless";
 import { LOCAL_JWT_SECRET, startLocalEnv } from "../scripts/lib/local-env.ts";
 import type { LocalEnv } from "../scripts/lib/local-env.ts";
+import { buildAssets } from "../scripts/build-assets.ts";
 import { closePgProxy, connectPg } from "../scripts/lib/pg.ts";
 import { ensureStack } from "../scripts/stack.ts";
 import type { Stack } from "../scripts/stack.ts";
@@ -469,6 +470,7 @@ async function main(): Promise<number> {
     };
     const port = 20_000 + Math.floor(Math.random() * 20_000);
     worker = new WorkerProc(bindings, dir, port, args.heap ? port + 1 : undefined);
+    await buildAssets(); // wrangler.toml's [assets] folder is git-ignored: a fresh clone has none
     await worker.start();
     log(`worker at ${worker.url}`);
 

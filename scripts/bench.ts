@@ -14,6 +14,7 @@ import type {
   ReceiverHandler,
 } from "../bench/harness.ts";
 import { parseBenchArgs, startReceiver } from "../bench/harness.ts";
+import { buildAssets } from "./build-assets.ts";
 import { ensureStack } from "./stack.ts";
 import { startLocalEnv } from "./lib/local-env.ts";
 import type { LocalEnv } from "./lib/local-env.ts";
@@ -207,6 +208,7 @@ async function main(): Promise<number> {
   defer("redis keys", async () => log(`deleted ${await deleteRedisKeys(env.bindings, redisKeyPrefix)} redis key(s)`));
 
   const bindings = { ...env.bindings, ENVIRONMENT: "development", ...mod.config?.bindings };
+  await buildAssets(); // wrangler.toml's [assets] folder is git-ignored: a fresh clone has none
   log("starting bench/worker.ts in workerd (wrangler unstable_startWorker)");
   process.env.WRANGLER_SEND_METRICS = "false";
   process.env.CLOUDFLARE_CF_FETCH_ENABLED = "false"; // else miniflare fetches workers.cloudflare.com/cf.json
