@@ -11,6 +11,7 @@ import { attemptDelivery } from "../src/webhooks/attempt.ts";
 import type { Endpoint } from "../src/webhooks/attempt.ts";
 import type { CircuitRecord, CircuitState } from "../src/webhooks/circuit.ts";
 import { circuitView, closedCircuit, resetCircuit } from "../src/webhooks/circuit.ts";
+import type { CircuitReading } from "../src/webhooks/delivery.ts";
 import { disableReasonText, disableWebhook } from "../src/webhooks/disable.ts";
 import type { EndpointSnapshot } from "../src/webhooks/fanout.ts";
 import { Flusher } from "../src/webhooks/flush.ts";
@@ -295,6 +296,9 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   ): Promise<number> {
     if (this.get("webhookId") !== webhookId) this.put("webhookId", webhookId);
     if (this.get("organizationId") !== organizationId) this.put("organizationId", organizationId);
+    // Every hand-off comes from a read of the live webhook: a delete that began and did not end
+    // (its transaction failed) is over, and the object vouches for the organization again.
+    if (this.get("deletion") === "started") this.put("deletion", null);
     if (snapshot && snapshot.readAt > Number(this.get("invalidatedAt") ?? 0))
       this.endpointCache = { at: snapshot.readAt, value: snapshot.endpoint };
     const added = this.jobs.add(jobs);
@@ -356,9 +360,20 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     });
   }
 
-  /** The breaker's state (seed `CircuitState`). */
-  async circuitState(webhookId: string): Promise<CircuitState> {
-    return rpcBoundary(async () => circuitView(webhookId, this.circuit()));
+  /**
+   * The breaker's state (seed `CircuitState`) with what the object knows of its webhook: the
+   * organization a hand-off told it — none before the first one, nor while a delete is under way —
+   * and whether it was deleted. Enough for a circuit read, tenancy included, without Postgres.
+   */
+  async readCircuit(webhookId: string): Promise<CircuitReading> {
+    return rpcBoundary(async () => {
+      const deletion = this.get("deletion");
+      return {
+        circuit: circuitView(webhookId, this.circuit()),
+        organizationId: deletion ? null : (this.get("organizationId") ?? null),
+        deleted: deletion === "done",
+      };
+    });
   }
 
   /** Closes the breaker by hand; held deliveries flow again at once. */
@@ -382,19 +397,24 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   /**
    * Forgets the cached endpoint settings (after an update, a rotation, a re-activation). A
    * re-activation also restarts the auto-disable clock: failures before it do not count.
+   * `deleting` (a delete's first step, before its transaction): the object stops vouching for the
+   * webhook's organization until `cancelAll` ends it or a hand-off shows it still exists, so a
+   * delete that commits but never reaches `cancelAll` cannot leave a read answered from here.
    */
-  async invalidate(options: { reactivated?: boolean } = {}): Promise<void> {
+  async invalidate(options: { reactivated?: boolean; deleting?: boolean } = {}): Promise<void> {
     return rpcBoundary(async () => {
       this.endpointCache = undefined;
       this.put("invalidatedAt", String(Date.now()));
       if (options.reactivated) this.put("failingSince", null);
+      if (options.deleting && this.get("deletion") !== "done") this.put("deletion", "started");
     });
   }
 
-  /** Drops every held delivery (webhook deleted); returns how many. */
+  /** Drops every held delivery (webhook deleted, for good); returns how many. */
   async cancelAll(): Promise<number> {
     return rpcBoundary(async () => {
       this.endpointCache = undefined;
+      this.put("deletion", "done");
       const n = this.jobs.clear();
       await this.rearm(null);
       return n;

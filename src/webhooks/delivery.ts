@@ -45,6 +45,17 @@ import {
 } from "./signing.ts";
 import { assertWebhookUrl } from "./url-policy.ts";
 
+/**
+ * A circuit read from an endpoint's object: the breaker, and the webhook's organization as the
+ * object knows it from hand-offs (`null`: it cannot vouch — no hand-off yet, or a delete under way).
+ */
+export interface CircuitReading {
+  circuit: CircuitState;
+  organizationId: string | null;
+  /** The webhook was deleted (for good: `cancelAll` reached the object). */
+  deleted: boolean;
+}
+
 /** The RPC surface of an endpoint's Durable Object (`WebhookEndpoint`), as the service uses it. */
 export interface EndpointClient {
   enqueue(
@@ -58,10 +69,10 @@ export interface EndpointClient {
   /** Writes the object's buffered attempt results to Postgres now. */
   flush(): Promise<void>;
   attemptNow(deliveryId: string, job?: Job): Promise<{ record?: AttemptRecord; circuit: CircuitState }>;
-  circuitState(webhookId: string): Promise<CircuitState>;
+  readCircuit(webhookId: string): Promise<CircuitReading>;
   resetCircuit(): Promise<{ reset: boolean }>;
   cancelAll(): Promise<number>;
-  invalidate(options?: { reactivated?: boolean }): Promise<void>;
+  invalidate(options?: { reactivated?: boolean; deleting?: boolean }): Promise<void>;
 }
 
 /** The RPC surface of a writer object (`WebhookWriter`), as the service and the endpoint objects use it. */
@@ -117,6 +128,9 @@ export interface HistoryOptions {
   /** Created before (ISO 8601). */
   until?: string;
 }
+
+/** The shape of every webhook id {@link WebhookDeliverySystem.registerWebhook} issues. */
+const WEBHOOK_ID = /^wh_[0-9a-f]{32}$/;
 
 /** A random delivery id: `msg_` + 26 base32 characters (128 bits). */
 export function newDeliveryId(): string {
@@ -331,6 +345,10 @@ export class WebhookDeliverySystem {
    * @returns whether it was deleted and how many pending deliveries were cancelled
    */
   async deleteWebhook(webhookId: string): Promise<{ deleted: boolean; cancelledDeliveries: number }> {
+    const endpoint = this.endpoints(webhookId);
+    // First the object stops vouching for the webhook (circuit reads answered without Postgres):
+    // should the delete commit and then fail to reach it, those reads ask Postgres, which knows.
+    await endpoint.invalidate({ deleting: true });
     const cancelled = await this.db.transaction(async (tx) => {
       const { rowCount } = await tx.query(
         "update webhooks set deleted_at = now(), active = false, updated_at = now() where id = $1 and deleted_at is null",
@@ -344,7 +362,7 @@ export class WebhookDeliverySystem {
       return res.rowCount;
     });
     if (cancelled === null) return { deleted: false, cancelledDeliveries: 0 };
-    await this.endpoints(webhookId).cancelAll();
+    await endpoint.cancelAll();
     return { deleted: true, cancelledDeliveries: cancelled };
   }
 
@@ -376,7 +394,7 @@ export class WebhookDeliverySystem {
     if (o.includeCircuit)
       await Promise.all(
         webhooks.map(async (w) => {
-          w.circuit = await this.endpoints(w.id).circuitState(w.id);
+          w.circuit = (await this.endpoints(w.id).readCircuit(w.id)).circuit;
         }),
       );
     return {
@@ -670,12 +688,30 @@ export class WebhookDeliverySystem {
   }
 
   /**
-   * Get circuit breaker status for a webhook.
+   * Get circuit breaker status for a webhook. Answered by the endpoint's object alone when it can
+   * vouch for the webhook — it knows its organization from a hand-off (webhooks never change
+   * organization) and no delete has begun — so the read keeps working while Postgres is down;
+   * otherwise Postgres decides, and the object learns the organization for the next read.
    * @param webhookId - webhook identifier
+   * @param organizationId - when given (the API), the webhook must belong to it
+   * @throws {NotFoundError} if there is no such webhook, it was deleted, or it is another organization's
    */
-  async getCircuitState(webhookId: string): Promise<CircuitState> {
-    await this.mustFind(webhookId);
-    return this.endpoints(webhookId).circuitState(webhookId);
+  async getCircuitState(webhookId: string, organizationId?: string): Promise<CircuitState> {
+    const notFound = () => new NotFoundError(`webhook ${webhookId} not found`);
+    // An id this service never issues has no object: asking would create one.
+    if (!WEBHOOK_ID.test(webhookId)) throw notFound();
+    const endpoint = this.endpoints(webhookId);
+    const seen = await endpoint.readCircuit(webhookId);
+    if (seen.deleted) throw notFound();
+    if (seen.organizationId !== null) {
+      if (organizationId !== undefined && seen.organizationId !== organizationId) throw notFound();
+      return seen.circuit;
+    }
+    const row = await this.mustFind(webhookId);
+    // The object learns its organization from Postgres, as from a hand-off: the next read needs none.
+    await endpoint.enqueue(webhookId, row.organization_id, [], undefined, { run: false });
+    if (organizationId !== undefined && row.organization_id !== organizationId) throw notFound();
+    return seen.circuit;
   }
 
   /**
