@@ -1,5 +1,5 @@
 import { Pool, neonConfig } from "@neondatabase/serverless";
-import type { PoolClient } from "@neondatabase/serverless";
+import type { PoolClient, WebSocketConstructor } from "@neondatabase/serverless";
 import type { Config } from "./config.ts";
 import { ServiceUnavailableError } from "./errors.ts";
 
@@ -40,6 +40,41 @@ export function configureNeonForProxy(proxy: string): void {
   neonConfig.pipelineConnect = false;
 }
 
+/** `WebSocket.CLOSING`: from it on (then `CLOSED`), nothing sent can arrive. */
+const CLOSING = 2;
+// Each class once, and never a guarded class guarded again.
+const closeSafeOf = new WeakMap<WebSocketConstructor, WebSocketConstructor>();
+const closeSafeClasses = new WeakSet<WebSocketConstructor>();
+
+/**
+ * `Base` with `send` a no-op once the socket is closing or closed. The driver coalesces writes and
+ * sends them from a timer without looking at the socket: when the server side hangs up right
+ * behind the handshake — the proxy's connect to an unreachable Postgres refused — the timer sends
+ * the startup message on a closed socket, and workerd throws "Can't call WebSocket send() after
+ * close()." there, an uncaught exception in the log. The driver has seen the close by then and
+ * fails the query (a 503); the bytes could never have arrived.
+ */
+export function closeSafeWebSocket(Base: WebSocketConstructor): WebSocketConstructor {
+  if (closeSafeClasses.has(Base)) return Base;
+  let Safe = closeSafeOf.get(Base);
+  if (!Safe) {
+    Safe = class extends Base {
+      override send(data: unknown): void {
+        if (this.readyState < CLOSING) super.send(data);
+      }
+    };
+    closeSafeOf.set(Base, Safe);
+    closeSafeClasses.add(Safe);
+  }
+  return Safe;
+}
+
+/** Has the driver open its sockets through {@link closeSafeWebSocket} (the configured class, else the runtime's). */
+function guardDriverSockets(): void {
+  const Base = neonConfig.webSocketConstructor ?? globalThis.WebSocket;
+  if (Base) neonConfig.webSocketConstructor = closeSafeWebSocket(Base);
+}
+
 const wrap = (client: Pick<PoolClient, "query">): Queryable => ({
   async query<T>(text: string, params?: readonly unknown[]) {
     const res = await client.query(text, params as unknown[] | undefined);
@@ -78,6 +113,7 @@ export interface DbHooks {
 export function createDb(config: Pick<Config, "databaseUrl" | "databaseWsProxy">, hooks: DbHooks = {}): Db {
   const { onError, onCommit } = hooks;
   if (config.databaseWsProxy) configureNeonForProxy(config.databaseWsProxy);
+  guardDriverSockets();
   const pool = new Pool({
     connectionString: config.databaseUrl,
     max: hooks.max ?? 4,
