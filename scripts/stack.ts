@@ -284,14 +284,32 @@ function isExecutable(p: string): boolean {
   }
 }
 
+/**
+ * A process's state letter and process group from `/proc/<pid>/stat`, or undefined without procfs
+ * (macOS) or once it is gone.
+ */
+function procStat(pid: number): { state: string; pgrp: number } | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "latin1");
+    const [state = "", , pgrp = ""] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { state, pgrp: Number(pgrp) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Exited but not yet reaped: where init does not reap promptly (containers), a killed server lingers so. */
+const isZombie = (pid: number) => ["Z", "X", "x"].includes(procStat(pid)?.state ?? "");
+
+/** Whether `pid` is a running process: a zombie (exited, not reaped) is not. */
 function pidAlive(pid: number | undefined): boolean {
   if (!pid || pid <= 0) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  return !isZombie(pid);
 }
 
 /** Guards against pid reuse (e.g. after a reboot) before we signal a recorded pid. */
@@ -303,13 +321,23 @@ function pidLooksLike(pid: number, needle: string): boolean {
   }
 }
 
+/** Whether any process of group `pgid` still runs (zombies do not count, as in {@link pidAlive}). */
 function groupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  let procs: string[];
+  try {
+    procs = fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d));
+  } catch {
+    return true; // no procfs: can't tell zombies apart
+  }
+  return procs.some((d) => {
+    const st = procStat(Number(d));
+    return st?.pgrp === pgid && !["Z", "X", "x"].includes(st.state);
+  });
 }
 
 async function waitGone(alive: () => boolean, timeoutMs: number): Promise<boolean> {
@@ -665,18 +693,26 @@ async function startPostgres(svcDir: string, port: number, log: (m: string) => v
   };
 }
 
-async function stopPostgres(st: PgState): Promise<void> {
+/**
+ * Stops the recorded server; false when it is gone already. Never one it did not start: a server
+ * killed and started again on the same data directory (by a later `ensureStack`) is that one's.
+ */
+async function stopPostgres(st: PgState): Promise<boolean> {
+  if (!pidAlive(st.pid)) return false;
+  // pg_ctl stops whatever runs in the data directory now: only if that is still the recorded server.
+  const current = readPidFile(path.join(st.pgdata, "postmaster.pid"));
+  if (current !== undefined && current !== st.pid) return false;
   const r = await pgRun(
     st.asPostgresUser,
     path.join(st.bindir, "pg_ctl"),
     ["-D", st.pgdata, "stop", "-m", "fast", "-w", "-t", "60"],
     90_000,
   );
-  if (r.code === 0 || !pidAlive(st.pid)) return;
+  if (r.code === 0 || !pidAlive(st.pid)) return true;
   // pg_ctl unusable (binaries removed?): SIGINT = fast shutdown.
   if (pidLooksLike(st.pid, "postgres")) {
     process.kill(st.pid, "SIGINT");
-    if (await waitGone(() => pidAlive(st.pid), 30_000)) return;
+    if (await waitGone(() => pidAlive(st.pid), 30_000)) return true;
   }
   throw new Error(`postgres: could not stop pid ${st.pid}:\n${r.out}`);
 }
@@ -745,12 +781,17 @@ async function startRedis(svcDir: string, port: number, log: (m: string) => void
   return { service: "redis", url, port, pid: pid ?? 0, startedAt: new Date().toISOString(), dir: svcDir };
 }
 
-async function stopRedis(st: RedisState): Promise<void> {
+/**
+ * Stops the recorded server; false when it is gone already — then whatever answers on its port is
+ * another server (started again there after a kill), not touched.
+ */
+async function stopRedis(st: RedisState): Promise<boolean> {
+  if (st.pid && !(pidAlive(st.pid) && pidLooksLike(st.pid, "redis-server"))) return false;
   if (await answers(st.url, 1000)) await sendUntilClosed(st.port, "SHUTDOWN NOSAVE\r\n", 5000);
-  if (await waitGone(() => pidAlive(st.pid), 10_000)) return;
+  if (await waitGone(() => pidAlive(st.pid), 10_000)) return true;
   if (pidLooksLike(st.pid, "redis-server")) {
     process.kill(st.pid, "SIGKILL");
-    if (await waitGone(() => pidAlive(st.pid), 5000)) return;
+    if (await waitGone(() => pidAlive(st.pid), 5000)) return true;
   }
   throw new Error(`redis: could not stop pid ${st.pid}`);
 }
@@ -868,9 +909,11 @@ function epmdBin(): string {
   return which("epmd", ["/usr/lib/erlang/bin"]) ?? "epmd";
 }
 
-async function stopRabbit(st: RabbitState): Promise<void> {
+/** Stops the recorded node and its epmd; false when the node was gone already. */
+async function stopRabbit(st: RabbitState): Promise<boolean> {
   const alive = () => pidAlive(st.pid) || (st.pgid > 0 && groupAlive(st.pgid));
-  if (alive()) {
+  const wasAlive = alive();
+  if (wasAlive) {
     // Graceful: rabbitmqctl needs the same HOME (cookie) and epmd port as the node.
     await run(st.ctl, ["-n", st.nodename, "stop", path.join(st.dir, "rabbitmq.pid")], {
       env: rabbitEnv(st),
@@ -889,6 +932,7 @@ async function stopRabbit(st: RabbitState): Promise<void> {
   }
   // epmd daemonizes out of the node's process group; `-kill` refuses while any node is still registered.
   await run(epmdBin(), ["-port", String(st.epmdPort), "-kill"], { env: rabbitEnv(st), timeoutMs: 5000 });
+  return wasAlive;
 }
 
 // ---------------------------------------------------------------------------
@@ -909,7 +953,8 @@ const starters: Record<Service, (svcDir: string, port: number, log: (m: string) 
   rabbitmq: startRabbit,
 };
 
-async function stopState(st: State): Promise<void> {
+/** Stops a recorded server of ours; false when it had exited already (killed, or stopped elsewhere). */
+async function stopState(st: State): Promise<boolean> {
   if (st.service === "postgres") return stopPostgres(st);
   if (st.service === "redis") return stopRedis(st);
   return stopRabbit(st);
@@ -993,11 +1038,15 @@ function redact(url: string): string {
 async function stopStates(states: State[], dataDir: string, log: (m: string) => void): Promise<void> {
   const results = await Promise.allSettled(
     states.map(async (st) => {
-      await stopState(st);
+      const stopped = await stopState(st);
       const svcDir = path.join(dataDir, st.service);
       // Only forget it if the file still describes this server (not a newer one).
       if (readState(svcDir)?.pid === st.pid) removeState(svcDir);
-      log(`${st.service}: stopped own server at ${redact(st.url)}`);
+      log(
+        stopped
+          ? `${st.service}: stopped own server at ${redact(st.url)}`
+          : `${st.service}: own server at ${redact(st.url)} (pid ${st.pid}) had exited already`,
+      );
     }),
   );
   const errors = results.flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []));

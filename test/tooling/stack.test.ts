@@ -133,6 +133,35 @@ async function amqpRoundTrip(url: string): Promise<string | null> {
   }
 }
 
+/** Child processes of `pid` (Linux procfs), as bench/chaos.ts finds a postmaster's backends. */
+function childrenOf(pid: number): number[] {
+  return fs.readdirSync("/proc").flatMap((d) => {
+    if (!/^\d+$/.test(d)) return [];
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
+      return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid ? [Number(d)] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** Whether a process with this pid exists at all (a zombie too). */
+function exists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Polls `ok` every 100 ms until it holds (throws after `timeoutMs`). */
+async function until(ok: () => boolean, timeoutMs = 30_000): Promise<void> {
+  for (const end = Date.now() + timeoutMs; !ok(); await new Promise((r) => setTimeout(r, 100)))
+    if (Date.now() > end) throw new Error("timed out");
+}
+
 describe("answers()", () => {
   it("is true for the system servers at their default URLs", async () => {
     expect(await answers(SYSTEM.postgres)).toBe(true);
@@ -242,6 +271,53 @@ describe("ensureStack()", () => {
     expect(await answers(SYSTEM.rabbitmq)).toBe(true);
 
     console.log(`ensureStack: start ${startMs} ms, reuse ${reuseMs} ms, stop ${stopMs} ms\n  ${logs.join("\n  ")}`);
+  });
+
+  // bench/chaos.ts SIGKILLs a server and starts it again on its port and data through a second
+  // ensureStack. Teardown stopped the first stack's record with `pg_ctl -D` (the restarted
+  // Postgres in that data directory) and Redis SHUTDOWN on the port (the restarted Redis), and the
+  // second stack then failed on servers already gone: "could not stop pid …: PID file does not exist".
+  it("after a kill and a restart on the same port and data, each stack stops exactly what it started", {
+    timeout: 180_000,
+  }, async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "stack-test-"));
+    tmpDirs.push(dataDir);
+    const [pgPort, redisPort] = await Promise.all([closedPort(), closedPort()]);
+    const env = {
+      LOCAL_POSTGRES_URL: `postgres://postgres@127.0.0.1:${pgPort}/postgres`,
+      LOCAL_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+      LOCAL_RABBITMQ_URL: SYSTEM.rabbitmq, // answers: reused, not started
+    };
+    const logs: string[] = [];
+    const log = (m: string) => logs.push(m);
+    const first = await ensureStack({ dataDir, env, log });
+    stacks.push(first);
+    expect([...first.started].sort()).toEqual(["postgres", "redis"]);
+
+    // SIGKILL as chaos does: the postmaster with its backends, Redis.
+    const recorded = (svc: string) =>
+      JSON.parse(fs.readFileSync(path.join(dataDir, svc, "state.json"), "utf8")) as { pid: number; port: number };
+    const victims = [recorded("postgres").pid, ...childrenOf(recorded("postgres").pid), recorded("redis").pid];
+    for (const pid of victims) process.kill(pid, "SIGKILL");
+    await until(() => victims.every((pid) => !exists(pid))); // reaped (a live pid would hold the data dir)
+    const ports = { postgres: recorded("postgres").port, redis: recorded("redis").port };
+    const second = await ensureStack({ dataDir, env, log, ports });
+    stacks.push(second);
+    expect([...second.started].sort()).toEqual(["postgres", "redis"]);
+    expect([second.postgresUrl, second.redisUrl]).toEqual([first.postgresUrl, first.redisUrl]);
+
+    await first.stop(); // its servers are gone: nothing to stop, and the restarted ones are not its own
+    expect(await answers(second.postgresUrl)).toBe(true);
+    expect(await answers(second.redisUrl)).toBe(true);
+    expect(fs.existsSync(path.join(dataDir, "postgres", "state.json"))).toBe(true); // describes the second's
+
+    await second.stop();
+    expect(await answers(second.postgresUrl)).toBe(false);
+    expect(await answers(second.redisUrl)).toBe(false);
+    for (const svc of ["postgres", "redis"]) expect(fs.existsSync(path.join(dataDir, svc, "state.json"))).toBe(false);
+    expect(logs.filter((l) => /could not stop|PID file/i.test(l))).toEqual([]);
+    expect(logs.filter((l) => /had exited already/.test(l))).toHaveLength(2);
+    expect(await answers(SYSTEM.rabbitmq)).toBe(true);
   });
 
   it("starts nothing when the configured URLs answer", async () => {
