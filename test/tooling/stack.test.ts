@@ -298,7 +298,11 @@ describe("ensureStack()", () => {
     const recorded = (svc: string) =>
       JSON.parse(fs.readFileSync(path.join(dataDir, svc, "state.json"), "utf8")) as { pid: number; port: number };
     const victims = [recorded("postgres").pid, ...childrenOf(recorded("postgres").pid), recorded("redis").pid];
-    for (const pid of victims) process.kill(pid, "SIGKILL");
+    for (const pid of victims) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {} // a backend that exited meanwhile
+    }
     await until(() => victims.every((pid) => !exists(pid))); // reaped (a live pid would hold the data dir)
     const ports = { postgres: recorded("postgres").port, redis: recorded("redis").port };
     const second = await ensureStack({ dataDir, env, log, ports });
