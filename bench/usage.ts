@@ -4,7 +4,9 @@ import type { EventType } from "../src/events/catalog.ts";
 import { eventMessage, topology } from "../src/events/rabbit.ts";
 import { withAmqp } from "../src/platform/amqp.ts";
 import { signToken } from "../src/platform/auth.ts";
+import { appendEvents } from "../src/usage/log.ts";
 import { billingPeriod } from "../src/usage/periods.ts";
+import type { UsageEvent } from "../src/usage/schemas.ts";
 import type { BenchConfig, BenchContext, BenchResult } from "./harness.ts";
 import { cpu, cpuDelta, numArg } from "./harness.ts";
 import { percentile, prng, round, runBounded, summarize } from "./lib.ts";
@@ -272,6 +274,58 @@ class Mismatches {
 }
 
 // ─── the raw baseline ───────────────────────────────────────────────────────────────────────────
+
+/**
+ * The pipeline's own log write alone: the same requests as {@link rawInsert}, on the same number of
+ * sessions, each through `appendEvents` — the statement the consumer runs — into a copy of
+ * `usage_log` (its indexes and defaults included) in a scratch schema. Its ratio to the raw INSERT
+ * says how much of the gap is the SQL and how much the rest of the pipeline.
+ */
+async function logAppend(
+  pgUrl: string,
+  w: Workload,
+  clients: number,
+): Promise<{ uniquePerS: number; ms: number; rows: number; cpuPostgresS: number }> {
+  const conns = await Promise.all(Array.from({ length: clients }, () => connectPg(pgUrl)));
+  try {
+    await conns[0]!.query("drop schema if exists bench_probe cascade");
+    await conns[0]!.query("create schema bench_probe");
+    await conns[0]!.query("create table bench_probe.usage_log (like public.usage_log including all)");
+    // Unqualified `usage_log` in appendEvents' SQL resolves to the copy on these sessions.
+    await Promise.all(conns.map((c) => c.query("set search_path = bench_probe, public")));
+    const asEvents = (r: IngestRequest): UsageEvent[] =>
+      r.events.map((e) => ({
+        eventId: e.eventId,
+        organizationId: r.org,
+        eventType: e.eventType as UsageEvent["eventType"],
+        userId: e.userId,
+        resourceId: e.resourceId,
+        resourceType: e.resourceType,
+        quantity: e.quantity,
+        metadata: e.metadata,
+        timestamp: new Date(e.timestamp),
+      }));
+    const batches = w.requests.map(asEvents); // built before the clock starts, like the raw statements' rows
+    let inserted = 0;
+    const c0 = cpu();
+    const r = await runBounded({ count: batches.length, concurrency: clients, timeLimitMs: 300_000 }, (i, lane) =>
+      appendEvents(conns[lane]!, batches[i]!, { parallel: 1 }).then((a) => {
+        inserted += a.fresh.size;
+      }),
+    );
+    const used = cpuDelta(c0, cpu());
+    if (r.failed) throw new Error(`log append: ${r.failed} statement(s) failed: ${r.errors.join("; ")}`);
+    await conns[0]!.query("drop schema bench_probe cascade");
+    return {
+      uniquePerS: round((inserted * 1000) / r.ms, 0),
+      ms: round(r.ms, 1),
+      rows: inserted,
+      cpuPostgresS: round(used.postgres, 1),
+    };
+  } finally {
+    await Promise.all(conns.map((c) => c.end().catch(() => undefined)));
+  }
+}
 
 /**
  * The same rows the HTTP phase sends, the plain way: one multi-row `INSERT … VALUES … ON CONFLICT
@@ -665,6 +719,8 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     const uniqueTotal = new Set(w.requests.flatMap((r) => r.events.map((e) => `${r.org}\u0000${e.eventId}`))).size;
     ctx.log(`raw baseline: the same ${w.sent} rows, ${w.requests.length} statements, ${shape.concurrency} sessions`);
     const raw1 = await rawInsert(ctx.pgUrl, w, shape.concurrency);
+    ctx.log("log append alone: the same requests through appendEvents into a copy of usage_log");
+    const append = await logAppend(ctx.pgUrl, w, shape.concurrency);
 
     // Warm-up (not measured): isolate, sessions, queue consumer, an organization object.
     ctx.log("ingest: warm-up");
@@ -759,6 +815,8 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       raw_rows_per_s_second: raw2.uniquePerS,
       raw_sent_rows_per_s: raw.sentPerS,
       raw_statement_p50_ms: raw.statementP50,
+      log_append_rows_per_s: append.uniquePerS,
+      log_append_cpu_s_postgres: append.cpuPostgresS,
       accept_events_per_s: acceptPerS,
       visibility_lag_p50_ms: round(percentile(lags, 50), 1),
       visibility_lag_p99_ms: round(percentile(lags, 99), 1),
@@ -794,12 +852,14 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     });
     ratios["ingest_events_per_s / raw_rows_per_s"] = round(ingestPerS / raw.uniquePerS, 3);
     ratios["accept_events_per_s / raw_sent_rows_per_s"] = round(acceptPerS / raw.sentPerS, 3);
+    ratios["log_append_rows_per_s / raw_rows_per_s"] = round(append.uniquePerS / raw.uniquePerS, 3);
     targets["ingest_events_per_s / raw_rows_per_s"] = ">= 0.5";
     targets["accept_events_per_s / raw_sent_rows_per_s"] = ">= 0.7";
     targets.mismatches = "<= 0";
     notes.push(
       `ingest shape: ${w.sent} events sent (${w.sent - uniqueTotal} re-sent ids, ~20 % inside their request, the rest in a later request of the same org), ${uniqueTotal} unique, ${w.orgs.length} orgs, ${w.requests.length} POSTs of ≤ ${shape.batch}, ${shape.concurrency} in flight, timestamps random in the last 10 minutes, ${Math.round(shape.lateShare * 100)} % late (random over 30 days), seed ${shape.seed}`,
       `end to end = first POST → every org's /usage/metrics totals equal the count computed from what was sent (${watch.polls} polls, 2 at a time, each org at most every ${shape.pollMs} ms while it has requests not yet counted); raw = the same ${w.sent} rows as ${w.requests.length} multi-row INSERT … ON CONFLICT DO NOTHING statements on ${shape.concurrency} sessions into a table keyed (organization, event id), before (${raw1.uniquePerS}/s) and after (${raw2.uniquePerS}/s) the HTTP run; the higher is the baseline`,
+      `log append alone = the same ${w.requests.length} requests through appendEvents (the consumer's one statement per batch, its returned positions included) on ${shape.concurrency} sessions into a copy of usage_log with its indexes: ${append.uniquePerS} rows/s, ${append.cpuPostgresS} s of Postgres CPU — the rest of the gap to raw is the pipeline around the statement`,
       `visibility lag = per request, its 202 → the first poll whose org total includes it; ${watch.overlap} of ${w.requests.length} requests were sent before their org's previous request was counted (0: every lag is exact)`,
       `exactness: ${mmApi.checked} API values (metrics per type and derived metric, quota) right after the run, ${mmPg.checked} Postgres values (usage_log rows, usage_agg_hour per org × type) and the API values again after the aggregator folded the log (${flushed.rows} rows at ${figures.fold_rows_per_s}/s)`,
       `CPU during ingest (${round(e2eMs / 1000, 1)} s wall, ${(cpuIngest.machine / (e2eMs / 1000)).toFixed(2)} of 2 cores busy): workerd ${round(cpuIngest.workerd, 1)} s, node (load generator, poller, WebSocket proxy, Upstash adapter) ${round(cpuIngest.node, 1)} s, postgres ${round(cpuIngest.postgres, 1)} s, redis ${round(cpuIngest.redis, 1)} s`,
