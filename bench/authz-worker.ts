@@ -1,4 +1,5 @@
 import type { Principal } from "../src/platform/auth.ts";
+import type { Queryable } from "../src/platform/db.ts";
 import { createLogger } from "../src/platform/logger.ts";
 import type { WaitUntil } from "../src/platform/platform.ts";
 import { createPlatform } from "../src/platform/platform.ts";
@@ -83,7 +84,8 @@ export async function authzBench(body: Record<string, unknown>, env: object, ctx
         if (c.allowed !== first[i % pairs.length]!.allowed) throw new Error(`answer changed for ${JSON.stringify(p)}`);
         if (!uncached && !c.cached) throw new Error(`cached check missed for ${JSON.stringify(p)}`);
       }
-      // The parts of an uncached check, each alone: the cache lookup that misses, the read.
+      // The parts of an uncached check, each alone: the cache lookup that misses, the read (as the
+      // service runs it, and as plain text planned on every call), the baseline.
       const parts: Record<string, number> = {};
       if (uncached) {
         const m = Math.min(200, n);
@@ -95,6 +97,10 @@ export async function authzBench(body: Record<string, unknown>, env: object, ctx
         parts.lookupMiss = await time((p) => stamps.get(org, stamps.entryKey(org, "miss", p.userId, p.resource.id), 0));
         parts.readCheck = await time((p) =>
           readCheck(platform.db, org, p.resource, p.userId, platform.config.teams.maxDepth, 32),
+        );
+        const unprepared: Queryable = { query: (text, params) => platform.db.query(text, params) };
+        parts.readCheckUnprepared = await time((p) =>
+          readCheck(unprepared, org, p.resource, p.userId, platform.config.teams.maxDepth, 32),
         );
         parts.select1 = await time(() => platform.db.query("select 1"));
       }

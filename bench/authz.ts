@@ -1,5 +1,5 @@
 import { connectPg } from "../scripts/lib/pg.ts";
-import type { Queryable } from "../src/platform/db.ts";
+import type { Queryable, QueryOptions } from "../src/platform/db.ts";
 import { readAuthorizedUsers, readCheck } from "../src/teams/authz/store.ts";
 import type { ResourceRef } from "../src/teams/authz/model.ts";
 import { builtinPermissions, isBuiltinRole } from "../src/teams/authz/model.ts";
@@ -236,23 +236,39 @@ async function seed(ctx: BenchContext, d: Data): Promise<Counts> {
 /**
  * Server-side time of the two hot statements (`EXPLAIN ANALYZE`, median of `runs`): the check's
  * read and the first page of who-can, run through the service's own query functions from Node.
+ * A named statement is explained as the Worker runs it — prepared, past the plan cache's first
+ * five (custom) plans — and, for comparison, as plain text planned on every call.
  */
 async function explainHot(ctx: BenchContext, pair: { userId: string; resource: ResourceRef }, runs = 15) {
   const pg = await connectPg(ctx.pgUrl);
   try {
     const plans: { planning: number; execution: number }[] = [];
+    const prepared = new Set<string>();
+    const literal = (v: unknown) => (typeof v === "number" ? String(v) : `'${String(v).replace(/'/g, "''")}'`);
     // Runs every statement under EXPLAIN ANALYZE, records the times, then runs it for real.
-    const q: Queryable = {
-      query: async <T>(text: string, params?: readonly unknown[]) => {
-        const e = await pg.query(`explain (analyze, format json) ${text}`, params as unknown[] | undefined);
+    const explaining = (asPrepared: boolean): Queryable => ({
+      query: async <T>(text: string, params?: readonly unknown[], options?: QueryOptions) => {
+        let sql = text;
+        let values = params as unknown[] | undefined;
+        if (asPrepared && options?.name) {
+          sql = `execute ${options.name}(${(params ?? []).map(literal).join(", ")})`;
+          values = undefined;
+          if (!prepared.has(options.name)) {
+            await pg.query(`prepare ${options.name} as ${text}`);
+            prepared.add(options.name);
+            for (let i = 0; i < 5; i++) await pg.query(sql);
+          }
+        }
+        const e = await pg.query(`explain (analyze, format json) ${sql}`, values);
         const plan = (e.rows[0] as { "QUERY PLAN": [{ "Planning Time": number; "Execution Time": number }] })[
           "QUERY PLAN"
         ][0];
         plans.push({ planning: plan["Planning Time"], execution: plan["Execution Time"] });
-        const r = await pg.query(text, params as unknown[] | undefined);
+        const r = await pg.query(sql, values);
         return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
       },
-    };
+    });
+    const q = explaining(true);
     const med = (xs: number[]) => round(percentile(xs, 50));
     const take = async (fn: () => Promise<unknown>) => {
       plans.length = 0;
@@ -261,6 +277,7 @@ async function explainHot(ctx: BenchContext, pair: { userId: string; resource: R
     };
     return {
       check: await take(() => readCheck(q, ORG, pair.resource, pair.userId, MAX_DEPTH, 32)),
+      checkUnprepared: await take(() => readCheck(explaining(false), ORG, pair.resource, pair.userId, MAX_DEPTH, 32)),
       users: await take(() =>
         readAuthorizedUsers(
           q,
@@ -443,7 +460,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     `list-users on d_hot: first page ${usersFirst?.users} users (${usersFirst?.sources} sources), ${usersTotal} authorized in all`,
     `warm after moving tb_${moved} (${data.subtree(moved).length} teams): ${warm.warmAfterMove}/${warm.filled} of ${warm.pairs}; then after a membership: ${warm.warmAfterMember}/${warm.filled}`,
     `read-your-writes: ${ryw.tries} tries (${ryw.writes} grant/revoke, ${ryw.memberWrites} membership) in ${round(ryw.ms / 1000, 1)} s, ${ryw.stale} stale`,
-    `server time (EXPLAIN ANALYZE, median): check read planning ${explain.check.planning} ms + execution ${explain.check.execution} ms; who-can first page ${explain.users.planning} + ${explain.users.execution} ms`,
+    `server time (EXPLAIN ANALYZE, median): check read, prepared as the Worker runs it, planning ${explain.check.planning} ms + execution ${explain.check.execution} ms (planned on every call: ${explain.checkUnprepared.planning} + ${explain.checkUnprepared.execution} ms); who-can first page ${explain.users.planning} + ${explain.users.execution} ms`,
     "workerd's clock has whole milliseconds: p50/p99 of sub-millisecond operations are quantized; the mean ratios are the precise figures",
   );
   const ratio = (x: number, y: number) => round(x / Math.max(y, 1e-9));
@@ -472,6 +489,8 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       ryw_stale: ryw.stale,
       check_sql_planning_ms: explain.check.planning,
       check_sql_execution_ms: explain.check.execution,
+      check_sql_unprepared_planning_ms: explain.checkUnprepared.planning,
+      check_sql_unprepared_execution_ms: explain.checkUnprepared.execution,
       users_sql_planning_ms: explain.users.planning,
       users_sql_execution_ms: explain.users.execution,
       warm_after_team_move_pct: round((100 * warm.warmAfterMove) / Math.max(1, warm.filled), 2),

@@ -11,6 +11,8 @@ import {
   dep,
 } from "../../../src/teams/authz/revision.ts";
 import { PermissionCache } from "../../../src/teams/cache.ts";
+import { AuthzService } from "../../../src/teams/authz/service.ts";
+import { CHECK_STATEMENT } from "../../../src/teams/authz/store.ts";
 import { createTeamService } from "../../../src/teams/service.ts";
 import { api } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
@@ -339,6 +341,31 @@ describe("checks", () => {
     // A revision token of another organization is refused.
     const theirs = await json<{ revision: string }>(await intruder.role("viewer", ["documents.read"]), 201);
     await expectError(await boss.checkRaw("bob", "documents.read", d, theirs.revision), 400, "validation_error");
+  });
+
+  it("reads an uncached check with one prepared statement, parsed once per connection", async () => {
+    const { org, boss, d } = await orgWithTree();
+    await json(await boss.grant(d, { type: "user", id: "ann" }, "member"), 201);
+    const platform = createPlatform(env, createExecutionContext(), createLogger({ test: "prepared" }));
+    const svc = new AuthzService({
+      db: platform.db,
+      redis: platform.redis,
+      keys: platform.keys,
+      config: platform.config.teams,
+    });
+    // Sequential calls share the pool's one connection: each check below misses the cache (a new user).
+    const users = ["ann", "u1", "u2", "u3", "u4", "u5", "u6"];
+    for (const u of users) {
+      const c = await svc.check(org, u, "documents.write", d);
+      expect({ u, allowed: c.allowed, cached: c.cached }).toEqual({ u, allowed: u === "ann", cached: false });
+    }
+    const { rows } = await platform.db.query<{ from_sql: boolean; runs: number }>(
+      "select from_sql, (generic_plans + custom_plans)::int as runs from pg_prepared_statements where name = $1",
+      [CHECK_STATEMENT],
+    );
+    // Planning the check's read cost more than running it: parsed once, then bound and executed.
+    expect(rows).toEqual([{ from_sql: false, runs: users.length }]);
+    platform.close();
   });
 });
 
