@@ -23,18 +23,9 @@ import { decodeCursor, encodeCursor } from "../platform/cursor.ts";
 import { parseInput } from "../platform/validation.ts";
 import { effectivePlan } from "../usage/plans.ts";
 import { StampCache, bumpRevision, dep, encodeRevision } from "./authz/revision.ts";
-import { PermissionCache } from "./cache.ts";
-import type { PermissionLookup } from "./cache.ts";
+import { CachedGrants } from "./cache.ts";
 import type { TeamRow } from "./hierarchy.ts";
-import {
-  ancestorRows,
-  depthOf,
-  descendantRows,
-  grantsOnPath,
-  grantsOnPathAt,
-  isInSubtree,
-  subtreeHeight,
-} from "./hierarchy.ts";
+import { ancestorRows, depthOf, descendantRows, grantsOnPath, isInSubtree, subtreeHeight } from "./hierarchy.ts";
 import type { InvitationRow } from "./invitation.ts";
 import { hashToken, invitationEmail, issueInvitationToken, looksLikeToken, toInvitation } from "./invitation.ts";
 import type { MembershipRow } from "./membership.ts";
@@ -59,7 +50,7 @@ import {
   permissionsToGrant,
   roles,
 } from "./permissions.ts";
-import { reachCte, reachedTeams, membersVisibleSql, redactGrants, sightOf, visibleTeamSql } from "./visibility.ts";
+import { reachCte, membersVisibleSql, redactGrants, sightOf, visibleTeamSql } from "./visibility.ts";
 import type {
   CreateTeamRequest,
   DeleteTeamOptions,
@@ -141,7 +132,7 @@ export class TeamManagementService {
   private readonly users: UsersClient;
   private readonly config: Config["teams"];
   private readonly viewer?: Viewer;
-  private readonly cache: PermissionCache;
+  private readonly cached: CachedGrants;
   private readonly acceptUrl?: string;
   private readonly tokenSecret: string;
   private readonly waitUntil: (p: Promise<unknown>) => void;
@@ -159,9 +150,15 @@ export class TeamManagementService {
     this.viewer = options.viewer;
     this.acceptUrl = options.acceptUrl;
     this.tokenSecret = options.tokenSecret;
-    this.cache = new PermissionCache(options.redis, options.keys);
     this.stamps = new StampCache(options.redis, options.keys);
     this.waitUntil = options.waitUntil ?? ((p) => void p.catch(() => undefined));
+    this.cached = new CachedGrants({
+      db: options.db,
+      redis: options.redis,
+      keys: options.keys,
+      maxDepth: options.config.maxDepth,
+      waitUntil: this.waitUntil,
+    });
   }
 
   private event(type: EventType, org: string, subject: string, data: Record<string, unknown>) {
@@ -178,25 +175,9 @@ export class TeamManagementService {
     return rows[0];
   }
 
-  /** The cache's view of (team, user); Redis down is a miss (Postgres answers). */
-  private lookup(teamId: string, userId: string): Promise<PermissionLookup> {
-    return this.cache.lookup(teamId, userId).catch((): PermissionLookup => ({}));
-  }
-
-  /** Grants on the path, from the cache when fresh (one Redis round trip on a hit; `found`: that lookup, done already). */
-  private async grants(teamId: string, userId: string, found?: PermissionLookup): Promise<Grant[]> {
-    const hit = found ?? (await this.lookup(teamId, userId));
-    if (hit.grants) return hit.grants;
-    const readAt = Date.now();
-    const { grants, revision, visibility } = await grantsOnPathAt(this.db, teamId, userId, this.config.maxDepth);
-    // Tagged with the revision of the snapshot and what it read: a change to any of those, even
-    // one racing this read, raises a stamp past it; a change elsewhere leaves it valid.
-    const k = [dep.org, dep.user(userId), dep.team(teamId), ...grants.map((g) => dep.team(g.teamId))];
-    const stamp = { r: revision, k, readAt, ...(visibility ? { t: visibility } : {}) };
-    if (hit.org && hit.version !== undefined)
-      this.waitUntil(this.cache.set(hit.org, hit.version, teamId, userId, grants, stamp).catch(() => undefined));
-    else if (!hit.org) this.waitUntil(this.teamOrg(teamId).catch(() => undefined));
-    return grants;
+  /** Grants on the path, from the cache when fresh (see {@link CachedGrants}). */
+  private grants(teamId: string, userId: string): Promise<Grant[]> {
+    return this.cached.grants(teamId, userId);
   }
 
   /**
@@ -205,23 +186,28 @@ export class TeamManagementService {
    * `organizationId` and the viewer may see it. From the cache alone when a valid entry proves all
    * of that, so such a check keeps working while Postgres is down: the entry's team is in the
    * organization (teams never move between organizations) and still exists (a deletion raises the
-   * organization's stamp), and the viewer sees it — an organization admin; or the user themself,
-   * reaching it (a grant on its path) or the team not being secret (its visibility is in the entry,
-   * a change raises the team's stamp). Neither needs redaction. Otherwise Postgres decides.
+   * organization's stamp), and the viewer sees it — an organization admin; or someone reaching it
+   * (a grant on its path: for the user themself, the entry's own; for another viewer, their own
+   * cached check of the team) or the team not being secret (its visibility is in the entry, a
+   * change raises the team's stamp). The grants are then redacted by the viewer's reach, cached the
+   * same way (`redacted`). What is not cached, Postgres decides (a 503 while it is down).
    */
   private async visibleGrants(organizationId: string, teamId: string, userId: string): Promise<Grant[]> {
-    const hit = await this.lookup(teamId, userId);
+    const hit = await this.cached.lookup(teamId, userId);
     if (hit.org !== undefined && hit.org !== organizationId) throw new NotFoundError(`team ${teamId} not found`);
     if (hit.grants && hit.org === organizationId) {
-      const self = this.viewer?.userId === userId;
-      const reached = hit.grants.length > 0;
-      if (!this.viewer || this.viewer.orgAdmin || (self && reached)) return hit.grants;
-      if (self && hit.visibility === "secret") throw new NotFoundError(`team ${teamId} not found`);
-      if (self && hit.visibility) return hit.grants;
+      const viewer = this.viewer;
+      const self = viewer?.userId === userId;
+      if (!viewer || viewer.orgAdmin || (self && hit.grants.length > 0)) return hit.grants;
+      if (hit.visibility) {
+        const sees = hit.visibility !== "secret" || (!self && (await this.grants(teamId, viewer.userId)).length > 0);
+        if (!sees) throw new NotFoundError(`team ${teamId} not found`);
+        return this.redacted(hit.grants, userId);
+      }
     }
     const team = await this.getTeam(teamId);
     if (!team || team.organizationId !== organizationId) throw new NotFoundError(`team ${teamId} not found`);
-    return this.redacted(await this.grants(teamId, userId, hit), userId);
+    return this.redacted(await this.cached.grants(teamId, userId, hit), userId);
   }
 
   /** @throws {ForbiddenError} unless `actor` holds `permission` on the team (uncached: mutations read their own truth) */
@@ -268,16 +254,17 @@ export class TeamManagementService {
     });
   }
 
-  /** Grants with the teams the viewer may not see blanked out, so no reason or source names them. */
+  /**
+   * Grants with the teams the viewer may not see blanked out, so no reason or source names them.
+   * The viewer's reach comes from their own cached checks of those teams (see {@link CachedGrants}).
+   */
   private async redacted(grants: Grant[], userId: string): Promise<Grant[]> {
     if (!this.viewer || this.viewer.orgAdmin || this.viewer.userId === userId) return grants;
     const secret = grants.filter((g) => g.visibility !== "public" && g.visibility !== "private");
     if (secret.length === 0) return grants;
-    const reached = await reachedTeams(
-      this.db,
+    const reached = await this.cached.reached(
       this.viewer.userId,
       secret.map((g) => g.teamId),
-      this.config.maxDepth,
     );
     const hidden = new Set(
       secret.filter((g) => g.visibility === "secret" || g.visibility === undefined).map((g) => g.teamId),
@@ -1207,15 +1194,6 @@ export class TeamManagementService {
     const seen = organizationId === undefined ? undefined : await this.visibleGrants(organizationId, teamId, userId);
     if (this.isOrgAdmin(userId)) return { allowed: true, reason: "organization admin" };
     return decide(permission, seen ?? (await this.redacted(await this.grants(teamId, userId), userId)), false);
-  }
-
-  /** Caches the organization of a team (teams never change organization). */
-  private async teamOrg(teamId: string): Promise<void> {
-    const { rows } = await this.db.query<{ organization_id: string }>(
-      "select organization_id from teams where id = $1",
-      [teamId],
-    );
-    if (rows[0]) await this.cache.setOrg(teamId, rows[0].organization_id);
   }
 
   /**

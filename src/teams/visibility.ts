@@ -11,6 +11,10 @@ import type { Grant } from "./permissions.ts";
  * - secret: only those who reach it know it exists — in lists, ancestors, descendants, parent
  *   links, permission reasons and counts alike.
  * Organization admins (and internal jobs, which have no viewer) see everything.
+ *
+ * A user reaches a team exactly when they hold a grant on its path (`grantsOnPath`): so the reach
+ * behind the redaction of a single check is read as the viewer's own cached team check
+ * (`CachedGrants` in `cache.ts`, under the authorization stamps); lists use the queries below.
  */
 
 /** The caller, as far as visibility is concerned (absent: an internal job). */

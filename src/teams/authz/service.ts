@@ -6,6 +6,7 @@ import type { Config } from "../../platform/config.ts";
 import type { Db, Queryable } from "../../platform/db.ts";
 import { ConflictError, CycleError, ForbiddenError, NotFoundError, ValidationError } from "../../platform/errors.ts";
 import type { Redis, RedisKeys } from "../../platform/redis.ts";
+import { CachedGrants } from "../cache.ts";
 import type { TeamRow } from "../hierarchy.ts";
 import {
   isResourcePermission,
@@ -14,7 +15,7 @@ import {
   resourcePermissions,
   roles,
 } from "../permissions.ts";
-import { reachedTeams, sightOf } from "../visibility.ts";
+import { sightOf } from "../visibility.ts";
 import type { Viewer } from "../team.ts";
 import type { Decision, Hit, ResourceRef, ResourceType, RoleDefinition } from "./model.ts";
 import {
@@ -102,6 +103,7 @@ export class AuthzService {
   private readonly viewer?: Viewer;
   private readonly stamps: StampCache;
   private readonly waitUntil: (p: Promise<unknown>) => void;
+  private readonly reach: CachedGrants;
 
   /** @param options - db, redis, keys, team settings, the viewer */
   constructor(options: AuthzServiceOptions) {
@@ -110,6 +112,13 @@ export class AuthzService {
     this.viewer = options.viewer;
     this.stamps = new StampCache(options.redis, options.keys);
     this.waitUntil = options.waitUntil ?? ((p) => void p.catch(() => undefined));
+    this.reach = new CachedGrants({
+      db: options.db,
+      redis: options.redis,
+      keys: options.keys,
+      maxDepth: options.config.maxDepth,
+      waitUntil: this.waitUntil,
+    });
   }
 
   private get viewerIsAdmin() {
@@ -503,12 +512,16 @@ export class AuthzService {
     };
   }
 
-  /** Which of these secret teams the viewer does not reach (admins and jobs reach everything). */
-  private async hiddenTeams(secret: readonly string[], checkedUser?: string): Promise<Set<string>> {
+  /**
+   * Which of these secret teams the viewer does not reach (admins and jobs reach everything). The
+   * viewer's reach is their own cached team checks (`CachedGrants`, under the same stamps), each
+   * at revision `atLeast` or later; what is not cached, Postgres answers.
+   */
+  private async hiddenTeams(secret: readonly string[], checkedUser?: string, atLeast = 0): Promise<Set<string>> {
     if (secret.length === 0 || !this.viewer || this.viewer.orgAdmin) return new Set();
     // A user is always shown the teams through which they themselves hold something.
     if (checkedUser !== undefined && checkedUser === this.viewer.userId) return new Set();
-    const reached = await reachedTeams(this.db, this.viewer.userId, secret, this.config.maxDepth);
+    const reached = await this.reach.reached(this.viewer.userId, secret, atLeast);
     return new Set(secret.filter((id) => !reached.has(id)));
   }
 
@@ -549,7 +562,7 @@ export class AuthzService {
     }
     const { entry, cached } = await this.checkEntry(org, userId, r, atLeast);
     const hits = resolveHits(entry.v);
-    const hidden = await this.hiddenTeams(secretTeams(hits), userId);
+    const hidden = await this.hiddenTeams(secretTeams(hits), userId, atLeast);
     const d = decide(permission, r, hidden.size ? redactHits(hits, hidden) : hits);
     return { ...d, revision: encodeRevision(org, entry.r), cached };
   }
@@ -613,7 +626,7 @@ export class AuthzService {
       userId: u.userId,
       sources: rankHits(resolveWith(u.sources, storedRoles)).filter((h) => h.permissions.includes(permission)),
     }));
-    const hidden = await this.hiddenTeams(secretTeams(resolved.flatMap((u) => u.sources)));
+    const hidden = await this.hiddenTeams(secretTeams(resolved.flatMap((u) => u.sources)), undefined, atLeast);
     return {
       users: resolved.map((u) => ({ ...u, sources: hidden.size ? redactHits(u.sources, hidden) : u.sources })),
       nextCursor: more ? users[users.length - 1]!.userId : null,
@@ -718,9 +731,11 @@ export class AuthzService {
     assertFresh(read.revision, atLeast);
     const more = read.members.length > opts.limit;
     const rows = read.members.slice(0, opts.limit);
-    const hidden = await this.hiddenTeams([
-      ...new Set(rows.flatMap((m) => m.sources.filter((s) => s.visibility === "secret").map((s) => s.teamId))),
-    ]);
+    const hidden = await this.hiddenTeams(
+      [...new Set(rows.flatMap((m) => m.sources.filter((s) => s.visibility === "secret").map((s) => s.teamId)))],
+      undefined,
+      atLeast,
+    );
     return {
       members: rows.map((m) => ({
         userId: m.user_id,
