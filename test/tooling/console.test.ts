@@ -597,6 +597,9 @@ describe("console in a real browser", () => {
       );
       await page.locator("#forge").evaluate((f) => (f as HTMLFormElement).submit());
       expect((await forged).status()).toBe(403);
+      // The forged post navigates the frame (target=console): let that navigation land before the
+      // next one, or the browser interrupts one with the other.
+      await frame.waitForURL(/\/console\/webhooks$/);
       expect(await count()).toBe(before);
 
       // Another section: 403, shown in the frame.
