@@ -398,6 +398,9 @@ export class TeamManagementService {
       ]);
       return created;
     });
+    // Teams never change organization: cached now, the team's first check can cache its answer (a
+    // check that finds no organization cached only caches that). Best effort, like every cache fill.
+    await this.cached.cache.setOrg(row.id, row.organization_id).catch(() => undefined);
     return toTeam(row);
   }
 

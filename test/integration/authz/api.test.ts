@@ -573,7 +573,7 @@ describe("team checks share the per-dependency invalidation", () => {
         [b.id, "y"],
       ] as const)
         await svc.checkPermission(t, u, "team.read");
-      await svc.checkPermission(a.id, "x", "team.read"); // the team → organization link is cached on the first miss
+      await svc.checkPermission(a.id, "x", "team.read"); // asked again: a fill of the first may still be landing
       await svc.checkPermission(b.id, "y", "team.read");
       await waitOnExecutionContext(ctx);
     };

@@ -59,7 +59,7 @@ describe("permission checks while Postgres is down", () => {
         ...admin(org),
         body: { userId, permission: "team.invite" },
       });
-    await check(env, "bo"); // the first miss caches the team's organization, the second the entry
+    // One miss is enough: creating the team cached its organization, so the first check caches its answer.
     const fresh = await check(env, "bo");
     expect(fresh).toMatchObject({ status: 200, body: { allowed: false } });
     expect(await check(withoutPostgres(), "bo")).toEqual(fresh);
@@ -98,7 +98,7 @@ describe("permission checks while Postgres is down", () => {
 // Postgres is down once both are cached; redacted exactly as with Postgres up; 503 when the
 // viewer's reach is not cached, or was made stale by a membership change.
 describe("checks that need the viewer's reach while Postgres is down", () => {
-  /** Asks three times with Postgres up (the first misses cache the teams' organizations, the second the entries); the last answer. */
+  /** Asks three times with Postgres up (every cache fill a check makes, its own and the viewer's reach, has landed); the last answer. */
   async function warm(ask: (bindings: object) => Promise<Awaited<ReturnType<typeof call>>>) {
     await ask(env);
     await ask(env);
