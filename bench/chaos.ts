@@ -21,6 +21,7 @@ import { verifyWebhook } from "../src/webhooks/signing.ts";
 import type { Receiver } from "./harness.ts";
 import { numArg, parseBenchArgs, startReceiver } from "./harness.ts";
 import { Inspector } from "./inspector.ts";
+import { bundle, INSPECTOR_TARGET, type MiniflareWorkerOptions, SCHEDULED_PATH } from "./miniflare-worker.ts";
 import { percentile, round } from "./lib.ts";
 
 /**
@@ -158,6 +159,13 @@ const rssBytes = (pid: number, field: "VmRSS" | "RssAnon" | "RssFile" = "VmRSS")
     return 0;
   }
 };
+const cmdline = (pid: number) => {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  } catch {
+    return "";
+  }
+};
 const fdCount = (pid: number) => {
   try {
     return fs.readdirSync(`/proc/${pid}/fd`).length;
@@ -166,7 +174,16 @@ const fdCount = (pid: number) => {
   }
 };
 
-// ─────────────────────────── own Worker: wrangler dev in its own process group ───────────────────────────
+// ─────────────────────────── own Worker, in its own process group ───────────────────────────
+
+/**
+ * `--runtime wrangler` (default): `wrangler dev`, two workerd processes — wrangler's ProxyWorker
+ * (with its inspector proxy) on the public port, which forwards every request to the Worker's
+ * own workerd. `--runtime miniflare`: the Worker bundled as a deploy would and run by Miniflare
+ * alone (`bench/miniflare-worker.ts`), one workerd and no proxy. Both persist Durable Object and
+ * Queue state under the run's folder, so a killed Worker comes back with it.
+ */
+type Runtime = "wrangler" | "miniflare";
 
 class WorkerProc {
   private child?: ChildProcess;
@@ -174,51 +191,87 @@ class WorkerProc {
   private readonly vars: Record<string, string>;
   private readonly dir: string;
   private readonly port: number;
-  /** Where `wrangler dev` serves the isolate's inspector (`--heap`), if anywhere. */
+  readonly runtime: Runtime;
+  /** Where the isolate's inspector is served (`--heap`), if anywhere. */
   readonly inspectorPort: number | undefined;
-  constructor(vars: Record<string, string>, dir: string, port: number, inspectorPort?: number) {
+  /** The inspector target of the Worker's isolate (wrangler's inspector proxy lists it first). */
+  readonly inspectorTarget: string | undefined;
+  constructor(vars: Record<string, string>, dir: string, port: number, runtime: Runtime, inspectorPort?: number) {
     this.vars = vars;
     this.dir = dir;
     this.port = port;
+    this.runtime = runtime;
     this.inspectorPort = inspectorPort;
+    this.inspectorTarget = runtime === "miniflare" ? INSPECTOR_TARGET : undefined;
+  }
+
+  private get logPath(): string {
+    // Outside the state folder, which is removed at the end: the log is what explains a 500.
+    return path.join(os.tmpdir(), `chaos-${this.runtime}-${path.basename(this.dir)}.log`);
+  }
+
+  /** The URL that fires cron `expr` (wrangler dev's `--test-scheduled`, or Miniflare's trigger handler). */
+  scheduledUrl(expr: string): string {
+    return `${this.url}${this.runtime === "miniflare" ? SCHEDULED_PATH : "/__scheduled"}?cron=${encodeURIComponent(expr)}`;
   }
 
   async start(): Promise<void> {
-    const envFile = path.join(this.dir, "worker.env");
-    fs.writeFileSync(
-      envFile,
-      Object.entries(this.vars)
-        .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
-        .join("\n"),
-    );
-    // Outside the state folder, which is removed at the end: the log is what explains a 500.
-    const logFile = fs.openSync(path.join(os.tmpdir(), `chaos-wrangler-${path.basename(this.dir)}.log`), "a");
-    this.child = spawn(
-      process.execPath,
-      [
-        path.join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js"),
-        "dev",
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        String(this.port),
-        "--test-scheduled",
-        "--persist-to",
-        path.join(this.dir, "wrangler-state"),
-        "--env-file",
-        envFile,
-        "--log-level",
-        "warn",
-        "--show-interactive-dev-session=false",
-        ...(this.inspectorPort ? ["--inspector-port", String(this.inspectorPort)] : []),
-      ],
-      {
+    const logFile = fs.openSync(this.logPath, "a");
+    const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
+    if (this.runtime === "miniflare") {
+      const bundleDir = path.join(this.dir, "bundle");
+      if (!fs.existsSync(path.join(bundleDir, "index.js"))) bundle(bundleDir); // once per run: restarts reuse it
+      const optionsFile = path.join(this.dir, "miniflare-worker.json");
+      const options: MiniflareWorkerOptions = {
+        port: this.port,
+        persistTo: path.join(this.dir, "wrangler-state"),
+        vars: this.vars,
+        bundleDir,
+        inspectorPort: this.inspectorPort,
+        allLogs: args.verbose === true,
+      };
+      fs.writeFileSync(optionsFile, JSON.stringify(options));
+      this.child = spawn(process.execPath, [path.join(ROOT, "bench", "miniflare-worker.ts"), optionsFile], {
         cwd: ROOT,
-        detached: true, // own process group: a kill takes wrangler and workerd together
+        detached: true, // own process group: a kill takes Node and workerd together
         stdio: ["ignore", logFile, logFile],
-        env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
-      },
-    );
+        env,
+      });
+    } else {
+      const envFile = path.join(this.dir, "worker.env");
+      fs.writeFileSync(
+        envFile,
+        Object.entries(this.vars)
+          .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+          .join("\n"),
+      );
+      this.child = spawn(
+        process.execPath,
+        [
+          path.join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js"),
+          "dev",
+          "--ip",
+          "127.0.0.1",
+          "--port",
+          String(this.port),
+          "--test-scheduled",
+          "--persist-to",
+          path.join(this.dir, "wrangler-state"),
+          "--env-file",
+          envFile,
+          "--log-level",
+          "warn",
+          "--show-interactive-dev-session=false",
+          ...(this.inspectorPort ? ["--inspector-port", String(this.inspectorPort)] : []),
+        ],
+        {
+          cwd: ROOT,
+          detached: true, // own process group: a kill takes wrangler and workerd together
+          stdio: ["ignore", logFile, logFile],
+          env,
+        },
+      );
+    }
     fs.closeSync(logFile);
     this.url = `http://127.0.0.1:${this.port}`;
     const deadline = Date.now() + 120_000;
@@ -230,14 +283,28 @@ class WorkerProc {
       if (this.child.exitCode !== null) break;
       await sleep(300);
     }
-    throw new Error(
-      `worker did not start; see ${path.join(os.tmpdir(), `chaos-wrangler-${path.basename(this.dir)}.log`)}`,
-    );
+    throw new Error(`worker did not start; see ${this.logPath}`);
   }
 
-  /** The workerd process (memory and descriptors are sampled from it). */
+  private workerds(): { pid: number; ownsPort: boolean }[] {
+    if (!this.child?.pid) return [];
+    return descendants(this.child.pid)
+      .filter((p) => comm(p) === "workerd")
+      .map((pid) => ({ pid, ownsPort: cmdline(pid).includes(`--socket-addr=entry=127.0.0.1:${this.port}\0`) }));
+  }
+
+  /**
+   * The workerd process that runs the Worker (memory and descriptors are sampled from it). Under
+   * `wrangler dev` that is the one *not* on the public port: that one is wrangler's ProxyWorker.
+   */
   workerdPid(): number | undefined {
-    return this.child?.pid ? descendants(this.child.pid).find((p) => comm(p) === "workerd") : undefined;
+    const all = this.workerds();
+    return this.runtime === "wrangler" ? all.find((w) => !w.ownsPort)?.pid : all[0]?.pid;
+  }
+
+  /** `wrangler dev`'s ProxyWorker process (every request passes through it), if any. */
+  proxyPid(): number | undefined {
+    return this.runtime === "wrangler" ? this.workerds().find((w) => w.ownsPort)?.pid : undefined;
   }
 
   kill(): void {
@@ -469,10 +536,14 @@ async function main(): Promise<number> {
       EVENTS_INBOUND_POLL_MS: "500",
     };
     const port = 20_000 + Math.floor(Math.random() * 20_000);
-    worker = new WorkerProc(bindings, dir, port, args.heap ? port + 1 : undefined);
+    const runtime = String(args.runtime ?? "wrangler");
+    if (runtime !== "wrangler" && runtime !== "miniflare")
+      throw new Error(`--runtime: wrangler or miniflare, got ${runtime}`);
+    worker = new WorkerProc(bindings, dir, port, runtime, args.heap ? port + 1 : undefined);
     await buildAssets(); // wrangler.toml's [assets] folder is git-ignored: a fresh clone has none
     await worker.start();
-    log(`worker at ${worker.url}`);
+    log(`worker at ${worker.url} (${runtime})`);
+    results.runtime = runtime;
 
     // Fire the every-minute crons every 2 s and the */5 ones every 10 s (the schedule, compressed).
     let cronStop = false;
@@ -481,7 +552,7 @@ async function main(): Promise<number> {
         const crons = i % 5 === 0 ? ["* * * * *", "*/5 * * * *"] : ["* * * * *"];
         await Promise.all(
           crons.map((c) =>
-            fetch(`${worker!.url}/__scheduled?cron=${encodeURIComponent(c)}`, {
+            fetch(worker!.scheduledUrl(c), {
               signal: AbortSignal.timeout(30_000),
             }).catch(() => undefined),
           ),
@@ -630,7 +701,8 @@ function markdownTable(): string[] {
 }
 
 function writeResults(): void {
-  const file = path.join(ROOT, "bench", "results", "chaos.json");
+  // `--out NAME`: bench/results/NAME.json, so a partial run (`--only soak`) sits beside the full one.
+  const file = path.join(ROOT, "bench", "results", `${typeof args.out === "string" ? args.out : "chaos"}.json`);
   results.table = markdownTable();
   const out = {
     name: "chaos",
@@ -1468,8 +1540,14 @@ async function soak(ctx: Ctx): Promise<void> {
     workerd_rss_mb: number;
     workerd_rss_anon_mb: number;
     workerd_rss_file_mb: number;
+    workerd_heap_used_mb?: number;
+    workerd_heap_committed_mb?: number;
+    workerd_heap_embedder_mb?: number;
     workerd_live_heap_mb?: number;
+    workerd_rss_anon_after_gc_mb?: number;
     workerd_fds: number;
+    proxy_workerd_rss_mb?: number;
+    proxy_workerd_rss_anon_mb?: number;
     pg_connections: number;
     outbox_lag_s: number;
     webhook_backlog: number;
@@ -1479,13 +1557,24 @@ async function soak(ctx: Ctx): Promise<void> {
   let errors = 0;
   const inflight = new Set<Promise<unknown>>();
   let i = 0;
-  // `--heap`: the isolate's live JavaScript heap after a full GC, each minute (and, with
-  // `--heap-snapshots DIR`, a snapshot after the first and the last minute to compare).
-  const inspector = ctx.worker.inspectorPort ? await Inspector.connect(ctx.worker.inspectorPort) : undefined;
+  // `--heap`: each minute the isolate's V8 heap as it is (used, committed, workerd's C++ objects on
+  // V8's cppgc heap), then its live heap after a full GC and the Worker's workerd RSS after it
+  // (and, with `--heap-snapshots DIR`, a snapshot after the first and the last minute to compare).
+  // The GC changes what it measures: RSS before it is this minute's, after it what GC gives back.
+  const inspector = ctx.worker.inspectorPort
+    ? await Inspector.connect(ctx.worker.inspectorPort, ctx.worker.inspectorTarget)
+    : undefined;
   const snapshotDir = typeof args["heap-snapshots"] === "string" ? args["heap-snapshots"] : undefined;
   const sampleMinute = async (minute: number) => {
     const pid = ctx.worker.workerdPid();
+    const proxy = ctx.worker.proxyPid();
+    const mb = (bytes: number) => round(bytes / 2 ** 20, 1);
+    const rss = pid
+      ? { all: rssBytes(pid), anon: rssBytes(pid, "RssAnon"), file: rssBytes(pid, "RssFile") }
+      : undefined;
+    const asIs = inspector ? await inspector.heapUsage().catch(() => undefined) : undefined;
     const heap = inspector ? await inspector.liveHeapBytes().catch(() => undefined) : undefined;
+    const anonAfterGc = heap !== undefined && pid ? rssBytes(pid, "RssAnon") : undefined;
     if (inspector && snapshotDir && (minute === 1 || Date.now() - start >= minutes * 60_000))
       await inspector
         .snapshot(path.join(snapshotDir, `soak-${minute}.heapsnapshot`))
@@ -1502,12 +1591,27 @@ async function soak(ctx: Ctx): Promise<void> {
       errors,
       p50: round(percentile(lat, 50), 1),
       p99: round(percentile(lat, 99), 1),
-      workerd_rss_mb: pid ? round(rssBytes(pid) / 2 ** 20, 1) : 0,
+      workerd_rss_mb: rss ? mb(rss.all) : 0,
       // File-backed pages (mapped files) are the kernel's to drop; anonymous memory is the process's own.
-      workerd_rss_anon_mb: pid ? round(rssBytes(pid, "RssAnon") / 2 ** 20, 1) : 0,
-      workerd_rss_file_mb: pid ? round(rssBytes(pid, "RssFile") / 2 ** 20, 1) : 0,
-      ...(heap !== undefined ? { workerd_live_heap_mb: round(heap / 2 ** 20, 1) } : {}),
+      workerd_rss_anon_mb: rss ? mb(rss.anon) : 0,
+      workerd_rss_file_mb: rss ? mb(rss.file) : 0,
+      ...(asIs
+        ? {
+            workerd_heap_used_mb: mb(asIs.usedSize),
+            workerd_heap_committed_mb: mb(asIs.totalSize),
+            workerd_heap_embedder_mb: mb(asIs.embedderHeapUsedSize ?? 0),
+          }
+        : {}),
+      ...(heap !== undefined ? { workerd_live_heap_mb: mb(heap) } : {}),
+      ...(anonAfterGc !== undefined ? { workerd_rss_anon_after_gc_mb: mb(anonAfterGc) } : {}),
       workerd_fds: pid ? fdCount(pid) : 0,
+      // Under wrangler dev: its ProxyWorker's workerd, apart (runs before this fix sampled it alone).
+      ...(proxy
+        ? {
+            proxy_workerd_rss_mb: mb(rssBytes(proxy)),
+            proxy_workerd_rss_anon_mb: mb(rssBytes(proxy, "RssAnon")),
+          }
+        : {}),
       pg_connections: pgc?.n ?? -1,
       outbox_lag_s: round(pgc?.lag ?? -1, 1),
       webhook_backlog: pgc?.backlog ?? -1,
@@ -1543,6 +1647,7 @@ async function soak(ctx: Ctx): Promise<void> {
   const last = perMinute.at(-1);
   results.soak = {
     minutes,
+    runtime: ctx.worker.runtime,
     capacity_req_per_s: round(capacity, 1),
     offered_req_per_s: round(rate, 1),
     mix: args["soak-ops"]

@@ -32,13 +32,18 @@ export class Inspector {
     });
   }
 
-  /** Connects to the first target the inspector at `port` lists (the Worker's isolate). */
-  static async connect(port: number): Promise<Inspector> {
+  /**
+   * Connects to target `id` of the inspector at `port`, or to the first it lists (behind
+   * wrangler's inspector proxy, the Worker's isolate; workerd's own inspector lists every
+   * isolate of the process, Miniflare's included: name the Worker's, `core:user:<name>`).
+   */
+  static async connect(port: number, id?: string): Promise<Inspector> {
     const targets = (await (await fetch(`http://127.0.0.1:${port}/json`)).json()) as {
+      id?: string;
       webSocketDebuggerUrl: string;
     }[];
-    const url = targets[0]?.webSocketDebuggerUrl;
-    if (!url) throw new Error(`no inspector target on port ${port}`);
+    const url = (id === undefined ? targets[0] : targets.find((t) => t.id === id))?.webSocketDebuggerUrl;
+    if (!url) throw new Error(`no inspector target ${id ?? ""} on port ${port}`);
     // wrangler's inspector proxy admits DevTools origins and localhost only.
     const ws = new WebSocket(url, { origin: "http://127.0.0.1", maxPayload: 2 ** 30 });
     await new Promise<void>((resolve, reject) => {
@@ -56,6 +61,14 @@ export class Inspector {
     );
     this.ws.send(JSON.stringify({ id, method, params }));
     return answer;
+  }
+
+  /**
+   * The heap as it is, no GC: `usedSize` (live and garbage), `totalSize` (committed) and
+   * `embedderHeapUsedSize` (workerd's C++ objects on V8's cppgc heap, collected by full GCs only).
+   */
+  heapUsage(): Promise<{ usedSize: number; totalSize: number; embedderHeapUsedSize?: number }> {
+    return this.send("Runtime.getHeapUsage");
   }
 
   /** Live JavaScript heap in bytes, measured after a full garbage collection. */
