@@ -19,7 +19,7 @@ import { signToken } from "../src/platform/auth.ts";
 import { getConfig } from "../src/platform/config.ts";
 import { verifyWebhook } from "../src/webhooks/signing.ts";
 import type { Receiver } from "./harness.ts";
-import { numArg, parseBenchArgs, startReceiver } from "./harness.ts";
+import { childrenOf, descendants, numArg, parseBenchArgs, startReceiver } from "./harness.ts";
 import { Inspector } from "./inspector.ts";
 import { bundle, INSPECTOR_TARGET, type MiniflareWorkerOptions, SCHEDULED_PATH } from "./miniflare-worker.ts";
 import { percentile, round } from "./lib.ts";
@@ -115,32 +115,6 @@ class Servers {
       });
     }
   }
-}
-
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const d of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === pid) out.push(Number(d));
-    } catch {}
-  }
-  return out;
-}
-
-function descendants(pid: number): number[] {
-  const all: number[] = [];
-  const queue = [pid];
-  while (queue.length) {
-    const p = queue.shift()!;
-    for (const c of childrenOf(p)) {
-      all.push(c);
-      queue.push(c);
-    }
-  }
-  return all;
 }
 
 const comm = (pid: number) => {

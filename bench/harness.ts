@@ -261,3 +261,31 @@ export const cpuDelta = (a: Cpu, b: Cpu): Cpu => ({
   redis: b.redis - a.redis,
   machine: b.machine - a.machine,
 });
+
+/** The processes whose parent is `pid` (from `/proc`; Linux). */
+export function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) out.push(Number(d));
+    } catch {}
+  }
+  return out;
+}
+
+/** Every process below `pid`, children first (from `/proc`; Linux). */
+export function descendants(pid: number): number[] {
+  const all: number[] = [];
+  const queue = [pid];
+  while (queue.length) {
+    const p = queue.shift()!;
+    for (const c of childrenOf(p)) {
+      all.push(c);
+      queue.push(c);
+    }
+  }
+  return all;
+}

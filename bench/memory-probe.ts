@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { numArg, parseBenchArgs } from "./harness.ts";
+import { descendants, numArg, parseBenchArgs } from "./harness.ts";
 import { Inspector } from "./inspector.ts";
 import { percentile, round } from "./lib.ts";
 
@@ -52,32 +52,6 @@ export default { fetch(req) { console.log(JSON.stringify({ level: "info", msg: "
   : `export default { fetch() { return new Response("ok"); } };`;
 
 // ─────────────────────────── /proc ───────────────────────────
-
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const d of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === pid) out.push(Number(d));
-    } catch {}
-  }
-  return out;
-}
-
-function descendants(pid: number): number[] {
-  const all: number[] = [];
-  const queue = [pid];
-  while (queue.length) {
-    const p = queue.shift()!;
-    for (const c of childrenOf(p)) {
-      all.push(c);
-      queue.push(c);
-    }
-  }
-  return all;
-}
 
 const read = (file: string) => {
   try {
