@@ -19,7 +19,15 @@ import { signToken } from "../src/platform/auth.ts";
 import { getConfig } from "../src/platform/config.ts";
 import { verifyWebhook } from "../src/webhooks/signing.ts";
 import type { Receiver } from "./harness.ts";
-import { childrenOf, descendants, numArg, parseBenchArgs, startReceiver } from "./harness.ts";
+import {
+  childrenOf,
+  descendants,
+  numArg,
+  parseBenchArgs,
+  quietToolEnv,
+  startReceiver,
+  wranglerDevCommand,
+} from "./harness.ts";
 import { Inspector } from "./inspector.ts";
 import { bundle, INSPECTOR_TARGET, type MiniflareWorkerOptions, SCHEDULED_PATH } from "./miniflare-worker.ts";
 import { percentile, round } from "./lib.ts";
@@ -191,7 +199,6 @@ class WorkerProc {
 
   async start(): Promise<void> {
     const logFile = fs.openSync(this.logPath, "a");
-    const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
     if (this.runtime === "miniflare") {
       const bundleDir = path.join(this.dir, "bundle");
       if (!fs.existsSync(path.join(bundleDir, "index.js"))) bundle(bundleDir); // once per run: restarts reuse it
@@ -209,7 +216,7 @@ class WorkerProc {
         cwd: ROOT,
         detached: true, // own process group: a kill takes Node and workerd together
         stdio: ["ignore", logFile, logFile],
-        env,
+        env: quietToolEnv(),
       });
     } else {
       const envFile = path.join(this.dir, "worker.env");
@@ -219,32 +226,20 @@ class WorkerProc {
           .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
           .join("\n"),
       );
-      this.child = spawn(
-        process.execPath,
-        [
-          path.join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js"),
-          "dev",
-          "--ip",
-          "127.0.0.1",
-          "--port",
-          String(this.port),
-          "--test-scheduled",
-          "--persist-to",
-          path.join(this.dir, "wrangler-state"),
-          "--env-file",
-          envFile,
-          "--log-level",
-          "warn",
-          "--show-interactive-dev-session=false",
-          ...(this.inspectorPort ? ["--inspector-port", String(this.inspectorPort)] : []),
-        ],
-        {
-          cwd: ROOT,
-          detached: true, // own process group: a kill takes wrangler and workerd together
-          stdio: ["ignore", logFile, logFile],
-          env,
-        },
-      );
+      const wrangler = wranglerDevCommand(this.port, [
+        "--test-scheduled",
+        "--persist-to",
+        path.join(this.dir, "wrangler-state"),
+        "--env-file",
+        envFile,
+        ...(this.inspectorPort ? ["--inspector-port", String(this.inspectorPort)] : []),
+      ]);
+      this.child = spawn(process.execPath, wrangler.argv, {
+        cwd: ROOT,
+        detached: true, // own process group: a kill takes wrangler and workerd together
+        stdio: ["ignore", logFile, logFile],
+        env: wrangler.env,
+      });
     }
     fs.closeSync(logFile);
     this.url = `http://127.0.0.1:${this.port}`;

@@ -2,9 +2,13 @@ import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { Stack } from "../scripts/stack.ts";
 import type { PostLoopOptions, PostLoopResult } from "./lib.ts";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 /**
  * The contract between `scripts/bench.ts` and a benchmark module `bench/<name>.ts`, plus Node-side
@@ -288,4 +292,35 @@ export function descendants(pid: number): number[] {
     }
   }
   return all;
+}
+
+/**
+ * The command line that starts `wrangler dev` for a benchmark: loopback only, at warn level, no
+ * interactive session (its keyboard shortcuts would read a detached stdin); `extra` adds flags.
+ * Spawn it with the returned environment, which keeps wrangler off the network.
+ */
+export function wranglerDevCommand(
+  port: number,
+  extra: readonly string[] = [],
+): { argv: string[]; env: NodeJS.ProcessEnv } {
+  return {
+    argv: [
+      path.join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js"),
+      "dev",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--log-level",
+      "warn",
+      "--show-interactive-dev-session=false",
+      ...extra,
+    ],
+    env: quietToolEnv(),
+  };
+}
+
+/** This process's environment, plus what keeps wrangler and Miniflare off the network (no metrics, no cf fetch). */
+export function quietToolEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
 }

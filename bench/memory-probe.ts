@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { descendants, numArg, parseBenchArgs } from "./harness.ts";
+import { descendants, numArg, parseBenchArgs, wranglerDevCommand } from "./harness.ts";
 import { Inspector } from "./inspector.ts";
 import { percentile, round } from "./lib.ts";
 
@@ -149,26 +149,13 @@ async function start(dir: string, port: number): Promise<Running> {
       `name = "memory-probe"\nmain = "index.js"\ncompatibility_date = "${COMPAT_DATE}"\n`,
     );
     // As bench/chaos.ts starts it (its own process group, warn level, no interactive session).
-    const child = spawn(
-      process.execPath,
-      [
-        path.join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js"),
-        "dev",
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        String(port),
-        "--log-level",
-        "warn",
-        "--show-interactive-dev-session=false",
-      ],
-      {
-        cwd: dir,
-        detached: true,
-        stdio: ["ignore", logFile, logFile],
-        env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
-      },
-    );
+    const wrangler = wranglerDevCommand(port);
+    const child = spawn(process.execPath, wrangler.argv, {
+      cwd: dir,
+      detached: true,
+      stdio: ["ignore", logFile, logFile],
+      env: wrangler.env,
+    });
     await waitUp(url, child);
     return { url, root: child.pid!, stop: () => killGroup(child) };
   }
