@@ -226,7 +226,14 @@ export class WebhookDeliverySystem {
         r.createdByEmail ?? null,
       ],
     );
-    return toWebhook((await findWebhook(this.db, rows[0]!.id))!, this.defaults, true);
+    const id = rows[0]!.id;
+    // The object learns the organization now, as from a hand-off, so it answers circuit reads from
+    // the first one on, Postgres down or not. A cache only: should the call fail, the first read
+    // asks Postgres and teaches it then.
+    await this.endpoints(id)
+      .enqueue(id, r.organizationId, [], undefined, { run: false })
+      .catch(() => undefined);
+    return toWebhook((await findWebhook(this.db, id))!, this.defaults, true);
   }
 
   private checkSettings(overrides: Parameters<typeof resolveSettings>[1]): void {

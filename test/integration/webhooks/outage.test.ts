@@ -48,15 +48,34 @@ describe("circuit reads while Postgres is down", () => {
     expect(await circuit(env, other, w.id)).toMatchObject(notFound);
   });
 
-  it("is a 503 for a webhook its object cannot vouch for, until a read with Postgres up taught it", async () => {
+  it("answers for a webhook from its registration on, before any delivery", async () => {
     const org = newOrg();
     const w = await register(org, newHook().url, ["team.*"]); // never handed a delivery
-    expect(await circuit(withoutPostgres(), org, w.id)).toMatchObject(unavailable);
-    expect(await circuit(withoutPostgres(), newOrg(), w.id)).toMatchObject(unavailable); // nor reveals it
-    const fresh = await circuit(env, org, w.id);
-    expect(fresh).toMatchObject({ status: 200, body: { webhookId: w.id, state: "closed" } });
-    expect(await circuit(withoutPostgres(), org, w.id)).toEqual(fresh);
+    const down = await circuit(withoutPostgres(), org, w.id);
+    expect(down).toMatchObject({ status: 200, body: { webhookId: w.id, state: "closed", failureCount: 0 } });
     expect(await circuit(withoutPostgres(), newOrg(), w.id)).toMatchObject(notFound);
+    expect(await circuit(env, org, w.id)).toEqual(down);
+  });
+
+  it("is a 503 for a webhook its object cannot vouch for, until a read with Postgres up taught it", async () => {
+    const org = newOrg();
+    const w = await register(org, newHook().url, ["team.*"]);
+    // A webhook whose object never heard of it: its row written without the registration's
+    // hand-off (as for webhooks registered before objects learned their organization there).
+    const id = `wh_${crypto.randomUUID().replace(/-/g, "")}`;
+    await withDb((db) =>
+      db.query(
+        `insert into webhooks (id, organization_id, url, events, secret, description, headers, created_by, settings)
+         select $2, organization_id, url, events, secret, description, headers, created_by, settings from webhooks where id = $1`,
+        [w.id, id],
+      ),
+    );
+    expect(await circuit(withoutPostgres(), org, id)).toMatchObject(unavailable);
+    expect(await circuit(withoutPostgres(), newOrg(), id)).toMatchObject(unavailable); // nor reveals it
+    const fresh = await circuit(env, org, id);
+    expect(fresh).toMatchObject({ status: 200, body: { webhookId: id, state: "closed" } });
+    expect(await circuit(withoutPostgres(), org, id)).toEqual(fresh);
+    expect(await circuit(withoutPostgres(), newOrg(), id)).toMatchObject(notFound);
   });
 
   it("is a 404 for a deleted webhook, during the outage and after", async () => {
