@@ -1514,6 +1514,7 @@ async function soak(ctx: Ctx): Promise<void> {
     workerd_heap_embedder_mb?: number;
     workerd_live_heap_mb?: number;
     workerd_rss_anon_after_gc_mb?: number;
+    other_isolates_collected?: number;
     workerd_fds: number;
     proxy_workerd_rss_mb?: number;
     proxy_workerd_rss_anon_mb?: number;
@@ -1526,13 +1527,60 @@ async function soak(ctx: Ctx): Promise<void> {
   let errors = 0;
   const inflight = new Set<Promise<unknown>>();
   let i = 0;
-  // `--heap`: each minute the isolate's V8 heap as it is (used, committed, workerd's C++ objects on
-  // V8's cppgc heap), then its live heap after a full GC and the Worker's workerd RSS after it
-  // (and, with `--heap-snapshots DIR`, a snapshot after the first and the last minute to compare).
+  // `--heap [worker|others|all]`: each minute the Worker isolate's V8 heap as it is (used,
+  // committed, workerd's C++ objects on V8's cppgc heap), then a full GC and the Worker's workerd
+  // RSS after it — of the Worker's isolate (`worker`, a bare `--heap`: its live heap), of every
+  // other isolate of the process (`others`, Miniflare only: its entry worker, assets router, queue
+  // broker…, which a deployed Worker does not have), or of all of them (`all`). With
+  // `--heap-snapshots DIR`, a snapshot of the Worker's isolate after the first and the last minute.
   // The GC changes what it measures: RSS before it is this minute's, after it what GC gives back.
-  const inspector = ctx.worker.inspectorPort
-    ? await Inspector.connect(ctx.worker.inspectorPort, ctx.worker.inspectorTarget)
-    : undefined;
+  const heapMode = args.heap === true ? "worker" : typeof args.heap === "string" ? args.heap : undefined;
+  if (heapMode && !["worker", "others", "all"].includes(heapMode))
+    throw new Error(`--heap: worker, others or all, got ${heapMode}`);
+  if ((heapMode === "others" || heapMode === "all") && ctx.worker.runtime !== "miniflare")
+    throw new Error(
+      `--heap ${heapMode}: --runtime miniflare only (wrangler's inspector proxy shows the Worker's isolate alone)`,
+    );
+  const inspectorPort = ctx.worker.inspectorPort;
+  const inspector = inspectorPort ? await Inspector.connect(inspectorPort, ctx.worker.inspectorTarget) : undefined;
+  const otherIsolates =
+    inspectorPort && (heapMode === "others" || heapMode === "all")
+      ? await Promise.all(
+          (await Inspector.targets(inspectorPort))
+            .filter((id) => id !== ctx.worker.inspectorTarget)
+            .map((id) => Inspector.connect(inspectorPort, id)),
+        )
+      : [];
+  const collectWorker = heapMode === "worker" || heapMode === "all";
+  // workerd runs a requested GC the next time the isolate has work: the load goes on while a
+  // minute is sampled, and a `/healthz` every 200 ms nudges the entry and Worker isolates after
+  // it ends. An isolate with no work within 10 s (no asset, no queue message…) is left pending,
+  // not asked twice, and counted apart.
+  const gcPending = new Set<Inspector>();
+  const nudged = async <T>(work: Promise<T>): Promise<T | undefined> => {
+    let done = false;
+    const result = work.finally(() => {
+      done = true;
+    });
+    for (let k = 0; k < 50 && !done; k++) {
+      await Promise.race([result.catch(() => undefined), sleep(200)]);
+      if (!done) void fetch(`${ctx.worker.url}/healthz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+    }
+    return done ? result.catch(() => undefined) : undefined;
+  };
+  const collectOthers = async (): Promise<number> => {
+    const asked = otherIsolates
+      .filter((o) => !gcPending.has(o))
+      .map((o) => {
+        gcPending.add(o);
+        return o
+          .collectGarbage()
+          .catch(() => undefined)
+          .finally(() => gcPending.delete(o));
+      });
+    await nudged(Promise.all(asked));
+    return otherIsolates.length - gcPending.size;
+  };
   const snapshotDir = typeof args["heap-snapshots"] === "string" ? args["heap-snapshots"] : undefined;
   const sampleMinute = async (minute: number) => {
     const pid = ctx.worker.workerdPid();
@@ -1542,8 +1590,9 @@ async function soak(ctx: Ctx): Promise<void> {
       ? { all: rssBytes(pid), anon: rssBytes(pid, "RssAnon"), file: rssBytes(pid, "RssFile") }
       : undefined;
     const asIs = inspector ? await inspector.heapUsage().catch(() => undefined) : undefined;
-    const heap = inspector ? await inspector.liveHeapBytes().catch(() => undefined) : undefined;
-    const anonAfterGc = heap !== undefined && pid ? rssBytes(pid, "RssAnon") : undefined;
+    const collected = otherIsolates.length ? await collectOthers() : undefined;
+    const heap = inspector && collectWorker ? await nudged(inspector.liveHeapBytes()) : undefined;
+    const anonAfterGc = inspector && pid ? rssBytes(pid, "RssAnon") : undefined;
     if (inspector && snapshotDir && (minute === 1 || Date.now() - start >= minutes * 60_000))
       await inspector
         .snapshot(path.join(snapshotDir, `soak-${minute}.heapsnapshot`))
@@ -1573,6 +1622,7 @@ async function soak(ctx: Ctx): Promise<void> {
         : {}),
       ...(heap !== undefined ? { workerd_live_heap_mb: mb(heap) } : {}),
       ...(anonAfterGc !== undefined ? { workerd_rss_anon_after_gc_mb: mb(anonAfterGc) } : {}),
+      ...(collected !== undefined ? { other_isolates_collected: collected } : {}),
       workerd_fds: pid ? fdCount(pid) : 0,
       // Under wrangler dev: its ProxyWorker's workerd, apart (runs before this fix sampled it alone).
       ...(proxy
@@ -1590,6 +1640,7 @@ async function soak(ctx: Ctx): Promise<void> {
     errors = 0;
   };
   let minute = 1;
+  let sampling: Promise<void> | undefined;
   while (Date.now() - start < minutes * 60_000) {
     const due = Math.floor(((Date.now() - start) / 1000) * rate);
     while (i < due && inflight.size < 64) {
@@ -1606,12 +1657,17 @@ async function soak(ctx: Ctx): Promise<void> {
       inflight.add(p);
       void p.finally(() => inflight.delete(p));
     }
-    if (Date.now() - start >= minute * 60_000) await sampleMinute(minute++);
+    if (!sampling && Date.now() - start >= minute * 60_000)
+      sampling = sampleMinute(minute++).finally(() => {
+        sampling = undefined;
+      });
     await sleep(10);
   }
+  await sampling;
   await Promise.all(inflight);
   if (lat.length) await sampleMinute(minute);
   inspector?.close();
+  for (const other of otherIsolates) other.close();
   const first = perMinute[0];
   const last = perMinute.at(-1);
   results.soak = {
@@ -1622,10 +1678,23 @@ async function soak(ctx: Ctx): Promise<void> {
     mix: args["soak-ops"]
       ? picked.join(", ")
       : "usage ingest (10 events), metrics query, 2 permission checks, webhook fan-out (1 endpoint)",
+    ...(heapMode
+      ? {
+          full_gc_each_minute: {
+            worker: "the Worker's isolate",
+            others: `the ${otherIsolates.length} other isolates of the Worker's workerd (${ctx.worker.runtime}'s own)`,
+            all: `every isolate of the Worker's workerd (${otherIsolates.length + 1})`,
+          }[heapMode],
+        }
+      : {}),
     per_minute: perMinute,
     p99_last_over_first: first && last ? round(last.p99 / first.p99, 2) : null,
     rss_last_over_first:
       first && last && first.workerd_rss_mb ? round(last.workerd_rss_mb / first.workerd_rss_mb, 2) : null,
+    rss_anon_after_gc_last_over_first:
+      first?.workerd_rss_anon_after_gc_mb && last?.workerd_rss_anon_after_gc_mb
+        ? round(last.workerd_rss_anon_after_gc_mb / first.workerd_rss_anon_after_gc_mb, 2)
+        : null,
     pg_connections_first_last: first && last ? [first.pg_connections, last.pg_connections] : null,
     max_outbox_lag_s: Math.max(...perMinute.map((m) => m.outbox_lag_s)),
     errors_by_op_and_status: errorKinds,

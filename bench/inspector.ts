@@ -53,6 +53,12 @@ export class Inspector {
     return new Inspector(ws);
   }
 
+  /** The ids of the targets the inspector at `port` lists (under Miniflare, one per isolate). */
+  static async targets(port: number): Promise<string[]> {
+    const list = (await (await fetch(`http://127.0.0.1:${port}/json`)).json()) as { id?: string }[];
+    return list.flatMap((t) => (t.id ? [t.id] : []));
+  }
+
   /** Sends one CDP command and waits for its answer. */
   send<T = unknown>(method: string, params: Record<string, unknown> = {}): Promise<T> {
     const id = this.next++;
@@ -71,9 +77,14 @@ export class Inspector {
     return this.send("Runtime.getHeapUsage");
   }
 
+  /** Runs a full garbage collection of the isolate (workerd's C++ objects on cppgc included). */
+  async collectGarbage(): Promise<void> {
+    await this.send("HeapProfiler.collectGarbage");
+  }
+
   /** Live JavaScript heap in bytes, measured after a full garbage collection. */
   async liveHeapBytes(): Promise<number> {
-    await this.send("HeapProfiler.collectGarbage");
+    await this.collectGarbage();
     return (await this.send<{ usedSize: number }>("Runtime.getHeapUsage")).usedSize;
   }
 
