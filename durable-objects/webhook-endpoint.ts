@@ -1,5 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { createEvent } from "../src/events/cloudevent.ts";
+import type { CloudEvent } from "../src/events/cloudevent.ts";
 import type { EventType } from "../src/events/catalog.ts";
 import { withTransaction } from "../src/events/bus.ts";
 import { rpcBoundary } from "../src/platform/errors.ts";
@@ -22,6 +23,9 @@ import type { RunResult } from "../src/webhooks/runner.ts";
 import { nextWake, runDue } from "../src/webhooks/runner.ts";
 import { writerFor } from "../src/webhooks/service.ts";
 import { defaultSettings } from "../src/webhooks/settings.ts";
+
+/** Breaker transitions kept for Postgres at most (the latest win; the mirror takes the current state anyway). */
+const MAX_PENDING_TRANSITIONS = 100;
 
 /** How long a flushed result is kept as a mark that its delivery ended here (see `JobStore.add`). */
 const DONE_MARK_MS = 10 * 60_000;
@@ -376,22 +380,82 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     });
   }
 
-  /** Closes the breaker by hand; held deliveries flow again at once. */
+  /**
+   * Closes the breaker by hand; held deliveries flow again at once. Its event and the mirror are
+   * written before it returns; should Postgres fail, the reset stands, they wait in the object
+   * (retried as any transition's) and the caller gets the 503.
+   */
   async resetCircuit(): Promise<{ reset: boolean }> {
     return rpcBoundary(async () => {
       const { circuit, transition } = resetCircuit(this.circuit());
       this.put("circuit", JSON.stringify(circuit));
-      const webhookId = this.get("webhookId");
-      if (webhookId) {
-        await this.withPlatform(async (p) => {
-          if (transition) await this.emit(p, "webhook.circuit_closed", { reason: transition.reason });
-          // Also without a transition: a mirror left stale by a failed write heals here.
-          await recordCircuit(p.db, webhookId, circuit);
-        });
-      }
+      if (transition) this.recordTransition("webhook.circuit_closed", { reason: transition.reason });
+      // Also without a transition: a mirror left stale by a failed write heals here.
+      this.put("mirrorStale", "1");
       await this.rearm(nextWake(this.jobs, circuit, "active", { ordered: this.ordered() }));
+      if (this.get("webhookId")) await this.withPlatform((p) => this.publishTransitions(p, { throwOnFailure: true }));
       return { reset: transition !== null };
     });
+  }
+
+  // When a failed write of transitions may be tried again (memory only: a new instance tries at once).
+  private transitionsRetryAt = 0;
+
+  /** Breaker transitions whose events are not in Postgres yet, oldest first. */
+  private pendingTransitions(): CloudEvent[] {
+    return JSON.parse(this.get("transitions") ?? "[]") as CloudEvent[];
+  }
+
+  /**
+   * Records a breaker transition's event in the object's storage, beside the breaker itself: a
+   * transition while Postgres is down (deliveries go on without it) is published once it is back,
+   * never lost. Its id is deterministic, so a retry after an unknown outcome adds no duplicate.
+   */
+  private recordTransition(type: EventType, data: Record<string, unknown>): void {
+    const webhookId = this.get("webhookId") ?? "";
+    const seq = Number(this.get("transitionSeq") ?? 0) + 1;
+    this.put("transitionSeq", String(seq));
+    const event = createEvent({
+      id: `${webhookId}.circuit.${seq}`,
+      type,
+      organizationId: this.get("organizationId") ?? "",
+      source: "/cloudmatrix-edge/webhooks",
+      subject: `webhooks/${webhookId}`,
+      data: { webhookId, ...data },
+    });
+    // Bounded: an endpoint flapping through a long outage keeps its latest transitions.
+    this.put("transitions", JSON.stringify([...this.pendingTransitions(), event].slice(-MAX_PENDING_TRANSITIONS)));
+    this.put("mirrorStale", "1");
+  }
+
+  /**
+   * Writes the pending transitions' events and the breaker's current state (the mirror the cron
+   * sweep reads) to Postgres in one transaction. A failure keeps them and arms a retry in 5 s
+   * (each run tries first, too); it is logged, and thrown only if asked: a run goes on delivering.
+   */
+  private async publishTransitions(p: Platform, opts: { throwOnFailure?: boolean } = {}): Promise<void> {
+    const webhookId = this.get("webhookId");
+    const events = this.pendingTransitions();
+    if (!webhookId || (events.length === 0 && !this.get("mirrorStale"))) return;
+    // After a failure, runs wait for the retry rather than each paying a connection attempt.
+    if (!opts.throwOnFailure && Date.now() < this.transitionsRetryAt) return;
+    try {
+      await withTransaction(p.db, async (tx, outbox) => {
+        await outbox.publishMany(events);
+        await recordCircuit(tx, webhookId, this.circuit());
+      });
+    } catch (err) {
+      p.logger.warn("circuit transition not in Postgres yet; retrying in 5 s", { err, pending: events.length });
+      this.transitionsRetryAt = Date.now() + 5_000;
+      await this.armBy(this.transitionsRetryAt);
+      if (opts.throwOnFailure) throw err;
+      return;
+    }
+    // Only what was written: a transition recorded meanwhile stays pending, and so does the mirror.
+    const written = new Set(events.map((e) => e.id));
+    const left = this.pendingTransitions().filter((e) => !written.has(e.id));
+    this.put("transitions", left.length ? JSON.stringify(left) : null);
+    if (left.length === 0) this.put("mirrorStale", null);
   }
 
   /**
@@ -441,6 +505,7 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   /** Runs due deliveries, flushes their results and re-arms. A failing run or flush retries in 5 s. */
   override async alarm(): Promise<void> {
     this.alarmAt = null; // a fired alarm is no longer set
+    this.transitionsRetryAt = 0; // it may be the retry of a failed transition write
     const log = () => createLogger({ component: "webhook-endpoint", webhookId: this.get("webhookId") });
     try {
       await this.serial(() => this.run());
@@ -464,19 +529,6 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     );
   }
 
-  private emit(p: Platform, type: EventType, data: Record<string, unknown>) {
-    const webhookId = this.get("webhookId") ?? "";
-    return p.events.publish(
-      createEvent({
-        type,
-        organizationId: this.get("organizationId") ?? "",
-        source: "/cloudmatrix-edge/webhooks",
-        subject: `webhooks/${webhookId}`,
-        data: { webhookId, ...data },
-      }),
-    );
-  }
-
   private async run(only?: string) {
     const webhookId = this.get("webhookId");
     if (!webhookId) return { processed: 0, succeeded: 0, failed: 0, nextWakeAt: null, records: [] };
@@ -486,6 +538,8 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
     // The platform opens Postgres only if a run needs it (breaker transitions, disabling): the hot
     // path reads endpoints and writes results through the writer object.
     return this.withPlatform(async (p) => {
+      // Transitions an outage kept from Postgres go first (a no-op, without Postgres, if none).
+      await this.publishTransitions(p);
       const w = p.config.webhooks;
       const defaults = defaultSettings(w);
       const result = await runDue(
@@ -512,14 +566,14 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
                   ? "webhook.circuit_half_opened"
                   : "webhook.circuit_closed";
             p.logger.warn("circuit transition", { webhookId, from: t.from, to: t.to, reason: t.reason });
-            await this.emit(p, type, {
+            this.recordTransition(type, {
               from: t.from,
               to: t.to,
               reason: t.reason,
               failureCount: c.failureCount,
               halfOpenAt: c.halfOpenAt ? new Date(c.halfOpenAt).toISOString() : null,
             });
-            await recordCircuit(p.db, webhookId, c);
+            await this.publishTransitions(p);
           },
           onDisable: async (reason) => {
             this.endpointCache = undefined;
@@ -548,6 +602,7 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
         only,
       );
       await this.rearm(result.nextWakeAt);
+      if (this.get("mirrorStale")) await this.armBy(Math.max(this.transitionsRetryAt, Date.now() + 1_000)); // the retry outlives the re-arm
       return result;
     });
   }

@@ -136,6 +136,47 @@ describe("circuit breaker", () => {
     expect((await reset()).status).toBe(200);
   });
 
+  // Found by `npm run chaos`: a transition while the object's Postgres was down (its deliveries go
+  // on without it) lost its event and left the mirror stale — the API said closed, Postgres open.
+  it("publishes a transition made while the object's Postgres is down once it is back: events and mirror", async () => {
+    const org = newOrg();
+    const hook = newHook();
+    await script(hook.name, { otherwise: { status: 500 } });
+    const w = await register(org, hook.url, ["team.*"]);
+    for (let i = 0; i < 6; i++) await sendEvent(org);
+    await endpoint(w.id).drain();
+    const mirror = async () =>
+      (await withDb((db) => db.query<{ s: string }>("select circuit_state as s from webhooks where id = $1", [w.id])))
+        .rows[0]?.s;
+    const events = async () =>
+      (
+        await withDb((db) =>
+          db.query<{ type: string }>(
+            "select type from outbox where organization_id = $1 and type like 'webhook.circuit%' order by seq",
+            [org],
+          ),
+        )
+      ).rows.map((r) => r.type);
+    expect(await mirror()).toBe("open");
+
+    // The receiver heals and the cooldown passes while the object cannot reach Postgres.
+    await script(hook.name, { otherwise: { status: 200 } });
+    await timeTravel(w.id, 3_600_000);
+    await withEndpointEnv(w.id, { DATABASE_URL: unreachableDatabaseUrl }, () => runDurableObjectAlarm(endpoint(w.id)));
+    expect((await circuit(org, w.id)).state).toBe("closed"); // it delivered, probes included
+    expect(await mirror()).toBe("open"); // not written yet…
+    expect(await events()).toEqual(["webhook.circuit_opened"]);
+
+    // …and a retry is armed: Postgres back, it writes both transitions and the mirror, once.
+    expect(await runDurableObjectAlarm(endpoint(w.id))).toBe(true);
+    expect(await mirror()).toBe("closed");
+    const published = ["webhook.circuit_opened", "webhook.circuit_half_opened", "webhook.circuit_closed"];
+    expect(await events()).toEqual(published);
+    await endpoint(w.id).drain();
+    expect(await events()).toEqual(published);
+    expect(await statuses(w.id)).toEqual({ succeeded: 6 });
+  });
+
   it("survives a 40-minute outage simulated through alarms: every event delivered once, none lost", async () => {
     const org = newOrg();
     const hook = newHook();
