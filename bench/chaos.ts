@@ -669,10 +669,37 @@ function markdownTable(): string[] {
   return rows;
 }
 
+/** The soak's minutes as a Markdown table (the README quotes it); the GC columns when `--heap` ran. */
+function soakTable(): string[] {
+  const soak = results.soak as { per_minute: Record<string, number>[] } | undefined;
+  if (!soak?.per_minute.length) return [];
+  const gc = soak.per_minute.some((m) => m.workerd_rss_anon_after_gc_mb !== undefined);
+  const cols: [string, string][] = [
+    ["minute", "minute"],
+    ["n", "requests"],
+    ["errors", "errors"],
+    ["p50", "p50 ms"],
+    ["p99", "p99 ms"],
+    ["workerd_rss_mb", "workerd RSS MB"],
+    ["workerd_rss_anon_mb", "anonymous MB"],
+    ...(gc ? ([["workerd_rss_anon_after_gc_mb", "anonymous after GC MB"]] as [string, string][]) : []),
+    ["workerd_fds", "workerd fds"],
+    ["pg_connections", "pg connections"],
+    ["outbox_lag_s", "outbox lag s"],
+    ["webhook_backlog", "webhook backlog"],
+  ];
+  return [
+    `| ${cols.map(([, h]) => h).join(" | ")} |`,
+    `| ${cols.map(() => "---").join(" | ")} |`,
+    ...soak.per_minute.map((m) => `| ${cols.map(([k]) => String(m[k] ?? "")).join(" | ")} |`),
+  ];
+}
+
 function writeResults(): void {
   // `--out NAME`: bench/results/NAME.json, so a partial run (`--only soak`) sits beside the full one.
   const file = path.join(ROOT, "bench", "results", `${typeof args.out === "string" ? args.out : "chaos"}.json`);
   results.table = markdownTable();
+  results.soak_table = soakTable();
   const out = {
     name: "chaos",
     timestamp: new Date().toISOString(),
@@ -683,7 +710,7 @@ function writeResults(): void {
   };
   fs.writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
   console.log(JSON.stringify(out, null, 2));
-  console.log((results.table as string[]).join("\n"));
+  console.log([...(results.table as string[]), "", ...(results.soak_table as string[])].join("\n"));
   log(`wrote ${file}`);
 }
 
