@@ -1285,11 +1285,29 @@ async function teamsScenario(ctx: Ctx): Promise<void> {
       if (r.status !== 201) throw new Error(`team create: ${r.status} ${JSON.stringify(r.json)}`);
       teams.push((r.json as { id: string }).id);
     }
-    // Warm the permission cache: these checks are the cached reads probed during the fault.
-    await call(ctx.worker.url, `/v1/orgs/${org}/teams/${teams[0]}/permissions/check`, {
+    // The cached read probed during the fault: a team and a member the load never touches (an
+    // entry is served only while nothing it read changed). The churned one — u_admin on a team
+    // the load moves and whose memberships it keeps changing — shows stale entries are not served.
+    const probe = await call(ctx.worker.url, `/v1/orgs/${org}/teams`, { token: admin, body: { name: "probe" } });
+    if (probe.status !== 201) throw new Error(`team create: ${probe.status} ${JSON.stringify(probe.json)}`);
+    const probeTeam = (probe.json as { id: string }).id;
+    const added = await call(ctx.worker.url, `/v1/orgs/${org}/teams/${probeTeam}/members`, {
       token: admin,
-      body: { userId: "u_admin", permission: "team.read" },
+      body: { userId: "u_probe", role: "member" },
     });
+    if (added.status !== 201) throw new Error(`member add: ${added.status} ${JSON.stringify(added.json)}`);
+    const stableCheck = () =>
+      call(ctx.worker.url, `/v1/orgs/${org}/teams/${probeTeam}/permissions/check`, {
+        token: admin,
+        body: { userId: "u_probe", permission: "team.read" },
+      });
+    const churnedCheck = () =>
+      call(ctx.worker.url, `/v1/orgs/${org}/teams/${teams[0]}/permissions/check`, {
+        token: admin,
+        body: { userId: "u_admin", permission: "team.read" },
+      });
+    await stableCheck(); // one check with Postgres up caches it
+    await churnedCheck();
     const acceptOk = new Map<string, number>();
     const stopAt = Date.now() + point.atMs + SVC_DOWN_MS + 6000;
     const outcomes: Record<string, number> = {};
@@ -1354,14 +1372,8 @@ async function teamsScenario(ctx: Ctx): Promise<void> {
     };
     const sampler = new Sampler([
       { kind: "readyz", run: () => call(ctx.worker.url, "/readyz", { timeoutMs: 5000 }) },
-      {
-        kind: "read:permission-check(cached)",
-        run: () =>
-          call(ctx.worker.url, `/v1/orgs/${org}/teams/${teams[0]}/permissions/check`, {
-            token: admin,
-            body: { userId: "u_admin", permission: "team.read" },
-          }),
-      },
+      { kind: "read:permission-check(cached)", run: stableCheck },
+      { kind: "read:permission-check(under churn)", run: churnedCheck },
       {
         kind: "write:team-update",
         run: () =>
