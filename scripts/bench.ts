@@ -207,7 +207,9 @@ async function main(): Promise<number> {
   defer("local env", () => env.close());
   defer("redis keys", async () => log(`deleted ${await deleteRedisKeys(env.bindings, redisKeyPrefix)} redis key(s)`));
 
-  const bindings = { ...env.bindings, ENVIRONMENT: "development", ...mod.config?.bindings };
+  // BENCH_BINDINGS='{"NAME":"value"}': an experiment's settings over the benchmark's own.
+  const extra = process.env.BENCH_BINDINGS ? (JSON.parse(process.env.BENCH_BINDINGS) as Record<string, string>) : {};
+  const bindings = { ...env.bindings, ENVIRONMENT: "development", ...mod.config?.bindings, ...extra };
   await buildAssets(); // wrangler.toml's [assets] folder is git-ignored: a fresh clone has none
   log("starting bench/worker.ts in workerd (wrangler unstable_startWorker)");
   process.env.WRANGLER_SEND_METRICS = "false";
