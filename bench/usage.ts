@@ -350,7 +350,10 @@ async function rawInsert(
     const r = await runBounded({ count: w.requests.length, concurrency: clients, timeLimitMs: 300_000 }, (i, lane) => {
       const req = w.requests[i]!;
       const params: unknown[] = [];
-      const tuples = req.events.map((e) => {
+      // In key order, as the log's writer sends them: concurrent statements with overlapping
+      // (re-sent) ids then lock in one order and cannot deadlock.
+      const events = [...req.events].sort((a, b) => (a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0));
+      const tuples = events.map((e) => {
         const b = params.length;
         params.push(
           req.org,
