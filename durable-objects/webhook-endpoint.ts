@@ -100,24 +100,16 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
   }
 
   private jobsVersion = 0;
+  private jobsAdded = 0;
 
   private readonly jobs: JobStore = {
+    // One statement per hand-off, whatever its size (one per job cost a SQLite call each), and a
+    // second only for jobs held already (a sweep's re-hand, a replay).
     add: (list) => {
-      this.jobsVersion++;
-      let n = 0;
-      for (const j of list) {
-        // Ended here with a later attempt (its result maybe not in Postgres yet): a stale re-hand.
-        const ended = this.sql
-          .exec(
-            "select 1 from results where delivery_id = ? and terminal = 1 and attempt_number > ? limit 1",
-            j.deliveryId,
-            j.attempts,
-          )
-          .toArray().length;
-        if (ended) continue;
-        const added =
-          this.sql.exec(
-            "insert into jobs (delivery_id, event_id, event_type, body, attempts, schedule_base, due_at, created_at, sequence) values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
+      if (list.length === 0) return 0;
+      const rows = (jobs: readonly Job[]) =>
+        JSON.stringify(
+          jobs.map((j) => [
             j.deliveryId,
             j.eventId,
             j.eventType,
@@ -127,20 +119,40 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
             j.dueAt,
             j.createdAt,
             j.sequence ?? null,
-          ).rowsWritten > 0;
-        if (added) n++;
-        // Replayed since it was handed over: the new schedule wins.
-        else
-          this.sql.exec(
-            "update jobs set attempts = ?, schedule_base = ?, due_at = ? where delivery_id = ? and schedule_base < ?",
-            j.attempts,
-            j.scheduleBase,
-            j.dueAt,
-            j.deliveryId,
-            j.scheduleBase,
-          );
+          ]),
+        );
+      // Ended here with a later attempt (its result maybe not in Postgres yet): a stale re-hand.
+      const live = `not exists (select 1 from results r
+        where r.delivery_id = j.value->>0 and r.terminal = 1 and r.attempt_number > j.value->>4)`;
+      const added = new Set(
+        this.sql
+          .exec<{ delivery_id: string }>(
+            `insert into jobs (delivery_id, event_id, event_type, body, attempts, schedule_base, due_at, created_at, sequence)
+             select j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value->>5, j.value->>6,
+               j.value->>7, j.value->>8
+             from json_each(?) j where ${live}
+             on conflict do nothing returning delivery_id`,
+            rows(list),
+          )
+          .toArray()
+          .map((r) => r.delivery_id),
+      );
+      const rest = list.filter((j) => !added.has(j.deliveryId));
+      if (rest.length > 0) {
+        // Replayed since it was handed over: the new schedule wins (a run's due list is stale then).
+        const replaced = this.sql
+          .exec(
+            `update jobs set attempts = j.value->>4, schedule_base = j.value->>5, due_at = j.value->>6
+             from json_each(?) j
+             where jobs.delivery_id = j.value->>0 and jobs.schedule_base < j.value->>5 and ${live}
+             returning jobs.delivery_id`,
+            rows(rest),
+          )
+          .toArray().length;
+        if (replaced > 0) this.jobsVersion++;
       }
-      return n;
+      if (added.size > 0) this.jobsAdded++;
+      return added.size;
     },
     due: (now, limit, exclude) =>
       this.sql
@@ -173,14 +185,15 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
             JSON.stringify(attemptRow(webhookId, r)),
             r.attemptedAt,
           );
-          if (r.decision.kind === "retry")
+          if (r.decision.kind === "retry") {
             this.sql.exec(
               "update jobs set due_at = ?, attempts = ? where delivery_id = ?",
               r.decision.at,
               r.attemptNumber,
               r.job.deliveryId,
             );
-          else this.sql.exec("delete from jobs where delivery_id = ?", r.job.deliveryId);
+            this.jobsAdded++;
+          } else this.sql.exec("delete from jobs where delivery_id = ?", r.job.deliveryId);
         }
       });
     },
@@ -189,6 +202,7 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
       return this.sql.exec("delete from jobs").rowsWritten;
     },
     version: () => this.jobsVersion,
+    additions: () => this.jobsAdded,
     nextDue: () => this.sql.exec<{ d: number | null }>("select min(due_at) as d from jobs").one().d,
     size: () => this.sql.exec<{ n: number }>("select count(*) as n from jobs").one().n,
   };

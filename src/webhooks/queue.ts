@@ -67,8 +67,16 @@ export interface JobStore {
   nextDue(): number | null;
   /** Number of jobs held. */
   size(): number;
-  /** Changes on every `add` and `clear` (a run's list of due jobs is stale then). */
+  /**
+   * Changes when jobs a run may have read changed under it: on `clear`, and when `add` gave a held
+   * job a new schedule (the run reads its list again at once).
+   */
   version(): number;
+  /**
+   * Changes when jobs a run has not read may have appeared: `add` stored a new one, `settle`
+   * rescheduled one (the run reads them when its list has nothing due left).
+   */
+  additions(): number;
 }
 
 /** Retry settings (config `WEBHOOK_*`). */
@@ -200,6 +208,7 @@ export function memoryJobStore(): JobStore & ResultBuffer & { results: (Buffered
   const jobs = new Map<string, Job>();
   const results: (BufferedResult & { flushed: boolean })[] = [];
   let version = 0;
+  let additions = 0;
   const sorted = () => [...jobs.values()].sort((a, b) => a.dueAt - b.dueAt || a.createdAt - b.createdAt);
   const endedAfter = (j: Job) =>
     results.some(
@@ -211,12 +220,13 @@ export function memoryJobStore(): JobStore & ResultBuffer & { results: (Buffered
   return {
     results,
     add(list) {
-      version++;
       let n = 0;
       for (const j of list) {
         const held = jobs.get(j.deliveryId);
-        if (!held && endedAfter(j)) continue;
+        if (endedAfter(j)) continue;
         if (!held) n++;
+        if (held && held.scheduleBase < j.scheduleBase) version++;
+        if (!held) additions++;
         if (!held || held.scheduleBase < j.scheduleBase) jobs.set(j.deliveryId, { ...j });
       }
       return n;
@@ -232,9 +242,10 @@ export function memoryJobStore(): JobStore & ResultBuffer & { results: (Buffered
         results.push({ id: results.length + 1, record: r, flushed: false });
         const j = jobs.get(r.job.deliveryId);
         if (!j) continue;
-        if (r.decision.kind === "retry")
+        if (r.decision.kind === "retry") {
           jobs.set(j.deliveryId, { ...j, dueAt: r.decision.at, attempts: r.attemptNumber });
-        else jobs.delete(j.deliveryId);
+          additions++;
+        } else jobs.delete(j.deliveryId);
       }
     },
     unflushed: (limit) =>
@@ -254,5 +265,6 @@ export function memoryJobStore(): JobStore & ResultBuffer & { results: (Buffered
     nextDue: () => sorted()[0]?.dueAt ?? null,
     size: () => jobs.size,
     version: () => version,
+    additions: () => additions,
   };
 }

@@ -18,6 +18,9 @@ export type { AttemptRecord } from "./queue.ts";
  * tested without workerd.
  */
 
+/** How many jobs a run reads at a time. */
+const DUE_READ = 64;
+
 /** Why an endpoint must be disabled. */
 export type DisableReason = { cause: "gone" } | { cause: "failing"; since: number };
 
@@ -152,9 +155,14 @@ export async function runDue(deps: RunDeps, only?: string): Promise<RunResult & 
       const s = runSettings(deps, endpoint);
       ordered = s.ordered;
       const inFlight = new Map<string, Promise<void>>();
-      // Due jobs read in one query and taken one by one; read again when the store changed.
+      // The next 64 jobs by due time (due or not, in flight excluded), read in one query and taken
+      // one by one as they fall due. Read again at once when listed jobs changed (`version`); when
+      // none of them is due, only if the read was full or jobs were added or rescheduled since —
+      // so neither a hand-off mid-run nor an attempt's end costs a read of its own.
       let local: Job[] = [];
       let localVersion = -1;
+      let localAdditions = -1;
+      let localFull = true;
 
       const settle = async (job: Job, outcome: AttemptOutcome) => {
         const attemptedAt = deps.now();
@@ -197,11 +205,17 @@ export async function runDue(deps: RunDeps, only?: string): Promise<RunResult & 
           const head = deps.jobs.head();
           return head && head.dueAt <= now && !inFlight.has(head.deliveryId) ? head : undefined;
         }
-        if (local.length === 0 || localVersion !== deps.jobs.version()) {
+        const nothingDue = local.length === 0 || local[0]!.dueAt > now;
+        if (
+          localVersion !== deps.jobs.version() ||
+          (nothingDue && (localFull || localAdditions !== deps.jobs.additions()))
+        ) {
           localVersion = deps.jobs.version();
-          local = deps.jobs.due(now, 64, new Set(inFlight.keys()));
+          localAdditions = deps.jobs.additions();
+          local = deps.jobs.due(Number.MAX_SAFE_INTEGER, DUE_READ, new Set(inFlight.keys()));
+          localFull = local.length === DUE_READ;
         }
-        return local.shift();
+        return local[0] && local[0].dueAt <= now ? local.shift() : undefined;
       };
 
       // Fills the free slots; each attempt's end calls it again (a sliding window, not waves).

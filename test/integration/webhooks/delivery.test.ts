@@ -8,7 +8,7 @@ import {
 } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { app } from "../../../src/app.ts";
-import type { Job } from "../../../src/webhooks/queue.ts";
+import type { Job, JobStore } from "../../../src/webhooks/queue.ts";
 import { api, tokenFor } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
 import {
@@ -477,6 +477,57 @@ describe("delivery", () => {
     expect(columns.schema).toBe(3);
     expect(await endpoint(w.id).drain()).toMatchObject({ processed: 1, succeeded: 1 });
     expect((await received(hook.name)).requests.map((r) => r.headers["webhook-id"])).toEqual([d.id]);
+  });
+
+  it("keeps jobs in its SQLite as the in-memory store does: idempotent, replays win, stale re-hands ignored", async () => {
+    const org = newOrg();
+    const w = await register(org, newHook().url, ["team.*"]);
+    await endpoint(w.id).enqueue(w.id, org, []); // the object exists; no alarm armed (no jobs)
+    const job = (i: number, over: Partial<Job> = {}): Job => ({
+      deliveryId: `msg_store_${i}_${w.id}`,
+      eventId: `evt_store_${i}`,
+      eventType: "team.created",
+      body: JSON.stringify({ id: i, text: 'quote " and ünïcode' }),
+      attempts: 0,
+      scheduleBase: 0,
+      dueAt: 1_000 + i,
+      createdAt: i,
+      sequence: i,
+      ...over,
+    });
+    const outcome = { success: false, statusCode: 500, responseTimeMs: 1, errorType: "http_5xx" } as const;
+    const seen = await runInDurableObject(endpoint(w.id), async (instance: unknown) => {
+      const store = (instance as { jobs: JobStore }).jobs;
+      const v0 = store.version();
+      const added = [store.add([job(1), job(2), job(3, { sequence: undefined })]), store.add([job(1), job(2)])];
+      const afterAdds = store.version();
+      // A replay (higher scheduleBase) replaces the held schedule; an older one does not.
+      store.add([job(2, { attempts: 4, scheduleBase: 4, dueAt: 5 })]);
+      const afterReplay = store.version();
+      store.add([job(2, { attempts: 1, scheduleBase: 1, dueAt: 9_999 })]);
+      // Job 3 ends here (terminal attempt 1); a re-hand of its first attempt is stale and ignored.
+      store.settle([{ job: job(3), attemptNumber: 1, attemptedAt: 0, outcome, decision: { kind: "failed" } }]);
+      const staleAdded = store.add([job(3)]);
+      return {
+        added,
+        staleAdded,
+        bumps: [afterAdds - v0, afterReplay - afterAdds],
+        due: store.due(10_000, 10).map((j) => [j.deliveryId, j.attempts, j.scheduleBase, j.dueAt]),
+        one: store.get(job(1).deliveryId),
+        three: store.get(job(3).deliveryId),
+        size: store.size(),
+      };
+    });
+    expect(seen.added).toEqual([3, 0]);
+    expect(seen.bumps).toEqual([0, 1]); // new jobs leave a run's list valid; a replaced schedule does not
+    expect(seen.due).toEqual([
+      [job(2).deliveryId, 4, 4, 5],
+      [job(1).deliveryId, 0, 0, 1_001],
+    ]);
+    expect(seen.one).toEqual(job(1));
+    expect(seen.three).toBeUndefined();
+    expect(seen.staleAdded).toBe(0);
+    expect(seen.size).toBe(2);
   });
 
   it("loses nothing when the endpoint object is evicted mid-backlog", async () => {

@@ -322,6 +322,79 @@ describe("buffered attempt results: flush ordering and crashes", () => {
   });
 });
 
+describe("a run's due list", () => {
+  it("is read once per 64 jobs, not again on every hand-off that arrives mid-run", async () => {
+    const h = harness(() => ok);
+    h.jobs.add(Array.from({ length: 100 }, (_, i) => job(i)));
+    let reads = 0;
+    const due = h.jobs.due.bind(h.jobs);
+    h.jobs.due = (...args) => {
+      reads++;
+      return due(...args);
+    };
+    const attempt = h.deps.attempt;
+    let handed = 0;
+    // Every attempt of the first 20 brings a hand-off of one more job (fan-out while delivering).
+    h.deps.attempt = async (j, e) => {
+      if (handed < 20) h.jobs.add([job(100 + handed++)]);
+      return attempt(j, e);
+    };
+    const r = await runDue(h.deps);
+    expect(r.succeeded).toBe(120);
+    expect(new Set(h.attempted).size).toBe(120);
+    // 64, then the other 56 (the 20 handed over among them), and no more: re-reading per hand-off
+    // and per attempt's end made it 26.
+    expect(reads).toBe(2);
+  });
+
+  it("takes listed jobs as they fall due, and reads again for a retry or a hand-off once nothing listed is due", async () => {
+    const h = harness((j) => (j.deliveryId === "msg_1" && j.attempts === 0 ? bad : ok));
+    h.jobs.add([job(1), job(2, { dueAt: h.now() + 50 })]);
+    let reads = 0;
+    const due = h.jobs.due.bind(h.jobs);
+    h.jobs.due = (...args) => {
+      reads++;
+      return due(...args);
+    };
+    const attempt = h.deps.attempt;
+    h.deps.attempt = async (j, e) => {
+      const out = await attempt(j, e);
+      h.advance(1_000); // each attempt takes a second
+      if (j.deliveryId === "msg_1" && j.attempts === 0) h.jobs.add([job(3)]); // handed over meanwhile
+      return out;
+    };
+    const r = await runDue(h.deps);
+    // msg_2 falls due while listed (no read); then msg_3 and msg_1's retry (1 s) come from one read.
+    expect(r.records.map((x) => [x.job.deliveryId, x.attemptNumber])).toEqual([
+      ["msg_1", 1],
+      ["msg_2", 1],
+      ["msg_3", 1],
+      ["msg_1", 2],
+    ]);
+    expect(reads).toBe(2);
+  });
+
+  it("is read again when a replay gave a listed job a new schedule", async () => {
+    const h = harness(() => ok);
+    h.jobs.add([job(1), job(2, { dueAt: 10 })]);
+    const attempt = h.deps.attempt;
+    let replayed = false;
+    h.deps.attempt = async (j, e) => {
+      // While msg_1 is in flight, msg_2 (listed already) is replayed with a later schedule base.
+      if (!replayed) {
+        replayed = true;
+        h.jobs.add([job(2, { attempts: 7, scheduleBase: 7, dueAt: 10 })]);
+      }
+      return attempt(j, e);
+    };
+    const r = await runDue(h.deps);
+    expect(r.records.map((x) => [x.job.deliveryId, x.attemptNumber])).toEqual([
+      ["msg_1", 1],
+      ["msg_2", 8],
+    ]);
+  });
+});
+
 describe("rate limit (alarm-driven pacing)", () => {
   it("allows at most `rate` starts in any second", () => {
     let w: number[] = [];
