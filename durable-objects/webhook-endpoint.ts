@@ -174,28 +174,23 @@ export class WebhookEndpoint extends DurableObject<CloudflareBindings> {
         .map(toJob)[0],
     settle: (records) => {
       const webhookId = this.get("webhookId") ?? "";
-      // One local transaction: the job's fate and its result, or neither.
-      this.ctx.storage.transactionSync(() => {
-        for (const r of records) {
-          this.sql.exec(
-            "insert into results (delivery_id, attempt_number, terminal, row, settled_at) values (?, ?, ?, ?, ?)",
-            r.job.deliveryId,
-            r.attemptNumber,
-            r.decision.kind === "retry" ? 0 : 1,
-            JSON.stringify(attemptRow(webhookId, r)),
-            r.attemptedAt,
-          );
-          if (r.decision.kind === "retry") {
-            this.sql.exec(
-              "update jobs set due_at = ?, attempts = ? where delivery_id = ?",
-              r.decision.at,
-              r.attemptNumber,
-              r.job.deliveryId,
-            );
-            this.jobsAdded++;
-          } else this.sql.exec("delete from jobs where delivery_id = ?", r.job.deliveryId);
-        }
-      });
+      // One statement per attempt: the result row, whose trigger (`results_settle`) reschedules or
+      // removes the job in the same statement — the job's fate and its result, or neither.
+      const one = (r: AttemptRecord) => {
+        const retry = r.decision.kind === "retry";
+        this.sql.exec(
+          "insert into results (delivery_id, attempt_number, terminal, row, settled_at, next_due_at) values (?, ?, ?, ?, ?, ?)",
+          r.job.deliveryId,
+          r.attemptNumber,
+          retry ? 0 : 1,
+          JSON.stringify(attemptRow(webhookId, r)),
+          r.attemptedAt,
+          r.decision.kind === "retry" ? r.decision.at : null,
+        );
+        if (retry) this.jobsAdded++;
+      };
+      if (records.length === 1) one(records[0]!);
+      else this.ctx.storage.transactionSync(() => records.forEach(one));
     },
     clear: () => {
       this.jobsVersion++;
@@ -640,6 +635,13 @@ const MIGRATIONS = [
      terminal integer not null, row text not null, settled_at integer not null, flushed_at integer);
    create index results_unflushed on results (id) where flushed_at is null;
    create index results_delivery on results (delivery_id, attempt_number);`,
+  // Settling an attempt is one statement: its result's insert moves the job on.
+  `alter table results add column next_due_at integer;
+   create trigger results_settle after insert on results begin
+     delete from jobs where delivery_id = new.delivery_id and new.terminal = 1;
+     update jobs set due_at = new.next_due_at, attempts = new.attempt_number
+       where delivery_id = new.delivery_id and new.terminal = 0;
+   end;`,
 ];
 
 interface JobRow extends Record<string, SqlStorageValue> {

@@ -474,7 +474,7 @@ describe("delivery", () => {
     }));
     expect(columns.names).toContain("schedule_base");
     expect(columns.names).toContain("sequence");
-    expect(columns.schema).toBe(3);
+    expect(columns.schema).toBe(4);
     expect(await endpoint(w.id).drain()).toMatchObject({ processed: 1, succeeded: 1 });
     expect((await received(hook.name)).requests.map((r) => r.headers["webhook-id"])).toEqual([d.id]);
   });
@@ -508,12 +508,19 @@ describe("delivery", () => {
       // Job 3 ends here (terminal attempt 1); a re-hand of its first attempt is stale and ignored.
       store.settle([{ job: job(3), attemptNumber: 1, attemptedAt: 0, outcome, decision: { kind: "failed" } }]);
       const staleAdded = store.add([job(3)]);
+      // Job 1's attempt 1 fails and is retried: it stays, rescheduled (after the due list is read).
+      const due = store.due(10_000, 10).map((j) => [j.deliveryId, j.attempts, j.scheduleBase, j.dueAt]);
+      const additions = store.additions();
+      store.settle([
+        { job: job(1), attemptNumber: 1, attemptedAt: 0, outcome, decision: { kind: "retry", at: 77_777 } },
+      ]);
       return {
+        retried: store.get(job(1).deliveryId),
+        additionsBumped: store.additions() - additions,
         added,
         staleAdded,
         bumps: [afterAdds - v0, afterReplay - afterAdds],
-        due: store.due(10_000, 10).map((j) => [j.deliveryId, j.attempts, j.scheduleBase, j.dueAt]),
-        one: store.get(job(1).deliveryId),
+        due,
         three: store.get(job(3).deliveryId),
         size: store.size(),
       };
@@ -524,7 +531,8 @@ describe("delivery", () => {
       [job(2).deliveryId, 4, 4, 5],
       [job(1).deliveryId, 0, 0, 1_001],
     ]);
-    expect(seen.one).toEqual(job(1));
+    expect(seen.retried).toEqual(job(1, { attempts: 1, dueAt: 77_777 }));
+    expect(seen.additionsBumped).toBe(1);
     expect(seen.three).toBeUndefined();
     expect(seen.staleAdded).toBe(0);
     expect(seen.size).toBe(2);
