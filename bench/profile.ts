@@ -4,7 +4,7 @@ import { Inspector } from "./inspector.ts";
  * A CPU profile of the Worker's JavaScript thread during a benchmark, summarised: run a benchmark
  * with `BENCH_INSPECTOR=<port>`, then
  *
- *   node bench/profile.ts --port <port> [--seconds 10] [--top 40] [--callers exec]
+ *   node bench/profile.ts --port <port> [--seconds 10] [--top 40] [--callers exec ...]
  *
  * samples for that long and prints the functions by self time and by inclusive time (each a share
  * of the samples), plus the idle, GC and program shares — where the one thread's time goes.
@@ -73,9 +73,7 @@ async function main(): Promise<void> {
   const port = arg("port", 9229);
   const seconds = arg("seconds", 10);
   const top = arg("top", 40);
-  const callersOf = process.argv.includes("--callers")
-    ? process.argv[process.argv.indexOf("--callers") + 1]
-    : undefined;
+  const callersOf = process.argv.flatMap((a, i) => (a === "--callers" ? [process.argv[i + 1] ?? ""] : []));
   const ins = await Inspector.connect(port);
   await ins.send("Profiler.enable");
   await ins.send("Profiler.setSamplingInterval", { interval: 200 });
@@ -92,7 +90,7 @@ async function main(): Promise<void> {
   };
   show("self", self);
   show("inclusive", inclusive);
-  if (callersOf) show(`callers of ${callersOf}`, callers(profile, callersOf));
+  for (const name of callersOf) show(`callers of ${name}`, callers(profile, name));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await main();

@@ -603,6 +603,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     const fr = await rawBaseline(fanRaw, fanEndpoints, fanConcurrency);
     const s0 = await pgSessions(pg);
     const c0 = cpu();
+    ctx.log(`fan-out: one event to ${fanEndpoints} fresh endpoint objects (cold)`);
     const cold = await runPipeline(ctx, fan, fanShape, fanToken, 1, waitMs, 0);
     const coldCpu = cpuDelta(c0, cpu());
     const coldDelivered = fan.pairs.size;
