@@ -547,6 +547,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   // The same number of event POSTs at the same concurrency to an organization without webhooks
   // (auth, validation, the writer's round trip, nothing to deliver), and plain Durable Object calls.
   const zToken = await tokenFor(ctx, "zorg0");
+  ctx.log(`calibration: ${events} event POSTs to an organization without webhooks`);
   const apiC0 = cpu();
   const apiT0 = nowMs();
   const apiOnly = await runBounded(

@@ -270,17 +270,26 @@ export class UsageAnalyticsAggregator {
     if (events.length === 0) return;
     const day = 86_400;
     const hll = new Map<string, { users: Set<string>; ttl: number }>();
+    // A batch spans few (organization, UTC day) pairs: their three keys are built once each.
+    const keysOf = new Map<string, { key: string; ttl: number }[]>();
     for (const e of events) {
       if (!e.userId) continue;
       const at = e.timestamp;
       const org = e.organizationId;
-      for (const [k, ttl] of [
-        [this.keys.key("usage", "hll", org, "day", at.toISOString().slice(0, 10)), 40 * day],
-        [this.keys.key("usage", "hll", org, "week", isoWeek(at)), 70 * day],
-        [this.keys.key("usage", "hll", org, "month", at.toISOString().slice(0, 7)), 400 * day],
-      ] as const) {
-        let h = hll.get(k);
-        if (!h) hll.set(k, (h = { users: new Set(), ttl }));
+      const pair = `${org}\u0000${Math.floor(at.getTime() / 86_400_000)}`;
+      let keys = keysOf.get(pair);
+      if (!keys) {
+        const iso = at.toISOString();
+        keys = [
+          { key: this.keys.key("usage", "hll", org, "day", iso.slice(0, 10)), ttl: 40 * day },
+          { key: this.keys.key("usage", "hll", org, "week", isoWeek(at)), ttl: 70 * day },
+          { key: this.keys.key("usage", "hll", org, "month", iso.slice(0, 7)), ttl: 400 * day },
+        ];
+        keysOf.set(pair, keys);
+      }
+      for (const { key, ttl } of keys) {
+        let h = hll.get(key);
+        if (!h) hll.set(key, (h = { users: new Set(), ttl }));
         h.users.add(e.userId);
       }
     }
