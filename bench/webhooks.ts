@@ -17,7 +17,8 @@ import { percentile, round, runBounded } from "./lib.ts";
  * 1. Many events to few endpoints: `--endpoints` E (10) in E / `--per-org` organizations (10 each),
  *    all subscribed to `team.updated`; `--events` N (300) go round-robin to the organizations through
  *    `POST /v1/orgs/{org}/webhook-events` (`--enqueue-concurrency` 16): N × per-org deliveries.
- *    Raw baseline: the same number of signed POSTs from inside the Worker (`/__bench/signed-fetch`),
+ *    Raw baseline (before the pipeline and again after it; the higher counts): the same number of
+ *    signed POSTs from inside the Worker (`/__bench/signed-fetch`),
  *    same envelope, same endpoints' paths on the same receiver, concurrency min(256, E × WEBHOOK_CONCURRENCY).
  *    Pipeline: API → writer object (batched fan-out) → endpoint objects → signed POST → results
  *    buffered and flushed; deliveries/s from the first event POST to the last first-time delivery,
@@ -542,6 +543,15 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   await sleep(500); // let the last sessions end before counting them
   const sessions = (await pgSessions(pg)) - sessions0;
   const b = await breakdown(pg, main);
+  // The baseline again after the pipeline (fresh ids): the higher of the two is the one divided by,
+  // so a slow first baseline cannot flatter the ratio.
+  const rawAgain = newRun("t", 0);
+  rawAgain.secrets = main.secrets;
+  rawAgain.orgOf = main.orgOf;
+  runs.set("t", rawAgain);
+  const rawSecond = await rawBaseline(rawAgain, expectedMain, rawConcurrency);
+  const rawPerS = Math.max(rawResult.rps, rawSecond.rps);
+  ctx.log(`raw baseline again: ${Math.round(rawSecond.rps)}/s (first ${Math.round(rawResult.rps)}/s)`);
 
   // ─── calibration: what every event POST and every object call costs, whatever the pipeline does ───
   // The same number of event POSTs at the same concurrency to an organization without webhooks
@@ -618,14 +628,22 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     const warmLatencies = fan.latencies.slice(coldLatencies.length);
     const coldPerS = coldSpan > 0 ? (coldDelivered * 1000) / coldSpan : 0;
     const warmPerS = warmSpan > 0 ? (warmDelivered * 1000) / warmSpan : 0;
+    const fanRawAgain = newRun("u", 0);
+    fanRawAgain.secrets = fan.secrets;
+    fanRawAgain.orgOf = fan.orgOf;
+    runs.set("u", fanRawAgain);
+    const fr2 = await rawBaseline(fanRawAgain, fanEndpoints, fanConcurrency);
+    const fanRawPerS = Math.max(fr.rps, fr2.rps);
     ctx.log(
-      `fan-out: cold ${coldDelivered}/${cold.expected} in ${(coldSpan / 1000).toFixed(2)} s, warm ${warmDelivered}/${warm.expected} in ${(warmSpan / 1000).toFixed(2)} s, raw ${Math.round(fr.rps)}/s`,
+      `fan-out: cold ${coldDelivered}/${cold.expected} in ${(coldSpan / 1000).toFixed(2)} s, warm ${warmDelivered}/${warm.expected} in ${(warmSpan / 1000).toFixed(2)} s, raw ${Math.round(fr.rps)}/s, again ${Math.round(fr2.rps)}/s`,
     );
     fanFigures = {
       fan_endpoints: fanEndpoints,
-      fan_raw_signed_fetch_per_s: Math.round(fr.rps),
+      fan_raw_signed_fetch_per_s: Math.round(fanRawPerS),
+      fan_raw_signed_fetch_per_s_first: Math.round(fr.rps),
+      fan_raw_signed_fetch_per_s_second: Math.round(fr2.rps),
       fan_raw_signed_fetch_concurrency: fanConcurrency,
-      fan_raw_signed_fetch_failed: fr.failed,
+      fan_raw_signed_fetch_failed: fr.failed + fr2.failed,
       fan_cold_expected: cold.expected,
       fan_cold_delivered: coldDelivered,
       fan_cold_lost: cold.expected - coldDelivered,
@@ -650,10 +668,10 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       fan_duplicate_pairs: dupPairs(fan),
     };
     fanRatios =
-      fr.rps > 0
+      fanRawPerS > 0
         ? {
-            "fan_cold_deliveries_per_s / fan_raw_signed_fetch_per_s": round(coldPerS / fr.rps, 3),
-            "fan_warm_deliveries_per_s / fan_raw_signed_fetch_per_s": round(warmPerS / fr.rps, 3),
+            "fan_cold_deliveries_per_s / fan_raw_signed_fetch_per_s": round(coldPerS / fanRawPerS, 3),
+            "fan_warm_deliveries_per_s / fan_raw_signed_fetch_per_s": round(warmPerS / fanRawPerS, 3),
           }
         : {};
   }
@@ -709,12 +727,14 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   await sleep(1_500);
   const fb = f ? await breakdown(pg, fail) : undefined;
 
-  const ratio = rawResult.rps > 0 ? round(pipelinePerS / rawResult.rps, 3) : 0;
+  const ratio = rawPerS > 0 ? round(pipelinePerS / rawPerS, 3) : 0;
   const figures: Record<string, number> = {
     pipeline_deliveries_per_s: Math.round(pipelinePerS),
-    raw_signed_fetch_per_s: Math.round(rawResult.rps),
+    raw_signed_fetch_per_s: Math.round(rawPerS),
+    raw_signed_fetch_per_s_first: Math.round(rawResult.rps),
+    raw_signed_fetch_per_s_second: Math.round(rawSecond.rps),
     raw_signed_fetch_ok: rawResult.ok,
-    raw_signed_fetch_failed: rawResult.failed,
+    raw_signed_fetch_failed: rawResult.failed + rawSecond.failed,
     raw_signed_fetch_concurrency: rawConcurrency,
     events,
     endpoints,
@@ -810,12 +830,9 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     ratios: {
       "pipeline_deliveries_per_s / raw_signed_fetch_per_s": ratio,
       ...fanRatios,
-      ...(figures.engine_deliveries_per_s !== undefined && rawResult.rps > 0
+      ...(figures.engine_deliveries_per_s !== undefined && rawPerS > 0
         ? {
-            "engine_deliveries_per_s / raw_signed_fetch_per_s": round(
-              figures.engine_deliveries_per_s / rawResult.rps,
-              3,
-            ),
+            "engine_deliveries_per_s / raw_signed_fetch_per_s": round(figures.engine_deliveries_per_s / rawPerS, 3),
           }
         : {}),
       ...(f && failDelivered > 0 ? { "fail_attempts / fail_delivered": round(fail.requests / failDelivered, 3) } : {}),
@@ -841,7 +858,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
       `shape 2 (one event to many endpoints): ${fanEndpoints} endpoints in one organization; one event (cold: the endpoint objects do not exist yet), then a second one (warm); deliveries/s = endpoints / (last first-time delivery − the event POST)`,
       `Worker settings: WEBHOOK_CONCURRENCY ${perEndpoint} per endpoint, timeout ${RAW_TIMEOUT_MS} ms in shapes 1 and 2 (per-endpoint setting, = the raw baseline's) and ${timeoutMs} ms in the failure run, backoff 100 ms base / 2 s cap, breaker failure threshold 1000 (so the failure run measures retries, not the breaker); no breaker-on variant`,
       `pipeline = POST /v1/orgs/{org}/webhook-events from Node (concurrency ${shape.enqueueConcurrency}, through wrangler's dev proxy) → writer object (batched fan-out transaction) → endpoint Durable Objects → alarm → signed POST → result buffered in the object, flushed in batches through the writer; deliveries/s = unique deliveries / (last first-time delivery − first event POST)`,
-      `raw baselines = /__bench/signed-fetch: the same number of POSTs as the shape's deliveries from one Worker request, to the same endpoints' paths on the same verifying receiver, each with a fresh id, the same envelope (${shape.dataBytes}-byte pad) and headers, signed with signAll, concurrency min(256, endpoints × WEBHOOK_CONCURRENCY) = ${rawConcurrency} (shape 1) / ${Math.min(256, fanEndpoints * perEndpoint)} (shape 2); measured right before its pipeline run`,
+      `raw baselines = /__bench/signed-fetch: the same number of POSTs as the shape's deliveries from one Worker request, to the same endpoints' paths on the same verifying receiver, each with a fresh id, the same envelope (${shape.dataBytes}-byte pad) and headers, signed with signAll, concurrency min(256, endpoints × WEBHOOK_CONCURRENCY) = ${rawConcurrency} (shape 1) / ${Math.min(256, fanEndpoints * perEndpoint)} (shape 2); measured right before its pipeline run and again right after it (fresh ids), the higher of the two divided by (*_first, *_second: each)`,
       "the receiver (node:http, main thread) verifies every request with verifyWebhook against the endpoint's secret; enqueue→delivered = receive time − data.sentAt (the bench's POST time), first 2xx per (event, endpoint)",
       `calibration: api_only_* = ${events} event POSTs at concurrency ${shape.enqueueConcurrency} to an organization without webhooks (the request path through wrangler's dev proxy, auth, validation, the writer's round trip; nothing delivered); do_rpc_* = 1,000 sequential calls of a trivial endpoint-object method from one Worker request (each hand-off and each flush pays one); all processes share the 2 cores, workerd runs every object on one JS thread`,
       "duplicates = 2xx answers beyond the first per webhook-id (at-least-once retries); duplicate_pairs counts per (event, endpoint), also across ids",
