@@ -127,6 +127,19 @@ export async function sendEvent(
   return { eventId, ...((await res.json()) as { queued: number; webhookIds: string[] }) };
 }
 
+/**
+ * A webhook whose receiver answers 500 to everything, sent `events` events and drained: with the
+ * default threshold (5) its circuit is open.
+ */
+export async function failingWebhook(org: string, events = 6) {
+  const hook = newHook();
+  await script(hook.name, { otherwise: { status: 500 } });
+  const w = await register(org, hook.url, ["team.*"]);
+  for (let i = 0; i < events; i++) await sendEvent(org);
+  await endpoint(w.id).drain();
+  return { w, hook };
+}
+
 /** A unique organization id. */
 export const newOrg = () => `org_${crypto.randomUUID().slice(0, 8)}`;
 

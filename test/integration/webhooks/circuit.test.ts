@@ -7,6 +7,7 @@ import { api } from "../support/api.ts";
 import { unreachableDatabaseUrl, withDb } from "../support/backends.ts";
 import {
   endpoint,
+  failingWebhook,
   newHook,
   newOrg,
   received,
@@ -37,11 +38,7 @@ const statuses = async (webhookId: string) =>
 describe("circuit breaker", () => {
   it("walks closed → open → half_open → closed, holding deliveries while open and emitting events", async () => {
     const org = newOrg();
-    const hook = newHook();
-    await script(hook.name, { otherwise: { status: 500 } });
-    const w = await register(org, hook.url, ["team.*"]);
-    for (let i = 0; i < 8; i++) await sendEvent(org);
-    await endpoint(w.id).drain();
+    const { w, hook } = await failingWebhook(org, 8);
     // Five consecutive failures open it; the wave in flight finishes, the rest are held.
     const open = await circuit(org, w.id);
     expect(open.state).toBe("open");
@@ -140,11 +137,7 @@ describe("circuit breaker", () => {
   // on without it) lost its event and left the mirror stale — the API said closed, Postgres open.
   it("publishes a transition made while the object's Postgres is down once it is back: events and mirror", async () => {
     const org = newOrg();
-    const hook = newHook();
-    await script(hook.name, { otherwise: { status: 500 } });
-    const w = await register(org, hook.url, ["team.*"]);
-    for (let i = 0; i < 6; i++) await sendEvent(org);
-    await endpoint(w.id).drain();
+    const { w, hook } = await failingWebhook(org);
     const mirror = async () =>
       (await withDb((db) => db.query<{ s: string }>("select circuit_state as s from webhooks where id = $1", [w.id])))
         .rows[0]?.s;

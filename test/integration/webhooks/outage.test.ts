@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { api, apiWith } from "../support/api.ts";
 import { withDb, withoutPostgres } from "../support/backends.ts";
-import { endpoint, newHook, newOrg, register, script, sendEvent } from "../support/webhooks.ts";
+import { endpoint, failingWebhook, newHook, newOrg, register } from "../support/webhooks.ts";
 
 // Issue [5/6]: during a Postgres outage, a circuit read the endpoint's object can answer — it knows
 // the webhook's organization from a hand-off — is still answered (and the same), another
@@ -23,14 +23,7 @@ const unavailable = {
 };
 
 /** A webhook whose breaker is open (its receiver fails every attempt). */
-async function openCircuit(org: string) {
-  const hook = newHook();
-  await script(hook.name, { otherwise: { status: 500 } });
-  const w = await register(org, hook.url, ["team.*"]);
-  for (let i = 0; i < 6; i++) await sendEvent(org);
-  await endpoint(w.id).drain();
-  return w;
-}
+const openCircuit = async (org: string) => (await failingWebhook(org)).w;
 
 describe("circuit reads while Postgres is down", () => {
   it("answers from the endpoint's object, the same as before; another organization's webhook is still a 404", async () => {
