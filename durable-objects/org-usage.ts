@@ -417,19 +417,25 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
       this.sql.exec("delete from gauges");
       for (const [t, v] of Object.entries(next.sums)) if (v !== 0) this.addTo("sums", t, v);
       for (const [t, v] of Object.entries(next.gauges)) if (v !== 0) this.addTo("gauges", t, v);
-      for (const u of missingUsers)
-        this.sql.exec("insert into period_users (user_id) values (?) on conflict do nothing", u);
+      if (missingUsers.length > 0)
+        this.sql.exec(
+          "insert into period_users (user_id) select value from json_each(?) where true on conflict do nothing",
+          JSON.stringify(missingUsers),
+        );
       this.setKv("baseSnapshot", truth.snapshot);
       this.setKv("reconciledAt", String(Date.now()));
       // What the new base counts needs no dedup key any more: a redelivery of it is the base's.
       this.sql.exec("delete from applied where position < ?", snap.xmin);
-      for (const r of this.sql
+      const inBase = this.sql
         .exec<{ event_id: string; position: number }>(
           "select event_id, position from applied where position < ?",
           snap.xmax,
         )
-        .toArray())
-        if (inSnapshot(r.position, snap)) this.sql.exec("delete from applied where event_id = ?", r.event_id);
+        .toArray()
+        .filter((r) => inSnapshot(r.position, snap))
+        .map((r) => r.event_id);
+      if (inBase.length > 0)
+        this.sql.exec("delete from applied where event_id in (select value from json_each(?))", JSON.stringify(inBase));
       // Usage the base brought in crosses thresholds like applied usage does (a new object
       // rebuilt from events it never applied, a healed batch): claimed with the counters.
       const found = crossings(usedBefore, this.usedAll(), plan, subs, period.start);
