@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { EventType } from "./catalog.ts";
 import { isEventType } from "./catalog.ts";
+import { storableJson } from "../platform/validation.ts";
 
 /**
  * Platform events are CloudEvents 1.0 (structured JSON mode) with the extension attribute
@@ -14,7 +15,7 @@ export const cloudEventSchema = z.object({
   time: z.iso.datetime({ offset: true }),
   subject: z.string().min(1).max(500).optional(),
   datacontenttype: z.literal("application/json").default("application/json"),
-  data: z.record(z.string(), z.unknown()).default({}),
+  data: z.record(z.string(), z.unknown()).default({}).refine(storableJson.check, { message: storableJson.message }),
   organizationid: z.string().min(1).max(200),
 });
 

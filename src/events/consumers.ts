@@ -1,5 +1,6 @@
 import type { Queryable } from "../platform/db.ts";
 import type { Platform } from "../platform/platform.ts";
+import { toStorable } from "../platform/validation.ts";
 import type { CloudEvent } from "./cloudevent.ts";
 import { eventKey, parseCloudEvent } from "./cloudevent.ts";
 
@@ -61,7 +62,8 @@ export async function recordDeadLetters(
     `insert into dead_letters (source, message_id, event_id, reason, body, attempts)
      select $1, l->>'messageId', l->>'eventId', l->>'reason', l->'body', (l->>'attempts')::int
      from jsonb_array_elements($2::jsonb) as l`,
-    [source, JSON.stringify(letters.map((l) => ({ ...l, body: l.body ?? null })))],
+    // What was refused for holding what Postgres cannot store is kept with it replaced (U+FFFD).
+    [source, JSON.stringify(toStorable(letters.map((l) => ({ ...l, body: l.body ?? null }))))],
   );
 }
 

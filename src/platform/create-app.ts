@@ -9,7 +9,7 @@ import { assertScope, assertTenant, bearerToken, verifyToken } from "./auth.ts";
 import type { ErrorCode } from "./errors.ts";
 import { AppError, ValidationError, errorEnvelope, toAppError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
-import { nulIssue, zodIssuesOf } from "./validation.ts";
+import { unstorableIssue, zodIssuesOf } from "./validation.ts";
 import { createLogger } from "./logger.ts";
 import type { Platform } from "./platform.ts";
 import { createPlatform } from "./platform.ts";
@@ -135,13 +135,13 @@ export function createApp(): OpenAPIHono<AppEnv> {
     c.set("principal", principal);
     await next();
   };
-  // Input no store can hold (U+0000 in text) is refused once here, for every route, before any
+  // Input no store can hold (U+0000, unpaired surrogates) is refused once here, for every route, before any
   // handler or query sees it; after the body limit, so an oversized body is never read.
   const storableInput: MiddlewareHandler<AppEnv> = async (c, next) => {
     // Only JSON is parsed into strings that reach a store; other bodies are refused by the routes.
     const json = /json/i.test(c.req.header("content-type") ?? "") && !["GET", "HEAD"].includes(c.req.method);
     const body = json ? await c.req.text() : undefined;
-    const issue = nulIssue(c.req.url, body);
+    const issue = unstorableIssue(c.req.url, body);
     if (issue) throw new ValidationError("request validation failed", [issue]);
     await next();
   };

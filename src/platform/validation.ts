@@ -22,50 +22,80 @@ export function parseInput<S extends ZodType>(schema: S, value: unknown, what: s
   return r.data;
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** A string Postgres can store: no U+0000, no unpaired surrogate (jsonb refuses both, text refuses NUL). */
+export function storableString(s: string): boolean {
+  return !s.includes("\u0000") && !LONE_SURROGATE.test(s);
+}
+
+const LONE_SURROGATES = new RegExp(LONE_SURROGATE.source, "g");
+
 /**
- * Where in `value` a string (or an object key) holds U+0000, as a dotted path, or undefined.
- * Postgres `text`/`jsonb` cannot store NUL, so such input must be refused as invalid before any
- * query sees it — else the database's "invalid byte sequence" would surface as a 500.
+ * A copy of a JSON value Postgres can store: U+0000 and unpaired surrogates (in keys and values)
+ * replaced by U+FFFD — for keeping what was refused (dead letters), never for accepting it.
  */
-export function nulPath(value: unknown, path: (string | number)[] = [], depth = 0): string | undefined {
-  if (typeof value === "string") return value.includes("\u0000") ? path.join(".") : undefined;
+export function toStorable(value: unknown, depth = 0): unknown {
+  if (typeof value === "string") return value.replaceAll("\u0000", "\uFFFD").replace(LONE_SURROGATES, "\uFFFD");
+  if (value === null || typeof value !== "object" || depth > 64) return value;
+  if (Array.isArray(value)) return value.map((v) => toStorable(v, depth + 1));
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [toStorable(k), toStorable(v, depth + 1)]));
+}
+
+/** Why {@link storableString} refused a string. */
+const UNSTORABLE = "must not contain U+0000 or an unpaired surrogate";
+
+/**
+ * Where in `value` a string (or an object key) Postgres cannot store sits, as a dotted path, or
+ * undefined (see {@link storableString}). Such input must be refused as invalid before any query
+ * sees it — else the database's error would surface as a 500, or, for events accepted and then
+ * queued, fail their batch on every retry.
+ */
+export function unstorablePath(value: unknown, path: (string | number)[] = [], depth = 0): string | undefined {
+  if (typeof value === "string") return storableString(value) ? undefined : path.join(".");
   if (value === null || typeof value !== "object" || depth > 64) return undefined;
   for (const [k, v] of Object.entries(value)) {
     const at = [...path, k];
-    if (k.includes("\u0000")) return at.join(".");
-    const found = nulPath(v, at, depth + 1);
+    if (!storableString(k)) return at.join(".");
+    const found = unstorablePath(v, at, depth + 1);
     if (found !== undefined) return found;
   }
   return undefined;
 }
 
+/** A zod refinement's message and check for JSON values that go to Postgres (see {@link unstorablePath}). */
+export const storableJson = {
+  check: (v: unknown) => unstorablePath(v) === undefined,
+  message: UNSTORABLE,
+};
+
 /**
- * The first field of a request (raw URL and body text) that holds U+0000, for {@link nulPath}'s
- * reason: `in` is `param`, `query` or `json`. The body is parsed only when its text can hold a NUL
- * at all, so ordinary requests pay one regular-expression scan.
+ * The first field of a request (raw URL and body text) that Postgres cannot store, for
+ * {@link unstorablePath}'s reason: `in` is `param`, `query` or `json`. The body is parsed only when
+ * its text can hold such a string at all (a NUL or surrogate escape), so ordinary requests pay one
+ * regular-expression scan.
  */
-export function nulIssue(url: string, body: string | undefined): FieldIssue | undefined {
+export function unstorableIssue(url: string, body: string | undefined): FieldIssue | undefined {
   const u = new URL(url);
-  if (/%00/.test(u.pathname))
-    return { path: "", message: "must not contain U+0000", code: "invalid_string", in: "param" };
+  if (/%00/.test(u.pathname)) return { path: "", message: UNSTORABLE, code: "invalid_string", in: "param" };
   for (const [k, v] of u.searchParams) {
-    if (k.includes("\u0000") || v.includes("\u0000"))
+    if (!storableString(k) || !storableString(v))
       return {
         path: k.replaceAll("\u0000", ""),
-        message: "must not contain U+0000",
+        message: UNSTORABLE,
         code: "invalid_string",
         in: "query",
       };
   }
-  if (body && (body.includes("\u0000") || /\\u0000/i.test(body))) {
+  if (body && (body.includes("\u0000") || /\\u(0000|d[89a-f])/i.test(body))) {
     let parsed: unknown;
     try {
       parsed = JSON.parse(body);
     } catch {
       return undefined; // not JSON: the body validator answers invalid_json
     }
-    const at = nulPath(parsed);
-    if (at !== undefined) return { path: at, message: "must not contain U+0000", code: "invalid_string", in: "json" };
+    const at = unstorablePath(parsed);
+    if (at !== undefined) return { path: at, message: UNSTORABLE, code: "invalid_string", in: "json" };
   }
   return undefined;
 }

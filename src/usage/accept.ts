@@ -1,5 +1,5 @@
 import type { FieldIssue } from "../platform/errors.ts";
-import { zodIssuesOf } from "../platform/validation.ts";
+import { unstorablePath, zodIssuesOf } from "../platform/validation.ts";
 import { usageEventTypes } from "./metrics.ts";
 import type { UsageEvent } from "./schemas.ts";
 import { MAX_METADATA_BYTES, usageEventSchema } from "./schemas.ts";
@@ -52,6 +52,7 @@ export function fastUsageEvent(input: unknown): UsageEvent | null {
   if (typeof q !== "number" || !Number.isFinite(q) || q < 0 || q > 1e15) return null;
   const meta = metadata === undefined ? {} : metadata;
   if (!isPlainObject(meta) || JSON.stringify(meta).length > MAX_METADATA_BYTES) return null;
+  if (unstorablePath(meta) !== undefined) return null;
   if (timestamp === undefined) return null;
   const at = new Date(timestamp as string);
   if (Number.isNaN(at.getTime())) return null;

@@ -1,6 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { isMetricType, metricTypes, usageEventTypes } from "./metrics.ts";
 import { isTimeZone } from "./periods.ts";
+import { storableJson } from "../platform/validation.ts";
 
 /** The seed's usage data models as zod schemas (validation, OpenAPI and types from one place). */
 
@@ -33,7 +34,8 @@ export const usageEventSchema = z
       .default({})
       .refine((m) => JSON.stringify(m).length <= MAX_METADATA_BYTES, {
         message: `metadata exceeds ${MAX_METADATA_BYTES} bytes`,
-      }),
+      })
+      .refine(storableJson.check, { message: storableJson.message }),
     timestamp: z.coerce.date(),
   })
   .openapi("UsageEvent");

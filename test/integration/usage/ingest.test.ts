@@ -150,6 +150,66 @@ describe("ingestion", () => {
     expect(dead).toBe(0);
   });
 
+  // Postgres stores neither U+0000 nor an unpaired surrogate in jsonb: such an event accepted would
+  // fail its whole consumer batch on every retry, and the good events sharing its message with it.
+  it("refuses metadata Postgres cannot store (U+0000, an unpaired surrogate) over HTTP, writing nothing", async () => {
+    const org = newOrg();
+    for (const raw of ['"a\\u0000b"', '"\\ud800"', '"x\\udc00y"']) {
+      const body = `{"events":[${JSON.stringify(ev(org))},${JSON.stringify(ev(org)).replace(/}$/, `,"metadata":{"note":${raw}}}`)}]}`;
+      const res = await app.request(
+        `/v1/orgs/${org}/usage/events`,
+        {
+          method: "POST",
+          body,
+          headers: { authorization: `Bearer ${await tokenFor({ org })}`, "content-type": "application/json" },
+        },
+        env,
+      );
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({
+        error: {
+          code: "validation_error",
+          details: { issues: [expect.objectContaining({ path: "events.1.metadata.note", in: "json" })] },
+        },
+      });
+    }
+    // A well-formed pair is fine.
+    const pair = await api(`/v1/orgs/${org}/usage/events`, {
+      org,
+      body: { events: [ev(org, { metadata: { e: "🎉" } })] },
+    });
+    expect(pair.status).toBe(202);
+    await vi.waitFor(async () => expect(await count(org)).toBe(1), { timeout: 10_000, interval: 50 });
+  });
+
+  it("dead-letters a queued event Postgres cannot store and counts the good ones of the same message", async () => {
+    const org = newOrg();
+    const good = [valid(ev(org, { quantity: 2 })), valid(ev(org, { quantity: 3 }))];
+    const bad = [
+      { ...valid(ev(org)), metadata: { note: "a\u0000b" } },
+      { ...valid(ev(org)), metadata: { "k\ud800": 1 } },
+    ];
+    const bodies = encodeUsageBatches([good[0]!, ...bad, good[1]!]);
+    const batch = createMessageBatch(
+      "usage-events",
+      bodies.map((body, i) => ({ id: `nul-${i}`, timestamp: new Date(), attempts: 1, body })),
+    );
+    const ctx = createExecutionContext();
+    await worker.queue(batch, env, ctx);
+    await waitOnExecutionContext(ctx);
+    expect((await getQueueResult(batch, ctx)).explicitAcks).toHaveLength(bodies.length);
+    expect(await count(org)).toBe(2);
+    expect(await apiCalls(org)).toBe(5);
+    const dead = await withDb((db) =>
+      db
+        .query<{ event_id: string }>("select event_id from dead_letters where event_id = any($1::text[])", [
+          bad.map((b) => b.eventId),
+        ])
+        .then((r) => r.rows.map((x) => x.event_id).sort()),
+    );
+    expect(dead).toEqual(bad.map((b) => b.eventId).sort());
+  });
+
   it("counts concurrent recordings of the same and different events exactly", async () => {
     const org = newOrg();
     const shared = Array.from({ length: 30 }, () => ev(org));

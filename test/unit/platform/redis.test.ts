@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { NotFoundError, ServiceUnavailableError } from "../../../src/platform/errors.ts";
 import { unavailableOnFailure } from "../../../src/platform/redis.ts";
-import { nulIssue, nulPath } from "../../../src/platform/validation.ts";
+import { unstorableIssue, unstorablePath } from "../../../src/platform/validation.ts";
 
 // A stand-in for the Upstash client: commands return promises, multi() a builder with exec().
 const fake = {
@@ -41,13 +41,22 @@ describe("unavailableOnFailure", () => {
   });
 });
 
-describe("nulIssue", () => {
+describe("unstorableIssue", () => {
   it("finds U+0000 in path, query and JSON, and nowhere else", () => {
-    expect(nulIssue("http://x/v1/a%00b", undefined)?.in).toBe("param");
-    expect(nulIssue("http://x/v1/a?q=%00", undefined)?.in).toBe("query");
-    expect(nulIssue("http://x/v1/a", '{"a":{"b":["x\\u0000"]}}')).toMatchObject({ in: "json", path: "a.b.0" });
-    expect(nulIssue("http://x/v1/a", '{"a":"\\\\u0000"}')).toBeUndefined(); // an escaped backslash
-    expect(nulIssue("http://x/v1/a", "{not json \\u0000")).toBeUndefined(); // invalid_json is the validator's
-    expect(nulPath({ "k\u0000": 1 })).toBe("k\u0000");
+    expect(unstorableIssue("http://x/v1/a%00b", undefined)?.in).toBe("param");
+    expect(unstorableIssue("http://x/v1/a?q=%00", undefined)?.in).toBe("query");
+    expect(unstorableIssue("http://x/v1/a", '{"a":{"b":["x\\u0000"]}}')).toMatchObject({ in: "json", path: "a.b.0" });
+    expect(unstorableIssue("http://x/v1/a", '{"a":"\\\\u0000"}')).toBeUndefined(); // an escaped backslash
+    expect(unstorableIssue("http://x/v1/a", "{not json \\u0000")).toBeUndefined(); // invalid_json is the validator's
+    expect(unstorablePath({ "k\u0000": 1 })).toBe("k\u0000");
+  });
+
+  it("finds unpaired surrogates (jsonb refuses them), and passes well-formed pairs", () => {
+    expect(unstorableIssue("http://x/v1/a", '{"a":["ok","\\ud800"]}')).toMatchObject({ in: "json", path: "a.1" });
+    expect(unstorableIssue("http://x/v1/a", '{"a":"x\\udc00"}')).toMatchObject({ path: "a" });
+    expect(unstorableIssue("http://x/v1/a", '{"\\udbff":1}')).toMatchObject({ path: "\udbff" });
+    expect(unstorableIssue("http://x/v1/a", '{"a":"\\ud83c\\udf89 🎉"}')).toBeUndefined();
+    expect(unstorablePath({ deep: { list: [{ k: "\ud800" }] } })).toBe("deep.list.0.k");
+    expect(unstorablePath({ k: "\ud83c\udf89" })).toBeUndefined();
   });
 });
