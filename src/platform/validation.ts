@@ -31,12 +31,17 @@ export function storableString(s: string): boolean {
 
 const LONE_SURROGATES = new RegExp(LONE_SURROGATE.source, "g");
 
+/** `s` with U+0000 and unpaired surrogates replaced by U+FFFD (text from outside we keep, not judge). */
+export function storableText(s: string): string {
+  return storableString(s) ? s : s.replaceAll("\u0000", "\uFFFD").replace(LONE_SURROGATES, "\uFFFD");
+}
+
 /**
  * A copy of a JSON value Postgres can store: U+0000 and unpaired surrogates (in keys and values)
  * replaced by U+FFFD — for keeping what was refused (dead letters), never for accepting it.
  */
 export function toStorable(value: unknown, depth = 0): unknown {
-  if (typeof value === "string") return value.replaceAll("\u0000", "\uFFFD").replace(LONE_SURROGATES, "\uFFFD");
+  if (typeof value === "string") return storableText(value);
   if (value === null || typeof value !== "object" || depth > 64) return value;
   if (Array.isArray(value)) return value.map((v) => toStorable(v, depth + 1));
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [toStorable(k), toStorable(v, depth + 1)]));

@@ -1,3 +1,4 @@
+import { storableText } from "../platform/validation.ts";
 import type { AttemptOutcome, Job } from "./queue.ts";
 import { classifyStatus, parseRetryAfter } from "./queue.ts";
 import { signAll } from "./signing.ts";
@@ -73,7 +74,8 @@ async function readPrefix(res: Response, limit: number, deadline: number): Promi
     off += part.byteLength;
     if (off >= limit) break;
   }
-  return new TextDecoder().decode(all);
+  // The receiver's bytes, kept as Postgres can store them (a NUL would fail the attempt's flush).
+  return storableText(new TextDecoder().decode(all));
 }
 
 /** The headers of a signed delivery request (`webhook-sequence`: the endpoint's number of the delivery). */
@@ -108,7 +110,7 @@ function responseHeaders(h: Headers): Record<string, string> {
   let n = 0;
   for (const [k, v] of h) {
     if (n++ >= 50) break;
-    out[k] = v.slice(0, 1024);
+    out[k] = storableText(v.slice(0, 1024));
   }
   return out;
 }

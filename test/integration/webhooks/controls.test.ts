@@ -82,6 +82,23 @@ describe("attempt log", () => {
     expect(verifiedBy(w.secret, (await received(hook.name)).requests[1]!)).toBeTruthy();
   });
 
+  // A receiver controls what it answers: a NUL byte in its body (or a header) must not keep the
+  // attempt out of Postgres — the flush would fail on every retry and the history never show it.
+  it("records an answer holding U+0000 (with U+FFFD in its place) and the delivery as succeeded", async () => {
+    const org = newOrg();
+    const hook = newHook();
+    await script(hook.name, { otherwise: { status: 200, body: "ok\u0000done" } });
+    const w = await register(org, hook.url, ["team.*"]);
+    await sendEvent(org);
+    await endpoint(w.id).drain();
+    const [d] = await deliveriesOf(w.id);
+    expect(d!.status).toBe("succeeded");
+    const { attempts } = await json<{ attempts: { responseBody: string; success: boolean }[] }>(
+      await api(`/v1/orgs/${org}/deliveries/${d!.id}/attempts`, { org }),
+    );
+    expect(attempts).toEqual([expect.objectContaining({ success: true, responseBody: "ok\uFFFDdone" })]);
+  });
+
   it("answers 404 for another organization's delivery and 400 for bad input", async () => {
     const org = newOrg();
     const w = await register(org, newHook().url, ["team.*"]);
