@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { EventType } from "./catalog.ts";
 import { isEventType } from "./catalog.ts";
-import { storableJson } from "../platform/validation.ts";
+import { unstorablePath } from "../platform/validation.ts";
 
 /**
  * Platform events are CloudEvents 1.0 (structured JSON mode) with the extension attribute
@@ -15,7 +15,7 @@ export const cloudEventSchema = z.object({
   time: z.iso.datetime({ offset: true }),
   subject: z.string().min(1).max(500).optional(),
   datacontenttype: z.literal("application/json").default("application/json"),
-  data: z.record(z.string(), z.unknown()).default({}).refine(storableJson.check, { message: storableJson.message }),
+  data: z.record(z.string(), z.unknown()).default({}),
   organizationid: z.string().min(1).max(200),
 });
 
@@ -78,5 +78,8 @@ export function parseCloudEvent(input: unknown): ParsedEvent {
   if (!r.success) {
     return { ok: false, reason: r.error.issues.map((i) => `${i.path.join(".") || "event"}: ${i.message}`).join("; ") };
   }
+  // Its id, subject and data reach Postgres (the outbox, the usage log, webhook deliveries).
+  const at = unstorablePath(r.data);
+  if (at !== undefined) return { ok: false, reason: `${at}: must not contain U+0000 or an unpaired surrogate` };
   return { ok: true, event: r.data as CloudEvent };
 }
