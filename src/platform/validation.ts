@@ -38,11 +38,13 @@ export function storableText(s: string): string {
 
 /**
  * A copy of a JSON value Postgres can store: U+0000 and unpaired surrogates (in keys and values)
- * replaced by U+FFFD — for keeping what was refused (dead letters), never for accepting it.
+ * replaced by U+FFFD — for keeping what was refused (dead letters), never for accepting it. Below
+ * 64 levels a subtree is kept as its JSON text (escaped, so storable), not walked further.
  */
 export function toStorable(value: unknown, depth = 0): unknown {
   if (typeof value === "string") return storableText(value);
-  if (value === null || typeof value !== "object" || depth > 64) return value;
+  if (value === null || typeof value !== "object") return value;
+  if (depth > 64) return JSON.stringify(value);
   if (Array.isArray(value)) return value.map((v) => toStorable(v, depth + 1));
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [toStorable(k), toStorable(v, depth + 1)]));
 }
@@ -54,16 +56,31 @@ const UNSTORABLE = "must not contain U+0000 or an unpaired surrogate";
  * Where in `value` a string (or an object key) Postgres cannot store sits, as a dotted path, or
  * undefined (see {@link storableString}). Such input must be refused as invalid before any query
  * sees it — else the database's error would surface as a 500, or, for events accepted and then
- * queued, fail their batch on every retry.
+ * queued, fail their batch on every retry. Walked with a stack of its own, so no nesting depth
+ * hides a string from it (nor overflows the call stack).
  */
-export function unstorablePath(value: unknown, path: (string | number)[] = [], depth = 0): string | undefined {
-  if (typeof value === "string") return storableString(value) ? undefined : path.join(".");
-  if (value === null || typeof value !== "object" || depth > 64) return undefined;
-  for (const [k, v] of Object.entries(value)) {
-    const at = [...path, k];
-    if (!storableString(k)) return at.join(".");
-    const found = unstorablePath(v, at, depth + 1);
-    if (found !== undefined) return found;
+export function unstorablePath(value: unknown): string | undefined {
+  // Each step knows its key and its parent's step: a path is built only for the one reported.
+  type Step = { v: unknown; key?: string; up?: Step };
+  const pathOf = (s: Step | undefined, key?: string) => {
+    const keys = key === undefined ? [] : [key];
+    for (let at = s; at?.key !== undefined; at = at.up) keys.push(at.key);
+    return keys.reverse().join(".");
+  };
+  const todo: Step[] = [{ v: value }];
+  for (let step = todo.pop(); step; step = todo.pop()) {
+    const v = step.v;
+    if (typeof v === "string") {
+      if (!storableString(v)) return pathOf(step);
+    } else if (v !== null && typeof v === "object") {
+      const entries = Object.entries(v);
+      // Pushed in reverse: the first field is looked at first (the path reported is the first one).
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [k, child] = entries[i]!;
+        if (!storableString(k)) return pathOf(step, k);
+        todo.push({ v: child, key: k, up: step });
+      }
+    }
   }
   return undefined;
 }

@@ -59,4 +59,15 @@ describe("unstorableIssue", () => {
     expect(unstorablePath({ deep: { list: [{ k: "\ud800" }] } })).toBe("deep.list.0.k");
     expect(unstorablePath({ k: "\ud83c\udf89" })).toBeUndefined();
   });
+
+  it("finds them at any depth, without running out of stack", () => {
+    let deep: unknown = { k: "x\u0000" };
+    for (let i = 0; i < 100_000; i++) deep = { a: deep };
+    expect(unstorablePath(deep)?.split(".")).toHaveLength(100_001);
+    const body = `${'{"a":'.repeat(500)}"\\ud800"${"}".repeat(500)}`;
+    expect(unstorableIssue("http://x/v1/a", body)).toMatchObject({ in: "json" });
+    let ok: unknown = "fine";
+    for (let i = 0; i < 100_000; i++) ok = [ok];
+    expect(unstorablePath(ok)).toBeUndefined();
+  });
 });
