@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { EventType } from "./catalog.ts";
 import { isEventType } from "./catalog.ts";
-import { unstorablePath } from "../platform/validation.ts";
+import { MAX_JSON_DEPTH, jsonTooDeep, unstorablePath } from "../platform/validation.ts";
 
 /**
  * Platform events are CloudEvents 1.0 (structured JSON mode) with the extension attribute
@@ -68,6 +68,8 @@ export type ParsedEvent = { ok: true; event: CloudEvent } | { ok: false; reason:
 export function parseCloudEvent(input: unknown): ParsedEvent {
   let value = input;
   if (typeof input === "string") {
+    // Deeper than any event is: serialising it again (to a Queue, to Postgres) would overflow the stack.
+    if (jsonTooDeep(input)) return { ok: false, reason: `body nests deeper than ${MAX_JSON_DEPTH} levels` };
     try {
       value = JSON.parse(input);
     } catch {

@@ -85,6 +85,34 @@ export function unstorablePath(value: unknown): string | undefined {
   return undefined;
 }
 
+/** How deep request JSON may nest (objects and arrays). */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * Whether JSON text nests objects and arrays deeper than `max`, by one scan of the text (strings
+ * skipped): deeper input is refused before anything parses it — serialising it again would
+ * overflow the stack (a 500), and no route takes such documents.
+ */
+export function jsonTooDeep(text: string, max = MAX_JSON_DEPTH): boolean {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34) {
+      // A string: jump to its closing quote (one not escaped by an odd run of backslashes).
+      for (;;) {
+        i = text.indexOf('"', i + 1);
+        if (i < 0) return false; // unterminated: the parser's invalid_json
+        let b = i - 1;
+        while (text.charCodeAt(b) === 92) b--;
+        if ((i - 1 - b) % 2 === 0) break;
+      }
+    } else if (c === 123 || c === 91) {
+      if (++depth > max) return true;
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return false;
+}
+
 /** A zod refinement's message and check for JSON values that go to Postgres (see {@link unstorablePath}). */
 export const storableJson = {
   check: (v: unknown) => unstorablePath(v) === undefined,
@@ -93,9 +121,9 @@ export const storableJson = {
 
 /**
  * The first field of a request (raw URL and body text) that Postgres cannot store, for
- * {@link unstorablePath}'s reason: `in` is `param`, `query` or `json`. The body is parsed only when
- * its text can hold such a string at all (a NUL or surrogate escape), so ordinary requests pay one
- * regular-expression scan.
+ * {@link unstorablePath}'s reason, or a body nested too deep ({@link jsonTooDeep}): `in` is
+ * `param`, `query` or `json`. The body is parsed only when its text can hold such a string at all
+ * (a NUL or surrogate escape), so ordinary requests pay two scans of the text.
  */
 export function unstorableIssue(url: string, body: string | undefined): FieldIssue | undefined {
   const u = new URL(url);
@@ -109,6 +137,8 @@ export function unstorableIssue(url: string, body: string | undefined): FieldIss
         in: "query",
       };
   }
+  if (body && jsonTooDeep(body))
+    return { path: "", message: `nested deeper than ${MAX_JSON_DEPTH} levels`, code: "too_deep", in: "json" };
   if (body && (body.includes("\u0000") || /\\u(0000|d[89a-f])/i.test(body))) {
     let parsed: unknown;
     try {

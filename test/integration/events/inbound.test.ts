@@ -126,24 +126,32 @@ describe("inbound RabbitMQ → usage-events Queue", () => {
       // What Postgres cannot store (its id goes to the log and to webhook deliveries): refused here.
       { routingKey: "document.updated", body: JSON.stringify({ ...docEvent(), id: "a\u0000b" }) },
       { routingKey: "document.updated", body: JSON.stringify({ ...docEvent(), data: { title: "\ud800" } }) },
+      {
+        routingKey: "document.updated",
+        body: JSON.stringify({ ...docEvent(), data: {} }).replace(
+          '"data":{}',
+          `"data":${'{"a":'.repeat(30_000)}1${"}".repeat(30_000)}`,
+        ),
+      },
       { routingKey: e.type, body: JSON.stringify(e) },
     ]);
     const got: CloudEvent[] = [];
     const r = await drain(async (events) => void got.push(...events));
-    expect(r).toMatchObject({ received: 5, delivered: 1, deadLettered: 4 });
+    expect(r).toMatchObject({ received: 6, delivered: 1, deadLettered: 5 });
     expect(got.map((x) => x.id)).toEqual([e.id]);
     const dead = await withAmqp(config().rabbitmq.url, async (client) => {
       const ch = await client.channel();
       const out: { reason: unknown; routingKey: string }[] = [];
-      for (let i = 0; i < 4; i++) {
+      for (let i = 0; i < 5; i++) {
         const m = await ch.basicGet(t().deadLetterQueue, { noAck: true });
         if (m) out.push({ reason: m.properties.headers?.[REASON_HEADER], routingKey: m.routingKey });
       }
       return out;
     });
-    expect(dead).toHaveLength(4);
+    expect(dead).toHaveLength(5);
     expect(dead.map((d) => d.routingKey).sort()).toEqual([
       "document.created",
+      "document.updated",
       "document.updated",
       "document.updated",
       "storage.upload",
@@ -151,6 +159,7 @@ describe("inbound RabbitMQ → usage-events Queue", () => {
     const reasons = dead.map((d) => String(d.reason)).join(" | ");
     expect(reasons).toMatch(/not JSON/);
     expect(reasons).toMatch(/unknown event type/);
+    expect(reasons).toMatch(/nests deeper than 64 levels/);
     expect(reasons).toMatch(/^(?=(.*id: must not contain U\+0000))(?=(.*data\.title: must not contain U\+0000))/);
   });
 

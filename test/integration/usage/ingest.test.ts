@@ -182,6 +182,26 @@ describe("ingestion", () => {
     await vi.waitFor(async () => expect(await count(org)).toBe(1), { timeout: 10_000, interval: 50 });
   });
 
+  it("refuses JSON nested deeper than 64 levels with a 400 on any route, not a 500", async () => {
+    const org = newOrg();
+    const token = await tokenFor({ org, scopes: ["usage:write", "webhooks:write", "teams:write"] });
+    const deep = `${'{"a":'.repeat(20_000)}1${"}".repeat(20_000)}`;
+    for (const [path, body] of [
+      [`/v1/orgs/${org}/usage/events`, `{"events":[${JSON.stringify(ev(org)).replace(/}$/, `,"metadata":${deep}}`)}]}`],
+      [`/v1/orgs/${org}/webhook-events`, `{"eventType":"team.created","eventId":"e1","data":${deep}}`],
+      [`/v1/orgs/${org}/usage/events`, `{"events":${"[".repeat(65)}${"]".repeat(65)}}`],
+    ] as const) {
+      const res = await app.request(
+        path,
+        { method: "POST", body, headers: { authorization: `Bearer ${token}`, "content-type": "application/json" } },
+        env,
+      );
+      expect([path, res.status]).toEqual([path, 400]);
+      expect(await res.json()).toMatchObject({ error: { code: "validation_error" } });
+    }
+    expect(await count(org)).toBe(0);
+  });
+
   it("dead-letters a queued event Postgres cannot store and counts the good ones of the same message", async () => {
     const org = newOrg();
     const good = [valid(ev(org, { quantity: 2 })), valid(ev(org, { quantity: 3 }))];

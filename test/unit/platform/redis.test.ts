@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { NotFoundError, ServiceUnavailableError } from "../../../src/platform/errors.ts";
 import { unavailableOnFailure } from "../../../src/platform/redis.ts";
-import { unstorableIssue, unstorablePath } from "../../../src/platform/validation.ts";
+import { jsonTooDeep, unstorableIssue, unstorablePath } from "../../../src/platform/validation.ts";
 
 // A stand-in for the Upstash client: commands return promises, multi() a builder with exec().
 const fake = {
@@ -58,6 +58,19 @@ describe("unstorableIssue", () => {
     expect(unstorableIssue("http://x/v1/a", '{"a":"\\ud83c\\udf89 🎉"}')).toBeUndefined();
     expect(unstorablePath({ deep: { list: [{ k: "\ud800" }] } })).toBe("deep.list.0.k");
     expect(unstorablePath({ k: "\ud83c\udf89" })).toBeUndefined();
+  });
+
+  it("refuses JSON nested deeper than 64 levels, counting brackets outside strings only", () => {
+    expect(jsonTooDeep(`${"[".repeat(64)}${"]".repeat(64)}`)).toBe(false);
+    expect(jsonTooDeep(`${"[".repeat(65)}${"]".repeat(65)}`)).toBe(true);
+    expect(jsonTooDeep(`{"s":"${"{[".repeat(100)}\\"}"}`)).toBe(false); // brackets inside a string, an escaped quote
+    expect(jsonTooDeep(`[${"[],".repeat(1000)}[]]`)).toBe(false); // wide, not deep
+    expect(jsonTooDeep(`{"s":"x\\"${"[".repeat(70)}"}`)).toBe(false); // an escaped quote does not end the string
+    expect(jsonTooDeep(`{"s":"x\\\\","t":${"[".repeat(70)}${"]".repeat(70)}}`)).toBe(true); // an escaped backslash does
+    expect(unstorableIssue("http://x/v1/a", `{"a":${"[".repeat(70)}${"]".repeat(70)}}`)).toMatchObject({
+      code: "too_deep",
+      in: "json",
+    });
   });
 
   it("finds them at any depth, without running out of stack", () => {
