@@ -505,6 +505,14 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     if (r.failed > 0) ctx.log(`raw baseline ${run.prefix}: ${r.failed} failed (${r.errors.join("; ")})`);
     return { ...r, cpu: cpuDelta(c0, cpu()) };
   };
+  /** The raw baseline once more, with fresh ids (run `prefix`), to the endpoints of `of`. */
+  const rawBaselineAgain = (prefix: string, of: RunStats, n: number, concurrency: number) => {
+    const again = newRun(prefix, 0);
+    again.secrets = of.secrets;
+    again.orgOf = of.orgOf;
+    runs.set(prefix, again);
+    return rawBaseline(again, n, concurrency);
+  };
   const pct = (xs: number[], q: number) => round(percentile(xs, q), 1);
   const perDelivery = (cpuS: number, n: number) => (n > 0 ? round((cpuS * 1000) / n, 3) : 0);
   const dupIds = (r: RunStats) => [...r.ids.values()].reduce((n, c) => n + (c - 1), 0);
@@ -545,11 +553,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
   const b = await breakdown(pg, main);
   // The baseline again after the pipeline (fresh ids): the higher of the two is the one divided by,
   // so a slow first baseline cannot flatter the ratio.
-  const rawAgain = newRun("t", 0);
-  rawAgain.secrets = main.secrets;
-  rawAgain.orgOf = main.orgOf;
-  runs.set("t", rawAgain);
-  const rawSecond = await rawBaseline(rawAgain, expectedMain, rawConcurrency);
+  const rawSecond = await rawBaselineAgain("t", main, expectedMain, rawConcurrency);
   const rawPerS = Math.max(rawResult.rps, rawSecond.rps);
   ctx.log(`raw baseline again: ${Math.round(rawSecond.rps)}/s (first ${Math.round(rawResult.rps)}/s)`);
 
@@ -628,11 +632,7 @@ export default async function run(ctx: BenchContext): Promise<BenchResult> {
     const warmLatencies = fan.latencies.slice(coldLatencies.length);
     const coldPerS = coldSpan > 0 ? (coldDelivered * 1000) / coldSpan : 0;
     const warmPerS = warmSpan > 0 ? (warmDelivered * 1000) / warmSpan : 0;
-    const fanRawAgain = newRun("u", 0);
-    fanRawAgain.secrets = fan.secrets;
-    fanRawAgain.orgOf = fan.orgOf;
-    runs.set("u", fanRawAgain);
-    const fr2 = await rawBaseline(fanRawAgain, fanEndpoints, fanConcurrency);
+    const fr2 = await rawBaselineAgain("u", fan, fanEndpoints, fanConcurrency);
     const fanRawPerS = Math.max(fr.rps, fr2.rps);
     ctx.log(
       `fan-out: cold ${coldDelivered}/${cold.expected} in ${(coldSpan / 1000).toFixed(2)} s, warm ${warmDelivered}/${warm.expected} in ${(warmSpan / 1000).toFixed(2)} s, raw ${Math.round(fr.rps)}/s, again ${Math.round(fr2.rps)}/s`,
