@@ -342,7 +342,7 @@ async function rawInsert(
     await conns[0]!.query(
       `create table bench_raw_usage (
          organization_id text not null, event_id text not null, event_type text not null, user_id text,
-         resource_id text, resource_type text, quantity double precision not null,
+         resource_id text, resource_type text, quantity numeric not null,
          metadata jsonb not null default '{}'::jsonb, occurred_at timestamptz not null,
          received_at timestamptz not null default now(), primary key (organization_id, event_id))`,
     );

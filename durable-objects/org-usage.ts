@@ -9,6 +9,7 @@ import { fireAlerts } from "../src/usage/alerts.ts";
 import type { AlertCrossing } from "../src/usage/alerts.ts";
 import type { AlertSubscription, CounterEvent, KeyedCrossing, Sums } from "../src/usage/counters.ts";
 import { batchDeltas, crossings, driftOf, reconciled } from "../src/usage/counters.ts";
+import { decimalAdd, decimalSub, decimalSum } from "../src/usage/decimal.ts";
 import type { LogSnapshot } from "../src/usage/log.ts";
 import { inSnapshot, parseSnapshot } from "../src/usage/log.ts";
 import { valueFromSums } from "../src/usage/metrics.ts";
@@ -209,9 +210,12 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
 
   private reserved(metric: string, now: number): number {
     this.sql.exec("delete from reservations where expires_at <= ?", now);
-    return (
-      this.sql.exec<{ n: number | null }>("select sum(amount) as n from reservations where metric = ?", metric).one()
-        .n ?? 0
+    // Summed here, not by SQLite's sum(): decimal-exact (see src/usage/decimal.ts).
+    return decimalSum(
+      this.sql
+        .exec<{ amount: number }>("select amount from reservations where metric = ?", metric)
+        .toArray()
+        .map((r) => r.amount),
     );
   }
 
@@ -226,18 +230,22 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
       .toArray()) {
       if (left <= 0) break;
       const take = Math.min(left, r.amount);
-      left -= take;
+      left = decimalSub(left, take);
       if (take >= r.amount) this.sql.exec("delete from reservations where id = ?", r.id);
-      else this.sql.exec("update reservations set amount = amount - ? where id = ?", take, r.id);
+      else this.sql.exec("update reservations set amount = ? where id = ?", decimalSub(r.amount, take), r.id);
     }
   }
 
-  private addTo(table: "sums" | "gauges", eventType: string, quantity: number): void {
-    this.sql.exec(
-      `insert into ${table} (event_type, value) values (?, ?) on conflict (event_type) do update set value = value + excluded.value`,
-      eventType,
-      quantity,
-    );
+  /** Adds `deltas` to the counters of `table`, in JavaScript: decimal-exact, where SQLite adds binary fractions. */
+  private addTo(table: "sums" | "gauges", deltas: Sums): void {
+    const current = table === "sums" ? this.sums() : this.gauges();
+    for (const [eventType, delta] of Object.entries(deltas)) {
+      this.sql.exec(
+        `insert into ${table} (event_type, value) values (?, ?) on conflict (event_type) do update set value = excluded.value`,
+        eventType,
+        decimalAdd(current.get(eventType) ?? 0, delta),
+      );
+    }
   }
 
   /**
@@ -276,8 +284,8 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
       );
       const freshEvents = unique.filter((e) => newIds.has(e.eventId));
       const d = batchDeltas(freshEvents, period, base);
-      for (const [t, v] of Object.entries(d.sums)) this.addTo("sums", t, v);
-      for (const [t, v] of Object.entries(d.gauges)) this.addTo("gauges", t, v);
+      this.addTo("sums", d.sums);
+      this.addTo("gauges", d.gauges);
       if (d.users.size > 0) {
         this.sql.exec(
           "insert into period_users (user_id) select value from json_each(?) where true on conflict do nothing",
@@ -406,17 +414,18 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
         )
         .toArray()) {
         if (inSnapshot(r.position, snap)) continue;
-        allTimeSums[r.event_type] = (allTimeSums[r.event_type] ?? 0) + r.quantity;
+        allTimeSums[r.event_type] = decimalAdd(allTimeSums[r.event_type] ?? 0, r.quantity);
         if (r.occurred_at >= period.start.getTime() && r.occurred_at < period.end.getTime())
-          periodSums[r.event_type] = (periodSums[r.event_type] ?? 0) + r.quantity;
+          periodSums[r.event_type] = decimalAdd(periodSums[r.event_type] ?? 0, r.quantity);
       }
       const next = reconciled(truth, { periodSums, allTimeSums });
       const before = { sums: Object.fromEntries(this.sums()), gauges: Object.fromEntries(this.gauges()) };
       const usersBefore = rolled ? 0 : this.periodUserCount();
       this.sql.exec("delete from sums");
       this.sql.exec("delete from gauges");
-      for (const [t, v] of Object.entries(next.sums)) if (v !== 0) this.addTo("sums", t, v);
-      for (const [t, v] of Object.entries(next.gauges)) if (v !== 0) this.addTo("gauges", t, v);
+      const nonZero = (x: Sums) => Object.fromEntries(Object.entries(x).filter(([, v]) => v !== 0));
+      this.addTo("sums", nonZero(next.sums));
+      this.addTo("gauges", nonZero(next.gauges));
       if (missingUsers.length > 0)
         this.sql.exec(
           "insert into period_users (user_id) select value from json_each(?) where true on conflict do nothing",

@@ -52,6 +52,7 @@ import type {
   UsageReport,
 } from "./schemas.ts";
 import { aggregationQuerySchema, pageOptionsSchema, quotaAlertConfigSchema } from "./schemas.ts";
+import { decimalAdd, decimalMul, decimalRound, decimalSub, decimalSum } from "./decimal.ts";
 
 /** The RPC surface of an organization's Durable Object (`OrgUsage`), as the service uses it. */
 export interface OrgUsageClient {
@@ -357,14 +358,14 @@ export class UsageAnalyticsAggregator {
         const key = `${iso(r.bucket)}|${r.dim ?? ""}`;
         let cell = cells.get(key);
         if (!cell) cells.set(key, (cell = { bucket: iso(r.bucket), dim: r.dim, sums: new Map() }));
-        cell.sums.set(r.event_type, (cell.sums.get(r.event_type) ?? 0) + Number(r.quantity));
+        cell.sums.set(r.event_type, decimalAdd(cell.sums.get(r.event_type) ?? 0, Number(r.quantity)));
       }
       for (const m of sumMetrics) {
         let total = 0;
         for (const cell of cells.values()) {
           if (!sourceEventTypes(m).some((t) => cell.sums.has(t))) continue;
           const value = valueFromSums(m, cell.sums);
-          total += value;
+          total = decimalAdd(total, value);
           points.push({
             timestamp: cell.bucket,
             metricType: m,
@@ -599,7 +600,7 @@ export class UsageAnalyticsAggregator {
     const { quantities, events } = await this.periodQuantities(organizationId, periodStart, periodEnd);
     const lineItems: LineItem[] = Object.entries(quantities).map(([metricType, quantity]) => {
       const included = plan.included[metricType] ?? 0;
-      const overage = Math.max(0, quantity - included);
+      const overage = Math.max(0, decimalSub(quantity, included));
       const unitPrice = plan.prices[metricType] ?? 0;
       return {
         metricType,
@@ -607,10 +608,10 @@ export class UsageAnalyticsAggregator {
         included,
         overage,
         unitPrice,
-        amount: Math.round(overage * unitPrice * 100) / 100,
+        amount: decimalRound(decimalMul(overage, unitPrice), 2),
       };
     });
-    const total = Math.round(lineItems.reduce((s, l) => s + l.amount, 0) * 100) / 100;
+    const total = decimalRound(decimalSum(lineItems.map((l) => l.amount)), 2);
     return this.db.transaction(async (tx) => {
       // One writer per (organization, period) at a time, so revisions are numbered without gaps.
       await tx.query("select pg_advisory_xact_lock(hashtext($1))", [

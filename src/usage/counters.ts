@@ -4,6 +4,7 @@ import { crossedThresholds, quotaMetrics } from "./quota.ts";
 import type { LogSnapshot } from "./log.ts";
 import { inSnapshot } from "./log.ts";
 import type { IntervalSums } from "./repo.ts";
+import { decimalAdd, decimalSub } from "./decimal.ts";
 
 /**
  * The organization object's counter rules as pure functions. Its counters are a base — everything the
@@ -40,7 +41,7 @@ export function reconciled(
 ): { sums: Sums; gauges: Sums } {
   const add = (a: Sums, b: Sums) => {
     const out: Sums = { ...a };
-    for (const [k, v] of Object.entries(b)) out[k] = (out[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(b)) out[k] = decimalAdd(out[k] ?? 0, v);
     return out;
   };
   const gauges = add(truth.toEnd, recent.allTimeSums);
@@ -52,8 +53,8 @@ export function reconciled(
 export function driftOf(before: Sums, after: Sums): Sums {
   const out: Sums = {};
   for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) {
-    const d = (after[k] ?? 0) - (before[k] ?? 0);
-    if (Math.abs(d) > 1e-9) out[k] = d;
+    const d = decimalSub(after[k] ?? 0, before[k] ?? 0);
+    if (d !== 0) out[k] = d;
   }
   return out;
 }
@@ -140,7 +141,7 @@ export function batchDeltas(
 ): BatchDeltas {
   const d: BatchDeltas = { sums: {}, gauges: {}, users: new Set(), reservations: {} };
   const add = (into: Record<string, number>, k: string, v: number) => {
-    into[k] = (into[k] ?? 0) + v;
+    into[k] = decimalAdd(into[k] ?? 0, v);
   };
   for (const e of fresh) {
     const inPeriod = e.occurredAt >= period.start.getTime() && e.occurredAt < period.end.getTime();

@@ -94,7 +94,7 @@ async function appendChunk(
   const col = <T>(f: (e: UsageEvent) => T) => list.map(f);
   const { rows } = await db.query<{ o: string | null; e: string | null; txid: string | null }>(
     `with input as (
-       select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[],
+       select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::numeric[],
                             $8::jsonb[], $9::timestamptz[])
          as x(o, e, t, u, ri, rt, q, m, at)
      ), ins as (

@@ -1,3 +1,5 @@
+import { decimalSum } from "./decimal.ts";
+
 /**
  * What can be metered. Every usage event type is a metric (the sum of its quantities), and a few
  * derived metrics combine them. Unique counts are never summed across buckets: they are counted
@@ -92,5 +94,5 @@ export function valueFromSums(metric: MetricType, sums: ReadonlyMap<string, numb
   if (isUsageEventType(metric)) return get(metric);
   const d: DerivedMetric = derivedMetrics[metric];
   if (d.kind !== "sum") throw new Error(`${metric} is a distinct count, not a sum`);
-  return d.terms.reduce((acc, [t, sign]) => acc + sign * get(t), 0);
+  return decimalSum(d.terms.map(([t, sign]) => sign * get(t)));
 }

@@ -1,3 +1,4 @@
+import { decimalAdd, decimalMul, decimalSub } from "./decimal.ts";
 import type { QuotaMetric } from "./schemas.ts";
 
 /**
@@ -31,7 +32,7 @@ export function quotaMetric(
   reserved: number,
   limit: number | undefined,
 ): QuotaMetric {
-  const effective = used + reserved;
+  const effective = decimalAdd(used, reserved);
   return {
     metricType,
     used,
@@ -56,8 +57,8 @@ export interface Admission {
 export function admit(used: number, reserved: number, limit: number | undefined, amount: number): Admission {
   if (limit === undefined)
     return { allowed: true, remaining: Number.POSITIVE_INFINITY, limit: Number.POSITIVE_INFINITY };
-  const left = limit - used - reserved;
-  if (amount <= left) return { allowed: true, remaining: left - amount, limit };
+  const left = decimalSub(decimalSub(limit, used), reserved);
+  if (amount <= left) return { allowed: true, remaining: decimalSub(left, amount), limit };
   return { allowed: false, remaining: Math.max(0, left), limit };
 }
 
@@ -69,7 +70,7 @@ export function crossedThresholds(
   thresholds: readonly number[],
 ): number[] {
   if (!limit || after <= before) return [];
-  const pb = (before / limit) * 100;
-  const pa = (after / limit) * 100;
-  return thresholds.filter((t) => pb < t && pa >= t);
+  // used / limit ≥ t % as used × 100 ≥ t × limit, on the decimals: no division to round.
+  const reached = (used: number, t: number) => decimalMul(used, 100) >= decimalMul(t, limit);
+  return thresholds.filter((t) => !reached(before, t) && reached(after, t));
 }

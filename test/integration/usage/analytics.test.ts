@@ -442,6 +442,46 @@ describe("the usage log", () => {
     const r = await orgObject(org).reconcile(org);
     expect(r?.drift).toEqual({ sums: {}, gauges: {}, users: 0 });
   });
+  it("sums fractional quantities decimal-exactly: the log, the aggregates, the object, alerts and bills", async () => {
+    const org = newOrg();
+    await setPlan(org, { api_calls: 1 }, { api_calls: 0.3 }, { api_calls: 0.1 });
+    await usage().subscribeToQuotaAlerts(org, {
+      metricType: "api_calls",
+      threshold: 100,
+      notificationChannels: ["in_app"],
+    });
+    // Ten tenths: binary floating point sums them to 0.9999999999999999, under the limit and the 100 % alert.
+    await record(Array.from({ length: 10 }, (_, i) => ev(org, { quantity: 0.1, timestamp: hoursAgo(1, i) })));
+    const totals = async () =>
+      (
+        await usage().getAggregatedMetrics(org, {
+          startTime: hoursAgo(3),
+          endTime: new Date(),
+          granularity: "hour",
+          metricTypes: ["api.call"],
+        })
+      ).totals["api.call"];
+    expect(await totals()).toBe(1); // from the log's tail
+    await usage().aggregate({ flush: true });
+    expect(await totals()).toBe(1); // from the aggregates
+    const quota = await usage().getQuotaStatus(org);
+    expect(quota.metrics.find((m) => m.metricType === "api_calls")).toMatchObject({ used: 1, percentage: 100 });
+    expect(await usage().checkQuota(org, "api_calls", 0.1)).toEqual({ allowed: false, remaining: 0, limit: 1 });
+    const alerts = await withDb((db) =>
+      db.query<{ type: string }>("select type from outbox where organization_id = $1 and type like 'usage.%'", [org]),
+    );
+    expect(alerts.rows.map((r) => r.type)).toEqual(["usage.quota.threshold_crossed"]);
+    const report = await usage().generateUsageReport(org, hoursAgo(48), hoursAgo(-1));
+    expect(report.lineItems.find((l) => l.metricType === "api_calls")).toMatchObject({
+      quantity: 1,
+      included: 0.3,
+      overage: 0.7,
+      amount: 0.07,
+    });
+    // Reconciled from Postgres' exact sums, the object agrees to the last digit.
+    expect((await orgObject(org).reconcile(org))?.drift).toEqual({ sums: {}, gauges: {}, users: 0 });
+    expect((await orgObject(org).status(org)).sums["api.call"]).toBe(1);
+  });
 });
 
 describe("quotas and alerts", () => {
