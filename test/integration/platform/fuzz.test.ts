@@ -1,17 +1,19 @@
 import { env, exports } from "cloudflare:workers";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { scopes } from "../../../src/platform/auth.ts";
+import { usageEventTypes } from "../../../src/usage/metrics.ts";
 import { api, tokenFor } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
 import type { FuzzRequest } from "../support/fuzz.ts";
-import { leakIn, operationsOf, requestsFor, resolver } from "../support/fuzz.ts";
+import { NASTY_NUMBERS, NASTY_STRINGS, anyJson, leakIn, operationsOf, requestsFor, resolver } from "../support/fuzz.ts";
 
 /**
  * Bad input at scale: every operation of `/openapi.json` gets malformed, oversized, wrong-typed,
  * unicode-edge and injection bodies, queries, path segments and headers (test/integration/support/fuzz.ts).
  * Properties: never a 5xx; never a stack trace, SQL text or source path in a response; a rejected
- * request (4xx) writes nothing — row counts of every table are the same before and after. Fixed
+ * request (4xx) writes nothing — row counts of every table are the same before and after; every
+ * usage event a 202 accepted reaches the usage log (none wedges its consumer). Fixed
  * seed and bounded runs per operation here; `npm run chaos` runs the same test with more
  * (`FUZZ_RUNS`, `FUZZ_SEED` bindings).
  */
@@ -41,6 +43,18 @@ const changed = (a: Record<string, number>, b: Record<string, number>) =>
   Object.keys(b)
     .filter((k) => a[k] !== b[k])
     .map((k) => `${k} ${a[k]}→${b[k]}`);
+
+/** Those of `events` the usage log does not hold, as `organization/eventId`. */
+async function notLogged(events: readonly { org: string; eventId: string }[]): Promise<string[]> {
+  const { rows } = await withDb((db) =>
+    db.query<{ o: string; e: string }>(
+      `select k.o, k.e from unnest($1::text[], $2::text[]) as k(o, e)
+       where not exists (select 1 from usage_log l where l.organization_id = k.o and l.event_id = k.e)`,
+      [events.map((x) => x.org), events.map((x) => x.eventId)],
+    ),
+  );
+  return rows.map((r) => `${r.o}/${r.e}`);
+}
 
 async function send(req: FuzzRequest): Promise<{ status: number; text: string; headers: Headers }> {
   const res = await exports.default.fetch(
@@ -135,5 +149,58 @@ describe("OpenAPI-driven fuzzer", () => {
     console.log(`fuzz: ${ops.length} operations, ${cases} cases, statuses ${JSON.stringify(statuses)}`);
     expect(failures.slice(0, 30)).toEqual([]);
     expect(cases).toBeGreaterThanOrEqual(ops.length * RUNS);
+  });
+
+  it("records every usage event a 202 accepted: hostile fields never wedge the consumer", {
+    timeout: 120_000,
+  }, async () => {
+    const org = `fuzz_${crypto.randomUUID().slice(0, 8)}`;
+    await withDb((db) => db.query("insert into organizations (id, plan_id) values ($1, 'enterprise')", [org]));
+    const token = await tokenFor({ org, user: "u_fuzz", email: "fuzz@example.com", scopes: ["usage:write"] });
+    // Events that pass the schema's shape, carrying the fuzzer's hostile strings, numbers and
+    // JSON in every free-form field: each is either refused up front or recorded.
+    const hostile = fc.oneof(fc.constantFrom(...NASTY_STRINGS), fc.string({ unit: "binary", maxLength: 20 }));
+    const mostly = <T>(plain: fc.Arbitrary<T>) =>
+      fc.oneof({ weight: 4, arbitrary: plain }, { weight: 1, arbitrary: hostile as fc.Arbitrary<T | string> });
+    const event = fc.record(
+      {
+        eventId: mostly(fc.uuid()),
+        eventType: fc.constantFrom(...usageEventTypes),
+        userId: mostly(fc.constantFrom("u_1", "u_2", "ana")),
+        resourceId: mostly(fc.constantFrom("doc_1", "doc_2")),
+        quantity: fc.oneof(
+          { weight: 3, arbitrary: fc.double({ min: 0, max: 1e6, noNaN: true }) },
+          { weight: 1, arbitrary: fc.constantFrom(...NASTY_NUMBERS) },
+        ),
+        metadata: fc.dictionary(fc.oneof(fc.constantFrom("note", "client"), hostile), mostly(anyJson), { maxKeys: 3 }),
+        timestamp: fc.integer({ min: 0, max: 3_600_000 }).map((ago) => new Date(Date.now() - ago).toISOString()),
+      },
+      { requiredKeys: ["eventId", "eventType", "timestamp"] },
+    );
+    const accepted: { org: string; eventId: string }[] = [];
+    const failures: string[] = [];
+    await fc.assert(
+      fc.asyncProperty(fc.array(event, { minLength: 1, maxLength: 6 }), async (events) => {
+        const res = await send({
+          method: "POST",
+          url: `/v1/orgs/${org}/usage/events`,
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: JSON.stringify({ events }),
+          mutation: "usage-events",
+        });
+        if (res.status === 202) {
+          const rejected = new Set(
+            (JSON.parse(res.text) as { rejected: { index: number }[] }).rejected.map((r) => r.index),
+          );
+          for (const [i, e] of events.entries()) if (!rejected.has(i)) accepted.push({ org, eventId: e.eventId });
+        } else if (res.status >= 500) failures.push(`${res.status} ${res.text.slice(0, 300)}`);
+        else expect(JSON.parse(res.text)).toMatchObject({ error: { code: expect.any(String) } });
+      }),
+      { seed: SEED, numRuns: 30 + RUNS * 4 },
+    );
+    expect(failures).toEqual([]);
+    expect(accepted.length).toBeGreaterThan(20);
+    // Accepted means recorded: a 202 whose event then fails its consumer on every retry is a loss.
+    await vi.waitFor(async () => expect(await notLogged(accepted)).toEqual([]), { timeout: 60_000, interval: 250 });
   });
 });

@@ -181,7 +181,7 @@ const nastyString = fc.oneof(
 );
 
 /** Any JSON value, including the nasty ones and deep nesting. */
-const anyJson: fc.Arbitrary<unknown> = fc.oneof(
+export const anyJson: fc.Arbitrary<unknown> = fc.oneof(
   nastyString,
   fc.constantFrom(...NASTY_NUMBERS),
   fc.constantFrom(null, true, false, [], {}),
