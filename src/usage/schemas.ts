@@ -28,7 +28,13 @@ export const usageEventSchema = z
       .max(64)
       .regex(/^[a-z][a-z0-9_]*$/, "lower_snake_case")
       .optional(),
-    quantity: z.number().finite().nonnegative().max(1e15).default(1),
+    quantity: z
+      .number()
+      .finite()
+      .nonnegative()
+      .max(1e15)
+      .default(1)
+      .describe("Amount metered, a decimal summed exactly (ten events of 0.1 total 1)"),
     metadata: z
       .record(z.string(), z.unknown())
       .default({})
