@@ -107,7 +107,9 @@ const groupBy = <T>(items: readonly T[], key: (t: T) => string): Map<string, T[]
 
 const MAX_BUCKETS = 10_000;
 const granularityMs = { minute: 60_000, hour: 3_600_000, day: 86_400_000, month: 31 * 86_400_000 } as const;
-const iso = (d: Date | string) => new Date(d).toISOString();
+const iso = (d: Date | string | number) => new Date(d).toISOString();
+/** Compares strings by UTF-16 code units (`localeCompare` would be locale-aware, and slower). */
+const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const isoWeek = (d: Date) => {
   const t = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
   const day = t.getUTCDay() || 7;
@@ -353,25 +355,28 @@ export class UsageAnalyticsAggregator {
           ? await sumsByRawDimension(this.db, { ...base, column: dimName === "userId" ? "user_id" : "resource_id" })
           : await sumsByBucket(this.db, { ...base, wholeHourZone, byResourceType: dimName === "resourceType" });
       sources.push(source);
-      const cells = new Map<string, { bucket: string; dim: string | null; sums: Map<string, number> }>();
+      // bucket → dimension value → event type → sum; each bucket's timestamp is formatted once.
+      const cells = new Map<number, Map<string, Map<string, number>>>();
       for (const r of rows as SumRow[]) {
-        const key = `${iso(r.bucket)}|${r.dim ?? ""}`;
-        let cell = cells.get(key);
-        if (!cell) cells.set(key, (cell = { bucket: iso(r.bucket), dim: r.dim, sums: new Map() }));
-        cell.sums.set(r.event_type, decimalAdd(cell.sums.get(r.event_type) ?? 0, Number(r.quantity)));
+        let byDim = cells.get(r.at);
+        if (!byDim) cells.set(r.at, (byDim = new Map()));
+        const dim = r.dim ?? "";
+        let sums = byDim.get(dim);
+        if (!sums) byDim.set(dim, (sums = new Map()));
+        sums.set(r.event_type, decimalAdd(sums.get(r.event_type) ?? 0, Number(r.quantity)));
       }
-      for (const m of sumMetrics) {
+      const buckets = [...cells.keys()].sort((a, b) => a - b);
+      for (const m of [...sumMetrics].sort(byCodeUnits)) {
+        const terms = sourceEventTypes(m);
         let total = 0;
-        for (const cell of cells.values()) {
-          if (!sourceEventTypes(m).some((t) => cell.sums.has(t))) continue;
-          const value = valueFromSums(m, cell.sums);
-          total = decimalAdd(total, value);
-          points.push({
-            timestamp: cell.bucket,
-            metricType: m,
-            value,
-            dimensions: dimName ? { [dimName]: cell.dim ?? "" } : {},
-          });
+        for (const at of buckets) {
+          const timestamp = iso(at);
+          for (const [dim, sums] of cells.get(at)!) {
+            if (!terms.some((t) => sums.has(t))) continue;
+            const value = valueFromSums(m, sums);
+            total = decimalAdd(total, value);
+            points.push({ timestamp, metricType: m, value, dimensions: dimName ? { [dimName]: dim } : {} });
+          }
         }
         totals[m] = total;
       }
@@ -392,7 +397,9 @@ export class UsageAnalyticsAggregator {
         totals[m] = d.total;
       }
     }
-    points.sort((a, b) => a.timestamp.localeCompare(b.timestamp) || a.metricType.localeCompare(b.metricType));
+    // Stable, and nearly linear on points already in (metric, time) runs; ISO-8601 UTC timestamps of
+    // one format order by code units as they order in time (no locale-aware comparison needed).
+    points.sort((a, b) => byCodeUnits(a.timestamp, b.timestamp) || byCodeUnits(a.metricType, b.metricType));
     return {
       organizationId,
       startTime: iso(q.startTime),

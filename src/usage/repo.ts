@@ -33,10 +33,50 @@ export async function orgPlan(db: Queryable, org: string): Promise<OrgPlanRow> {
 
 /** One aggregated row before metric derivation. */
 export interface SumRow {
-  bucket: Date;
+  /**
+   * The bucket's start in epoch milliseconds: a number rather than a timestamp, because a query
+   * answers up to ~18,000 rows over a few hundred distinct buckets, and parsing a timestamp per row
+   * (then formatting it again) was a fifth of the Worker's time for such an answer.
+   */
+  at: number;
   event_type: string;
   dim: string | null;
   quantity: number;
+}
+
+/** A timestamptz expression as epoch milliseconds (`float8`: exact for whole milliseconds). */
+const EPOCH_MS = (col: string) => `(extract(epoch from ${col}) * 1000)::float8`;
+
+/** The rows of an organization's event types in `[$3 truncated to the bucket, $4)` (`alias.col`: the time). */
+const range = (alias: string, col: string) =>
+  `${alias}.organization_id = $1 and ${alias}.event_type = any($2::text[])
+   and ${alias}.${col} >= date_trunc($5, $3::timestamptz, $6) and ${alias}.${col} < $4`;
+
+/** The parameters `$1…$6` of {@link range} and {@link sumsPlusTail}. */
+const sumParams = (q: { org: string; types: string[]; from: Date; to: Date; granularity: Granularity; tz: string }) => [
+  q.org,
+  q.types,
+  q.from.toISOString(),
+  q.to.toISOString(),
+  q.granularity,
+  q.tz,
+];
+
+/**
+ * Sums per (bucket, event type, dimension) of an aggregate's rows (`aggregate` selects bucket,
+ * event_type, dim, quantity) and of the log's tail, in one statement (one snapshot). The two are
+ * grouped apart, and a key both have comes back twice for the caller to add: the planner cannot
+ * know the watermark and sizes the tail at a third of the organization's log, so one grouping over
+ * both planned a spilling hash table as the organization grew (4 partitions, on disk, at 10 M events
+ * for an 18,000-row answer).
+ */
+function sumsPlusTail(aggregate: string, tailDim: string): string {
+  return `with tail as (${tailSql("$1")})
+    select ${EPOCH_MS("bucket")} as at, event_type, dim, sum(quantity)::float8 as quantity
+    from (${aggregate}) s group by 1, 2, 3
+    union all
+    select ${EPOCH_MS("date_trunc($5, l.occurred_at, $6)")}, l.event_type, ${tailDim}, sum(l.quantity)::float8
+    from tail l where ${range("l", "occurred_at")} group by 1, 2, 3`;
 }
 
 /** An aggregate table that answers buckets exactly. */
@@ -80,9 +120,6 @@ export async function sumsByBucket(
 ): Promise<{ rows: SumRow[]; source: string }> {
   const source = sourceFor(q.granularity, q.tz, q.wholeHourZone);
   const dim = (alias: string) => (q.byResourceType ? `coalesce(${alias}.resource_type, '')` : "null::text");
-  const range = (alias: string, col: string) =>
-    `${alias}.organization_id = $1 and ${alias}.event_type = any($2::text[])
-     and ${alias}.${col} >= date_trunc($5, $3::timestamptz, $6) and ${alias}.${col} < $4`;
   const aggregate =
     source === "rollup"
       ? `select a.bucket, a.event_type, ${dim("a")} as dim, a.quantity
@@ -98,16 +135,7 @@ export async function sumsByBucket(
          where ${range("h", "bucket")}`
       : `select date_trunc($5, a.bucket, $6) as bucket, a.event_type, ${dim("a")} as dim, a.quantity
          from ${tables[source]} a where ${range("a", "bucket")}`;
-  const { rows } = await db.query<SumRow>(
-    `with tail as (${tailSql("$1")})
-     select bucket, event_type, dim, sum(quantity)::float8 as quantity from (
-       ${aggregate}
-       union all
-       select date_trunc($5, l.occurred_at, $6), l.event_type, ${dim("l")}, l.quantity from tail l
-       where ${range("l", "occurred_at")}
-     ) s group by 1, 2, 3`,
-    [q.org, q.types, q.from.toISOString(), q.to.toISOString(), q.granularity, q.tz],
-  );
+  const { rows } = await db.query<SumRow>(sumsPlusTail(aggregate, dim("l")), sumParams(q));
   const names = { rollup: `usage_agg_${q.granularity}+usage_agg_hour(dirty)`, ...tables };
   return { rows, source: `${names[source]}+usage_log(tail)` };
 }
@@ -130,24 +158,12 @@ export async function sumsByRawDimension(
   },
 ) {
   const perUserDay = q.column === "user_id" && (q.granularity === "day" || q.granularity === "month") && q.tz === "UTC";
-  const range = (alias: string, col: string) =>
-    `${alias}.organization_id = $1 and ${alias}.event_type = any($2::text[])
-     and ${alias}.${col} >= date_trunc($5, $3::timestamptz, $6) and ${alias}.${col} < $4`;
   const aggregate = perUserDay
     ? `select date_trunc($5, a.bucket, $6) as bucket, a.event_type, a.user_id as dim, a.quantity
        from usage_agg_user_day a where ${range("a", "bucket")}`
     : `select date_trunc($5, e.occurred_at, $6) as bucket, e.event_type, coalesce(e.${q.column}, '') as dim, e.quantity
        from usage_events e where ${range("e", "occurred_at")}`;
-  const { rows } = await db.query<SumRow>(
-    `with tail as (${tailSql("$1")})
-     select bucket, event_type, dim, sum(quantity)::float8 as quantity from (
-       ${aggregate}
-       union all
-       select date_trunc($5, l.occurred_at, $6), l.event_type, coalesce(l.${q.column}, ''), l.quantity from tail l
-       where ${range("l", "occurred_at")}
-     ) s group by 1, 2, 3`,
-    [q.org, q.types, q.from.toISOString(), q.to.toISOString(), q.granularity, q.tz],
-  );
+  const { rows } = await db.query<SumRow>(sumsPlusTail(aggregate, `coalesce(l.${q.column}, '')`), sumParams(q));
   return { rows, source: `${perUserDay ? "usage_agg_user_day" : "usage_events"}+usage_log(tail)` };
 }
 

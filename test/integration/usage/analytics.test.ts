@@ -389,6 +389,55 @@ describe("the usage log", () => {
     expect((await orgObject(org).status(org)).sums["api.call"]).toBe(10);
   });
 
+  it("breaks a day down by user across the per-user aggregate and the log's tail: one point per user and day", async () => {
+    const DAY = 86_400_000;
+    const org = newOrg();
+    const viewed = (userId: string, quantity: number) =>
+      valid(ev(org, { eventType: "document.viewed", userId, quantity }));
+    const folded1 = [viewed("u1", 4), viewed("u2", 1)];
+    await usage().recordEvents(folded1);
+    await usage().aggregate({ flush: true });
+    expect(await folded(org)).toMatchObject({ tail: 0 });
+    const inTail = [viewed("u1", 6), viewed("u3", 0.5), viewed("u3", 0.25)];
+    await usage().recordEvents(inTail);
+    expect(await folded(org)).toMatchObject({ tail: 3 });
+    // Expected from the events' own UTC days (a run at midnight puts them in two).
+    const expected = new Map<string, number>();
+    for (const e of [...folded1, ...inTail]) {
+      const key = `${new Date(Math.floor(e.timestamp.getTime() / DAY) * DAY).toISOString()}|${e.userId}`;
+      expected.set(key, (expected.get(key) ?? 0) + e.quantity);
+    }
+    const restore = await withDb(async (db) => {
+      const { rows } = await db.query<{ since: Date }>("select exact_since as since from usage_watermark");
+      return rows[0]!.since;
+    });
+    try {
+      // Per-user day sums are complete from `exact_since` (the test database's creation): earlier for this read.
+      await withDb((db) =>
+        db.query("update usage_watermark set exact_since = least(exact_since, $1)", [
+          new Date(Date.now() - 3 * DAY).toISOString(),
+        ]),
+      );
+      const m = await usage().getAggregatedMetrics(org, {
+        startTime: new Date(Date.now() - DAY),
+        endTime: hoursAgo(-1),
+        granularity: "day",
+        metricTypes: ["document.viewed"],
+        dimensions: ["userId"],
+      });
+      expect(m.source).toContain("usage_agg_user_day");
+      const got = m.dataPoints.map((p) => `${p.timestamp}|${p.dimensions.userId}`);
+      expect(new Set(got).size).toBe(got.length); // the aggregate's u1 and the tail's u1 are one point
+      expect(Object.fromEntries(m.dataPoints.map((p) => [`${p.timestamp}|${p.dimensions.userId}`, p.value]))).toEqual(
+        Object.fromEntries(expected),
+      );
+      expect(got).toEqual([...got].sort()); // in time order
+      expect(m.totals["document.viewed"]).toBe(11.75);
+    } finally {
+      await withDb((db) => db.query("update usage_watermark set exact_since = $1", [restore.toISOString()]));
+    }
+  });
+
   it("ranks top users and documents exactly across aggregated events and the log's tail", async () => {
     const org = newOrg();
     const viewed = (userId: string, resourceId: string) =>
