@@ -1,7 +1,9 @@
+import { Client, neonConfig } from "@neondatabase/serverless";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import WebSocket from "ws";
 import type { WsProxy } from "../../scripts/ws-proxy.ts";
 import { startWsProxy } from "../../scripts/ws-proxy.ts";
+import { configureNeonForProxy } from "../../src/platform/db.ts";
 
 const pg = new URL(inject("bindings").DATABASE_URL!);
 let proxy: WsProxy;
@@ -63,6 +65,99 @@ describe("connection cap", () => {
       second.ws.close();
     } finally {
       await capped.close();
+    }
+  });
+});
+
+describe("session reuse (as Hyperdrive and Neon's pooler do)", () => {
+  const connect = async (address: string) => {
+    neonConfig.webSocketConstructor = WebSocket as unknown as typeof globalThis.WebSocket;
+    configureNeonForProxy(address);
+    const c = new Client(pg.toString());
+    c.on("error", () => undefined);
+    await c.connect();
+    return c;
+  };
+  const pid = async (c: Client) => (await c.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0]!.pid;
+  const settled = () => new Promise((r) => setTimeout(r, 100)); // the proxy's reset after the client left
+
+  it("hands an idle session to the next client, reset as new: no settings, prepared statements or temporary tables", async () => {
+    const p = await startWsProxy();
+    try {
+      const a = await connect(p.address);
+      const first = await pid(a);
+      await a.query("set statement_timeout = '1234ms'");
+      await a.query({ name: "leftover", text: "select 1 as one" });
+      await a.query("create temporary table leftover_t (x int)");
+      await a.end();
+      await settled();
+      expect(p.stats?.()).toMatchObject({ idle: 1 });
+      const b = await connect(p.address);
+      expect(await pid(b)).toBe(first);
+      expect(p.stats?.().reused).toBe(1);
+      expect((await b.query("select current_setting('statement_timeout') as s")).rows[0]).toEqual({ s: "0" });
+      expect((await b.query("select 1 from pg_prepared_statements")).rowCount).toBe(0);
+      expect((await b.query("select to_regclass('pg_temp.leftover_t') as t")).rows[0]).toEqual({ t: null });
+      await b.end();
+    } finally {
+      await p.close();
+    }
+  });
+
+  it("never reuses a session left inside a transaction or mid-request", async () => {
+    const p = await startWsProxy();
+    try {
+      const a = await connect(p.address);
+      const first = await pid(a);
+      await a.query("begin");
+      await a.query("select 1");
+      await a.end(); // leaves with the transaction open
+      await settled();
+      expect(p.stats?.()).toMatchObject({ idle: 0, open: 0 });
+      const b = await connect(p.address);
+      expect(await pid(b)).not.toBe(first);
+      await b.end();
+      await settled();
+      expect(p.stats?.()).toMatchObject({ idle: 1, reused: 0 });
+      // A client gone while its statement runs: that session is not reused either (nor kept).
+      const raw = new WebSocket(`ws://${p.address}/v2?address=${pg.hostname}:${pg.port || 5432}`);
+      const params = Buffer.from(`user\0${decodeURIComponent(pg.username)}\0database\0${pg.pathname.slice(1)}\0\0`);
+      const startup = Buffer.alloc(8 + params.length);
+      startup.writeInt32BE(startup.length, 0);
+      startup.writeInt32BE(196_608, 4);
+      params.copy(startup, 8);
+      const sql = Buffer.from("select pg_sleep(5)\0");
+      const query = Buffer.concat([Buffer.from("Q"), Buffer.alloc(4), sql]);
+      query.writeInt32BE(4 + sql.length, 1);
+      await new Promise<void>((resolve, reject) => {
+        raw.on("open", () => raw.send(startup));
+        raw.on("message", (d: Buffer) => d.includes(Buffer.from([0x5a, 0, 0, 0, 5, 0x49])) && resolve()); // ReadyForQuery idle
+        raw.on("error", reject);
+      });
+      expect(p.stats?.()).toMatchObject({ open: 2, idle: 1 }); // other startup parameters: a session of its own
+      raw.send(query);
+      await settled();
+      raw.close();
+      await settled();
+      expect(p.stats?.()).toMatchObject({ open: 1, idle: 1, reused: 0 }); // closed, not parked
+    } finally {
+      await p.close();
+    }
+  });
+
+  it("can be turned off: every client gets a session of its own", async () => {
+    const p = await startWsProxy({ pool: false });
+    try {
+      const a = await connect(p.address);
+      const first = await pid(a);
+      await a.end();
+      await settled();
+      const b = await connect(p.address);
+      expect(await pid(b)).not.toBe(first);
+      await b.end();
+      expect(p.stats?.().reused).toBe(0);
+    } finally {
+      await p.close();
     }
   });
 });
