@@ -1,7 +1,8 @@
 import { Client, neonConfig } from "@neondatabase/serverless";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import WebSocket from "ws";
-import type { WsProxy } from "../../scripts/ws-proxy.ts";
+import type { WsProxy, WsProxyOptions } from "../../scripts/ws-proxy.ts";
+import { queryMessage } from "../../scripts/pg-wire.ts";
 import { startWsProxy } from "../../scripts/ws-proxy.ts";
 import { configureNeonForProxy } from "../../src/platform/db.ts";
 
@@ -80,12 +81,19 @@ describe("session reuse (as Hyperdrive and Neon's pooler do)", () => {
   };
   const pid = async (c: Client) => (await c.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0]!.pid;
   const settled = () => new Promise((r) => setTimeout(r, 100)); // the proxy's reset after the client left
-
-  it("hands an idle session to the next client, reset as new: no settings, prepared statements or temporary tables", async () => {
-    const p = await startWsProxy();
+  /** Runs `fn` with a proxy of its own and a first client on it, with that client's backend pid. */
+  const withProxy = async (opts: WsProxyOptions, fn: (p: WsProxy, a: Client, first: number) => Promise<void>) => {
+    const p = await startWsProxy(opts);
     try {
       const a = await connect(p.address);
-      const first = await pid(a);
+      await fn(p, a, await pid(a));
+    } finally {
+      await p.close();
+    }
+  };
+
+  it("hands an idle session to the next client, reset as new: no settings, prepared statements or temporary tables", async () => {
+    await withProxy({}, async (p, a, first) => {
       await a.query("set statement_timeout = '1234ms'");
       await a.query({ name: "leftover", text: "select 1 as one" });
       await a.query("create temporary table leftover_t (x int)");
@@ -99,16 +107,11 @@ describe("session reuse (as Hyperdrive and Neon's pooler do)", () => {
       expect((await b.query("select 1 from pg_prepared_statements")).rowCount).toBe(0);
       expect((await b.query("select to_regclass('pg_temp.leftover_t') as t")).rows[0]).toEqual({ t: null });
       await b.end();
-    } finally {
-      await p.close();
-    }
+    });
   });
 
   it("never reuses a session left inside a transaction or mid-request", async () => {
-    const p = await startWsProxy();
-    try {
-      const a = await connect(p.address);
-      const first = await pid(a);
+    await withProxy({}, async (p, a, first) => {
       await a.query("begin");
       await a.query("select 1");
       await a.end(); // leaves with the transaction open
@@ -126,9 +129,7 @@ describe("session reuse (as Hyperdrive and Neon's pooler do)", () => {
       startup.writeInt32BE(startup.length, 0);
       startup.writeInt32BE(196_608, 4);
       params.copy(startup, 8);
-      const sql = Buffer.from("select pg_sleep(5)\0");
-      const query = Buffer.concat([Buffer.from("Q"), Buffer.alloc(4), sql]);
-      query.writeInt32BE(4 + sql.length, 1);
+      const query = queryMessage("select pg_sleep(5)");
       await new Promise<void>((resolve, reject) => {
         raw.on("open", () => raw.send(startup));
         raw.on("message", (d: Buffer) => d.includes(Buffer.from([0x5a, 0, 0, 0, 5, 0x49])) && resolve()); // ReadyForQuery idle
@@ -140,24 +141,17 @@ describe("session reuse (as Hyperdrive and Neon's pooler do)", () => {
       raw.close();
       await settled();
       expect(p.stats?.()).toMatchObject({ open: 1, idle: 1, reused: 0 }); // closed, not parked
-    } finally {
-      await p.close();
-    }
+    });
   });
 
   it("can be turned off: every client gets a session of its own", async () => {
-    const p = await startWsProxy({ pool: false });
-    try {
-      const a = await connect(p.address);
-      const first = await pid(a);
+    await withProxy({ pool: false }, async (p, a, first) => {
       await a.end();
       await settled();
       const b = await connect(p.address);
       expect(await pid(b)).not.toBe(first);
       await b.end();
       expect(p.stats?.().reused).toBe(0);
-    } finally {
-      await p.close();
-    }
+    });
   });
 });
