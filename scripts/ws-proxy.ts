@@ -128,13 +128,17 @@ export async function startWsProxy(opts: WsProxyOptions = {}): Promise<WsProxy> 
     client?.close();
     release();
   };
+  // An idle session closed the polite way (Terminate first), its slot freed at once.
+  const retire = (b: Backend) => {
+    b.socket.end(TERMINATE);
+    destroy(b);
+  };
   // A slot for a new session: a free one, an idle session of another client's closed, or wait.
   const acquire = () => {
     if (open < max) return Promise.resolve(void open++);
     const victim = [...idle.values()][0]?.[0];
     if (victim) {
-      victim.socket.end(TERMINATE);
-      destroy(victim);
+      retire(victim);
       return Promise.resolve(void open++);
     }
     return new Promise<void>((r) =>
@@ -146,14 +150,8 @@ export async function startWsProxy(opts: WsProxyOptions = {}): Promise<WsProxy> 
   };
   const park = (b: Backend) => {
     // Someone waits for a slot: give it up rather than keep an idle session.
-    if (waiting.length > 0 || !pooling || idleCount() >= maxIdle) {
-      b.socket.end(TERMINATE);
-      return destroy(b);
-    }
-    b.idleTimer = setTimeout(() => {
-      b.socket.end(TERMINATE);
-      destroy(b);
-    }, idleMs);
+    if (waiting.length > 0 || !pooling || idleCount() >= maxIdle) return retire(b);
+    b.idleTimer = setTimeout(() => retire(b), idleMs);
     b.idleTimer.unref?.();
     idle.set(b.key, [...(idle.get(b.key) ?? []), b]);
   };
