@@ -438,6 +438,82 @@ describe("the usage log", () => {
     }
   });
 
+  it("folds every aggregate exactly as the same grouping of the log would, at every bucket's edge", async () => {
+    const org = newOrg();
+    // Edges from the clock: the start of this UTC month, hour and quarter-hour, and a millisecond before each.
+    const now = new Date();
+    const month = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1);
+    const hour = Math.floor(now.getTime() / 3_600_000) * 3_600_000 - 3_600_000;
+    const quarter = hour + 45 * 60_000;
+    const at = [month - 1, month, month + 59_999, hour - 1, hour, quarter - 1, quarter, quarter + 30_000];
+    const users = ["ana", "bo", undefined];
+    const types = ["document.viewed", "api.call", "storage.upload"] as const;
+    const events = at.flatMap((t, i) =>
+      Array.from({ length: 3 }, (_, j) =>
+        valid(
+          ev(org, {
+            eventType: types[(i + j) % 3],
+            userId: users[(i * 3 + j) % 3],
+            resourceId: `doc-${j}`,
+            resourceType: "document",
+            quantity: 0.5 + i + j,
+            timestamp: new Date(t),
+          }),
+        ),
+      ),
+    );
+    await withDb((db) => appendEvents(db, events));
+    await usage().aggregate({ flush: true });
+    const log = `from usage_log where organization_id = $1`;
+    const pairs: Record<string, [folded: string, expected: string]> = {
+      minute: [
+        `select event_type, resource_type, bucket, quantity::text, events from usage_agg_minute where organization_id = $1`,
+        `select event_type, coalesce(resource_type, ''), date_trunc('minute', occurred_at, 'UTC'), sum(quantity)::text, count(*) ${log} group by 1, 2, 3`,
+      ],
+      quarter: [
+        `select event_type, resource_type, bucket, quantity::text, events from usage_agg_quarter where organization_id = $1`,
+        `select event_type, coalesce(resource_type, ''), date_bin('15 minutes', occurred_at, timestamptz '2000-01-01 00:00:00+00'), sum(quantity)::text, count(*) ${log} group by 1, 2, 3`,
+      ],
+      hour: [
+        `select event_type, resource_type, bucket, quantity::text, events from usage_agg_hour where organization_id = $1`,
+        `select event_type, coalesce(resource_type, ''), date_trunc('hour', occurred_at, 'UTC'), sum(quantity)::text, count(*) ${log} group by 1, 2, 3`,
+      ],
+      userDay: [
+        `select event_type, user_id, bucket, quantity::text, events from usage_agg_user_day where organization_id = $1`,
+        `select event_type, user_id, date_trunc('day', occurred_at, 'UTC'), sum(quantity)::text, count(*) ${log} and user_id is not null group by 1, 2, 3`,
+      ],
+      userHours: [
+        `select bucket, user_id from usage_user_hours where organization_id = $1`,
+        `select distinct date_trunc('hour', occurred_at, 'UTC'), user_id ${log} and user_id is not null`,
+      ],
+      userDays: [
+        `select bucket, user_id from usage_user_days where organization_id = $1`,
+        `select distinct date_trunc('day', occurred_at, 'UTC'), user_id ${log} and user_id is not null`,
+      ],
+      top: [
+        `select month, kind, member, events from usage_agg_top_month where organization_id = $1`,
+        `select date_trunc('month', occurred_at, 'UTC'), 'user', user_id, count(*) ${log} and user_id is not null group by 1, 2, 3
+         union all select date_trunc('month', occurred_at, 'UTC'), 'document', resource_id, count(*) ${log}
+           and event_type like 'document.%' group by 1, 2, 3`,
+      ],
+      dirty: [
+        `select event_type, granularity, bucket from usage_dirty_buckets where organization_id = $1`,
+        `select distinct event_type, g, date_trunc(g, occurred_at, 'UTC')
+         from usage_log cross join (values ('day'), ('month')) v(g) where organization_id = $1`,
+      ],
+    };
+    const sorted = (rows: unknown[]) => rows.map((r) => JSON.stringify(Object.values(r as object))).sort();
+    await withDb(async (db) => {
+      for (const [name, [folded, expected]] of Object.entries(pairs)) {
+        const got = sorted((await db.query(folded, [org])).rows);
+        expect(got.length, name).toBeGreaterThan(0);
+        expect(got, name).toEqual(sorted((await db.query(expected, [org])).rows));
+      }
+    });
+    // The month's edge did split the events (whatever today's date).
+    expect(new Set(at.map((t) => new Date(t).getUTCMonth())).size).toBe(2);
+  });
+
   it("ranks top users and documents exactly across aggregated events and the log's tail", async () => {
     const org = newOrg();
     const viewed = (userId: string, resourceId: string) =>
