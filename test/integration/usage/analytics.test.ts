@@ -5,6 +5,7 @@ import { withDb } from "../support/backends.ts";
 import { appendEvents, tailSql } from "../../../src/usage/log.ts";
 import { purges } from "../../../src/usage/retention.ts";
 import {
+  deliverAlerts,
   ev,
   hoursAgo,
   lastFallBack,
@@ -592,6 +593,7 @@ describe("the usage log", () => {
     const quota = await usage().getQuotaStatus(org);
     expect(quota.metrics.find((m) => m.metricType === "api_calls")).toMatchObject({ used: 1, percentage: 100 });
     expect(await usage().checkQuota(org, "api_calls", 0.1)).toEqual({ allowed: false, remaining: 0, limit: 1 });
+    await deliverAlerts(org);
     const alerts = await withDb((db) =>
       db.query<{ type: string }>("select type from outbox where organization_id = $1 and type like 'usage.%'", [org]),
     );
@@ -648,6 +650,7 @@ describe("quotas and alerts", () => {
     await record(batch); // redelivered
     await record([ev(org), ev(org)]);
     await record(Array.from({ length: 3 }, () => ev(org)));
+    await deliverAlerts(org);
     const events = await withDb((db) =>
       db.query<{ type: string; event: { data: { threshold?: number; subscriptionId?: string } } }>(
         "select type, event from outbox where organization_id = $1 and type like 'usage.%' order by seq",
@@ -669,7 +672,32 @@ describe("quotas and alerts", () => {
     expect(mail.rows).toEqual([{ to_address: "ops@example.com", status: "captured" }]);
   });
 
-  it("never loses a threshold alert when handing it to Postgres fails: the redelivered batch fires it", async () => {
+  it("records a batch that crosses a threshold without waiting for the alert's hand-off to Postgres", async () => {
+    const org = newOrg();
+    await setPlan(org, { api_calls: 10 });
+    await usage().subscribeToQuotaAlerts(org, {
+      metricType: "api_calls",
+      threshold: 50,
+      notificationChannels: ["in_app"],
+    });
+    const outcome = await withDb((db) =>
+      db.transaction(async (tx) => {
+        // Every alert hand-off waits on this lock until the transaction ends.
+        await tx.query("lock table usage_alerts_fired in exclusive mode");
+        const guard = new Promise((resolve) => setTimeout(() => resolve("waited for the hand-off"), 10_000));
+        return Promise.race([record(Array.from({ length: 6 }, () => ev(org))).then(() => "recorded"), guard]);
+      }),
+    );
+    expect(outcome).toBe("recorded");
+    expect((await usage().getQuotaStatus(org)).metrics.find((m) => m.metricType === "api_calls")?.used).toBe(6);
+    await deliverAlerts(org);
+    const fired = await withDb((db) =>
+      db.query<{ type: string }>("select type from outbox where organization_id = $1 and type like 'usage.%'", [org]),
+    );
+    expect(fired.rows.map((r) => r.type)).toEqual(["usage.quota.threshold_crossed"]);
+  });
+
+  it("never loses a threshold alert when handing it to Postgres fails: the object's alarm retries it", async () => {
     const org = newOrg();
     await setPlan(org, { api_calls: 10 });
     const { subscriptionId } = await usage().subscribeToQuotaAlerts(org, {
@@ -688,16 +716,21 @@ describe("quotas and alerts", () => {
       );
     });
     const batch = Array.from({ length: 6 }, () => ev(org));
-    await record(batch).catch(() => undefined); // the Queue would retry a failed batch
+    await record(batch); // the counters move and claim the alert; the batch never waits for its hand-off
+    const fired = () =>
+      withDb((db) =>
+        db.query<{ type: string }>("select type from outbox where organization_id = $1 and type like 'usage.%'", [org]),
+      ).then((r) => r.rows.map((x) => x.type));
+    expect(await deliverAlerts(org)).toBe(0); // refused: kept (the alarm retries)
+    expect(await fired()).toEqual([]);
     await withDb(async (db) => {
       await db.query(`drop trigger ${fn} on usage_alerts_fired`);
       await db.query(`drop function ${fn}()`);
     });
-    await record(batch); // the retry: every event is known by now
-    const fired = await withDb((db) =>
-      db.query<{ type: string }>("select type from outbox where organization_id = $1 and type like 'usage.%'", [org]),
-    );
-    expect(fired.rows.map((r) => r.type)).toEqual(["usage.quota.threshold_crossed"]);
+    await record(batch); // a redelivery meanwhile: counted and claimed once, whatever arrives twice
+    await deliverAlerts(org); // (or the alarm did, meanwhile)
+    await deliverAlerts(org);
+    expect(await fired()).toEqual(["usage.quota.threshold_crossed"]); // handed off once
     expect((await usage().getQuotaStatus(org)).metrics.find((m) => m.metricType === "api_calls")?.used).toBe(6);
   });
 

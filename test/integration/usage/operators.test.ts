@@ -3,7 +3,7 @@ import { api } from "../support/api.ts";
 import type { ApiOptions } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
 import { billingPeriod } from "../../../src/usage/periods.ts";
-import { ev, hoursAgo, newOrg, setPlan, usage, valid } from "./support.ts";
+import { deliverAlerts, ev, hoursAgo, newOrg, setPlan, usage, valid } from "./support.ts";
 
 /** Operator and billing APIs: plans, assignments, overrides, notifications, report listings and CSV. */
 
@@ -481,6 +481,7 @@ describe("in-app notifications", () => {
       notificationChannels: ["in_app"],
     });
     await record(Array.from({ length: 5 }, () => ev(org)));
+    await deliverAlerts(org);
     const page = await list(org);
     expect(page.notifications.map((n) => n.kind)).toEqual(["usage.quota.exceeded", "usage.quota.threshold_crossed"]);
     expect(page.notifications[1]).toMatchObject({

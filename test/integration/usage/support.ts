@@ -26,6 +26,12 @@ const withPgOptions = (url: string, options: string) => {
 /** The organization object. */
 export const orgObject = (org: string) => env.ORG_USAGE.get(env.ORG_USAGE.idFromName(org));
 
+/**
+ * Has the organization object hand the alerts it claimed to Postgres now, as its alarm does on its
+ * own (maybe already: a hand-off is idempotent); resolves with how many it handed off.
+ */
+export const deliverAlerts = (org: string) => orgObject(org).deliverAlerts();
+
 /** A unique organization. */
 export const newOrg = () => `uorg_${crypto.randomUUID().slice(0, 8)}`;
 
