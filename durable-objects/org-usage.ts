@@ -14,6 +14,7 @@ import type { LogSnapshot } from "../src/usage/log.ts";
 import { inSnapshot, parseSnapshot } from "../src/usage/log.ts";
 import { valueFromSums } from "../src/usage/metrics.ts";
 import { billingPeriod } from "../src/usage/periods.ts";
+import type { Period } from "../src/usage/periods.ts";
 import type { Admission, Plan, QuotaMetricType } from "../src/usage/quota.ts";
 import { admit, quotaMetric, quotaMetrics } from "../src/usage/quota.ts";
 import { effectivePlan } from "../src/usage/plans.ts";
@@ -31,6 +32,14 @@ export interface OrgUsageStatus {
   sums: Record<string, number>;
 }
 
+/** What applying a batch needs: the effective plan, the alert subscriptions, the current period. */
+interface Prepared {
+  plan: Plan;
+  anchor: Date;
+  subs: AlertSubscription[];
+  period: Period;
+}
+
 /** What a reconciliation corrected. */
 export interface Reconciliation {
   /** The Postgres snapshot the base was read in (`xmin:xmax:running`): its events are the base's. */
@@ -45,6 +54,8 @@ const ACTIVE_WINDOW_MS = 5 * 60_000;
 /** A running object reconciles itself this often (its alarm); the cron covers objects that sleep. */
 const RECONCILE_EVERY_MS = 5 * 60_000;
 const ALERT_RETRY_MS = 30_000;
+/** Deferred batches (up to a Queue message's events each) applied in one SQLite transaction at most. */
+const DEFERRED_PER_TRANSACTION = 50;
 
 /** The object's SQLite schema, append-only (see `migrateSqlite`). */
 const MIGRATIONS = [
@@ -74,6 +85,9 @@ const MIGRATIONS = [
    delete from kv where key in ('baseCutoff', 'reconciledAt');`,
   // The base is a Postgres snapshot now, not a single position: reconcile again to read one.
   `delete from kv where key in ('baseCutoff', 'reconciledAt');`,
+  // Batches handed over while the object was not ready (plan, subscriptions, reconciliation):
+  // applied before anything reads the counters, or by the alarm.
+  `create table deferred_batches (id integer primary key autoincrement, events text not null);`,
 ];
 
 /**
@@ -82,7 +96,9 @@ const MIGRATIONS = [
  * atomic quota admission with reservations; realtime presence; threshold alerts. Counters are a base
  * reconciled from Postgres plus what the object applied since (see `src/usage/counters.ts`), so they
  * never drift for good. Alerts are claimed in the same SQLite transaction as the counter update that
- * crossed them and handed to Postgres afterwards, retried until Postgres took them.
+ * crossed them and handed to Postgres afterwards by the alarm, retried until Postgres took them. A
+ * batch arriving while the object is not ready (new, a plan to reload, a period to reconcile) is
+ * kept and applied by the alarm or by the next read, first: the Queue consumer never waits on Postgres here.
  */
 export class OrgUsage extends DurableObject<CloudflareBindings> {
   private readonly sql: SqlStorage;
@@ -127,11 +143,8 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
    * through the API drop the cache at once (invalidate).
    */
   private async plan(org: string, force = false): Promise<{ plan: Plan; anchor: Date }> {
-    const cached = this.kv("plan");
-    if (cached && !force) {
-      const c = JSON.parse(cached) as { plan: Plan; anchor: string; loadedAt: number };
-      if (Date.now() - c.loadedAt < PLAN_TTL_MS) return { plan: c.plan, anchor: new Date(c.anchor) };
-    }
+    const cached = force ? undefined : this.cachedPlan();
+    if (cached) return cached;
     const generation = this.planGeneration;
     const load = (this.planLoad ??= this.withPlatform((p) => effectivePlan(p.db, org))
       .then((e) => {
@@ -147,6 +160,14 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     return load;
   }
 
+  /** The plan while its cache is fresh. */
+  private cachedPlan(): { plan: Plan; anchor: Date } | undefined {
+    const cached = this.kv("plan");
+    if (!cached) return undefined;
+    const c = JSON.parse(cached) as { plan: Plan; anchor: string; loadedAt: number };
+    return Date.now() - c.loadedAt < PLAN_TTL_MS ? { plan: c.plan, anchor: new Date(c.anchor) } : undefined;
+  }
+
   /**
    * Everything a call needs before it touches the counters: the plan, and counters that are
    * reconciled for the current period (a new or lost object, or a period that just rolled over,
@@ -158,7 +179,40 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     const period = billingPeriod(p.anchor, new Date());
     if (this.kv("periodStart") !== period.start.toISOString() || !this.kv("reconciledAt"))
       await this.reconcileShared(org, {});
+    await this.applyDeferred(org);
     return p;
+  }
+
+  /**
+   * What applying a batch needs, if the object has it at hand (a fresh plan and subscriptions,
+   * counters reconciled for the current period) — then a batch is applied without awaiting anything.
+   */
+  private readyNow(org: string): Prepared | undefined {
+    const p = this.cachedPlan();
+    const subs = this.cachedSubscriptions();
+    if (!p || !subs || this.kv("org") !== org || !this.kv("reconciledAt")) return undefined;
+    const period = billingPeriod(p.anchor, new Date());
+    return this.kv("periodStart") === period.start.toISOString() ? { ...p, subs, period } : undefined;
+  }
+
+  /** Applies the batches deferred while the object was not ready (oldest first), once it is (ready()). */
+  private async applyDeferred(org: string): Promise<void> {
+    if (!this.hasDeferred()) return;
+    const { plan, anchor } = await this.plan(org);
+    const subs = await this.subscriptions(org);
+    const ready = { plan, anchor, subs, period: billingPeriod(anchor, new Date()) };
+    let applied = 0;
+    let crossed = 0;
+    while (this.hasDeferred()) {
+      const r = this.applyBatch(ready, []);
+      applied += r.applied;
+      crossed += r.crossed;
+    }
+    await this.afterApply(crossed, applied);
+  }
+
+  private hasDeferred(): boolean {
+    return this.sql.exec("select 1 from deferred_batches limit 1").toArray().length > 0;
   }
 
   /** The snapshot the base was read in (none yet: every applied event is the object's to count). */
@@ -256,20 +310,48 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
    * @returns how many events were new to this object, and how many alerts it crossed
    */
   async apply(org: string, events: CounterEvent[]): Promise<{ applied: number; crossings: number }> {
-    return rpcBoundary(() => this.applyEvents(org, events));
+    return rpcBoundary(async () => {
+      if (this.kv("org") !== org) this.setKv("org", org);
+      const ready = this.readyNow(org);
+      if (!ready) {
+        // Not ready (a new object, a plan to reload, a period to reconcile): the batch is kept and
+        // applied by the alarm, now — the Queue consumer never waits on Postgres here. Reads apply
+        // it first (ready()), so no answer ever misses it.
+        this.sql.exec("insert into deferred_batches (events) values (?)", JSON.stringify(events));
+        await this.armAlarm(Date.now());
+        return { applied: 0, crossings: 0 };
+      }
+      const { applied, crossed } = this.applyBatch(ready, events);
+      // Deferred batches left over (a long Postgres outage's worth): the alarm takes them, now.
+      await this.afterApply(crossed + (this.hasDeferred() ? 1 : 0), applied);
+      return { applied, crossings: crossed };
+    });
   }
 
-  private async applyEvents(org: string, events: CounterEvent[]): Promise<{ applied: number; crossings: number }> {
-    const { plan, anchor } = await this.ready(org);
-    // Loaded before the counters move, so nothing awaits between the update and the crossing check.
-    const subs = await this.subscriptions(org);
+  /**
+   * One SQLite transaction: `events` and up to {@link DEFERRED_PER_TRANSACTION} deferred batches
+   * (oldest first), each event applied once by id; the deferred rows taken are gone when it commits.
+   */
+  private applyBatch(ready: Prepared, events: readonly CounterEvent[]): { applied: number; crossed: number } {
+    const { plan, subs, period } = ready;
     const now = Date.now();
-    const period = billingPeriod(anchor, new Date(now));
     const base = this.baseSnapshot();
-    const { applied, crossed } = this.ctx.storage.transactionSync(() => {
+    return this.ctx.storage.transactionSync(() => {
       const before = this.usedAll();
+      const all = [...events];
+      let taken = 0;
+      for (const r of this.sql
+        .exec<{ id: number; events: string }>(
+          "select id, events from deferred_batches order by id limit ?",
+          DEFERRED_PER_TRANSACTION,
+        )
+        .toArray()) {
+        all.push(...(JSON.parse(r.events) as CounterEvent[]));
+        taken = r.id;
+      }
+      if (taken > 0) this.sql.exec("delete from deferred_batches where id <= ?", taken);
       // One statement marks the batch applied and returns what was new to this object.
-      const unique = [...new Map(events.map((e) => [e.eventId, e])).values()];
+      const unique = [...new Map(all.map((e) => [e.eventId, e])).values()];
       const newIds = new Set(
         this.sql
           .exec<{ event_id: string }>(
@@ -294,17 +376,19 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
       }
       for (const [metric, amount] of Object.entries(d.reservations)) this.consumeReservations(metric, amount);
       this.presence(freshEvents, now);
-      const n = freshEvents.length;
       const found = crossings(before, this.usedAll(), plan, subs, period.start);
       this.claimAlerts(found, now);
-      return { applied: n, crossed: found.length };
+      return { applied: freshEvents.length, crossed: found.length };
     });
+  }
+
+  /** The alarm after a batch: now for claimed alerts (or work left), else the next reconciliation of an active object. */
+  private async afterApply(crossed: number, applied: number): Promise<void> {
     // Claimed alerts reach Postgres on the alarm, now: the batch that crossed never waits for that
     // hand-off (outbox, notification, e-mail: ~0.5 s under load, on the Queue consumer's path).
     if (crossed > 0) await this.armAlarm(Date.now());
     // An active object reconciles itself a few minutes on (healing anything it was never handed).
     else if (applied > 0) await this.armAlarm(Number(this.kv("reconciledAt") ?? 0) + RECONCILE_EVERY_MS);
-    return { applied, crossings: crossed };
   }
 
   /** Records crossings to fire (once per key), inside the caller's transaction. */
@@ -320,11 +404,16 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
   }
 
   /**
-   * Hands the alerts the counters claimed to Postgres now (the alarm does so on its own, at once).
+   * Applies deferred batches and hands the alerts the counters claimed to Postgres now (the alarm
+   * does so on its own, at once).
    * @returns how many were handed off (0 when Postgres refused them: they stay, and the alarm retries)
    */
   async deliverAlerts(): Promise<number> {
-    return rpcBoundary(() => this.flushAlerts());
+    return rpcBoundary(async () => {
+      const org = this.kv("org");
+      if (org && this.hasDeferred()) await this.ready(org);
+      return this.flushAlerts();
+    });
   }
 
   /**
@@ -370,7 +459,12 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
    * @returns what was corrected, or null when skipped
    */
   async reconcile(org?: string, options: { unlessWithinMs?: number } = {}): Promise<Reconciliation | null> {
-    return rpcBoundary(() => this.reconcileShared(org, options));
+    return rpcBoundary(async () => {
+      const result = await this.reconcileShared(org, options);
+      const id = this.kv("org");
+      if (id && this.hasDeferred()) await this.ready(id);
+      return result;
+    });
   }
 
   // Inside the object (ready, alarm) AppErrors stay typed: only the RPC entry crosses the boundary.
@@ -389,6 +483,10 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     const { plan, anchor } = await this.plan(org);
     const subs = await this.subscriptions(org);
     const period = billingPeriod(anchor, new Date());
+    // Deferred batches are the object's own, not drift: applied first, if it has counters to apply them to.
+    if (!first && this.kv("periodStart") === period.start.toISOString() && this.hasDeferred()) {
+      await this.afterApply(this.applyBatch({ plan, anchor, subs, period }, []).crossed, 1);
+    }
     // Everything the log holds, in one snapshot; the object adds what it applied that the snapshot lacks.
     const truth = await this.withPlatform((p) =>
       exactSums(p.db, { org, from: period.start, to: period.end, toEndTypes: GAUGE_TYPES }),
@@ -461,18 +559,20 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
         crossed: found.length,
         result: {
           snapshot: truth.snapshot,
-          drift: {
-            // After a rollover the old period's sums are not drift: compare with an empty period.
-            sums: driftOf(rolled ? {} : before.sums, next.sums),
-            gauges: driftOf(before.gauges, next.gauges),
-            users: this.periodUserCount() - usersBefore,
-          },
+          // A first reconciliation builds the counters (a new or lost object): that is not drift.
+          drift: first
+            ? { sums: {}, gauges: {}, users: 0 }
+            : {
+                // After a rollover the old period's sums are not drift: compare with an empty period.
+                sums: driftOf(rolled ? {} : before.sums, next.sums),
+                gauges: driftOf(before.gauges, next.gauges),
+                users: this.periodUserCount() - usersBefore,
+              },
         },
       };
     });
     if (crossed > 0) await this.armAlarm(Date.now());
     const d = result.drift;
-    // A first reconciliation builds the counters (a new or lost object): that is not drift.
     if (!first && (Object.keys(d.sums).length > 0 || Object.keys(d.gauges).length > 0 || d.users !== 0)) {
       createLogger({ component: "org-usage", org }).warn("usage drift corrected", { ...d });
     }
@@ -521,12 +621,17 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     this.sql.exec("delete from open_docs where sessions <= 0");
   }
 
-  private async subscriptions(org: string): Promise<AlertSubscription[]> {
+  /** The alert subscriptions while their cache is fresh. */
+  private cachedSubscriptions(): AlertSubscription[] | undefined {
     const cached = this.kv("subs");
-    if (cached) {
-      const c = JSON.parse(cached) as { subs: AlertSubscription[]; loadedAt: number };
-      if (Date.now() - c.loadedAt < PLAN_TTL_MS) return c.subs;
-    }
+    if (!cached) return undefined;
+    const c = JSON.parse(cached) as { subs: AlertSubscription[]; loadedAt: number };
+    return Date.now() - c.loadedAt < PLAN_TTL_MS ? c.subs : undefined;
+  }
+
+  private async subscriptions(org: string): Promise<AlertSubscription[]> {
+    const cached = this.cachedSubscriptions();
+    if (cached) return cached;
     this.subsLoad ??= this.withPlatform(async (p) =>
       (
         await p.db.query<{ id: string; metric_type: string; threshold: number; notification_channels: string[] }>(
@@ -598,6 +703,8 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
   /** Users active in the last 5 minutes and documents open now. */
   async realtime(): Promise<{ activeUsers: number; openDocuments: number; asOf: string }> {
     return rpcBoundary(async () => {
+      const org = this.kv("org");
+      if (org && this.hasDeferred()) await this.ready(org);
       const now = Date.now();
       this.sql.exec("delete from seen where last_seen < ?", now - ACTIVE_WINDOW_MS);
       // A document nobody touched for 30 minutes is closed even if its "left" event was lost.
@@ -610,9 +717,14 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     });
   }
 
-  /** Hands pending alerts to Postgres and reconciles a running object every few minutes; never throws. */
+  /**
+   * Applies deferred batches, hands pending alerts to Postgres and reconciles a running object every
+   * few minutes; never throws (a failure retries).
+   */
   override async alarm(): Promise<void> {
     try {
+      const org = this.kv("org");
+      if (org && this.hasDeferred()) await this.ready(org);
       await this.flushAlerts();
       const at = Number(this.kv("reconciledAt") ?? 0);
       if (Date.now() - at >= RECONCILE_EVERY_MS - 1_000) await this.reconcileShared(undefined, {});

@@ -763,9 +763,62 @@ describe("reconciliation of the organization objects", () => {
   const used = async (org: string, metric: string) =>
     (await usage().getQuotaStatus(org)).metrics.find((m) => m.metricType === metric)?.used;
 
+  it("takes a batch into a new object without waiting on Postgres; its alarm and every read apply it once", async () => {
+    const org = newOrg();
+    const events = Array.from({ length: 4 }, () => valid(ev(org, { quantity: 3, userId: "ana" })));
+    const { position } = await withDb((db) => appendEvents(db, events));
+    const counterEvents = events.map((e) => ({
+      eventId: e.eventId,
+      eventType: e.eventType,
+      userId: e.userId,
+      quantity: e.quantity,
+      occurredAt: e.timestamp.getTime(),
+      position: position.get(`${org}\u0000${e.eventId}`)!,
+    }));
+    expect(counterEvents.every((e) => e.position > 0)).toBe(true);
+    const object = orgObject(org);
+    const outcome = await withDb((db) =>
+      db.transaction(async (tx) => {
+        // A new object must reconcile with the log first, and every read of the log's watermark waits on this lock.
+        await tx.query("lock table usage_watermark in access exclusive mode");
+        const guard = new Promise((resolve) => setTimeout(() => resolve("waited for Postgres"), 10_000));
+        return Promise.race([object.apply(org, counterEvents), guard]);
+      }),
+    );
+    expect(outcome).toEqual({ applied: 0, crossings: 0 }); // kept for the alarm
+    // The alarm applies it (run here, and maybe already on its own); a redelivery counts nothing twice.
+    await runInDurableObject(object, (o: { alarm(): Promise<void> }) => o.alarm());
+    await object.apply(org, counterEvents);
+    await runInDurableObject(object, (_o: unknown, state: DurableObjectState) => {
+      const sql = state.storage.sql;
+      expect(sql.exec("select count(*) as n from deferred_batches").one().n).toBe(0);
+      expect(sql.exec("select value from sums where event_type = 'api.call'").one().value).toBe(12);
+    });
+    expect(await used(org, "api_calls")).toBe(12);
+    expect(await used(org, "collaborators")).toBe(1);
+    // A batch deferred behind a stale plan is applied by the next read, before it answers.
+    await object.invalidate();
+    const more = valid(ev(org, { quantity: 5 }));
+    const p2 = (await withDb((db) => appendEvents(db, [more]))).position;
+    const deferred = await object.apply(org, [
+      {
+        eventId: more.eventId,
+        eventType: more.eventType,
+        userId: more.userId,
+        quantity: 5,
+        occurredAt: more.timestamp.getTime(),
+        position: p2.get(`${org}\u0000${more.eventId}`)!,
+      },
+    ]);
+    expect(deferred.applied).toBe(0);
+    expect(await used(org, "api_calls")).toBe(17);
+    expect((await object.reconcile(org))?.drift).toEqual({ sums: {}, gauges: {}, users: 0 });
+  });
+
   it("heals counters that missed a batch dead-lettered after its Postgres write (cron sweep)", async () => {
     const org = newOrg();
     await record(Array.from({ length: 10 }, () => ev(org)));
+    expect(await used(org, "api_calls")).toBe(10);
     const lost = Array.from({ length: 5 }, () => ev(org, { quantity: 2, userId: "late-user" })).map(valid);
     await withDb((db) => appendEvents(db, lost)); // in Postgres, never reached the object
     expect(await used(org, "api_calls")).toBe(10);
