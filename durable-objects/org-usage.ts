@@ -88,6 +88,14 @@ const MIGRATIONS = [
   // Batches handed over while the object was not ready (plan, subscriptions, reconciliation):
   // applied before anything reads the counters, or by the alarm.
   `create table deferred_batches (id integer primary key autoincrement, events text not null);`,
+  // Every applied event is one insert: clustered on its id (no rowid B-tree beside the key's), and
+  // no index by time (nothing reads one) — two B-trees written per event instead of four.
+  `create table applied_by_id (event_id text primary key, occurred_at integer not null, position integer not null,
+     event_type text not null, quantity real not null) without rowid;
+   insert into applied_by_id select event_id, occurred_at, position, event_type, quantity from applied;
+   drop table applied;
+   alter table applied_by_id rename to applied;
+   create index applied_position on applied (position);`,
 ];
 
 /**
