@@ -91,12 +91,23 @@ async function appendChunk(
   db: Queryable,
   list: readonly UsageEvent[],
 ): Promise<{ txid: number; known: Map<string, number> }> {
-  const col = <T>(f: (e: UsageEvent) => T) => list.map(f);
-  const { rows } = await db.query<{ o: string | null; e: string | null; txid: string | null }>(
+  // One JSON parameter (serialized natively) rather than nine typed arrays: the driver escaped each
+  // array element in JavaScript, the Worker's busiest thread (~10 % of an ingest profile).
+  const rows = list.map((e) => ({
+    o: e.organizationId,
+    e: e.eventId,
+    t: e.eventType,
+    u: e.userId,
+    ri: e.resourceId,
+    rt: e.resourceType,
+    q: e.quantity,
+    m: e.metadata ?? {},
+    at: e.timestamp.toISOString(),
+  }));
+  const { rows: out } = await db.query<{ o: string | null; e: string | null; txid: string | null }>(
     `with input as (
-       select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::numeric[],
-                            $8::jsonb[], $9::timestamptz[])
-         as x(o, e, t, u, ri, rt, q, m, at)
+       select * from json_to_recordset($1::json)
+         as x(o text, e text, t text, u text, ri text, rt text, q numeric, m jsonb, at timestamptz)
      ), ins as (
        insert into usage_log (organization_id, event_id, event_type, user_id, resource_id, resource_type, quantity,
                               metadata, occurred_at)
@@ -108,22 +119,12 @@ async function appendChunk(
      union all
      select i.o, i.e, (select l.txid from usage_log l where l.organization_id = i.o and l.event_id = i.e)::text
      from input i left join ins n using (o, e) where n.o is null`,
-    [
-      col((e) => e.organizationId),
-      col((e) => e.eventId),
-      col((e) => e.eventType),
-      col((e) => e.userId ?? null),
-      col((e) => e.resourceId ?? null),
-      col((e) => e.resourceType ?? null),
-      col((e) => e.quantity),
-      col((e) => JSON.stringify(e.metadata ?? {})),
-      col((e) => e.timestamp.toISOString()),
-    ],
+    [JSON.stringify(rows)],
   );
   const known = new Map<string, number>();
   const unseen: { o: string; e: string }[] = [];
   let txid = 0;
-  for (const r of rows) {
+  for (const r of out) {
     if (r.o === null || r.e === null) txid = Number(r.txid);
     else if (r.txid === null) unseen.push({ o: r.o, e: r.e });
     else known.set(eventKey(r.o, r.e), Number(r.txid));

@@ -167,14 +167,14 @@ function fakeLog() {
       if (!text.includes("insert into usage_log")) return { rows: [] as T[], rowCount: 0 };
       calls += 1;
       txid += 1;
-      const [orgs, ids] = params as [string[], string[]];
+      const input = JSON.parse(String(params?.[0])) as { o: string; e: string }[];
       // The statement's txid first, then the known rows with the txid that recorded them.
       const rows: { o: string | null; e: string | null; txid: string }[] = [{ o: null, e: null, txid: String(txid) }];
-      orgs.forEach((o, i) => {
-        const key = `${o}\u0000${ids[i]}`;
-        if (log.has(key)) rows.push({ o, e: ids[i]!, txid: String(log.get(key)) });
+      for (const { o, e } of input) {
+        const key = `${o}\u0000${e}`;
+        if (log.has(key)) rows.push({ o, e, txid: String(log.get(key)) });
         else log.set(key, txid);
-      });
+      }
       return { rows: rows as T[], rowCount: rows.length };
     },
   };
