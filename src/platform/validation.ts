@@ -52,6 +52,15 @@ export function toStorable(value: unknown, depth = 0): unknown {
 /** Why {@link storableString} refused a string. */
 const UNSTORABLE = "must not contain U+0000 or an unpaired surrogate";
 
+// Each step of unstorablePath's walk knows its key and its parent's step: a path is built only for
+// the one reported. Module-level, not inside the walk: it runs for every ingested event.
+type PathStep = { v: unknown; key?: string; up?: PathStep };
+const pathOf = (s: PathStep | undefined, key?: string) => {
+  const keys = key === undefined ? [] : [key];
+  for (let at = s; at?.key !== undefined; at = at.up) keys.push(at.key);
+  return keys.reverse().join(".");
+};
+
 /**
  * Where in `value` a string (or an object key) Postgres cannot store sits, as a dotted path, or
  * undefined (see {@link storableString}). Such input must be refused as invalid before any query
@@ -60,14 +69,7 @@ const UNSTORABLE = "must not contain U+0000 or an unpaired surrogate";
  * hides a string from it (nor overflows the call stack).
  */
 export function unstorablePath(value: unknown): string | undefined {
-  // Each step knows its key and its parent's step: a path is built only for the one reported.
-  type Step = { v: unknown; key?: string; up?: Step };
-  const pathOf = (s: Step | undefined, key?: string) => {
-    const keys = key === undefined ? [] : [key];
-    for (let at = s; at?.key !== undefined; at = at.up) keys.push(at.key);
-    return keys.reverse().join(".");
-  };
-  const todo: Step[] = [{ v: value }];
+  const todo: PathStep[] = [{ v: value }];
   for (let step = todo.pop(); step; step = todo.pop()) {
     const v = step.v;
     if (typeof v === "string") {
