@@ -6,8 +6,10 @@ import { getConfig } from "../src/platform/config.ts";
 import { rpcBoundary } from "../src/platform/errors.ts";
 import { createLogger } from "../src/platform/logger.ts";
 import { sendTexts } from "../src/platform/queue.ts";
-import { acceptUsageEvent, parseUsageEvent } from "../src/usage/accept.ts";
+import type { CloudEvent } from "../src/events/cloudevent.ts";
+import { acceptUsageEvent } from "../src/usage/accept.ts";
 import { cloudEventToUsage, encodeUsageBatches } from "../src/usage/cloudevents.ts";
+import type { UsageEvent } from "../src/usage/schemas.ts";
 
 /**
  * One object per inbound RabbitMQ queue (named by the queue): an alarm drains a bounded burst into
@@ -33,6 +35,8 @@ export class RabbitInbound extends DurableObject<CloudflareBindings> {
     if (!queue) throw new Error("RabbitInbound: kick(queue) first");
     const config = getConfig(this.env);
     const logger = createLogger({ component: "rabbit-inbound", queue });
+    // What acceptance made of each event, for the hand-off (not converted and checked twice).
+    const accepted = new WeakMap<CloudEvent, UsageEvent>();
     return drainInbound({
       url: config.rabbitmq.url,
       topology: topology(config.rabbitmq),
@@ -45,14 +49,13 @@ export class RabbitInbound extends DurableObject<CloudflareBindings> {
           now: Date.now(),
           lateEventHorizonDays: config.usage.lateEventHorizonDays,
         });
-        return v.ok ? null : v.issues.map((i) => `${i.path}: ${i.message}`).join("; ");
+        if (!v.ok) return v.issues.map((i) => `${i.path}: ${i.message}`).join("; ");
+        accepted.set(event, v.event);
+        return null;
       },
       // Accepted events travel as usage batches: a few Queue messages per burst, not one per event.
       deliver: async (events) => {
-        const usage = events.flatMap((e) => {
-          const v = parseUsageEvent(cloudEventToUsage(e));
-          return v.ok ? [v.event] : [];
-        });
+        const usage = events.flatMap((e) => accepted.get(e) ?? []);
         await sendTexts(this.env.USAGE_EVENTS, encodeUsageBatches(usage));
       },
       chunkSize: 1_000,

@@ -34,7 +34,7 @@ const envSchema = z.object({
   TOKEN_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   MAX_BODY_BYTES: int(1024, 50 * 1024 * 1024, 1024 * 1024),
   EVENTS_INBOUND_POLL_MS: int(50, 86_400_000, 1_000),
-  EVENTS_INBOUND_BURST_MAX: int(1, 5_000, 2_000),
+  EVENTS_INBOUND_BURST_MAX: int(1, 5_000, 5_000),
   EVENTS_INBOUND_BURST_MS: int(10, 25_000, 5_000),
   EVENTS_OUTBOX_LAG_ALERT_SECONDS: int(1, 86_400, 300),
   EVENTS_RELAY_LANES: int(1, 3, 3),
