@@ -208,19 +208,28 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     if (!this.hasDeferred()) return;
     const { plan, anchor } = await this.plan(org);
     const subs = await this.subscriptions(org);
-    const ready = { plan, anchor, subs, period: billingPeriod(anchor, new Date()) };
-    let applied = 0;
-    let crossed = 0;
+    await this.afterApply(this.drainDeferred({ plan, anchor, subs, period: billingPeriod(anchor, new Date()) }));
+  }
+
+  /** Applies every deferred batch, in bounded transactions (nothing awaited in between). */
+  private drainDeferred(ready: Prepared): { applied: number; crossed: number } {
+    const total = { applied: 0, crossed: 0 };
     while (this.hasDeferred()) {
       const r = this.applyBatch(ready, []);
-      applied += r.applied;
-      crossed += r.crossed;
+      total.applied += r.applied;
+      total.crossed += r.crossed;
     }
-    await this.afterApply(crossed, applied);
+    return total;
   }
 
   private hasDeferred(): boolean {
     return this.sql.exec("select 1 from deferred_batches limit 1").toArray().length > 0;
+  }
+
+  /** Before a read that does not go through ready(): the deferred batches, if any, applied. */
+  private async settleDeferred(): Promise<void> {
+    const org = this.kv("org");
+    if (org && this.hasDeferred()) await this.ready(org);
   }
 
   /** The snapshot the base was read in (none yet: every applied event is the object's to count). */
@@ -329,10 +338,9 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
         await this.armAlarm(Date.now());
         return { applied: 0, crossings: 0 };
       }
-      const { applied, crossed } = this.applyBatch(ready, events);
-      // Deferred batches left over (a long Postgres outage's worth): the alarm takes them, now.
-      await this.afterApply(crossed + (this.hasDeferred() ? 1 : 0), applied);
-      return { applied, crossings: crossed };
+      const r = this.applyBatch(ready, events);
+      await this.afterApply(r);
+      return { applied: r.applied, crossings: r.crossed };
     });
   }
 
@@ -392,13 +400,17 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     });
   }
 
-  /** The alarm after a batch: now for claimed alerts (or work left), else the next reconciliation of an active object. */
-  private async afterApply(crossed: number, applied: number): Promise<void> {
+  /**
+   * The alarm after a batch: now for claimed alerts or deferred batches left, else the next
+   * reconciliation of an active object.
+   */
+  private async afterApply(r: { applied: number; crossed: number }): Promise<void> {
     // Claimed alerts reach Postgres on the alarm, now: the batch that crossed never waits for that
     // hand-off (outbox, notification, e-mail: ~0.5 s under load, on the Queue consumer's path).
-    if (crossed > 0) await this.armAlarm(Date.now());
+    // Deferred batches left over (a long Postgres outage's worth) are the alarm's too.
+    if (r.crossed > 0 || this.hasDeferred()) await this.armAlarm(Date.now());
     // An active object reconciles itself a few minutes on (healing anything it was never handed).
-    else if (applied > 0) await this.armAlarm(Number(this.kv("reconciledAt") ?? 0) + RECONCILE_EVERY_MS);
+    else if (r.applied > 0) await this.armAlarm(Number(this.kv("reconciledAt") ?? 0) + RECONCILE_EVERY_MS);
   }
 
   /** Records crossings to fire (once per key), inside the caller's transaction. */
@@ -420,8 +432,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
    */
   async deliverAlerts(): Promise<number> {
     return rpcBoundary(async () => {
-      const org = this.kv("org");
-      if (org && this.hasDeferred()) await this.ready(org);
+      await this.settleDeferred();
       return this.flushAlerts();
     });
   }
@@ -471,8 +482,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
   async reconcile(org?: string, options: { unlessWithinMs?: number } = {}): Promise<Reconciliation | null> {
     return rpcBoundary(async () => {
       const result = await this.reconcileShared(org, options);
-      const id = this.kv("org");
-      if (id && this.hasDeferred()) await this.ready(id);
+      await this.settleDeferred();
       return result;
     });
   }
@@ -495,7 +505,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     const period = billingPeriod(anchor, new Date());
     // Deferred batches are the object's own, not drift: applied first, if it has counters to apply them to.
     if (!first && this.kv("periodStart") === period.start.toISOString() && this.hasDeferred()) {
-      await this.afterApply(this.applyBatch({ plan, anchor, subs, period }, []).crossed, 1);
+      await this.afterApply(this.drainDeferred({ plan, anchor, subs, period }));
     }
     // Everything the log holds, in one snapshot; the object adds what it applied that the snapshot lacks.
     const truth = await this.withPlatform((p) =>
@@ -713,8 +723,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
   /** Users active in the last 5 minutes and documents open now. */
   async realtime(): Promise<{ activeUsers: number; openDocuments: number; asOf: string }> {
     return rpcBoundary(async () => {
-      const org = this.kv("org");
-      if (org && this.hasDeferred()) await this.ready(org);
+      await this.settleDeferred();
       const now = Date.now();
       this.sql.exec("delete from seen where last_seen < ?", now - ACTIVE_WINDOW_MS);
       // A document nobody touched for 30 minutes is closed even if its "left" event was lost.
@@ -733,8 +742,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
    */
   override async alarm(): Promise<void> {
     try {
-      const org = this.kv("org");
-      if (org && this.hasDeferred()) await this.ready(org);
+      await this.settleDeferred();
       await this.flushAlerts();
       const at = Number(this.kv("reconciledAt") ?? 0);
       if (Date.now() - at >= RECONCILE_EVERY_MS - 1_000) await this.reconcileShared(undefined, {});

@@ -4,7 +4,7 @@ import type { UsageEvent } from "./schemas.ts";
 
 /**
  * The usage event log and its aggregator. Ingestion is one statement per batch: the batch goes into
- * `usage_log` as typed arrays (`unnest`), deduplicated by its primary key `(organization_id,
+ * `usage_log` as one JSON parameter (`json_to_recordset`), deduplicated by its primary key `(organization_id,
  * event_id)`, nothing else on the hot path. The aggregator then folds the log into the aggregates
  * (minute, quarter-hour, hour, per-user day, monthly top users and documents, distinct-user sets,
  * the partitioned raw table, dirty day/month marks) in large grouped chunks, past a watermark. Every read adds the log's tail (the
