@@ -57,8 +57,8 @@ const ALERT_RETRY_MS = 30_000;
 /** Deferred batches (up to a Queue message's events each) applied in one SQLite transaction at most. */
 const DEFERRED_PER_TRANSACTION = 50;
 
-/** The object's SQLite schema, append-only (see `migrateSqlite`). */
-const MIGRATIONS = [
+/** The object's SQLite schema, append-only (see `migrateSqlite`); exported for its upgrade test. */
+export const ORG_USAGE_MIGRATIONS = [
   `create table if not exists applied (event_id text primary key, occurred_at integer not null);
    create index if not exists applied_time on applied (occurred_at);
    create table if not exists sums (event_type text primary key, value real not null);
@@ -121,7 +121,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     void ctx.blockConcurrencyWhile(async () => {
-      migrateSqlite(ctx.storage, MIGRATIONS);
+      migrateSqlite(ctx.storage, ORG_USAGE_MIGRATIONS);
       // A restarted object checks itself against Postgres soon (a never-reconciled one before it answers).
       const at = Number(this.kv("reconciledAt") ?? 0);
       if (at > 0 && Date.now() - at > RECONCILE_EVERY_MS && (await ctx.storage.getAlarm()) === null) {

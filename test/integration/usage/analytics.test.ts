@@ -2,6 +2,8 @@ import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { api } from "../support/api.ts";
 import { withDb } from "../support/backends.ts";
+import { ORG_USAGE_MIGRATIONS } from "../../../durable-objects/org-usage.ts";
+import { migrateSqlite } from "../../../src/platform/sqlite-schema.ts";
 import { appendEvents, tailSql } from "../../../src/usage/log.ts";
 import { purges } from "../../../src/usage/retention.ts";
 import {
@@ -813,6 +815,38 @@ describe("reconciliation of the organization objects", () => {
     expect(deferred.applied).toBe(0);
     expect(await used(org, "api_calls")).toBe(17);
     expect((await object.reconcile(org))?.drift).toEqual({ sums: {}, gauges: {}, users: 0 });
+  });
+
+  it("keeps every applied event's dedup key when its SQLite schema is upgraded", async () => {
+    await runInDurableObject(orgObject(newOrg()), (_o: unknown, state: DurableObjectState) => {
+      const sql = state.storage.sql;
+      // Back to the schema before the applied events were clustered on their id, with events in it.
+      const clustered = ORG_USAGE_MIGRATIONS.findIndex((m) => m.includes("applied_by_id"));
+      expect(clustered).toBeGreaterThan(0);
+      for (const { name } of sql
+        .exec<{ name: string }>(
+          "select name from sqlite_master where type = 'table' and name <> '_schema' and name not like 'sqlite%' and name not like '\\_cf%' escape '\\'",
+        )
+        .toArray())
+        sql.exec(`drop table ${name}`);
+      sql.exec("delete from _schema");
+      expect(migrateSqlite(state.storage, ORG_USAGE_MIGRATIONS.slice(0, clustered))).toBe(clustered);
+      sql.exec(
+        `insert into applied (event_id, occurred_at, position, event_type, quantity)
+         values ('e1', 1000, 7, 'api.call', 1.5), ('e2', 2000, 8, 'storage.upload', 300)`,
+      );
+      expect(migrateSqlite(state.storage, ORG_USAGE_MIGRATIONS)).toBe(ORG_USAGE_MIGRATIONS.length);
+      expect(sql.exec("select * from applied order by event_id").toArray()).toEqual([
+        { event_id: "e1", occurred_at: 1000, position: 7, event_type: "api.call", quantity: 1.5 },
+        { event_id: "e2", occurred_at: 2000, position: 8, event_type: "storage.upload", quantity: 300 },
+      ]);
+      // Still one row per id, and found by position (reconciliation's reads).
+      expect(() => sql.exec("insert into applied values ('e1', 1, 1, 'api.call', 1)")).toThrow(/UNIQUE|constraint/i);
+      const plan = sql
+        .exec<{ detail: string }>("explain query plan select event_id from applied where position < 8")
+        .toArray();
+      expect(plan.map((r) => r.detail).join(" ")).toContain("applied_position");
+    });
   });
 
   it("heals counters that missed a batch dead-lettered after its Postgres write (cron sweep)", async () => {
