@@ -116,6 +116,8 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
   private planGeneration = 0;
   private subsLoad: Promise<AlertSubscription[]> | undefined;
   private reconciling: Promise<Reconciliation | null> | undefined;
+  // The alert hand-off running (or done): the next one starts after it (flushAlerts).
+  private flushing: Promise<unknown> = Promise.resolve();
 
   constructor(ctx: DurableObjectState, env: CloudflareBindings) {
     super(ctx, env);
@@ -441,7 +443,18 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
    * Hands pending alerts to Postgres (outbox event, notification, e-mail — idempotent there by the
    * same key) and forgets those it took; on failure they stay and the alarm retries.
    */
-  private async flushAlerts(): Promise<number> {
+  private flushAlerts(): Promise<number> {
+    // One hand-off at a time: a caller that finds one running (the alarm's) waits for it to finish
+    // — its e-mail sent — and then hands off whatever is left.
+    const next = this.flushing.then(
+      () => this.handOffAlerts(),
+      () => this.handOffAlerts(),
+    );
+    this.flushing = next.catch(() => 0);
+    return next;
+  }
+
+  private async handOffAlerts(): Promise<number> {
     const rows = this.sql
       .exec<{ key: string; crossing: string }>("select key, crossing from pending_alerts order by created_at, rowid")
       .toArray();
