@@ -464,8 +464,14 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
       const c = JSON.parse(r.crossing) as AlertCrossing & { periodStart: string };
       return { ...c, periodStart: new Date(c.periodStart) } as AlertCrossing;
     });
+    // The e-mails it queues are sent in the background of the hand-off; the hand-off ends after
+    // that attempt (collected, not left to the object), so whoever waits for it sees them sent.
+    const sending: Promise<unknown>[] = [];
+    const ctx = { waitUntil: (p: Promise<unknown>) => void sending.push(p) };
     try {
-      await this.withPlatform((p) => fireAlerts(p, org, pending));
+      await withPlatform(this.env, ctx, createLogger({ component: "org-usage", org }), (p) =>
+        fireAlerts(p, org, pending),
+      );
     } catch (err) {
       createLogger({ component: "org-usage", org }).error("usage alerts not handed off; retrying", {
         err,
@@ -475,6 +481,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
       return 0;
     }
     for (const r of rows) this.sql.exec("delete from pending_alerts where key = ?", r.key);
+    await Promise.allSettled(sending);
     return rows.length;
   }
 
