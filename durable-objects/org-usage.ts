@@ -2,7 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import { rpcBoundary } from "../src/platform/errors.ts";
 import { createLogger } from "../src/platform/logger.ts";
 import { withPlatform } from "../src/platform/platform.ts";
-import type { Platform } from "../src/platform/platform.ts";
+import type { Platform, WaitUntil } from "../src/platform/platform.ts";
 import { migrateSqlite } from "../src/platform/sqlite-schema.ts";
 import { GAUGE_TYPES } from "../src/usage/counters.ts";
 import { fireAlerts } from "../src/usage/alerts.ts";
@@ -144,8 +144,9 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     );
   }
 
-  private withPlatform<T>(fn: (p: Platform) => Promise<T>): Promise<T> {
-    return withPlatform(this.env, this.ctx, createLogger({ component: "org-usage", org: this.kv("org") }), fn);
+  /** A platform for one call; `ctx` collects its background work instead of the object (see handOffAlerts). */
+  private withPlatform<T>(fn: (p: Platform) => Promise<T>, ctx: WaitUntil = this.ctx): Promise<T> {
+    return withPlatform(this.env, ctx, createLogger({ component: "org-usage", org: this.kv("org") }), fn);
   }
 
   /**
@@ -469,9 +470,7 @@ export class OrgUsage extends DurableObject<CloudflareBindings> {
     const sending: Promise<unknown>[] = [];
     const ctx = { waitUntil: (p: Promise<unknown>) => void sending.push(p) };
     try {
-      await withPlatform(this.env, ctx, createLogger({ component: "org-usage", org }), (p) =>
-        fireAlerts(p, org, pending),
-      );
+      await this.withPlatform((p) => fireAlerts(p, org, pending), ctx);
     } catch (err) {
       createLogger({ component: "org-usage", org }).error("usage alerts not handed off; retrying", {
         err,
